@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Developer tasks that need nothing but python3: `python3 dev.py demo|test|lint|bench|wheel-test`.
+
+Each task creates `.venv` (and installs the project with its dev extras) when it is missing
+or when `pyproject.toml` changed since it was made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+WHEEL_VENV = ROOT / ".venv-wheel"
+BIN = "Scripts" if os.name == "nt" else "bin"
+
+
+def sh(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
+    """Run a command, echoing it; stop with its exit code when it fails."""
+    print("+", " ".join(str(a) for a in args), flush=True)
+    done = subprocess.run([str(a) for a in args], cwd=cwd, env=env, check=False)
+    if done.returncode != 0:
+        sys.exit(done.returncode)
+
+
+def venv(path: Path = VENV, *, editable: bool = True) -> Path:
+    """Create or refresh the virtual environment; return its bin directory."""
+    stamp = path / ".costguard-stamp"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    bindir = path / BIN
+    if stamp.is_file() and stamp.read_text() == digest and editable:
+        return bindir
+    if not (bindir / "python").exists():
+        sh(sys.executable, "-m", "venv", path)
+    pip = (bindir / "python", "-m", "pip", "--disable-pip-version-check", "-q")
+    sh(*pip, "install", "--upgrade", "pip")
+    if editable:
+        sh(*pip, "install", "-e", ".[dev]")
+        stamp.write_text(digest)
+    return bindir
+
+
+def demo() -> None:
+    """Set up and run the main job on the embedded simulator."""
+    bindir = venv()
+    sh(bindir / "costguard", "estimate", "examples/catalog.jsonl", "--as-of", "2026-11-24")
+
+
+def lint() -> None:
+    """ruff (lint and format), mypy on src/, and the import contracts."""
+    bindir = venv()
+    sh(bindir / "ruff", "check", "src", "tests", "bench", "dev.py")
+    sh(bindir / "ruff", "format", "--check", "src", "tests", "bench", "dev.py")
+    sh(bindir / "mypy")
+    sh(bindir / "lint-imports")
+    sh(bindir / "python", "-m", "costguard", "prices", "--schema", "--check")
+
+
+def unit() -> None:
+    """The test suite against the editable install."""
+    bindir = venv()
+    sh(bindir / "python", "-m", "pytest", "-q", *sys.argv[2:])
+
+
+def wheel_test() -> None:
+    """Build the wheel, install it in a fresh venv, and run the suite against it from elsewhere."""
+    bindir = venv()
+    dist = Path(tempfile.mkdtemp(prefix="costguard-dist-"))
+    sh(bindir / "python", "-m", "build", "--wheel", "--outdir", dist, "-q")
+    wheel = next(dist.glob("costguard-*.whl"))
+    if WHEEL_VENV.exists():
+        shutil.rmtree(WHEEL_VENV)
+    wbin = venv(WHEEL_VENV, editable=False)
+    pip = (wbin / "python", "-m", "pip", "--disable-pip-version-check", "-q")
+    sh(*pip, "install", f"{wheel}[dev]")
+    work = Path(tempfile.mkdtemp(prefix="costguard-wheeltest-"))
+    shutil.copytree(ROOT / "tests", work / "tests")
+    shutil.copytree(ROOT / "examples", work / "examples")
+    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    env = {**os.environ, "COSTGUARD_EXPECT_WHEEL": "1"}
+    sh(wbin / "python", "-m", "pytest", "-q", "-x", *sys.argv[2:], cwd=work, env=env)
+
+
+def test() -> None:
+    """Everything CI runs: lint, the suite, and the suite again against the built wheel."""
+    lint()
+    unit()
+    wheel_test()
+
+
+def bench() -> None:
+    """The benchmarks in bench/, printing their figures."""
+    bindir = venv()
+    for script in sorted((ROOT / "bench").glob("*.py")):
+        sh(bindir / "python", script)
+
+
+TASKS = {
+    "demo": demo,
+    "test": test,
+    "lint": lint,
+    "unit": unit,
+    "wheel-test": wheel_test,
+    "bench": bench,
+}
+
+if __name__ == "__main__":
+    task = sys.argv[1] if len(sys.argv) > 1 else ""
+    if task not in TASKS:
+        print(f"usage: python3 dev.py {{{'|'.join(TASKS)}}}", file=sys.stderr)
+        sys.exit(2)
+    TASKS[task]()

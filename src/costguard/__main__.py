@@ -1,0 +1,5 @@
+"""`python -m costguard` runs the CLI."""
+
+from costguard.cli import main
+
+main()

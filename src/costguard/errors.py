@@ -1,0 +1,60 @@
+"""Errors costguard raises, each with its own exit code.
+
+Every message is one line that names where the problem is (file, line, field) and, where it
+can, the fix. The CLI maps these to stderr and the exit code in one place.
+"""
+
+from __future__ import annotations
+
+
+class CostguardError(Exception):
+    """Base of every error costguard raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(CostguardError):
+    """The command line asks for something impossible (unknown option value, bad date)."""
+
+    exit_code = 2
+
+
+class QueueError(CostguardError):
+    """A queue file has bad lines. Carries every error found (the CLI shows up to 20)."""
+
+    exit_code = 2
+
+    def __init__(self, errors: list[str], *, total: int | None = None) -> None:
+        self.errors = errors
+        self.total = total if total is not None else len(errors)
+        first = errors[0] if errors else "queue error"
+        more = f" (and {self.total - 1} more)" if self.total > 1 else ""
+        super().__init__(f"{first}{more}")
+
+
+class RateCardError(CostguardError):
+    """A rate card is broken or missing, or no card covers a model at the date asked."""
+
+    exit_code = 4
+
+
+class ModelUnavailableError(CostguardError):
+    """The model is shut down (or not yet available) at the date asked."""
+
+    exit_code = 2
+
+
+class BudgetExceededError(CostguardError):
+    """The maximum cost does not fit the budget. Expected, so it has its own exit code."""
+
+    exit_code = 3
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success (and, with --max-usd, the maximum cost fits the budget)",
+    1: "unexpected internal error (a bug: please report it)",
+    2: "bad input: queue lines, options, unknown or shut-down model; nothing was priced or sent",
+    3: "over budget: the maximum cost does not fit --max-usd; nothing was sent",
+    4: "rate card problem: a card is invalid, or no card covers the date or model asked",
+    130: "interrupted (Ctrl-C)",
+}

@@ -1,0 +1,31 @@
+"""Domain types shared by the queue reader, the pricing engine and the runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from costguard.pricing.schema import Provider
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRequest:
+    """One image request from a queue, normalised across the three queue formats.
+
+    Fields left out of the queue line are filled from the CLI options and then from the
+    model's rate-card defaults, so every priced request has an explicit size (and quality
+    where the model has qualities) and costguard sends exactly what it priced.
+    """
+
+    key: str
+    prompt: str
+    model: str
+    provider: Provider
+    size: str
+    quality: str | None = None
+    aspect_ratio: str | None = None
+    n: int = 1
+    images: tuple[str, ...] = ()
+    line: int = 0
+    """1-based line in the queue file, for error messages and retry files."""
+    prompt_bytes: int = field(default=0, compare=False)
+    """UTF-8 length of the prompt (and any system text), the basis of the token estimate."""

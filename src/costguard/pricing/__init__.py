@@ -1,0 +1,1 @@
+"""Rate cards: schema, loader and the pure pricing engine."""

@@ -1,0 +1,1 @@
+"""Recorded-response simulators of the Gemini and OpenAI batch + files APIs."""

@@ -1,0 +1,183 @@
+"""Simulator core: requests in, responses out, no I/O.
+
+One route table serves both faces (the respx router in `mock.py` and the HTTP server in
+`server.py`). Provider faces (`gemini.py`, `openai.py`) register their routes on a `Router`
+and keep their state (files, batch jobs) in plain, JSON-serialisable structures so a
+simulator can be saved beside a run's journal and loaded again.
+
+Time is simulated: `SimClock.now()` runs `time_scale` times faster than the wall clock, so a
+24 h batch window plays out in seconds, and tests can `advance()` it explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+
+@dataclass(frozen=True, slots=True)
+class SimRequest:
+    """An HTTP request as either face received it."""
+
+    method: str
+    path: str
+    """The URL path, without query string (e.g. `/v1/batches/abc`)."""
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    """Header names lower-cased."""
+    body: bytes
+    base_url: str
+    """`scheme://host[:port]` as the client addressed us, for absolute URLs we hand back."""
+
+    @classmethod
+    def build(
+        cls,
+        method: str,
+        path: str,
+        *,
+        query_string: str = "",
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        base_url: str = "http://127.0.0.1",
+    ) -> SimRequest:
+        """Build from raw parts, normalising header case and parsing the query string."""
+        return cls(
+            method=method.upper(),
+            path=path,
+            query=parse_qs(query_string, keep_blank_values=True),
+            headers={k.lower(): v for k, v in headers},
+            body=body,
+            base_url=base_url.rstrip("/"),
+        )
+
+    def json(self) -> Any:  # noqa: ANN401 - request bodies are arbitrary JSON
+        """The body parsed as JSON (an empty body is `{}`)."""
+        if not self.body.strip():
+            return {}
+        return json.loads(self.body)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """First value of query parameter `name`."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+@dataclass(slots=True)
+class SimResponse:
+    """An HTTP response. `body` may be bytes or an iterator of chunks (streamed downloads)."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | Iterator[bytes] = b""
+
+    @classmethod
+    def json(
+        cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> SimResponse:
+        """A JSON response."""
+        merged = {"content-type": "application/json; charset=utf-8", **(headers or {})}
+        return cls(status, merged, json.dumps(payload, separators=(",", ":")).encode())
+
+    def read(self) -> bytes:
+        """The whole body (joins a streamed body)."""
+        if isinstance(self.body, bytes):
+            return self.body
+        return b"".join(self.body)
+
+
+Handler = Callable[[SimRequest, "re.Match[str]"], SimResponse]
+
+
+class NotSimulatedError(AssertionError):
+    """A request matched no route: the simulator fails loudly rather than guessing."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One entry of the route table."""
+
+    name: str
+    """Stable endpoint name for call counts, e.g. `openai.batches.create`."""
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+class Router:
+    """The route table: method + full-match regex on the path -> handler."""
+
+    def __init__(self) -> None:
+        self.routes: list[Route] = []
+
+    def add(self, name: str, method: str, pattern: str, handler: Handler) -> None:
+        """Register `handler` for `method` requests whose path fully matches `pattern`."""
+        self.routes.append(Route(name, method.upper(), re.compile(pattern), handler))
+
+    def match(self, request: SimRequest) -> tuple[Route, re.Match[str]] | None:
+        """The first route matching the request, with its match object."""
+        for route in self.routes:
+            if route.method != request.method:
+                continue
+            found = route.pattern.fullmatch(request.path)
+            if found:
+                return route, found
+        return None
+
+
+class SimClock:
+    """Simulated time in epoch seconds, `time_scale` times faster than the wall clock."""
+
+    def __init__(self, *, time_scale: float = 3600.0, start: float | None = None) -> None:
+        self.time_scale = time_scale
+        self._wall0 = time.monotonic()
+        self._sim0 = time.time() if start is None else start
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """Current simulated time."""
+        with self._lock:
+            elapsed = (time.monotonic() - self._wall0) * self.time_scale
+            return self._sim0 + elapsed + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Jump simulated time forward (tests use this instead of sleeping)."""
+        with self._lock:
+            self._offset += seconds
+
+    def state(self) -> dict[str, float]:
+        """What `restore` needs to carry simulated time across processes."""
+        return {"now": self.now(), "time_scale": self.time_scale}
+
+    @classmethod
+    def restore(cls, state: dict[str, float]) -> SimClock:
+        """A clock that continues from a saved `state()`."""
+        return cls(time_scale=state["time_scale"], start=state["now"])
+
+
+@dataclass
+class CallLog:
+    """What a test wants to assert on: every request the simulator answered."""
+
+    calls: list[tuple[str, str, str, int]] = field(default_factory=list)
+    """(endpoint name, method, path, status) in arrival order."""
+
+    def record(self, name: str, request: SimRequest, status: int) -> None:
+        self.calls.append((name, request.method, request.path, status))
+
+    def count(self, name: str | None = None) -> int:
+        """How many requests hit endpoint `name` (all endpoints when None)."""
+        if name is None:
+            return len(self.calls)
+        return sum(1 for call in self.calls if call[0] == name)
+
+    def by_endpoint(self) -> Counter[str]:
+        """Request counts per endpoint name."""
+        return Counter(call[0] for call in self.calls)
