@@ -31,9 +31,7 @@ import binascii
 import hashlib
 import json
 import math
-import random
 import re
-import secrets
 import string
 import threading
 from array import array
@@ -47,8 +45,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costguard.resources import data_dir
-from costguard.simulator.core import Router, SimClock, SimRequest, SimResponse
-from costguard.simulator.scenario import REFUSE_MARKER, Scenario
+from costguard.simulator.core import BlobStore, Router, SimClock, SimRequest, SimResponse
+from costguard.simulator.images import ImageSource
+from costguard.simulator.scenario import Scenario
 
 JSON = dict[str, Any]
 
@@ -119,15 +118,47 @@ _ID = r"(?P<id>[^/:]+)"
 
 
 class GeminiHost(Protocol):
-    """What the face needs from the simulator that owns it."""
+    """What the face needs from the `Simulator` that owns it."""
 
     @property
     def clock(self) -> SimClock:
         """Simulated time."""
         ...
 
-    def scenario_for(self, display_name: str | None) -> Scenario:
-        """The scenario of a job with this display name (or the default one)."""
+    @property
+    def images(self) -> ImageSource:
+        """Small real images by seed."""
+        ...
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Uploaded bytes, saved beside the simulator's state."""
+        ...
+
+    def scenario_for(self, text_or_name: str | None) -> Scenario:
+        """The scenario a display name asks for (`cg_scenario=NAME`), else the default."""
+        ...
+
+    def key_allowed(self, key: str | None) -> bool:
+        """Whether an API key may call."""
+        ...
+
+    def new_id(self, length: int = 24, alphabet: str = ...) -> str:
+        """A fresh deterministic id."""
+        ...
+
+    def next_index(self, counter: str) -> int:
+        """The next value of a per-simulator counter."""
+        ...
+
+    def record_job(self, provider: str, job_id: str, scenario: str, requests: int) -> None:
+        """Note a created batch job."""
+        ...
+
+    def record_upload(
+        self, provider: str, file_id: str, filename: str, nbytes: int, purpose: str
+    ) -> None:
+        """Note an uploaded file."""
         ...
 
 
@@ -292,10 +323,6 @@ def _get(obj: object, camel: str) -> Any:
     return obj.get(_snake(camel))
 
 
-def _new_id(length: int) -> str:
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
-
-
 def _derived_id(seed: str) -> str:
     """A 22-character response id, stable for `seed`."""
     digest = hashlib.sha256(seed.encode()).digest()[:16]
@@ -384,20 +411,24 @@ def validate_request(  # noqa: PLR0911 - one check per return, in the API's orde
 
 
 def refusal_for(scenario: Scenario, position: int, prompt: str) -> RefusalKind | None:
-    """The refusal kind of the request at `position` with `prompt`, or None (see module doc)."""
+    """The refusal kind of the request at `position` with `prompt`, or None (see module doc).
+
+    Whether a request is refused is the simulator's shared rule (`Scenario.refuses`); which
+    Gemini refusal it gets is decided here.
+    """
+    if not scenario.refuses(position, prompt):
+        return None
     every = scenario.refusals.every
-    if every > 0 and position % every == scenario.refusals.offset:
+    if every > 0 and position % every == scenario.refusals.offset % every:
         return REFUSAL_KINDS[(position // every) % len(REFUSAL_KINDS)]
-    if REFUSE_MARKER in prompt:
-        return REFUSAL_KINDS[position % len(REFUSAL_KINDS)]
-    return None
+    return REFUSAL_KINDS[position % len(REFUSAL_KINDS)]
 
 
-ImageSource = Callable[[str, str], bytes]
+ImageFn = Callable[[str, str], bytes]
 
 
 def _image_candidate(
-    model: str, modalities: list[Any], seed: str, image_for: ImageSource
+    model: str, modalities: list[Any], seed: str, image_for: ImageFn
 ) -> tuple[JSON, int]:
     """A STOP candidate carrying one image (and a short text when TEXT was asked for)."""
     parts: list[JSON] = []
@@ -431,7 +462,7 @@ def generate_response(
     *,
     refusal: RefusalKind | None,
     seed: str,
-    image_for: ImageSource,
+    image_for: ImageFn,
     table: UsageTable,
 ) -> JSON:
     """The GenerateContentResponse for a valid request (see `validate_request`)."""
@@ -490,7 +521,9 @@ class _File:
     id: str
     display_name: str | None
     mime_type: str
-    content: bytes
+    blob: str
+    """Key of the bytes in the simulator's `BlobStore` (its sha256 hex digest)."""
+    size: int
     create_t: float
     deleted: bool = False
 
@@ -499,7 +532,8 @@ class _File:
             "id": self.id,
             "display_name": self.display_name,
             "mime_type": self.mime_type,
-            "content": base64.b64encode(self.content).decode("ascii"),
+            "blob": self.blob,
+            "size": self.size,
             "create_t": self.create_t,
             "deleted": self.deleted,
         }
@@ -510,7 +544,8 @@ class _File:
             id=state["id"],
             display_name=state["display_name"],
             mime_type=state["mime_type"],
-            content=base64.b64decode(state["content"]),
+            blob=state["blob"],
+            size=int(state["size"]),
             create_t=state["create_t"],
             deleted=state["deleted"],
         )
@@ -523,16 +558,19 @@ class _Upload:
     display_name: str | None
     mime_type: str
     declared_size: int | None
+    filename: str
     create_t: float
     buffer: bytearray = field(default_factory=bytearray)
 
     def to_state(self) -> JSON:
+        """Unfinished uploads keep their bytes inline (they are rare and short-lived)."""
         return {
             "id": self.id,
             "file_id": self.file_id,
             "display_name": self.display_name,
             "mime_type": self.mime_type,
             "declared_size": self.declared_size,
+            "filename": self.filename,
             "create_t": self.create_t,
             "buffer": base64.b64encode(bytes(self.buffer)).decode("ascii"),
         }
@@ -545,6 +583,7 @@ class _Upload:
             display_name=state["display_name"],
             mime_type=state["mime_type"],
             declared_size=state["declared_size"],
+            filename=state["filename"],
             create_t=state["create_t"],
             buffer=bytearray(base64.b64decode(state["buffer"])),
         )
@@ -652,12 +691,9 @@ def batch_status(batch: _Batch, now: float) -> BatchStatus:  # noqa: PLR0911 - t
     return BatchStatus(state, end_t, end_t, 0)
 
 
-def _result_order(batch: _Batch, kept: int) -> list[int] | range:
-    if not batch.scenario.shuffle:
-        return range(kept)
-    order = list(range(kept))
-    random.Random(batch.id).shuffle(order)  # noqa: S311 - a reproducible order, not a secret
-    return order
+def _result_order(batch: _Batch, kept: int) -> Iterator[int]:
+    """Positions 0..kept-1 in the order results are written (the shared shuffle rule)."""
+    return batch.scenario.order(kept)
 
 
 # --------------------------------------------------------------------------------------------
@@ -666,9 +702,14 @@ def _result_order(batch: _Batch, kept: int) -> list[int] | range:
 
 
 class GeminiFace:
-    """Gemini Developer API routes on a simulator's router, with their state."""
+    """Gemini Developer API routes on a simulator's router, with their state.
 
-    provider = "gemini"
+    The `Simulator` builds it as `GeminiFace(sim)`, calls `register(sim.router)`, runs
+    `authenticate` and flaky-call injection (`request_scenario`, `error`) before each handler,
+    and saves/restores it with `to_state` / `from_state`.
+    """
+
+    name = "gemini"
 
     def __init__(self, sim: GeminiHost) -> None:
         self._sim = sim
@@ -676,7 +717,6 @@ class GeminiFace:
         self._files: dict[str, _File] = {}
         self._uploads: dict[str, _Upload] = {}
         self._batches: dict[str, _Batch] = {}
-        self._sync_count = 0
         self.table = load_usage_table()
 
     # ---- set-up, save, load -----------------------------------------------------------------
@@ -684,19 +724,19 @@ class GeminiFace:
     def register(self, router: Router) -> None:
         """Add every Gemini route to `router` (names `gemini.<resource>.<verb>`)."""
         files = _VER + r"/files"
+        model = _VER + r"/models/(?P<model>[^/:]+)"
+        batch = _VER + r"/batches/" + _ID
         add = self._add
-        add(router, "files.upload", "POST", r"/upload" + _VER + r"/files", self._upload, auth=False)
-        add(router, "files.download", "GET", r"/download" + files + "/" + _ID + ":download",
+        add(router, "files.upload", "POST", r"/upload" + files, self._upload)
+        add(router, "files.download", "GET", "/download" + files + "/" + _ID + ":download",
             self._file_download)  # fmt: skip
-        add(router, "models.generateContent", "POST", _VER + r"/models/(?P<model>[^/:]+)"
-            r":generateContent", self._generate_content)  # fmt: skip
-        add(router, "batches.create", "POST", _VER + r"/models/(?P<model>[^/:]+)"
-            r":batchGenerateContent", self._batch_create)  # fmt: skip
+        add(router, "models.generateContent", "POST", model + ":generateContent",
+            self._generate_content)  # fmt: skip
+        add(router, "batches.create", "POST", model + ":batchGenerateContent", self._batch_create)
         add(router, "batches.list", "GET", _VER + r"/batches", self._batch_list)
-        add(router, "batches.get", "GET", _VER + r"/batches/" + _ID, self._batch_get)
-        add(router, "batches.cancel", "POST", _VER + r"/batches/" + _ID + ":cancel",
-            self._batch_cancel)  # fmt: skip
-        add(router, "batches.delete", "DELETE", _VER + r"/batches/" + _ID, self._batch_delete)
+        add(router, "batches.get", "GET", batch, self._batch_get)
+        add(router, "batches.cancel", "POST", batch + ":cancel", self._batch_cancel)
+        add(router, "batches.delete", "DELETE", batch, self._batch_delete)
         add(router, "files.list", "GET", files, self._file_list)
         add(router, "files.download", "GET", files + "/" + _ID + ":download", self._file_download)
         add(router, "files.get", "GET", files + "/" + _ID, self._file_get)
@@ -709,24 +749,17 @@ class GeminiFace:
         method: str,
         pattern: str,
         handler: Callable[[SimRequest, re.Match[str]], SimResponse],
-        *,
-        auth: bool = True,
     ) -> None:
         upload = name == "files.upload"
 
         def answer(request: SimRequest, match: re.Match[str]) -> SimResponse:
-            if auth:
-                denied = self.auth_error(request)
-                if denied is not None:
-                    return denied
             try:
                 with self._lock:
                     return handler(request, match)
             except ApiError as exc:
                 response = self.error(exc.status, exc.message, reason=exc.reason)
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                message = f"Invalid JSON payload received. {exc}"
-                response = self.error(400, message)
+                response = self.error(400, f"Invalid JSON payload received. {exc}")
             if upload:  # without it the Python SDK retries the chunk 3 times, sleeping
                 response.headers["X-Goog-Upload-Status"] = "final"
             return response
@@ -734,63 +767,80 @@ class GeminiFace:
         router.add(f"gemini.{name}", method, _PREFIX + pattern, answer)
 
     def to_state(self) -> JSON:
-        """Everything needed to continue later, as plain JSON."""
+        """Files, uploads and jobs as plain JSON (uploaded bytes stay in `sim.blobs`)."""
         with self._lock:
             return {
                 "format": 1,
-                "sync_count": self._sync_count,
                 "files": [f.to_state() for f in self._files.values()],
                 "uploads": [u.to_state() for u in self._uploads.values()],
                 "batches": [b.to_state() for b in self._batches.values()],
             }
 
-    @classmethod
-    def from_state(cls, sim: GeminiHost, state: JSON) -> GeminiFace:
-        """A face continuing from `to_state()` output."""
+    def from_state(self, state: JSON) -> None:
+        """Continue from `to_state()` output (the simulator has restored its blobs)."""
         if state.get("format") != 1:
             msg = f"unsupported Gemini simulator state format {state.get('format')!r}"
             raise ValueError(msg)
-        face = cls(sim)
-        face._sync_count = int(state["sync_count"])
-        face._files = {f["id"]: _File.from_state(f) for f in state["files"]}
-        face._uploads = {u["id"]: _Upload.from_state(u) for u in state["uploads"]}
-        face._batches = {b["id"]: _Batch.from_state(b) for b in state["batches"]}
-        return face
+        with self._lock:
+            self._files = {f["id"]: _File.from_state(f) for f in state["files"]}
+            self._uploads = {u["id"]: _Upload.from_state(u) for u in state["uploads"]}
+            self._batches = {b["id"]: _Batch.from_state(b) for b in state["batches"]}
 
-    # ---- errors and auth --------------------------------------------------------------------
+    # ---- errors, auth, scenarios of calls ---------------------------------------------------
 
-    @staticmethod
     def error(
+        self,
         status: int,
         message: str | None = None,
         *,
+        retry_after_s: float | None = None,
         reason: str | None = None,
-        retry_delay_s: float | None = None,
     ) -> SimResponse:
-        """A Gemini-shaped error response (bodies from `fixtures/gemini/errors/`)."""
-        body = error_body(status, message, reason=reason, retry_delay_s=retry_delay_s)
+        """A Gemini-shaped error response (bodies from `fixtures/gemini/errors/`).
+
+        `retry_after_s` becomes the `RetryInfo.retryDelay` of a 429; `reason` picks a variant
+        body (`API_KEY_INVALID`).
+        """
+        body = error_body(status, message, reason=reason, retry_delay_s=retry_after_s)
         return SimResponse.json(body, status=status)
 
-    def auth_error(self, request: SimRequest) -> SimResponse | None:
-        """The error for a request without an acceptable API key, or None when it may pass.
+    def authenticate(self, request: SimRequest, route: str) -> SimResponse | None:
+        """None when the request may proceed, else the real API's auth error.
 
-        The key is read from `x-goog-api-key` or `?key=`. No key: 403 PERMISSION_DENIED
-        (as the real API). A key the simulator rejects: 400 INVALID_ARGUMENT with reason
-        API_KEY_INVALID.
+        The key is read from `x-goog-api-key` or `?key=`. No key: 403 PERMISSION_DENIED. A key
+        the simulator does not allow (`sim.key_allowed`): 400 INVALID_ARGUMENT with reason
+        API_KEY_INVALID. Upload chunks (`?upload_id=`) need no key: the Python SDK sends none,
+        the upload URL itself is the credential.
         """
+        if route == "gemini.files.upload" and request.arg("upload_id") is not None:
+            return None
         key = request.headers.get("x-goog-api-key") or request.arg("key")
         if not key:
             return self.error(403)
-        if not self.key_accepted(key):
+        if not self._sim.key_allowed(key):
             return self.error(400, reason="API_KEY_INVALID")
         return None
 
-    def key_accepted(self, key: str) -> bool:
-        """Whether the simulator accepts `key` (see `auth_error`)."""
-        accepts = getattr(self._sim, "accepts_key", None)
-        if callable(accepts):
-            return bool(accepts(key))
-        return bool(key.strip())
+    def request_scenario(
+        self, request: SimRequest, route: str, match: re.Match[str]
+    ) -> Scenario | None:
+        """The scenario of the job a call is about (for flaky-call injection), else None."""
+        if route == "gemini.batches.create":
+            try:
+                display = _get(_get(request.json(), "batch"), "displayName")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return None
+            return self._sim.scenario_for(display if isinstance(display, str) else None)
+        ids = match.groupdict()
+        with self._lock:
+            if route.startswith("gemini.batches.") and ids.get("id"):
+                found = self._batches.get(ids["id"])
+                return found.scenario if found is not None else None
+            if route.startswith("gemini.files.") and ids.get("id"):
+                found = self._batches.get(ids["id"].removeprefix("batch-"))
+                if found is not None and ids["id"].startswith("batch-"):
+                    return found.scenario
+        return None
 
     # ---- shared pieces -------------------------------------------------------------------
 
@@ -798,12 +848,13 @@ class GeminiFace:
         return self._sim.clock.now()
 
     def _image(self, seed: str, mime: str) -> bytes:
-        images = getattr(self._sim, "images", None)
-        if images is not None and hasattr(images, "image_for"):
-            return bytes(images.image_for(seed, mime))
-        from costguard.simulator.images import image_for
+        return self._sim.images.image_for(seed, mime)
 
-        return image_for(seed, mime)
+    def _new_id(self, length: int) -> str:
+        return self._sim.new_id(length, _ID_ALPHABET)
+
+    def _content(self, stored: _File) -> bytes:
+        return self._sim.blobs.get(stored.blob)
 
     def _model_or_404(self, match: re.Match[str], method: str) -> str:
         model = match["model"]
@@ -867,8 +918,7 @@ class GeminiFace:
         problem = validate_request(model, body, self.table)
         if problem:
             raise ApiError(400, problem)
-        position = self._sync_count
-        self._sync_count += 1
+        position = self._sim.next_index("gemini.generateContent")
         scenario = self._sim.scenario_for(None)
         refusal = refusal_for(scenario, position, prompt_text(body))
         seed = f"sync:{model}:{position}:{prompt_text(body)}"
@@ -906,12 +956,13 @@ class GeminiFace:
         else:
             inline = None
             input_file, count, invalid, errors = self._check_input_file(model, file_name)
+        scenario = self._sim.scenario_for(display_name)
         record = _Batch(
-            id=_new_id(36),
+            id=self._new_id(36),
             model=model,
             display_name=display_name,
             create_t=self._now(),
-            scenario=self._sim.scenario_for(display_name),
+            scenario=scenario,
             count=count,
             inline=inline,
             input_file=input_file,
@@ -919,6 +970,7 @@ class GeminiFace:
             error_positions=errors,
         )
         self._batches[record.id] = record
+        self._sim.record_job(self.name, record.id, scenario.name, count)
         return SimResponse.json(self._operation(record))
 
     def _check_inline(self, model: str, items: object) -> tuple[list[JSON], list[int]]:
@@ -943,7 +995,7 @@ class GeminiFace:
         if stored is None or stored.deleted:
             raise ApiError(404, f"File {file_name} not found.")
         count, errors, invalid = 0, [], None
-        for number, line in enumerate(stored.content.splitlines(), start=1):
+        for number, line in enumerate(self._content(stored).splitlines(), start=1):
             if not line.strip():
                 continue
             try:
@@ -1091,7 +1143,7 @@ class GeminiFace:
     def _result_lines(self, batch: _Batch, kept: int) -> Iterator[bytes]:
         """The result file's JSONL lines, built one at a time."""
         stored = self._files[batch.input_file or ""]
-        content = stored.content
+        content = self._content(stored)
         starts: array[int] = array("q")
         ends: array[int] = array("q")
         pos = 0
@@ -1154,7 +1206,7 @@ class GeminiFace:
             stored = self._files.get(file_id)
             if stored is None or stored.deleted:
                 raise ApiError(404, f"File files/{file_id} not found.")
-            size, hex_digest = len(stored.content), hashlib.sha256(stored.content).hexdigest()
+            size, hex_digest = stored.size, stored.blob
             create_t, display, mime = stored.create_t, stored.display_name, stored.mime_type
         body: JSON = {"name": f"files/{file_id}"}
         if display:
@@ -1205,7 +1257,16 @@ class GeminiFace:
         if stored is None or stored.deleted:
             raise ApiError(404, f"File files/{file_id} not found.")
         stored.deleted = True
+        self._release(stored.blob)
         return SimResponse.json({})
+
+    def _release(self, blob: str) -> None:
+        """Drop uploaded bytes once no live file and no job's input refers to them."""
+        inputs = {b.input_file for b in self._batches.values()}
+        for stored in self._files.values():
+            if stored.blob == blob and (not stored.deleted or stored.id in inputs):
+                return
+        self._sim.blobs.discard(blob)
 
     def _file_download(self, _request: SimRequest, match: re.Match[str]) -> SimResponse:
         file_id = match["id"]
@@ -1226,9 +1287,6 @@ class GeminiFace:
 
     def _upload(self, request: SimRequest, match: re.Match[str]) -> SimResponse:
         if request.arg("upload_id") is None:
-            denied = self.auth_error(request)  # the start carries the key; chunks do not
-            if denied is not None:
-                return denied
             return self._upload_start(request, match)
         return self._upload_chunk(request, match)
 
@@ -1242,10 +1300,12 @@ class GeminiFace:
         meta = _get(body, "file") or {}
         if not isinstance(meta, dict):
             raise ApiError(400, "'file' must be an object.")
-        file_id = str(_get(meta, "name") or "").removeprefix("files/") or _new_id(12)
-        if not _FILE_ID.fullmatch(file_id):
-            raise ApiError(400, f"Invalid file name {file_id!r}: use [a-z0-9-], at most 40.")
-        if file_id in self._files:
+        file_id = str(_get(meta, "name") or "").removeprefix("files/") or self._new_id(12)
+        if not _FILE_ID.fullmatch(file_id) or file_id.startswith("batch-"):
+            message = f"Invalid file name {file_id!r}: use [a-z0-9-], at most 40, not batch-*."
+            raise ApiError(400, message)
+        taken = {u.file_id for u in self._uploads.values()}
+        if file_id in self._files or file_id in taken:
             raise ApiError(409, f"File files/{file_id} already exists.")
         declared = _get(meta, "sizeBytes")
         if declared is None:
@@ -1260,7 +1320,8 @@ class GeminiFace:
             or "application/octet-stream"
         )
         display = _get(meta, "displayName") or None
-        upload = _Upload(_new_id(24), file_id, display, str(mime), size, self._now())
+        filename = request.headers.get("x-goog-upload-file-name") or display or file_id
+        upload = _Upload(self._new_id(24), file_id, display, str(mime), size, filename, self._now())
         self._uploads[upload.id] = upload
         url = (
             f"{self._origin(request, match)}/upload/{match['ver']}/files"
@@ -1299,10 +1360,13 @@ class GeminiFace:
         if upload.declared_size is not None and upload.declared_size != len(upload.buffer):
             message = f"Upload declared {upload.declared_size} bytes but sent {len(upload.buffer)}."
             raise ApiError(400, message)
+        data = bytes(upload.buffer)
+        blob = self._sim.blobs.put(data)
         stored = _File(
-            upload.file_id, upload.display_name, upload.mime_type, bytes(upload.buffer), self._now()
+            upload.file_id, upload.display_name, upload.mime_type, blob, len(data), self._now()
         )
         del self._uploads[upload.id]
         self._files[stored.id] = stored
+        self._sim.record_upload(self.name, stored.id, upload.filename, len(data), "")
         body = {"file": self._file_json(stored.id, request, match)}
         return SimResponse.json(body, headers={"X-Goog-Upload-Status": "final"})
