@@ -1,1 +1,566 @@
-"""Recorded-response simulators of the Gemini and OpenAI batch + files APIs."""
+"""Offline simulator of the Gemini and OpenAI batch + files APIs, for the unmodified SDKs.
+
+One `Simulator` holds everything: a `Router` (route table), a `CallLog`, a `SimClock`, a
+`BlobStore` for uploaded bytes, the default `Scenario`, and one *face* per provider
+(`openai.py`; `gemini.py` when present). Two transports feed it `SimRequest`s and send its
+`SimResponse`s back: the in-process respx mock (`mock.py`, used by `simulate()` and the
+`costguard_sim` pytest fixture) and a real HTTP server (`server.py`, `costguard simulate serve`).
+
+    with costguard.simulate(scenario="expired") as sim:   # in-process, no network
+        ...                                               # any OpenAI / Gemini SDK code
+        assert sim.calls.count("openai.batches.create") == 1
+
+What `Simulator.handle(request)` does, in order:
+1. picks the provider: by host (`api.openai.com`, `generativelanguage.googleapis.com`), else by
+   Gemini's signals (`x-goog-*` headers, `?key=`, `/v1beta/`, `/upload/`, `:action` paths), else
+   OpenAI. Both providers serve `/v1/batches` and `/v1/files`, so this comes first;
+2. matches the provider's routes (names start with `<face.name>.`); no match answers 404 with
+   `costguard-sim: POST /v1/foo not simulated`, noted in `sim.unmatched` (`simulate()` then
+   raises `NotSimulatedError` when the block ends);
+3. `face.authenticate(request, route_name)`: `None` lets the request through;
+4. flaky injection per the scenario that governs the request (`face.request_scenario`, when the
+   face has it, else the default): every `flaky.every`-th such call answers
+   `face.error(status, retry_after_s=...)` plus `Retry-After` / `retry-after-ms` headers;
+5. the route's handler; an `UnknownScenarioError` it raises becomes `face.error(400, message)`;
+6. one `CallLog` entry per request: (route name, method, path, status).
+
+Face interface (what `gemini.py` implements as `class GeminiFace`)
+------------------------------------------------------------------
+    class GeminiFace:
+        name = "gemini"          # prefix of every route name: "gemini.batches.create", ...
+        def __init__(self, sim: Simulator) -> None
+        def register(self, router: Router) -> None
+            # router.add("gemini.batches.get", "GET", r"/v1(?:beta)?/batches/(?P<id>[^/:]+)", fn)
+            # with fn(request: SimRequest, match: re.Match[str]) -> SimResponse
+        def authenticate(self, request: SimRequest, route: str) -> SimResponse | None
+            # None = go on; else the provider's auth error. Use `sim.key_allowed(key)`.
+        def error(self, status: int, message: str | None = None, *,
+                  retry_after_s: float | None = None) -> SimResponse
+            # the provider-shaped error body for `status` (message None = the provider's usual
+            # text for that status); used for flaky calls, unknown scenarios, unmatched paths.
+        def to_state(self) -> dict[str, Any]        # JSON-serialisable; bytes go to sim.blobs
+        def from_state(self, state: dict[str, Any]) -> None
+        # optional:
+        def request_scenario(self, request, route: str, match) -> Scenario | None
+            # the per-job scenario governing this call (flaky injection), None = default
+
+The simulator offers faces:
+- `sim.clock.now()` (simulated epoch seconds, `time_scale`x faster than wall time);
+- `sim.scenario` (default), `sim.scenario_for(display_name)` (finds `cg_scenario=NAME` in free
+  text, else the default), `sim.scenario_named(name)` (strict; OpenAI's metadata value); both
+  raise `UnknownScenarioError` listing the built-ins, which `handle` turns into a 400;
+  `scenario.refuses(position, prompt)` and `scenario.order(n)` are the shared refusal and
+  shuffle rules;
+- `sim.images.image_for(seed, mime)` / `sim.images.b64(seed, mime)`: real, tiny, deterministic;
+- `sim.blobs.put(data) -> key`, `.get(key)`, `.discard(key)`: upload storage saved with the state;
+- `sim.new_id(length, alphabet)`: deterministic ids; `sim.next_index(counter)`: per-simulator
+  counters (sync-call positions); `sim.key_allowed(key)`;
+- `sim.record_job(provider, job_id, scenario_name, requests)` and
+  `sim.record_upload(provider, file_id, filename, nbytes, purpose)`: what tests read back as
+  `sim.jobs` and `sim.uploads`.
+
+State: `sim.save(path)` writes `path` (JSON: clock, default scenario, counters, each face's
+`to_state()`) and `path.blobs/<sha256>` (uploaded bytes, written once). `Simulator.load(path)`
+continues from there; generated images and result files are regenerated, never stored. API
+keys are never written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import string
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from costguard.errors import UsageError
+from costguard.simulator.core import (
+    BlobStore,
+    CallLog,
+    NotSimulatedError,
+    Router,
+    SimClock,
+    SimRequest,
+    SimResponse,
+)
+from costguard.simulator.images import ImageSource
+from costguard.simulator.scenario import (
+    SCENARIO_MARKER,
+    Scenario,
+    UnknownScenarioError,
+    builtin_names,
+    load_scenario,
+)
+
+if TYPE_CHECKING:
+    from costguard.simulator.openai import OpenAIFace
+
+__all__ = [
+    "Face",
+    "JobRecord",
+    "NotSimulatedError",
+    "SimRequest",
+    "SimResponse",
+    "Simulator",
+    "SimulatorStateError",
+    "UnknownScenarioError",
+    "UploadRecord",
+    "simulate",
+]
+
+STATE_FORMAT = "costguard-sim/1"
+"""The `format` field of a saved state; `load` refuses anything else."""
+
+ID_ALPHABET = string.ascii_letters + string.digits
+PROVIDER_HOSTS = {
+    "api.openai.com": "openai",
+    "generativelanguage.googleapis.com": "gemini",
+}
+"""Hosts the in-process face answers by default, and the provider each belongs to."""
+
+_GEMINI_PATH = re.compile(r"^/(?:v1beta|v1alpha|upload|download)/|^/v1/models/|:[A-Za-z]+$")
+
+
+class Face(Protocol):
+    """One provider's face: its routes, its auth, its error shape and its state."""
+
+    @property
+    def name(self) -> str:
+        """Provider id and prefix of every route name (`openai`, `gemini`)."""
+        ...
+
+    def register(self, router: Router) -> None:
+        """Add the provider's routes to `router`."""
+        ...
+
+    def authenticate(self, request: SimRequest, route: str) -> SimResponse | None:
+        """None when the request may proceed, else the provider's auth error."""
+        ...
+
+    def error(
+        self, status: int, message: str | None = None, *, retry_after_s: float | None = None
+    ) -> SimResponse:
+        """The provider-shaped error response for `status`."""
+        ...
+
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to resume, JSON-serialisable."""
+        ...
+
+    def from_state(self, state: dict[str, Any]) -> None:
+        """Resume from `to_state()` output."""
+        ...
+
+
+class SimulatorStateError(UsageError):
+    """A saved simulator state file is missing, unreadable or of another format."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A batch job some client created (what tests assert on)."""
+
+    provider: str
+    id: str
+    scenario: str
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRecord:
+    """A file some client uploaded (what tests assert on)."""
+
+    provider: str
+    id: str
+    filename: str
+    bytes: int
+    purpose: str
+
+
+def _gemini_face_class() -> type[Any] | None:
+    """`GeminiFace` when `costguard.simulator.gemini` exists (it is written in parallel)."""
+    try:
+        from costguard.simulator import gemini
+    except ModuleNotFoundError as exc:
+        if exc.name == "costguard.simulator.gemini":
+            return None
+        raise
+    face: type[Any] | None = getattr(gemini, "GeminiFace", None)
+    return face
+
+
+def provider_of(request: SimRequest) -> str:
+    """Which provider a request is for: by host, then by Gemini's signals, else OpenAI."""
+    host = urlsplit(request.base_url).hostname or ""
+    if host in PROVIDER_HOSTS:
+        return PROVIDER_HOSTS[host]
+    headers = request.headers
+    if any(name.startswith("x-goog-") for name in headers) or "key" in request.query:
+        return "gemini"
+    if "google-genai" in headers.get("user-agent", ""):
+        return "gemini"
+    if _GEMINI_PATH.search(request.path):
+        return "gemini"
+    return "openai"
+
+
+def _blob_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".blobs")
+
+
+class Simulator:
+    """The simulated providers: state, clock, scenarios and faces behind `handle()`."""
+
+    def __init__(
+        self,
+        scenario: str | Path | Scenario | None = None,
+        *,
+        api_keys: Iterable[str] | None = None,
+        time_scale: float | None = None,
+        seed: str = "costguard",
+        clock: SimClock | None = None,
+    ) -> None:
+        """Build a simulator.
+
+        Args:
+            scenario: Default scenario: a built-in name, a YAML path or a `Scenario`
+                (`succeeded` when None). Jobs may pick another one each (see `scenario_for`).
+            api_keys: Accept only these keys (anything else is a wrong key); None accepts any
+                non-empty key.
+            time_scale: Simulated seconds per wall second (default: the scenario's).
+            seed: Seed of the deterministic ids.
+            clock: A clock to continue (used by `load`).
+        """
+        self._lock = threading.RLock()
+        self._scenarios: dict[str, Scenario] = {}
+        self.scenario = self._default_scenario(scenario)
+        self.clock = clock or SimClock(time_scale=time_scale or self.scenario.time_scale)
+        self.router = Router()
+        self.calls = CallLog()
+        self.blobs = BlobStore()
+        self.images = ImageSource()
+        self.api_keys = frozenset(api_keys) if api_keys is not None else None
+        self.seed = seed
+        self.jobs: list[JobRecord] = []
+        self.uploads: list[UploadRecord] = []
+        self.unmatched: list[str] = []
+        self.autosave: Path | None = None
+        """When set, `handle` saves the state there after every request."""
+        self._ids = 0
+        self._counters: Counter[str] = Counter()
+        self._foreign_states: dict[str, dict[str, Any]] = {}
+        self.faces: dict[str, Face] = {}
+
+        from costguard.simulator.openai import OpenAIFace
+
+        self._add_face(OpenAIFace(self))
+        gemini = _gemini_face_class()
+        if gemini is not None:
+            self._add_face(gemini(self))
+
+    # -- faces -----------------------------------------------------------------------------
+
+    def _add_face(self, face: Face) -> None:
+        self.faces[face.name] = face
+        face.register(self.router)
+
+    @property
+    def openai(self) -> OpenAIFace:
+        """The OpenAI face (its files and batches, for tests that look inside)."""
+        from costguard.simulator.openai import OpenAIFace
+
+        face = self.faces["openai"]
+        assert isinstance(face, OpenAIFace)
+        return face
+
+    @property
+    def gemini(self) -> Any | None:
+        """The Gemini face, or None while `costguard.simulator.gemini` does not exist."""
+        return self.faces.get("gemini")
+
+    # -- scenarios -------------------------------------------------------------------------
+
+    def _default_scenario(self, scenario: str | Path | Scenario | None) -> Scenario:
+        if isinstance(scenario, Scenario):
+            resolved = scenario
+        else:
+            resolved = load_scenario(str(scenario) if scenario is not None else "succeeded")
+        self.register_scenario(resolved)
+        return resolved
+
+    def register_scenario(self, scenario: Scenario) -> None:
+        """Make `scenario` selectable per job by its name (besides the built-ins)."""
+        with self._lock:
+            self._scenarios[scenario.name] = scenario
+
+    def scenario_named(self, name: str) -> Scenario:
+        """The scenario called `name`: a registered one, else a built-in (cached).
+
+        Request data never names a file path: only registered and built-in names resolve.
+
+        Raises:
+            UnknownScenarioError: with the list of names that exist.
+        """
+        with self._lock:
+            found = self._scenarios.get(name)
+            if found is not None:
+                return found
+            builtins = builtin_names()
+            if name not in builtins:
+                known = ", ".join(sorted({*builtins, *self._scenarios}))
+                msg = f"costguard-sim: unknown scenario {name!r}; known scenarios: {known}"
+                raise UnknownScenarioError(msg)
+            loaded = load_scenario(name)
+            self._scenarios[name] = loaded
+            return loaded
+
+    def scenario_for(self, text_or_name: str | None) -> Scenario:
+        """The scenario a job asked for in free text (a Gemini display name).
+
+        `cg_scenario=NAME` anywhere in the text selects NAME (strictly: an unknown NAME raises
+        `UnknownScenarioError`); text without it, or None, gets the default scenario.
+        OpenAI's `metadata={"cg_scenario": NAME}` goes through `scenario_named`.
+        """
+        if not text_or_name:
+            return self.scenario
+        found = SCENARIO_MARKER.search(text_or_name)
+        return self.scenario_named(found.group(1)) if found else self.scenario
+
+    # -- helpers for faces -------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Simulated time, epoch seconds."""
+        return self.clock.now()
+
+    def advance(self, seconds: float) -> None:
+        """Move simulated time forward (tests use this instead of sleeping)."""
+        self.clock.advance(seconds)
+
+    def key_allowed(self, key: str | None) -> bool:
+        """Whether `key` may call: any non-empty key, unless `api_keys` restricts them."""
+        if not key:
+            return False
+        return self.api_keys is None or key in self.api_keys
+
+    def new_id(self, length: int = 24, alphabet: str = ID_ALPHABET) -> str:
+        """A fresh id of `length` (<= 64) characters from `alphabet`, deterministic per seed."""
+        with self._lock:
+            self._ids += 1
+            number = self._ids
+        digest = hashlib.sha512(f"{self.seed}:{number}".encode()).digest()
+        return "".join(alphabet[byte % len(alphabet)] for byte in digest[:length])
+
+    def next_index(self, counter: str) -> int:
+        """The next 0-based value of a named per-simulator counter."""
+        with self._lock:
+            value = self._counters[counter]
+            self._counters[counter] = value + 1
+            return value
+
+    def record_job(self, provider: str, job_id: str, scenario: str, requests: int) -> None:
+        """Note a created batch job."""
+        with self._lock:
+            self.jobs.append(JobRecord(provider, job_id, scenario, requests))
+
+    def record_upload(
+        self, provider: str, file_id: str, filename: str, nbytes: int, purpose: str
+    ) -> None:
+        """Note an uploaded file."""
+        with self._lock:
+            self.uploads.append(UploadRecord(provider, file_id, filename, nbytes, purpose))
+
+    # -- the request path ------------------------------------------------------------------
+
+    def handle(self, request: SimRequest) -> SimResponse:
+        """Answer one request as the provider would (see the module docstring)."""
+        with self._lock:
+            response = self._dispatch(request)
+            if self.autosave is not None:
+                self.save(self.autosave)
+            return response
+
+    def _dispatch(self, request: SimRequest) -> SimResponse:
+        provider = provider_of(request)
+        face = self.faces.get(provider)
+        found = self.router.match(request, prefix=f"{provider}.")
+        if face is None or found is None:
+            message = f"costguard-sim: {request.method} {request.path} not simulated"
+            self.unmatched.append(message)
+            missing = face.error(404, message) if face else _plain_error(404, message)
+            self.calls.record("unmatched", request, missing.status)
+            return missing
+        route, match = found
+        response = face.authenticate(request, route.name) or self._flaky(
+            face, request, route.name, match
+        )
+        if response is None:
+            try:
+                response = route.handler(request, match)
+            except UnknownScenarioError as exc:
+                response = face.error(400, str(exc))
+        self.calls.record(route.name, request, response.status)
+        return response
+
+    def _flaky(
+        self, face: Face, request: SimRequest, route: str, match: re.Match[str]
+    ) -> SimResponse | None:
+        scenario = self.scenario
+        hook = getattr(face, "request_scenario", None)
+        if hook is not None:
+            try:
+                scenario = hook(request, route, match) or self.scenario
+            except UnknownScenarioError:
+                return None  # the handler reports it properly
+        every = scenario.flaky.every
+        if every <= 0:
+            return None
+        count = self.next_index(f"flaky:{scenario.name}") + 1
+        if count % every:
+            return None
+        statuses = scenario.flaky.statuses or [429]
+        status = statuses[(count // every - 1) % len(statuses)]
+        wait = scenario.flaky.retry_after_s
+        response = face.error(status, retry_after_s=wait)
+        response.headers.setdefault("retry-after", str(max(1, round(wait + 0.4999))))
+        response.headers.setdefault("retry-after-ms", str(round(wait * 1000)))
+        return response
+
+    # -- state -----------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The whole simulator as JSON-serialisable data (blob bytes excluded)."""
+        with self._lock:
+            faces = dict(self._foreign_states)
+            faces.update({name: face.to_state() for name, face in self.faces.items()})
+            return {
+                "format": STATE_FORMAT,
+                "seed": self.seed,
+                "clock": self.clock.state(),
+                "scenario": self.scenario.model_dump(mode="json"),
+                "scenarios": {
+                    name: sc.model_dump(mode="json")
+                    for name, sc in self._scenarios.items()
+                    if name not in builtin_names()
+                },
+                "ids": self._ids,
+                "counters": dict(self._counters),
+                "jobs": [asdict(job) for job in self.jobs],
+                "uploads": [asdict(upload) for upload in self.uploads],
+                "blobs": sorted(self.blobs.keys()),
+                "faces": faces,
+            }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the state to `path` and uploaded bytes to `path.blobs/` (atomically)."""
+        target = Path(path)
+        blobs = _blob_dir(target)
+        with self._lock:
+            state = self.to_state()
+            if state["blobs"]:
+                blobs.mkdir(parents=True, exist_ok=True)
+            for key in state["blobs"]:
+                blob = blobs / key
+                if not blob.exists():
+                    partial = blob.with_name(key + ".part")
+                    partial.write_bytes(self.blobs.get(key))
+                    partial.replace(blob)
+            partial = target.with_name(target.name + ".part")
+            partial.write_text(json.dumps(state, separators=(",", ":")), encoding="utf-8")
+            partial.replace(target)
+        return target
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], *, api_keys: Iterable[str] | None = None
+    ) -> Simulator:
+        """A simulator that continues from `save(path)`: same clock, files and jobs."""
+        source = Path(path)
+        try:
+            state = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            msg = f"{source}: cannot read simulator state: {exc}"
+            raise SimulatorStateError(msg) from exc
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            msg = f"{source}: not a costguard simulator state (expected format {STATE_FORMAT})"
+            raise SimulatorStateError(msg)
+        sim = cls(
+            Scenario.model_validate(state["scenario"]),
+            api_keys=api_keys,
+            seed=state["seed"],
+            clock=SimClock.restore(state["clock"]),
+        )
+        for data in state.get("scenarios", {}).values():
+            sim.register_scenario(Scenario.model_validate(data))
+        blobs = _blob_dir(source)
+        for key in state["blobs"]:
+            try:
+                data = (blobs / key).read_bytes()
+            except OSError as exc:
+                msg = f"{blobs / key}: uploaded file missing from the saved state: {exc}"
+                raise SimulatorStateError(msg) from exc
+            if sim.blobs.put(data) != key:
+                msg = f"{blobs / key}: contents do not match their sha256 name"
+                raise SimulatorStateError(msg)
+        sim._ids = int(state["ids"])
+        sim._counters = Counter({k: int(v) for k, v in state["counters"].items()})
+        sim.jobs = [JobRecord(**job) for job in state["jobs"]]
+        sim.uploads = [UploadRecord(**upload) for upload in state["uploads"]]
+        for name, face_state in state["faces"].items():
+            face = sim.faces.get(name)
+            if face is None:
+                sim._foreign_states[name] = face_state  # kept, and saved again
+            else:
+                face.from_state(face_state)
+        return sim
+
+
+def _plain_error(status: int, message: str) -> SimResponse:
+    return SimResponse.json(
+        {"error": {"message": message, "type": "invalid_request_error", "code": None}}, status
+    )
+
+
+@contextlib.contextmanager
+def simulate(
+    scenario: str | Path | Scenario | None = None,
+    *,
+    base_urls: Iterable[str] = (),
+    api_keys: Iterable[str] | None = None,
+    state: str | os.PathLike[str] | None = None,
+    strict: bool = True,
+) -> Iterator[Simulator]:
+    """Answer every OpenAI and Gemini SDK call in this process from a fresh simulator.
+
+    Args:
+        scenario: Default scenario name, YAML path or `Scenario` (`succeeded` when None).
+        base_urls: Extra origins to answer besides the providers' own hosts
+            (e.g. `"http://llm-gateway.internal"`); other hosts pass through untouched.
+        api_keys: Accept only these keys (see `Simulator`).
+        state: A state file: loaded when it exists, saved after every request.
+        strict: Raise `NotSimulatedError` at the end when a request matched no route.
+
+    Yields:
+        The simulator, for assertions (`sim.calls`, `sim.jobs`, `sim.uploads`) and
+        `sim.advance(seconds)`.
+    """
+    from costguard.simulator.mock import mock_transport
+
+    if state is not None and Path(state).exists():
+        sim = Simulator.load(state, api_keys=api_keys)
+    else:
+        sim = Simulator(scenario, api_keys=api_keys)
+    if state is not None:
+        sim.autosave = Path(state)
+    with mock_transport(sim, base_urls=base_urls):
+        yield sim
+    if strict and sim.unmatched:
+        msg = f"{sim.unmatched[0]} ({len(sim.unmatched)} unmatched request(s) in all)"
+        raise NotSimulatedError(msg)

@@ -11,6 +11,7 @@ Time is simulated: `SimClock.now()` runs `time_scale` times faster than the wall
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -57,7 +58,7 @@ class SimRequest:
             base_url=base_url.rstrip("/"),
         )
 
-    def json(self) -> Any:  # noqa: ANN401 - request bodies are arbitrary JSON
+    def json(self) -> Any:
         """The body parsed as JSON (an empty body is `{}`)."""
         if not self.body.strip():
             return {}
@@ -120,10 +121,14 @@ class Router:
         """Register `handler` for `method` requests whose path fully matches `pattern`."""
         self.routes.append(Route(name, method.upper(), re.compile(pattern), handler))
 
-    def match(self, request: SimRequest) -> tuple[Route, re.Match[str]] | None:
-        """The first route matching the request, with its match object."""
+    def match(self, request: SimRequest, *, prefix: str = "") -> tuple[Route, re.Match[str]] | None:
+        """The first route matching the request, with its match object.
+
+        `prefix` limits the search to routes whose name starts with it (`"openai."`): both
+        providers serve `/v1/batches`, so the simulator picks the provider first.
+        """
         for route in self.routes:
-            if route.method != request.method:
+            if route.method != request.method or not route.name.startswith(prefix):
                 continue
             found = route.pattern.fullmatch(request.path)
             if found:
@@ -162,6 +167,45 @@ class SimClock:
         return cls(time_scale=state["time_scale"], start=state["now"])
 
 
+class BlobStore:
+    """Uploaded file contents, content-addressed (sha256 hex), shared by both faces.
+
+    Faces keep blob keys in their state, never the bytes, so a saved simulator writes each
+    upload once, to a sidecar folder beside its JSON state.
+    """
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put(self, data: bytes) -> str:
+        """Store `data`; return its key."""
+        key = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            self._blobs.setdefault(key, data)
+        return key
+
+    def get(self, key: str) -> bytes:
+        """The bytes stored under `key` (KeyError when unknown)."""
+        return self._blobs[key]
+
+    def discard(self, key: str) -> None:
+        """Forget `key` (a face calls this once nothing refers to it any more)."""
+        with self._lock:
+            self._blobs.pop(key, None)
+
+    def keys(self) -> list[str]:
+        """Every stored key."""
+        with self._lock:
+            return list(self._blobs)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._blobs
+
+    def __len__(self) -> int:
+        return len(self._blobs)
+
+
 @dataclass
 class CallLog:
     """What a test wants to assert on: every request the simulator answered."""
@@ -170,7 +214,12 @@ class CallLog:
     """(endpoint name, method, path, status) in arrival order."""
 
     def record(self, name: str, request: SimRequest, status: int) -> None:
+        """Note one answered request (no headers, no query, no body: nothing secret)."""
         self.calls.append((name, request.method, request.path, status))
+
+    def statuses(self, name: str) -> list[int]:
+        """The statuses answered on endpoint `name`, in order."""
+        return [call[3] for call in self.calls if call[0] == name]
 
     def count(self, name: str | None = None) -> int:
         """How many requests hit endpoint `name` (all endpoints when None)."""

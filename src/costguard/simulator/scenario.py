@@ -7,18 +7,29 @@ each request's outcome, deterministically from the request's position and prompt
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from costguard.errors import UsageError
 from costguard.resources import data_dir
 
 Terminal = Literal["succeeded", "expired", "cancelled", "failed"]
 
 REFUSE_MARKER = "[refuse]"
 """A prompt containing this marker is refused under every scenario (documented for users)."""
+
+SCENARIO_MARKER = re.compile(r"cg_scenario=([A-Za-z0-9_.\-]+)")
+"""How free text (a Gemini display name) asks for a scenario: `cg_scenario=expired`."""
+
+
+class UnknownScenarioError(UsageError, ValueError):
+    """A scenario name or file that does not exist or does not validate."""
 
 
 class _Model(BaseModel):
@@ -66,10 +77,46 @@ class Scenario(_Model):
     shuffle: bool = False
     """Write result files out of input order."""
 
+    def refuses(self, position: int | None, prompt: str) -> bool:
+        """Whether the provider refuses this request on safety grounds.
+
+        A prompt containing `REFUSE_MARKER` is refused under every scenario; otherwise the
+        request at 0-based `position` is refused when `refusals.every` > 0 and
+        `position % every == offset % every`. Synchronous calls pass their per-simulator
+        call index as the position.
+        """
+        if REFUSE_MARKER in prompt:
+            return True
+        every = self.refusals.every
+        if position is None or every <= 0:
+            return False
+        return position % every == self.refusals.offset % every
+
+    def order(self, count: int) -> Iterator[int]:
+        """The input positions in the order results are written (shuffled when `shuffle`).
+
+        The shuffle is a fixed affine permutation `i -> (a*i + b) mod count`, so it is the same
+        on every run and needs no memory, even for a 50,000-request batch.
+        """
+        if not self.shuffle or count < 3:
+            yield from range(count)
+            return
+        step = max(2, round(count * 0.6180339887))
+        while math.gcd(step, count) != 1:
+            step += 1
+        start = count // 3
+        for i in range(count):
+            yield (step * i + start) % count
+
 
 def builtin_dir() -> Path:
     """The folder of the built-in scenario files."""
     return data_dir("fixtures") / "scenarios"
+
+
+def builtin_names() -> list[str]:
+    """Names of the built-in scenarios, sorted."""
+    return sorted(p.stem for p in builtin_dir().glob("*.yaml"))
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -78,13 +125,18 @@ def load_scenario(name_or_path: str) -> Scenario:
     if not path.suffix:
         path = builtin_dir() / f"{name_or_path}.yaml"
         if not path.is_file():
-            known = ", ".join(sorted(p.stem for p in builtin_dir().glob("*.yaml")))
+            known = ", ".join(builtin_names())
             msg = f"unknown scenario {name_or_path!r}; built-in scenarios: {known}"
-            raise ValueError(msg)
+            raise UnknownScenarioError(msg)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return Scenario.model_validate(data)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        msg = f"{path}: invalid scenario: {where}: {err['msg']}"
+        raise UnknownScenarioError(msg) from exc
+    except (OSError, yaml.YAMLError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         msg = f"{path}: invalid scenario: {first}"
-        raise ValueError(msg) from exc
+        raise UnknownScenarioError(msg) from exc
