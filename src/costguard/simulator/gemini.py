@@ -310,6 +310,7 @@ class ApiError(Exception):
 # --------------------------------------------------------------------------------------------
 
 
+@cache
 def _snake(camel: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
 
