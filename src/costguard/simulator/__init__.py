@@ -70,6 +70,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import re
 import string
@@ -115,6 +116,8 @@ __all__ = [
     "UploadRecord",
     "simulate",
 ]
+
+_log = logging.getLogger("costguard.simulator")
 
 STATE_FORMAT = "costguard-sim/1"
 """The `format` field of a saved state; `load` refuses anything else."""
@@ -252,6 +255,9 @@ class Simulator:
         self.jobs: list[JobRecord] = []
         self.uploads: list[UploadRecord] = []
         self.unmatched: list[str] = []
+        """`costguard-sim: POST /v1/foo not simulated` for each request no route matched."""
+        self.failures: list[str] = []
+        """One line per request the simulator itself failed on (answered 500; a bug)."""
         self.autosave: Path | None = None
         """When set, `handle` saves the state there after every request."""
         self._ids = 0
@@ -398,14 +404,20 @@ class Simulator:
             self.calls.record("unmatched", request, missing.status)
             return missing
         route, match = found
-        response = face.authenticate(request, route.name) or self._flaky(
-            face, request, route.name, match
-        )
-        if response is None:
-            try:
+        try:
+            response = face.authenticate(request, route.name) or self._flaky(
+                face, request, route.name, match
+            )
+            if response is None:
                 response = route.handler(request, match)
-            except UnknownScenarioError as exc:
-                response = face.error(400, str(exc))
+        except UnknownScenarioError as exc:
+            response = face.error(400, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug in a face answers 500, loudly
+            message = f"costguard-sim: internal error in {route.name}: {type(exc).__name__}: {exc}"
+            _log.exception("%s", message)
+            self.failures.append(message)
+            response = face.error(500, message)
+            response.headers["x-should-retry"] = "false"
         self.calls.record(route.name, request, response.status)
         return response
 
@@ -545,7 +557,8 @@ def simulate(
             (e.g. `"http://llm-gateway.internal"`); other hosts pass through untouched.
         api_keys: Accept only these keys (see `Simulator`).
         state: A state file: loaded when it exists, saved after every request.
-        strict: Raise `NotSimulatedError` at the end when a request matched no route.
+        strict: Raise `NotSimulatedError` at the end when a request matched no route or the
+            simulator failed on one.
 
     Yields:
         The simulator, for assertions (`sim.calls`, `sim.jobs`, `sim.uploads`) and
@@ -561,6 +574,7 @@ def simulate(
         sim.autosave = Path(state)
     with mock_transport(sim, base_urls=base_urls):
         yield sim
-    if strict and sim.unmatched:
-        msg = f"{sim.unmatched[0]} ({len(sim.unmatched)} unmatched request(s) in all)"
+    problems = [*sim.failures, *sim.unmatched]
+    if strict and problems:
+        msg = f"{problems[0]} ({len(problems)} request(s) not simulated in all)"
         raise NotSimulatedError(msg)

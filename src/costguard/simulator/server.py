@@ -1,0 +1,155 @@
+"""HTTP face: a real server (starlette on uvicorn) in front of a `Simulator`.
+
+Every request, whatever its path, becomes a `SimRequest` (its base URL taken from the `Host`
+header, so absolute upload URLs point back here) and is answered by `Simulator.handle` in a
+worker thread; streamed bodies (downloads) are sent as they are generated. The server binds
+127.0.0.1 by default; port 0 picks a free port. The access log is off, because a Gemini
+client may put its key in the query string: `log=` gets one line per request without it.
+
+    with serve_in_thread(sim) as base_url:      # tests: OpenAI(base_url=base_url + "/v1")
+        ...
+    serve(sim, port=8765, ready=print)          # `costguard simulate serve`: blocks
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from costguard.simulator import Simulator
+from costguard.simulator.core import SimRequest
+
+__all__ = ["bind", "create_app", "serve", "serve_in_thread"]
+
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+def create_app(sim: Simulator, *, log: Callable[[str], None] | None = None) -> Starlette:
+    """The ASGI app answering every path from `sim`.
+
+    Args:
+        sim: The simulator.
+        log: Called with `METHOD /path -> status` per request (no query, no headers).
+    """
+
+    async def answer(request: Request) -> Response:
+        body = await request.body()
+        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
+        sim_request = SimRequest.build(
+            request.method,
+            request.url.path,
+            query_string=request.url.query,
+            headers=request.headers.items(),
+            body=body,
+            base_url=f"{request.url.scheme}://{host}",
+        )
+        response = await run_in_threadpool(sim.handle, sim_request)
+        if log is not None:
+            log(f"{request.method} {request.url.path} -> {response.status}")
+        if isinstance(response.body, bytes):
+            return Response(response.body, status_code=response.status, headers=response.headers)
+        return StreamingResponse(response.body, response.status, headers=response.headers)
+
+    return Starlette(routes=[Route("/{path:path}", answer, methods=METHODS)])
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening TCP socket on `host:port` (0 = a free port).
+
+    Raises:
+        OSError: when the address is taken or cannot be bound.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def base_url_of(sock: socket.socket) -> str:
+    """`http://host:port` for a bound socket (a wildcard address shows as loopback)."""
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", "::"):  # noqa: S104 - reading the bound address, not binding it
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _server(sim: Simulator, log: Callable[[str], None] | None) -> uvicorn.Server:
+    config = uvicorn.Config(
+        create_app(sim, log=log),
+        lifespan="off",
+        access_log=False,
+        log_config=None,
+        log_level="warning",
+        timeout_graceful_shutdown=2,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(
+    sim: Simulator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ready: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> None:
+    """Serve `sim` until interrupted (Ctrl-C / SIGTERM); `ready(base_url)` once listening."""
+    sock = bind(host, port)
+    try:
+        if ready is not None:
+            ready(base_url_of(sock))
+        _server(sim, log).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    sim: Simulator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> Iterator[str]:
+    """Serve `sim` from a background thread for the duration of the block.
+
+    Yields:
+        The base URL, e.g. `http://127.0.0.1:54321` (OpenAI clients add `/v1`).
+    """
+    sock = bind(host, port)
+    server = _server(sim, log)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="costguard-sim", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            sock.close()
+            msg = "costguard-sim: the simulator server did not start"
+            raise RuntimeError(msg)
+        time.sleep(0.005)
+    try:
+        yield base_url_of(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
