@@ -1,26 +1,354 @@
-"""The `costguard` command line (Typer). Parses arguments, calls the library, renders."""
+"""The `costguard` command line (Typer). Parses arguments, calls the library, renders.
+
+`run(argv) -> int` is the whole CLI as a function (tests call it); `main()` only exits with
+its code. Library errors become one line on stderr and their exit code here, in one place.
+Heavy modules (pydantic models, YAML, the SDKs) are imported inside commands so `--help`
+stays fast.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import sys
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
+from costguard.errors import EXIT_CODES, CostguardError, QueueError, UsageError
 from costguard.simulate_cli import simulate_app
+
+if TYPE_CHECKING:
+    from costguard.pricing.engine import RateBook
+    from costguard.pricing.schema import Mode
+
+EXIT_HELP = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
 
 app = typer.Typer(
     name="costguard",
-    help="Plan, cap and rehearse the spend of bulk image generation.",
+    help=(
+        "Plan, cap and rehearse the spend of bulk image generation "
+        "(Gemini and OpenAI image models, batch against sync)."
+    ),
+    epilog=f"Exit codes:\n\n{EXIT_HELP}",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(simulate_app, name="simulate")
 
 
+class ModeOpt(StrEnum):
+    """--mode for estimate."""
+
+    batch = "batch"
+    sync = "sync"
+    both = "both"
+
+
+class BudgetModeOpt(StrEnum):
+    """Which mode's maximum --max-usd checks."""
+
+    batch = "batch"
+    sync = "sync"
+
+
+class OutputOpt(StrEnum):
+    """--output."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class FormatOpt(StrEnum):
+    """--format."""
+
+    costguard = "costguard"
+    gemini = "gemini"
+    openai = "openai"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"costguard {version('costguard')}")
+        raise typer.Exit
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version_flag: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
     """Plan, cap and rehearse the spend of bulk image generation."""
+
+
+PricingOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--pricing",
+        help="Extra rate-card folder (<provider>/<YYYY-MM-DD>.yaml); wins over shipped cards "
+        "for the same provider and date. Repeatable. Also COSTGUARD_PRICING_DIR.",
+    ),
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Price with the cards in force on this date (YYYY-MM-DD). Default: today."
+    ),
+]
+
+
+def _as_of(value: str | None) -> dt.date:
+    if value is None:
+        return dt.datetime.now(tz=dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        msg = f"--as-of: {value!r} is not a date (YYYY-MM-DD)"
+        raise UsageError(msg) from None
+
+
+def _book(pricing: list[Path] | None) -> RateBook:
+    from costguard.pricing.loader import load_book
+    from costguard.settings import Settings
+
+    dirs = [*Settings().pricing_dirs(), *(pricing or [])]
+    return load_book(dirs)
+
+
+def _decimal_usd(value: str, option: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        msg = f"{option}: {value!r} is not an amount in USD (e.g. 100 or 12.50)"
+        raise UsageError(msg) from None
+    if not amount.is_finite() or amount < 0:
+        msg = f"{option}: must be a non-negative amount, got {value!r}"
+        raise UsageError(msg)
+    return amount
+
+
+@app.command()
+def estimate(
+    queue: Annotated[Path, typer.Argument(help="Queue file (JSONL) to price.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model for lines that name none (required for Gemini batch "
+            "format). Also COSTGUARD_DEFAULT_MODEL."
+        ),
+    ] = None,
+    size: Annotated[str | None, typer.Option(help="Size for lines that name none.")] = None,
+    quality: Annotated[str | None, typer.Option(help="Quality for lines that name none.")] = None,
+    aspect_ratio: Annotated[
+        str | None, typer.Option(help="Aspect ratio for lines that name none.")
+    ] = None,
+    mode: Annotated[ModeOpt, typer.Option(help="Which prices to show.")] = ModeOpt.both,
+    as_of: AsOfOpt = None,
+    max_usd: Annotated[
+        str | None,
+        typer.Option("--max-usd", help="Budget: exit 3 unless the maximum cost fits it."),
+    ] = None,
+    budget_mode: Annotated[
+        BudgetModeOpt,
+        typer.Option(help="Which mode's maximum --max-usd checks (what `run` would send)."),
+    ] = BudgetModeOpt.batch,
+    compare: Annotated[
+        str | None,
+        typer.Option(help="Also price the queue on these models, comma-separated (M1,M2)."),
+    ] = None,
+    output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
+    fmt: Annotated[
+        FormatOpt | None,
+        typer.Option("--format", help="Queue format; detected from the first line if omitted."),
+    ] = None,
+    pricing: PricingOpt = None,
+) -> None:
+    """Price a queue before anything is sent: per model, size and quality, batch against sync.
+
+    Example: costguard estimate examples/catalog.jsonl --max-usd 5
+    """
+    from costguard import render
+    from costguard.estimate import advise, price_queue
+    from costguard.estimate import compare as compare_models
+    from costguard.money import usd
+    from costguard.queue import Defaults
+    from costguard.settings import Settings
+
+    at = _as_of(as_of)
+    limit = _decimal_usd(max_usd, "--max-usd") if max_usd is not None else None
+    book = _book(pricing)
+    defaults = Defaults(
+        model=model or Settings().default_model,
+        size=size,
+        quality=quality,
+        aspect_ratio=aspect_ratio,
+    )
+    priced = price_queue(
+        queue,
+        book,
+        at,
+        defaults=defaults,
+        fmt=fmt.value if fmt else None,
+    )
+    others = [m.strip() for m in (compare or "").split(",") if m.strip()]
+    comparisons = compare_models(priced, book, at, others)
+    budget_card_mode: Mode = "batch" if budget_mode is BudgetModeOpt.batch else "standard"
+    advice = (
+        advise(priced, book, at, budget_card_mode, limit, defaults=defaults)
+        if limit is not None
+        else None
+    )
+    if output is OutputOpt.json:
+        typer.echo(
+            render.estimate_json(
+                priced, budget=advice, budget_mode=budget_card_mode, comparisons=comparisons
+            )
+        )
+    elif output is OutputOpt.csv:
+        typer.echo(render.estimate_csv(priced), nl=False)
+    else:
+        typer.echo(
+            render.estimate_table(
+                priced, book, render.modes_for(mode.value), comparisons=comparisons
+            )
+        )
+    if advice is not None:
+        if advice.decision.fits:
+            if output is OutputOpt.table:
+                typer.echo(
+                    f"within budget: the {budget_mode.value} maximum "
+                    f"{usd(advice.decision.needed)} fits --max-usd {usd(limit or Decimal(0), 2)}"
+                )
+        else:
+            for line in render.advice_lines(advice, budget_card_mode):
+                typer.echo(line, err=True)
+            raise typer.Exit(3)
+
+
+@app.command()
+def prices(
+    provider: Annotated[str | None, typer.Option(help="gemini or openai.")] = None,
+    model: Annotated[str | None, typer.Option(help="One model (id or alias).")] = None,
+    as_of: AsOfOpt = None,
+    diff: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="Show what changed between two dates: --diff DATE1 DATE2."),
+    ] = None,
+    output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the rate-card JSON schema.")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="With --schema: fail if pricing/schema.json is stale."),
+    ] = False,
+    pricing: PricingOpt = None,
+) -> None:
+    """Per-image prices for every size and quality, standard (sync) and batch.
+
+    Example: costguard prices --provider gemini --as-of 2026-06-01
+    """
+    from costguard import render
+    from costguard.pricing.loader import json_schema, shipped_dir
+
+    if schema:
+        text = json_schema()
+        if check:
+            current = shipped_dir() / "schema.json"
+            if not current.is_file() or current.read_text(encoding="utf-8") != text:
+                typer.echo(
+                    f"{current} is stale: run `costguard prices --schema > pricing/schema.json`",
+                    err=True,
+                )
+                raise typer.Exit(1)
+            return
+        typer.echo(text, nl=False)
+        return
+    book = _book(pricing)
+    if diff is not None:
+        typer.echo(_prices_diff(book, _as_of(diff[0]), _as_of(diff[1]), provider, model, output))
+        return
+    at = _as_of(as_of)
+    rows: list[dict[str, str]] = []
+    if model is not None:
+        resolved = book.resolve(model, at)
+        rows = render.price_rows(resolved.card, resolved.model)
+        if resolved.warning:
+            typer.echo(f"warning: {resolved.warning}", err=True)
+    else:
+        for resolved in book.models_at(at):
+            if provider is None or resolved.provider == provider:
+                rows += render.price_rows(resolved.card, resolved.model)
+    if not rows:
+        msg = f"no models priced on {at}" + (f" for provider {provider!r}" if provider else "")
+        raise UsageError(msg)
+    typer.echo(render.prices_table(rows, output.value))
+
+
+def _prices_diff(
+    book: RateBook,
+    before: dt.date,
+    after: dt.date,
+    provider: str | None,
+    model: str | None,
+    output: OutputOpt,
+) -> str:
+    from costguard.pricing.diff import diff_books
+
+    rows = diff_books(book, before, after, provider=provider, model=model)
+    from costguard import render
+
+    if not rows:
+        return f"no price or lifecycle changes between {before} and {after}"
+    return render.prices_table(rows, output.value)
+
+
+def _report(exc: CostguardError) -> None:
+    if isinstance(exc, QueueError):
+        for line in exc.errors:
+            typer.echo(f"error: {line}", err=True)
+        shown = len(exc.errors)
+        more = f" ({exc.total - shown} more not shown)" if exc.total > shown else ""
+        typer.echo(
+            f"{exc.total} bad line{'s' if exc.total != 1 else ''}{more}; nothing was priced",
+            err=True,
+        )
+    else:
+        typer.echo(f"error: {exc}", err=True)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="costguard", standalone_mode=False)
+    except CostguardError as exc:
+        _report(exc)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    sys.exit(run())

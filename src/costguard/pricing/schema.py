@@ -9,6 +9,7 @@ The JSON schema in `pricing/schema.json` is generated from these models (`costgu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -121,7 +122,7 @@ class ModelCard(_Model):
     """Choices made where sources disagree, and assumptions (e.g. thinking allowances)."""
 
     @model_validator(mode="after")
-    def _consistent(self) -> ModelCard:  # noqa: C901, PLR0912 - one readable list of checks
+    def _consistent(self) -> ModelCard:  # noqa: PLR0912 - one readable list of checks
         if "standard" not in self.modes:
             msg = "modes.standard is required (batch is optional)"
             raise ValueError(msg)
@@ -184,7 +185,7 @@ class ModelCard(_Model):
         return [self.id, *self.aliases]
 
 
-def _check_keys(table: dict[str, object], sizes: list[str], where: str) -> None:
+def _check_keys(table: Mapping[str, object], sizes: list[str], where: str) -> None:
     missing = [s for s in sizes if s not in table]
     extra = [s for s in table if s not in sizes]
     if missing or extra:
@@ -224,7 +225,9 @@ class RateCard(_Model):
         for model in self.models:
             for model_id in model.ids:
                 if model_id in seen:
-                    msg = f"model id {model_id!r} appears twice (in {seen[model_id]} and {model.id})"
+                    msg = (
+                        f"model id {model_id!r} appears twice (in {seen[model_id]} and {model.id})"
+                    )
                     raise ValueError(msg)
                 seen[model_id] = model.id
             unknown = [s for s in model.sources if s not in source_ids]

@@ -1,0 +1,159 @@
+"""Read a queue and price it: the shared first step of `estimate` and `run`.
+
+Also works out, when a queue does not fit a budget, what would: how many of the first
+requests, the same queue at each model's cheapest size and quality, or on another model.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from costguard.budget import Decision, check
+from costguard.pricing.engine import (
+    Estimate,
+    GroupKey,
+    RateBook,
+    Totals,
+    estimate,
+    has_mode,
+    image_unit_price,
+    price,
+)
+from costguard.pricing.schema import Mode
+from costguard.queue import NO_DEFAULTS, Defaults, Format, QueueReader
+
+
+@dataclass(slots=True)
+class QueueEstimate:
+    """A priced queue with what was needed to price it."""
+
+    path: Path
+    format: Format
+    grouped: dict[GroupKey, Totals]
+    estimate: Estimate
+    warnings: list[str]
+
+
+def price_queue(
+    path: Path,
+    book: RateBook,
+    at: dt.date,
+    *,
+    defaults: Defaults = NO_DEFAULTS,
+    fmt: Format | None = None,
+) -> QueueEstimate:
+    """Stream the queue, group its requests, and price them; raise `QueueError` on bad lines."""
+    reader = QueueReader(path, book, at, defaults=defaults, fmt=fmt)
+    grouped: dict[GroupKey, Totals] = {}
+    for request in reader:
+        key = (request.model, request.size, request.quality)
+        totals = grouped.get(key)
+        if totals is None:
+            totals = grouped[key] = Totals()
+        totals.add_request(
+            n=request.n, prompt_bytes=request.prompt_bytes, input_images=len(request.images)
+        )
+    reader.check()
+    result = estimate(grouped, book, at)
+    warnings = list(dict.fromkeys([*reader.warnings, *result.warnings]))
+    return QueueEstimate(path, reader.format, grouped, result, warnings)
+
+
+def compare(queue: QueueEstimate, book: RateBook, at: dt.date, models: list[str]) -> list[Estimate]:
+    """The same queue priced on each of `models` (sizes it lacks fall back to its default)."""
+    return [estimate(queue.grouped, book, at, substitute=m) for m in models]
+
+
+@dataclass(slots=True)
+class Advice:
+    """What would fit a budget the queue does not fit."""
+
+    decision: Decision
+    first_requests: int | None = None
+    """How many of the queue's first requests fit (None when not worked out)."""
+    first_requests_cost: Decimal | None = None
+    cheapest_settings: Decimal | None = None
+    """Maximum cost of the queue at each model's cheapest size and quality."""
+    cheaper_models: list[tuple[str, Decimal]] = field(default_factory=list)
+    """Other models on which the whole queue fits, cheapest first: (model, max cost)."""
+
+
+def advise(
+    queue: QueueEstimate,
+    book: RateBook,
+    at: dt.date,
+    mode: Mode,
+    limit: Decimal,
+    *,
+    defaults: Defaults = NO_DEFAULTS,
+) -> Advice:
+    """Check the queue's maximum against `limit` in `mode`; when it misses, say what would fit."""
+    total = queue.estimate.total(mode)
+    needed = total.max if total is not None else Decimal("Infinity")
+    decision = check(needed, limit)
+    advice = Advice(decision)
+    if decision.fits:
+        return advice
+    advice.first_requests, advice.first_requests_cost = _first_fitting(
+        queue, book, at, mode, limit, defaults
+    )
+    advice.cheapest_settings = _at_cheapest_settings(queue, book, at, mode)
+    current = {g.model for g in queue.estimate.groups}
+    options = []
+    for candidate in book.models_at(at):
+        if candidate.model.id in current or not has_mode(candidate.model, mode):
+            continue
+        priced = estimate(queue.grouped, book, at, substitute=candidate.model.id).total(mode)
+        if priced is not None and priced.max <= limit:
+            options.append((candidate.model.id, priced.max))
+    advice.cheaper_models = sorted(options, key=lambda o: o[1])[:3]
+    return advice
+
+
+def _first_fitting(
+    queue: QueueEstimate,
+    book: RateBook,
+    at: dt.date,
+    mode: Mode,
+    limit: Decimal,
+    defaults: Defaults,
+) -> tuple[int | None, Decimal | None]:
+    """Second pass in queue order: how many first requests fit under `limit`."""
+    reader = QueueReader(queue.path, book, at, defaults=defaults, fmt=queue.format)
+    spent = Decimal(0)
+    count = 0
+    for request in reader:
+        one = Totals()
+        one.add_request(
+            n=request.n, prompt_bytes=request.prompt_bytes, input_images=len(request.images)
+        )
+        cost = price(
+            book.resolve(request.model, at).model, mode, request.size, request.quality, one
+        )
+        if cost is None or spent + cost.max > limit:
+            break
+        spent += cost.max
+        count += 1
+    return count, spent
+
+
+def _at_cheapest_settings(
+    queue: QueueEstimate, book: RateBook, at: dt.date, mode: Mode
+) -> Decimal | None:
+    total = Decimal(0)
+    for (model_id, _size, _quality), totals in queue.grouped.items():
+        model = book.resolve(model_id, at).model
+        if not has_mode(model, mode):
+            return None
+        qualities: list[str | None] = list(model.qualities) or [None]
+        size, quality = min(
+            ((s, q) for s in model.sizes for q in qualities),
+            key=lambda sq: image_unit_price(model, mode, sq[0], sq[1]),
+        )
+        cost = price(model, mode, size, quality, totals)
+        assert cost is not None
+        total += cost.max
+    return total

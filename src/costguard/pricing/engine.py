@@ -1,0 +1,368 @@
+"""The pure pricing engine: no I/O, no clock. Dates come in as arguments.
+
+A request is priced before any tokens exist, from its parameters:
+
+    output images  x image tokens (by size, quality) x image rate  (or a flat price per image)
+  + prompt tokens  (estimated from the prompt's UTF-8 length)  x input text rate
+  + input images   x tokens per input image                      x input image rate
+  + thinking       (models that always think)                    x output text rate
+
+Each part has an expected and a maximum figure; the maximum is what a budget must hold.
+Prompt tokens: expected = ceil(bytes / 4) (the usual ~4 bytes a token for English text),
+maximum = bytes (a tokenizer never emits more tokens than the text has bytes).
+Every quantity is linear, so a group of requests is priced from its totals, exactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from costguard.errors import ModelUnavailableError, RateCardError
+from costguard.money import ZERO, per_mtok
+from costguard.pricing.schema import MODES, Mode, ModelCard, ModeRates, Provider, RateCard
+
+SHUTDOWN_WARNING_DAYS = 30
+
+
+def prompt_tokens(prompt_bytes: int) -> tuple[int, int]:
+    """Expected and maximum prompt tokens for a prompt of `prompt_bytes` UTF-8 bytes."""
+    return (prompt_bytes + 3) // 4, prompt_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A model id resolved against the card in force at a date."""
+
+    card: RateCard
+    model: ModelCard
+    warning: str | None = None
+    """Set when the model shuts down within `SHUTDOWN_WARNING_DAYS` of the date."""
+
+    @property
+    def provider(self) -> Provider:
+        return self.card.provider
+
+
+class RateBook:
+    """All cards, by provider and effective date; answers "which card, which model, at date"."""
+
+    def __init__(self, cards: list[RateCard], *, origins: dict[str, str] | None = None) -> None:
+        self.cards = sorted(cards, key=lambda c: (c.provider, c.effective_from))
+        self.origins = origins or {}
+        """card id -> file the card was loaded from."""
+        self._cache: dict[tuple[str, dt.date], Resolved] = {}
+
+    def card_at(self, provider: str, at: dt.date) -> RateCard:
+        """The card in force for `provider` on `at` (latest effective_from <= at)."""
+        found: RateCard | None = None
+        for card in self.cards:
+            if card.provider == provider and card.effective_from <= at:
+                found = card
+        if found is None:
+            first = [c.effective_from for c in self.cards if c.provider == provider]
+            since = f"; the first {provider} card is {min(first)}" if first else ""
+            msg = f"no {provider} rate card is in force on {at}{since}"
+            raise RateCardError(msg)
+        return found
+
+    def cards_in_force(self, at: dt.date) -> list[RateCard]:
+        """One card per provider: those in force on `at`."""
+        providers = sorted({c.provider for c in self.cards})
+        out = []
+        for provider in providers:
+            try:
+                out.append(self.card_at(provider, at))
+            except RateCardError:
+                continue
+        return out
+
+    def resolve(self, model_id: str, at: dt.date) -> Resolved:
+        """Find `model_id` (or an alias) in the cards in force on `at`; check its lifecycle."""
+        key = (model_id, at)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        for card in self.cards_in_force(at):
+            for model in card.models:
+                if model_id in model.ids:
+                    resolved = Resolved(card, model, _lifecycle_warning(model, model_id, at))
+                    self._cache[key] = resolved
+                    return resolved
+        raise self._unknown(model_id, at)
+
+    def _unknown(self, model_id: str, at: dt.date) -> Exception:
+        later = [
+            c.effective_from
+            for c in self.cards
+            if c.effective_from > at and any(model_id in m.ids for m in c.models)
+        ]
+        if later:
+            return ModelUnavailableError(
+                f"model {model_id!r} is not priced until {min(later)} "
+                f"(the cards in force on {at} do not list it)"
+            )
+        known = sorted({i for c in self.cards_in_force(at) for m in c.models for i in m.ids})
+        close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.6)
+        hint = (
+            f". Did you mean: {', '.join(close)}?"
+            if close
+            else f". Known models: {', '.join(known)}"
+        )
+        return UnknownModelError(f"unknown model {model_id!r}{hint}")
+
+    def models_at(self, at: dt.date) -> list[Resolved]:
+        """Every model callable on `at` (not shut down, already available)."""
+        out = []
+        for card in self.cards_in_force(at):
+            for model in card.models:
+                life = model.lifecycle
+                if life.shutdown_on is not None and life.shutdown_on <= at:
+                    continue
+                if life.available_from is not None and life.available_from > at:
+                    continue
+                out.append(Resolved(card, model, _lifecycle_warning(model, model.id, at)))
+        return out
+
+
+class UnknownModelError(ModelUnavailableError):
+    """The model id is in no card in force (the message suggests close matches)."""
+
+
+def _lifecycle_warning(model: ModelCard, model_id: str, at: dt.date) -> str | None:
+    life = model.lifecycle
+    successors = f"; use {' or '.join(life.successors)}" if life.successors else ""
+    if life.shutdown_on is not None and life.shutdown_on <= at:
+        msg = f"model {model_id!r} was shut down on {life.shutdown_on}{successors}"
+        raise ModelUnavailableError(msg)
+    if life.available_from is not None and life.available_from > at:
+        msg = f"model {model_id!r} is not available until {life.available_from}"
+        raise ModelUnavailableError(msg)
+    if life.shutdown_on is not None and (life.shutdown_on - at).days <= SHUTDOWN_WARNING_DAYS:
+        days = (life.shutdown_on - at).days
+        return f"model {model_id!r} shuts down on {life.shutdown_on} (in {days} days){successors}"
+    return None
+
+
+@dataclass(slots=True)
+class Totals:
+    """Additive quantities of a set of requests; everything the price depends on."""
+
+    requests: int = 0
+    images: int = 0
+    prompt_tokens: int = 0
+    prompt_tokens_max: int = 0
+    input_images: int = 0
+
+    def add_request(self, *, n: int, prompt_bytes: int, input_images: int) -> None:
+        """Count one request."""
+        expected, maximum = prompt_tokens(prompt_bytes)
+        self.requests += 1
+        self.images += n
+        self.prompt_tokens += expected
+        self.prompt_tokens_max += maximum
+        self.input_images += input_images
+
+    def merge(self, other: Totals) -> None:
+        """Add another set's totals into this one."""
+        self.requests += other.requests
+        self.images += other.images
+        self.prompt_tokens += other.prompt_tokens
+        self.prompt_tokens_max += other.prompt_tokens_max
+        self.input_images += other.input_images
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Expected and maximum USD of something, exact."""
+
+    expected: Decimal
+    max: Decimal
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.expected + other.expected, self.max + other.max)
+
+
+NO_COST = Cost(ZERO, ZERO)
+
+
+def image_unit_price(model: ModelCard, mode: Mode, size: str, quality: str | None) -> Decimal:
+    """USD for one output image (image output only: no prompt, inputs or thinking)."""
+    rates = _rates(model, mode)
+    if rates.per_image_by_quality is not None:
+        return rates.per_image_by_quality[_quality(model, quality)][size]
+    if rates.per_image is not None:
+        return rates.per_image[size]
+    assert rates.output_image_per_mtok is not None  # the schema guarantees one pricing form
+    return per_mtok(output_image_tokens(model, size, quality), rates.output_image_per_mtok)
+
+
+def output_image_tokens(model: ModelCard, size: str, quality: str | None) -> int:
+    """Output image tokens per image at `size` (and `quality`); 0 for per-image-priced models."""
+    if model.output_image_tokens_by_quality is not None and model.qualities:
+        return model.output_image_tokens_by_quality[_quality(model, quality)][size]
+    if model.output_image_tokens is not None:
+        return model.output_image_tokens[size]
+    return 0
+
+
+def has_mode(model: ModelCard, mode: Mode) -> bool:
+    """Whether the model is sold in `mode` (Imagen 4 has no batch tier)."""
+    return mode in model.modes
+
+
+def price(
+    model: ModelCard, mode: Mode, size: str, quality: str | None, totals: Totals
+) -> Cost | None:
+    """Expected and maximum cost of `totals` requests at one size and quality; None if no mode."""
+    if mode not in model.modes:
+        return None
+    rates = model.modes[mode]
+    images = image_unit_price(model, mode, size, quality) * totals.images
+    text_rate = rates.input_text_per_mtok or ZERO
+    prompt = Cost(
+        per_mtok(totals.prompt_tokens, text_rate), per_mtok(totals.prompt_tokens_max, text_rate)
+    )
+    inputs = NO_COST
+    if totals.input_images and model.input_image_tokens is not None:
+        image_rate = rates.input_image_per_mtok or text_rate
+        per = model.input_image_tokens
+        inputs = Cost(
+            per_mtok(per.typical * totals.input_images, image_rate),
+            per_mtok(per.max * totals.input_images, image_rate),
+        )
+    thinking = NO_COST
+    if model.thinking_tokens is not None:
+        out_rate = rates.output_text_per_mtok or ZERO
+        think = model.thinking_tokens
+        thinking = Cost(
+            per_mtok(think.typical * totals.requests, out_rate),
+            per_mtok(think.max * totals.requests, out_rate),
+        )
+    return Cost(images, images) + prompt + inputs + thinking
+
+
+def _rates(model: ModelCard, mode: Mode) -> ModeRates:
+    try:
+        return model.modes[mode]
+    except KeyError:
+        msg = f"model {model.id!r} has no {mode} pricing"
+        raise RateCardError(msg) from None
+
+
+def _quality(model: ModelCard, quality: str | None) -> str:
+    return quality if quality is not None else (model.default_quality or "")
+
+
+@dataclass(slots=True)
+class Group:
+    """Requests that share provider, model, size and quality, with their prices."""
+
+    provider: Provider
+    model: str
+    size: str
+    quality: str | None
+    card_id: str
+    totals: Totals
+    unit: dict[Mode, Decimal | None] = field(default_factory=dict)
+    """Per output image, image part only, per mode (None where the mode is not sold)."""
+    cost: dict[Mode, Cost | None] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Estimate:
+    """The priced queue."""
+
+    as_of: dt.date
+    groups: list[Group]
+    rate_cards: list[str]
+    warnings: list[str]
+    requests: int
+    images: int
+    totals: dict[Mode, Cost | None]
+    """Per mode; None when some group's model is not sold in that mode."""
+
+    def total(self, mode: Mode) -> Cost | None:
+        return self.totals[mode]
+
+    def saving(self) -> Cost | None:
+        """What batch saves against sync, or None when something cannot be batched."""
+        batch, sync = self.totals["batch"], self.totals["standard"]
+        if batch is None or sync is None:
+            return None
+        return Cost(sync.expected - batch.expected, sync.max - batch.max)
+
+
+GroupKey = tuple[str, str, str | None]
+"""(model id as written, size, quality)."""
+
+
+def estimate(
+    grouped: dict[GroupKey, Totals],
+    book: RateBook,
+    at: dt.date,
+    *,
+    substitute: str | None = None,
+) -> Estimate:
+    """Price grouped requests with the cards in force on `at`.
+
+    With `substitute`, every group is priced on that model instead (for `--compare`): sizes,
+    qualities the substitute lacks fall back to its defaults.
+    """
+    merged: dict[tuple[str, str, str | None], tuple[Resolved, Totals]] = {}
+    warnings: list[str] = []
+    for (model_id, size, quality), totals in grouped.items():
+        resolved = book.resolve(substitute or model_id, at)
+        if resolved.warning and resolved.warning not in warnings:
+            warnings.append(resolved.warning)
+        model = resolved.model
+        if substitute is not None:
+            key = (
+                model.id,
+                size if size in model.sizes else model.default_size,
+                quality if quality in model.qualities else model.default_quality,
+            )
+        else:
+            key = (model.id, size, quality)
+        if key in merged:
+            merged[key][1].merge(totals)
+        else:
+            fresh = Totals()
+            fresh.merge(totals)
+            merged[key] = (resolved, fresh)
+    groups: list[Group] = []
+
+    def order(item: tuple[tuple[str, str, str | None], tuple[Resolved, Totals]]) -> tuple[Any, ...]:
+        (model_id, size, quality), (resolved, _) = item
+        model = resolved.model
+        rank = model.qualities.index(quality) if quality in model.qualities else 0
+        return (resolved.provider, model_id, model.sizes.index(size), rank)
+
+    for (model_id, size, quality), (resolved, totals) in sorted(merged.items(), key=order):
+        group = Group(resolved.provider, model_id, size, quality, resolved.card.card_id, totals)
+        for mode in MODES:
+            sold = has_mode(resolved.model, mode)
+            group.unit[mode] = (
+                image_unit_price(resolved.model, mode, size, quality) if sold else None
+            )
+            group.cost[mode] = price(resolved.model, mode, size, quality, totals)
+        groups.append(group)
+    totals_by_mode: dict[Mode, Cost | None] = {}
+    for mode in MODES:
+        costs = [g.cost[mode] for g in groups]
+        total: Cost | None = NO_COST
+        for cost in costs:
+            total = None if cost is None or total is None else total + cost
+        totals_by_mode[mode] = total
+    return Estimate(
+        as_of=at,
+        groups=groups,
+        rate_cards=sorted({g.card_id for g in groups}),
+        warnings=warnings,
+        requests=sum(g.totals.requests for g in groups),
+        images=sum(g.totals.images for g in groups),
+        totals=totals_by_mode,
+    )

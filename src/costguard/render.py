@@ -1,0 +1,288 @@
+"""Tables, JSON and CSV for the CLI. Money is rounded here, and only here, for display."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from typing import Any, Literal
+
+from tabulate import tabulate
+
+from costguard.estimate import Advice, QueueEstimate
+from costguard.money import plain, usd
+from costguard.pricing.engine import (
+    Cost,
+    Estimate,
+    Group,
+    RateBook,
+    image_unit_price,
+    output_image_tokens,
+)
+from costguard.pricing.schema import MODES, Mode, ModelCard, RateCard
+
+Output = Literal["table", "json", "csv"]
+ModeChoice = Literal["batch", "sync", "both"]
+CLI_MODE: dict[Mode, str] = {"standard": "sync", "batch": "batch"}
+
+
+def modes_for(choice: ModeChoice) -> list[Mode]:
+    """Card modes for a CLI `--mode` choice."""
+    return {"batch": ["batch"], "sync": ["standard"], "both": ["batch", "standard"]}[choice]  # type: ignore[return-value]
+
+
+def _money(value: Decimal | None, places: int = 4) -> str:
+    return "n/a" if value is None else usd(value, places)
+
+
+def _cost_cells(cost: Cost | None) -> list[str]:
+    if cost is None:
+        return ["n/a", "n/a"]
+    return [usd(cost.expected), usd(cost.max)]
+
+
+def estimate_table(
+    queue: QueueEstimate,
+    book: RateBook,
+    modes: list[Mode],
+    *,
+    comparisons: list[Estimate] = (),  # type: ignore[assignment]
+) -> str:
+    """The grouped table, totals, cards used and warnings."""
+    est = queue.estimate
+    headers = ["provider", "model", "size", "quality", "requests", "images"]
+    for mode in modes:
+        name = CLI_MODE[mode]
+        headers += [f"{name} $/image", f"{name} expected", f"{name} max"]
+    show_saving = "batch" in modes and "standard" in modes
+    if show_saving:
+        headers.append("batch saves")
+    rows = [_group_row(g, modes, show_saving) for g in est.groups]
+    total_row: list[str] = ["TOTAL", "", "", "", f"{est.requests:,}", f"{est.images:,}"]
+    for mode in modes:
+        total_row += ["", *_cost_cells(est.total(mode))]
+    if show_saving:
+        saving = est.saving()
+        total_row.append(_money(saving.expected if saving else None))
+    rows.append(total_row)
+    lines = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
+    if comparisons:
+        lines.append("")
+    lines += [_comparison_line(other, modes) for other in comparisons]
+    lines += ["", f"{queue.path} ({queue.format} format), priced as of {est.as_of}"]
+    lines += [
+        f"Rate card {card_id}: {book.origins.get(card_id, '(in memory)')}"
+        for card_id in est.rate_cards
+    ]
+    lines += [f"warning: {w}" for w in queue.warnings]
+    return "\n".join(lines)
+
+
+def _group_row(group: Group, modes: list[Mode], show_saving: bool) -> list[str]:
+    row = [
+        group.provider,
+        group.model,
+        group.size,
+        group.quality or "-",
+        f"{group.totals.requests:,}",
+        f"{group.totals.images:,}",
+    ]
+    for mode in modes:
+        row += [_money(group.unit[mode], 5), *_cost_cells(group.cost[mode])]
+    if show_saving:
+        batch, sync = group.cost["batch"], group.cost["standard"]
+        row.append(_money(sync.expected - batch.expected if batch and sync else None))
+    return row
+
+
+def _comparison_line(other: Estimate, modes: list[Mode]) -> str:
+    models = ", ".join(sorted({g.model for g in other.groups}))
+    parts = []
+    for mode in modes:
+        total = other.total(mode)
+        shown = f"expected {usd(total.expected)}, max {usd(total.max)}" if total else "n/a"
+        parts.append(f"{CLI_MODE[mode]} {shown}")
+    return f"compare {models}: " + "; ".join(parts)
+
+
+def advice_lines(advice: Advice, mode: Mode) -> list[str]:
+    """Why a queue does not fit, and what would."""
+    d = advice.decision
+    name = CLI_MODE[mode]
+    out = [
+        (
+            f"over budget: the {name} maximum {usd(d.needed)} passes --max-usd "
+            f"{usd(d.limit, 2)} by {usd(d.shortfall)}"
+        )
+    ]
+    if advice.first_requests is not None and advice.first_requests_cost is not None:
+        out.append(
+            f"  would fit: the first {advice.first_requests:,} requests "
+            f"(max {usd(advice.first_requests_cost)})"
+        )
+    if advice.cheapest_settings is not None and advice.cheapest_settings <= d.limit:
+        out.append(
+            "  would fit: the same queue at each model's cheapest size and quality "
+            f"(max {usd(advice.cheapest_settings)})"
+        )
+    out += [
+        f"  would fit: the same queue on {model} (max {usd(cost)}; --compare {model})"
+        for model, cost in advice.cheaper_models
+    ]
+    return out
+
+
+def _cost_json(cost: Cost | None) -> dict[str, str] | None:
+    if cost is None:
+        return None
+    return {"expected_usd": plain(cost.expected), "max_usd": plain(cost.max)}
+
+
+def estimate_json(
+    queue: QueueEstimate,
+    *,
+    budget: Advice | None = None,
+    budget_mode: Mode = "batch",
+    comparisons: list[Estimate] = (),  # type: ignore[assignment]
+) -> str:
+    """Machine-readable estimate; money as exact decimal strings."""
+    est = queue.estimate
+    payload: dict[str, Any] = {
+        "queue": str(queue.path),
+        "format": queue.format,
+        "requests": est.requests,
+        "images": est.images,
+        "as_of": est.as_of.isoformat(),
+        "rate_cards": est.rate_cards,
+        "totals": {CLI_MODE[m]: _cost_json(est.total(m)) for m in MODES},
+        "batch_saving": _cost_json(est.saving()),
+        "groups": [_group_json(g) for g in est.groups],
+        "warnings": queue.warnings,
+    }
+    if comparisons:
+        payload["compare"] = [
+            {
+                "models": sorted({g.model for g in other.groups}),
+                "totals": {CLI_MODE[m]: _cost_json(other.total(m)) for m in MODES},
+            }
+            for other in comparisons
+        ]
+    if budget is not None:
+        d = budget.decision
+        payload["budget"] = {
+            "max_usd": plain(d.limit),
+            "mode": CLI_MODE[budget_mode],
+            "fits": d.fits,
+            "needed_usd": plain(d.needed) if d.needed.is_finite() else None,
+            "shortfall_usd": plain(d.shortfall) if d.shortfall.is_finite() else None,
+            "first_requests_that_fit": budget.first_requests,
+            "cheaper_models": [{"model": m, "max_usd": plain(c)} for m, c in budget.cheaper_models],
+        }
+    return json.dumps(payload, indent=2)
+
+
+def _group_json(group: Group) -> dict[str, Any]:
+    return {
+        "provider": group.provider,
+        "model": group.model,
+        "size": group.size,
+        "quality": group.quality,
+        "rate_card": group.card_id,
+        "requests": group.totals.requests,
+        "images": group.totals.images,
+        "prompt_tokens": group.totals.prompt_tokens,
+        "prompt_tokens_max": group.totals.prompt_tokens_max,
+        "input_images": group.totals.input_images,
+        "unit_usd": {
+            CLI_MODE[m]: (plain(u) if (u := group.unit[m]) is not None else None) for m in MODES
+        },
+        "batch": _cost_json(group.cost["batch"]),
+        "sync": _cost_json(group.cost["standard"]),
+    }
+
+
+def estimate_csv(queue: QueueEstimate) -> str:
+    """One row per group, money as exact decimal strings."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        [
+            "provider",
+            "model",
+            "size",
+            "quality",
+            "rate_card",
+            "requests",
+            "images",
+            "sync_unit_usd",
+            "sync_expected_usd",
+            "sync_max_usd",
+            "batch_unit_usd",
+            "batch_expected_usd",
+            "batch_max_usd",
+        ]
+    )
+    for g in queue.estimate.groups:
+        row: list[str | int] = [
+            g.provider,
+            g.model,
+            g.size,
+            g.quality or "",
+            g.card_id,
+            g.totals.requests,
+            g.totals.images,
+        ]
+        for mode in MODES:
+            unit, cost = g.unit[mode], g.cost[mode]
+            row += [
+                plain(unit) if unit is not None else "",
+                plain(cost.expected) if cost else "",
+                plain(cost.max) if cost else "",
+            ]
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+# prices -----------------------------------------------------------------------------------
+
+
+def price_rows(card: RateCard, model: ModelCard) -> list[dict[str, str]]:
+    """One row per size and quality: per-image price (image part only) in each mode."""
+    rows = []
+    qualities: list[str | None] = list(model.qualities) or [None]
+    for quality in qualities:
+        for size in model.sizes:
+            row = {
+                "provider": card.provider,
+                "model": model.id,
+                "size": size,
+                "quality": quality or "-",
+                "tokens": str(output_image_tokens(model, size, quality) or "-"),
+            }
+            for mode in MODES:
+                unit = image_unit_price(model, mode, size, quality) if mode in model.modes else None
+                row[CLI_MODE[mode]] = plain(unit) if unit is not None else "n/a"
+            rows.append(row)
+    return rows
+
+
+def prices_table(rows: list[dict[str, str]], output: Output) -> str:
+    """Render price rows."""
+    if output == "json":
+        return json.dumps(rows, indent=2)
+    if output == "csv":
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        return buffer.getvalue()
+    shown = [{key: _display_price(key, value) for key, value in r.items()} for r in rows]
+    return tabulate(shown, headers="keys", tablefmt="simple", disable_numparse=True)
+
+
+def _display_price(column: str, value: str) -> str:
+    if column not in ("sync", "batch") or value == "n/a":
+        return value
+    return usd(Decimal(value), 5)

@@ -1,0 +1,27 @@
+"""Settings from the environment (`COSTGUARD_*`). Only the CLI builds them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """costguard's environment settings; CLI options override them."""
+
+    model_config = SettingsConfigDict(env_prefix="COSTGUARD_", extra="ignore")
+
+    home: Path | None = None
+    """Where costguard keeps its ledger and runs (default: the user data directory)."""
+    pricing_dir: str | None = None
+    """Extra rate-card folders (os.pathsep-separated); their cards win for the same date."""
+    default_model: str | None = None
+    """Model for queue lines that name none, when --model is not given."""
+
+    def pricing_dirs(self) -> list[Path]:
+        """`pricing_dir` split into folders."""
+        if not self.pricing_dir:
+            return []
+        return [Path(p) for p in self.pricing_dir.split(os.pathsep) if p]
