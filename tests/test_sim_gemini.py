@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import math
 import os
 import re
 import shutil
@@ -100,7 +99,7 @@ def mock_gem() -> Iterator[Gem]:
         yield Gem(sim, base_url, "mock")
 
 
-def serving(sim: Simulator, face: str) -> Any:  # noqa: ANN401 - a context manager
+def serving(sim: Simulator, face: str) -> Any:
     """Serve `sim` in-process (respx) or on a threaded local HTTP server; yield the base URL."""
     if face == "mock":
         from costguard.simulator.mock import mock_transport
@@ -111,10 +110,10 @@ def serving(sim: Simulator, face: str) -> Any:  # noqa: ANN401 - a context manag
     return serve_in_thread(sim)
 
 
-class _mock_base:  # noqa: N801 - used like a function
+class _mock_base:
     """Wrap the mock transport so it yields the provider's own base URL."""
 
-    def __init__(self, context: Any) -> None:  # noqa: ANN401
+    def __init__(self, context: Any) -> None:
         self.context = context
 
     def __enter__(self) -> str:
@@ -243,12 +242,18 @@ def test_batch_cycle_per_scenario(gem: Gem, scenario_name: str, tmp_path: Path) 
     step = (scenario.pending_s + scenario.running_s) / 6 or 60.0
 
     inline_src = [
-        {"contents": text, "metadata": {"key": f"k{i}"}, "config": {"response_modalities": ["IMAGE"]}}
+        {
+            "contents": text,
+            "metadata": {"key": f"k{i}"},
+            "config": {"response_modalities": ["IMAGE"]},
+        }
         for i, text in enumerate(texts)
     ]
     job = retrying(
         lambda: client.batches.create(
-            model=MODEL, src=inline_src, config={"display_name": f"inline cg_scenario={scenario_name}"}
+            model=MODEL,
+            src=inline_src,
+            config={"display_name": f"inline cg_scenario={scenario_name}"},
         )
     )
     assert job.state == types.JobState.JOB_STATE_PENDING
@@ -277,7 +282,9 @@ def test_batch_cycle_per_scenario(gem: Gem, scenario_name: str, tmp_path: Path) 
     assert uploaded.state == types.FileState.ACTIVE
     job = retrying(
         lambda: client.batches.create(
-            model=MODEL, src=uploaded.name, config={"display_name": f"file cg_scenario={scenario_name}"}
+            model=MODEL,
+            src=uploaded.name,
+            config={"display_name": f"file cg_scenario={scenario_name}"},
         )
     )
     done, seen = poll(gem, client, job.name or "", step)
@@ -306,7 +313,9 @@ def test_shuffled_results_are_out_of_order_but_keyed(mock_gem: Gem) -> None:
     """Under `shuffled`, inline results come back in a different order, each with its key."""
     client = mock_gem.client()
     src = [{"contents": f"p{i}", "metadata": {"key": f"k{i}"}} for i in range(10)]
-    job = client.batches.create(model=MODEL, src=src, config={"display_name": "cg_scenario=shuffled"})
+    job = client.batches.create(
+        model=MODEL, src=src, config={"display_name": "cg_scenario=shuffled"}
+    )
     done, _ = poll(mock_gem, client, job.name or "", 3600)
     keys = [(r.metadata or {})["key"] for r in done.dest.inlined_responses]
     assert sorted(keys, key=lambda k: int(k[1:])) == [f"k{i}" for i in range(10)]
@@ -314,13 +323,15 @@ def test_shuffled_results_are_out_of_order_but_keyed(mock_gem: Gem) -> None:
 
 
 def test_refusal_kinds_cycle_under_refusals_scenario(mock_gem: Gem) -> None:
-    """Successive scenario refusals cycle IMAGE_SAFETY, IMAGE_PROHIBITED_CONTENT, NO_IMAGE, blocked."""
+    """Successive scenario refusals cycle through the four kinds in REFUSAL_KINDS order."""
     client = mock_gem.client()
     scenario = mock_gem.sim.scenario_named("refusals")
     every, offset = scenario.refusals.every, scenario.refusals.offset
     count = offset + every * 3 + 1  # exactly four refused positions
     src = [{"contents": f"p{i}", "metadata": {"key": str(i)}} for i in range(count)]
-    job = client.batches.create(model=MODEL, src=src, config={"display_name": "cg_scenario=refusals"})
+    job = client.batches.create(
+        model=MODEL, src=src, config={"display_name": "cg_scenario=refusals"}
+    )
     done, _ = poll(mock_gem, client, job.name or "", 3600)
     kinds = []
     for result in done.dest.inlined_responses:
@@ -393,7 +404,9 @@ def test_list_pages_with_page_size(gem: Gem) -> None:
         first = http.get("/v1/batches", params={"pageSize": 2}, headers=headers).json()
         assert len(first["operations"]) == 2
         token = first["nextPageToken"]
-        second = http.get("/v1/batches", params={"pageSize": 2, "pageToken": token}, headers=headers)
+        second = http.get(
+            "/v1/batches", params={"pageSize": 2, "pageToken": token}, headers=headers
+        )
         third = http.get(
             "/v1/batches",
             params={"pageSize": 2, "pageToken": second.json()["nextPageToken"]},
@@ -408,8 +421,12 @@ def test_list_pages_with_page_size(gem: Gem) -> None:
 def test_files_list_get_delete(gem: Gem, tmp_path: Path) -> None:
     """Uploaded and generated files are listed, fetched and deleted like the real Files API."""
     client = gem.client()
-    path = jsonl_file(tmp_path, [{"key": "a", "request": {"contents": [{"parts": [{"text": "x"}]}]}}])
-    uploaded = [client.files.upload(file=str(path), config={"mime_type": "jsonl"}) for _ in range(3)]
+    path = jsonl_file(
+        tmp_path, [{"key": "a", "request": {"contents": [{"parts": [{"text": "x"}]}]}}]
+    )
+    uploaded = [
+        client.files.upload(file=str(path), config={"mime_type": "jsonl"}) for _ in range(3)
+    ]
     job = client.batches.create(model=MODEL, src=uploaded[0].name)
     gem.sim.advance(10 * 3600)
     client.batches.get(name=job.name or "")
@@ -576,11 +593,16 @@ def test_invalid_request_in_a_batch_is_a_per_request_error(gem: Gem, tmp_path: P
         {"key": "bad", "request": {"contents": [{"parts": [{"text": "y"}]}],
                                    "generationConfig": {"imageConfig": {"imageSize": "8K"}}}},
     ]  # fmt: skip
-    uploaded = client.files.upload(file=str(jsonl_file(tmp_path, lines)), config={"mime_type": "jsonl"})
+    uploaded = client.files.upload(
+        file=str(jsonl_file(tmp_path, lines)), config={"mime_type": "jsonl"}
+    )
     job = client.batches.create(model="gemini-3-pro-image", src=uploaded.name)
     done, _ = poll(gem, client, job.name or "", 3600)
     assert done.state == types.JobState.JOB_STATE_SUCCEEDED
-    rows = {row["key"]: row for row in map(json.loads, client.files.download(file=done.dest.file_name).splitlines())}
+    rows = {
+        row["key"]: row
+        for row in map(json.loads, client.files.download(file=done.dest.file_name).splitlines())
+    }
     assert "response" in rows["good"]
     assert rows["bad"]["error"]["code"] == 3
     assert set(rows["bad"]["error"]) == {"code", "message"}
@@ -671,9 +693,13 @@ def test_operation_envelope_matches_the_reference(gem: Gem, tmp_path: Path) -> N
         assert "output" not in listed["metadata"]
         assert listed["done"] is True
 
-        path = jsonl_file(tmp_path, [{"key": "z", "request": {"contents": [{"parts": [{"text": "x"}]}]}}])
+        path = jsonl_file(
+            tmp_path, [{"key": "z", "request": {"contents": [{"parts": [{"text": "x"}]}]}}]
+        )
         uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
-        file_job = client.batches.create(model=MODEL, src=uploaded.name, config={"display_name": "f"})
+        file_job = client.batches.create(
+            model=MODEL, src=uploaded.name, config={"display_name": "f"}
+        )
         gem.sim.advance(5000)
         done = http.get(f"/v1/{file_job.name}", headers=headers).json()
         result = f"files/batch-{done['name'].removeprefix('batches/')}"
@@ -696,7 +722,9 @@ def test_operation_envelope_matches_the_reference(gem: Gem, tmp_path: Path) -> N
 def test_v1beta_is_served_identically(gem: Gem, tmp_path: Path) -> None:
     """A client on api_version v1beta (as google-genai 2.x and Node) runs the same cycle."""
     client = gem.client(api_version="v1beta")
-    path = jsonl_file(tmp_path, [{"key": "b", "request": {"contents": [{"parts": [{"text": "x"}]}]}}])
+    path = jsonl_file(
+        tmp_path, [{"key": "b", "request": {"contents": [{"parts": [{"text": "x"}]}]}}]
+    )
     uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
     assert (uploaded.uri or "").endswith(f"/v1beta/{uploaded.name}")
     job = client.batches.create(model=MODEL, src=uploaded.name)
@@ -727,7 +755,13 @@ def test_resumable_upload_protocol(gem: Gem) -> None:
         start = http.post(
             "/upload/v1beta/files",
             headers=start_headers,
-            json={"file": {"mimeType": "jsonl", "displayName": "node-style", "sizeBytes": str(len(data))}},
+            json={
+                "file": {
+                    "mimeType": "jsonl",
+                    "displayName": "node-style",
+                    "sizeBytes": str(len(data)),
+                }
+            },
         )
         assert start.status_code == 200
         assert start.headers["x-goog-upload-status"] == "active"
@@ -739,7 +773,9 @@ def test_resumable_upload_protocol(gem: Gem) -> None:
         assert first.status_code == 200
         assert first.headers["x-goog-upload-status"] == "active"
         wrong = http.post(
-            url, headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "1"}, content=b"z"
+            url,
+            headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "1"},
+            content=b"z",
         )
         assert wrong.status_code == 400
         assert wrong.headers["x-goog-upload-status"] == "final"
@@ -747,7 +783,10 @@ def test_resumable_upload_protocol(gem: Gem) -> None:
         assert query.headers["x-goog-upload-size-received"] == str(half)
         final = http.post(
             url,
-            headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": str(half)},
+            headers={
+                "X-Goog-Upload-Command": "upload, finalize",
+                "X-Goog-Upload-Offset": str(half),
+            },
             content=data[half:],
         )
         assert final.status_code == 200
@@ -762,7 +801,9 @@ def test_resumable_upload_protocol(gem: Gem) -> None:
         assert STAMP.match(file["expirationTime"])
         again = http.post(url, headers={"X-Goog-Upload-Command": "upload, finalize"}, content=b"")
         assert again.status_code == 404
-        unauthenticated = http.post("/upload/v1/files", headers={**start_headers, "x-goog-api-key": ""})
+        unauthenticated = http.post(
+            "/upload/v1/files", headers={**start_headers, "x-goog-api-key": ""}
+        )
         assert unauthenticated.status_code == 403
     assert gem.sim.uploads[-1].bytes == len(data)
 
@@ -770,8 +811,12 @@ def test_resumable_upload_protocol(gem: Gem) -> None:
 def test_python_sdk_upload_sends_snake_case_and_gets_a_file(gem: Gem, tmp_path: Path) -> None:
     """client.files.upload (snake_case, int size) yields an ACTIVE file whose hash matches."""
     client = gem.client()
-    path = jsonl_file(tmp_path, [{"key": "k", "request": {"contents": [{"parts": [{"text": "x"}]}]}}])
-    uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl", "display_name": "py"})
+    path = jsonl_file(
+        tmp_path, [{"key": "k", "request": {"contents": [{"parts": [{"text": "x"}]}]}}]
+    )
+    uploaded = client.files.upload(
+        file=str(path), config={"mime_type": "jsonl", "display_name": "py"}
+    )
     assert uploaded.display_name == "py"
     assert uploaded.size_bytes == path.stat().st_size
     digest = __import__("hashlib").sha256(path.read_bytes()).hexdigest()
@@ -790,7 +835,7 @@ def test_python_sdk_upload_sends_snake_case_and_gets_a_file(gem: Gem, tmp_path: 
 def test_missing_key_is_403_and_wrong_key_is_400(gem: Gem) -> None:
     """No key answers 403 PERMISSION_DENIED; a rejected key 400 with reason API_KEY_INVALID."""
     with gem.http() as http:
-        missing = http.get("/v1/batches")
+        missing = http.get("/v1beta/batches")  # /v1beta: unambiguously Gemini without a key
         assert missing.status_code == 403
         assert missing.json()["error"]["status"] == "PERMISSION_DENIED"
         wrong = http.get("/v1/batches", params={"key": "not-the-key"})
@@ -836,7 +881,9 @@ def test_error_bodies_are_google_shaped(mock_gem: Gem, status: int) -> None:
     assert response.headers["content-type"].startswith("application/json")
     if status == 429:
         retry = [d for d in error["details"] if d["@type"].endswith("RetryInfo")]
-        assert retry == [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.050s"}]
+        assert retry == [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "0.050s"}
+        ]
 
 
 def test_error_fixtures_are_well_formed_and_hold_no_key() -> None:
@@ -863,7 +910,10 @@ def test_usage_table_has_the_reference_figures() -> None:
     """usage.yaml holds the token figures of gemini-pricing.md for every served model."""
     table = load_usage_table()
     figures = {
-        name: (usage.output_image_tokens or usage.output_image_tokens_by_size, usage.input_image_tokens)
+        name: (
+            usage.output_image_tokens or usage.output_image_tokens_by_size,
+            usage.input_image_tokens,
+        )
         for name, usage in table.models.items()
     }
     assert figures == {
@@ -944,18 +994,30 @@ def test_state_survives_save_and_load(mock_gem: Gem, tmp_path: Path) -> None:
     """A saved simulator reloads with its files and jobs; results are the same bytes."""
     sim = mock_gem.sim
     client = mock_gem.client()
-    path = jsonl_file(tmp_path, [{"key": f"s{i}", "request": {"contents": [{"parts": [{"text": f"p{i}"}]}]}} for i in range(3)])
+    path = jsonl_file(
+        tmp_path,
+        [
+            {"key": f"s{i}", "request": {"contents": [{"parts": [{"text": f"p{i}"}]}]}}
+            for i in range(3)
+        ],
+    )
     uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
     file_job = client.batches.create(model=MODEL, src=uploaded.name)
-    inline_job = client.batches.create(model=MODEL, src=[{"contents": "x", "metadata": {"key": "i"}}])
+    inline_job = client.batches.create(
+        model=MODEL, src=[{"contents": "x", "metadata": {"key": "i"}}]
+    )
     saved = sim.save(tmp_path / "sim.json")
     sim.advance(10 * 3600)
-    before = client.files.download(file=f"files/batch-{(file_job.name or '').removeprefix('batches/')}")
+    before = client.files.download(
+        file=f"files/batch-{(file_job.name or '').removeprefix('batches/')}"
+    )
     loaded = Simulator.load(saved, api_keys=[KEY])
     loaded.advance(10 * 3600)
     with serving(loaded, "mock") as base_url:
         other = genai.Client(api_key=KEY, http_options=types.HttpOptions(base_url=base_url))
-        after = other.files.download(file=f"files/batch-{(file_job.name or '').removeprefix('batches/')}")
+        after = other.files.download(
+            file=f"files/batch-{(file_job.name or '').removeprefix('batches/')}"
+        )
         assert other.files.get(name=uploaded.name or "").size_bytes == path.stat().st_size
         done = other.batches.get(name=inline_job.name or "")
     assert after == before
@@ -973,24 +1035,29 @@ NODE_DIR = Path(__file__).parent / "node"
 @pytest.mark.node
 @pytest.mark.slow
 def test_node_sdk_cycle(tmp_path: Path) -> None:
-    """@google/genai uploads, runs a file and an inline batch, polls and downloads via the CLI server."""
+    """@google/genai runs upload, file and inline batches and download against the CLI server."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("node and npm are needed for the @google/genai test (not installed)")
     if not (NODE_DIR / "node_modules" / "@google" / "genai").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=300)
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=300
+        )
     server = subprocess.Popen(
         [sys.executable, "-m", "costguard", "simulate", "serve", "--port", "0",
-         "--scenario", "succeeded", "--time-scale", "36000"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ},
+         "--scenario", "succeeded", "--api-key", KEY],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+    reader: threading.Thread | None = None
     try:
         assert server.stdout is not None
-        base_url = _read_base_url(server.stdout)
+        base_url, reader = _read_base_url(server.stdout)
         result = subprocess.run(
             [node, str(NODE_DIR / "gemini_cycle.mjs")],
             cwd=NODE_DIR,
-            env={**os.environ, "SIM_BASE_URL": base_url, "SIM_API_KEY": KEY, "WORK_DIR": str(tmp_path)},
+            env={**os.environ, "SIM_BASE_URL": base_url, "SIM_API_KEY": KEY,
+                 "WORK_DIR": str(tmp_path)},
             capture_output=True, text=True, timeout=180, check=False,
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
@@ -998,6 +1065,10 @@ def test_node_sdk_cycle(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
+        if reader is not None:
+            reader.join(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
     assert report["file"]["state"] == "JOB_STATE_SUCCEEDED"
     assert sorted(report["file"]["keys"]) == ["n0", "n1", "n2"]
     assert report["file"]["images"] == 3
@@ -1007,8 +1078,8 @@ def test_node_sdk_cycle(tmp_path: Path) -> None:
     assert report["missing"] == 404
 
 
-def _read_base_url(stream: Any) -> str:  # noqa: ANN401 - a text pipe
-    """The first http:// URL the server prints (it chooses its own port)."""
+def _read_base_url(stream: Any) -> tuple[str, threading.Thread]:
+    """The first http:// URL the server prints (it picks its port), and the pipe's reader."""
     found: list[str] = []
     ready = threading.Event()
 
@@ -1020,8 +1091,8 @@ def _read_base_url(stream: Any) -> str:  # noqa: ANN401 - a text pipe
                 ready.set()
         ready.set()
 
-    threading.Thread(target=reader, daemon=True).start()
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
     ready.wait(timeout=30)
     assert found, "costguard simulate serve printed no URL"
-    return found[0]
-
+    return found[0], thread
