@@ -257,7 +257,8 @@ def test_batch_cycle_per_scenario(gem: Gem, scenario_name: str, tmp_path: Path) 
         )
     )
     assert job.state == types.JobState.JOB_STATE_PENDING
-    done, seen = poll(gem, client, job.name or "", step)
+    inline_name = job.name or ""
+    done, seen = poll(gem, client, inline_name, step)
     assert seen[0] == "JOB_STATE_PENDING"
     assert seen[-1] == want.state
     assert set(seen) <= {"JOB_STATE_PENDING", "JOB_STATE_RUNNING", want.state}
@@ -295,15 +296,34 @@ def test_batch_cycle_per_scenario(gem: Gem, scenario_name: str, tmp_path: Path) 
         with pytest.raises(errors.ClientError) as caught:
             client.files.get(name=result_name)
         assert caught.value.code == 404
-        return
-    assert done.dest.file_name == result_name
-    data = retrying(lambda: client.files.download(file=result_name))
-    rows = [json.loads(line) for line in data.splitlines()]
-    assert [row["key"] for row in rows] == [f"f{i}" for i in want.order]
-    for row in rows:
-        position = int(row["key"][1:])
-        response = types.GenerateContentResponse._from_response(response=row["response"], kwargs={})
-        check_response(response, scenario, position, texts[position])
+    else:
+        assert done.dest.file_name == result_name
+        data = retrying(lambda: client.files.download(file=result_name))
+        rows = [json.loads(line) for line in data.splitlines()]
+        assert [row["key"] for row in rows] == [f"f{i}" for i in want.order]
+        for row in rows:
+            position = int(row["key"][1:])
+            response = types.GenerateContentResponse._from_response(
+                response=row["response"], kwargs={}
+            )
+            check_response(response, scenario, position, texts[position])
+
+    # A client cancel under this scenario is immediate; delete then hides every job.
+    third = retrying(
+        lambda: client.batches.create(
+            model=MODEL, src=inline_src[:2], config={"display_name": f"cg_scenario={scenario_name}"}
+        )
+    )
+    retrying(lambda: client.batches.cancel(name=third.name or ""))
+    cancelled = retrying(lambda: client.batches.get(name=third.name or ""))
+    assert cancelled.state == types.JobState.JOB_STATE_CANCELLED
+    assert cancelled.dest is None
+    names = [inline_name, job.name or "", third.name or ""]
+    listed = retrying(lambda: [j.name for j in client.batches.list(config={"page_size": 1})])
+    assert listed == names[::-1]
+    for name in names:
+        retrying(lambda name=name: client.batches.delete(name=name))
+    assert retrying(lambda: list(client.batches.list(config={"page_size": 1}))) == []
     if scenario_name == "flaky":
         statuses = [c[3] for c in gem.sim.calls.calls if c[0].startswith("gemini.")]
         assert {429, 503} & set(statuses)
@@ -436,7 +456,12 @@ def test_files_list_get_delete(gem: Gem, tmp_path: Path) -> None:
     generated = client.files.get(name=result)
     assert generated.source == types.FileSource.GENERATED
     assert generated.download_uri
-    assert int(generated.size_bytes or 0) == len(client.files.download(file=generated))
+    content = client.files.download(file=generated)
+    assert int(generated.size_bytes or 0) == len(content)
+    with gem.http() as http:  # the /download/{ver}/files/{id}:download form serves the same bytes
+        via_uri = http.get(generated.download_uri or "", headers={"x-goog-api-key": KEY})
+    assert via_uri.status_code == 200
+    assert via_uri.content == content
     client.files.delete(name=uploaded[1].name or "")
     client.files.delete(name=result)
     for name in (uploaded[1].name, result):
@@ -646,6 +671,33 @@ def test_batch_create_accepts_snake_case_bodies(gem: Gem) -> None:
         gem.sim.advance(10 * 3600)
         done = http.get(f"/v1beta/{created.json()['name']}", params={"key": KEY}).json()
     assert done["metadata"]["batchStats"] == {"requestCount": "1", "successfulRequestCount": "1"}
+
+
+def test_unknown_scenario_in_display_name_is_400(gem: Gem) -> None:
+    """A display name asking for a scenario that does not exist is refused with the known names."""
+    client = gem.client()
+    with pytest.raises(errors.ClientError) as caught:
+        client.batches.create(
+            model=MODEL, src=[{"contents": "x"}], config={"display_name": "cg_scenario=nope"}
+        )
+    assert caught.value.code == 400
+    assert "succeeded" in (caught.value.message or "")
+    assert list(client.batches.list()) == []
+
+
+def test_base_url_with_a_path_prefix(gem: Gem, tmp_path: Path) -> None:
+    """A base URL with a path (a gateway) keeps working, upload URL included."""
+    options = types.HttpOptions(base_url=f"{gem.base_url}/gateway/gemini")
+    client = genai.Client(api_key=KEY, http_options=options)
+    path = jsonl_file(
+        tmp_path, [{"key": "p", "request": {"contents": [{"parts": [{"text": "x"}]}]}}]
+    )
+    uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
+    assert (uploaded.uri or "").startswith(f"{gem.base_url}/gateway/gemini/v1/files/")
+    job = client.batches.create(model=MODEL, src=uploaded.name)
+    done, _ = poll(gem, client, job.name or "", 3600)
+    rows = client.files.download(file=done.dest.file_name).splitlines()
+    assert [json.loads(row)["key"] for row in rows] == ["p"]
 
 
 # ---------------------------------------------------------------------------------------------

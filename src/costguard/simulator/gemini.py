@@ -10,18 +10,19 @@ read; nothing runs in the background. Results (inline responses and result files
 from the stored requests when they are read, and result files are streamed line by line, so
 a large batch is never held in memory as results.
 
-Per-request outcome rule (position `i` is the 0-based index of the request in its batch):
+Per-request outcome rule (position `i` is the 0-based index of the request in its batch; a
+synchronous call's position is its per-simulator call index, under the default scenario):
 
-* refused when the scenario's `refusals.every` > 0 and `i % every == offset`; the kind is
-  `REFUSAL_KINDS[(i // every) % 4]`, so successive refusals cycle through the four kinds;
-* otherwise refused when the prompt contains `REFUSE_MARKER`; the kind is
-  `REFUSAL_KINDS[i % 4]`;
+* refused when the simulator's shared rule `Scenario.refuses(i, prompt)` says so: the
+  scenario's `refusals.every` > 0 and `i % every == offset % every`, or the prompt contains
+  `REFUSE_MARKER` (under every scenario). The Gemini refusal kind is
+  `REFUSAL_KINDS[(i // every) % 4]` for the scenario's positions (successive refusals cycle
+  through the four kinds) and `REFUSAL_KINDS[i % 4]` for marker-only refusals;
 * a request the API would reject (unsupported `imageSize`/`aspectRatio`, no `contents`,
   unknown per-request `model`) becomes a per-request error (`{"code": 3, "message": ...}`);
 * everything else yields one image.
 
-Synchronous `generateContent` calls use the simulator's default scenario and count their
-position per simulator.
+`docs/simulator-gemini.md` describes the timeline, scenarios and result-file format.
 """
 
 from __future__ import annotations
@@ -252,6 +253,7 @@ def load_usage_table() -> UsageTable:
 
 @cache
 def _error_fixture(name: str) -> str | None:
+    """The text of `fixtures/gemini/errors/<name>.json`, or None when there is none."""
     path = data_dir("fixtures") / "gemini" / "errors" / f"{name}.json"
     return path.read_text(encoding="utf-8") if path.is_file() else None
 
@@ -269,12 +271,10 @@ def error_body(
     (so it carries the real details), with `message` substituted when given.
     """
     fixture = _error_fixture(f"{status}_{reason.lower()}" if reason else str(status))
-    if fixture is None:
-        body: JSON = {"error": {"code": status, "message": "", "status": _GRPC_STATUS.get(status)}}
-        body["error"]["status"] = _GRPC_STATUS.get(status, "UNKNOWN")
-        body["error"]["message"] = message or body["error"]["status"]
-        return body
-    body = json.loads(fixture)
+    if fixture is None:  # no recorded body for this status: the bare Google shape
+        grpc = _GRPC_STATUS.get(status, "UNKNOWN")
+        return {"error": {"code": status, "message": message or grpc, "status": grpc}}
+    body: JSON = json.loads(fixture)
     error: JSON = body["error"]
     if message:
         error["message"] = message
