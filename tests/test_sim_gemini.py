@@ -8,6 +8,8 @@ at a negligible time scale here), so no test depends on wall time.
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import io
 import json
 import os
@@ -40,7 +42,9 @@ from costguard.simulator.gemini import (
     refusal_for,
     text_tokens,
 )
+from costguard.simulator.mock import mock_transport
 from costguard.simulator.scenario import REFUSE_MARKER, Scenario
+from costguard.simulator.server import serve_in_thread
 
 KEY = "sim-key"
 MODEL = "gemini-2.5-flash-image"
@@ -99,29 +103,15 @@ def mock_gem() -> Iterator[Gem]:
         yield Gem(sim, base_url, "mock")
 
 
-def serving(sim: Simulator, face: str) -> Any:
+@contextlib.contextmanager
+def serving(sim: Simulator, face: str) -> Iterator[str]:
     """Serve `sim` in-process (respx) or on a threaded local HTTP server; yield the base URL."""
     if face == "mock":
-        from costguard.simulator.mock import mock_transport
-
-        return _mock_base(mock_transport(sim))
-    from costguard.simulator.server import serve_in_thread
-
-    return serve_in_thread(sim)
-
-
-class _mock_base:
-    """Wrap the mock transport so it yields the provider's own base URL."""
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-
-    def __enter__(self) -> str:
-        self.context.__enter__()
-        return GOOGLE
-
-    def __exit__(self, *exc: object) -> None:
-        self.context.__exit__(*exc)
+        with mock_transport(sim):
+            yield GOOGLE  # the SDK's own default host, answered in-process
+    else:
+        with serve_in_thread(sim) as base_url:
+            yield base_url
 
 
 # ---------------------------------------------------------------------------------------------
@@ -871,7 +861,7 @@ def test_python_sdk_upload_sends_snake_case_and_gets_a_file(gem: Gem, tmp_path: 
     )
     assert uploaded.display_name == "py"
     assert uploaded.size_bytes == path.stat().st_size
-    digest = __import__("hashlib").sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert base64.b64decode(uploaded.sha256_hash or "").decode() == digest
     assert client.files.get(name=uploaded.name or "").name == uploaded.name
     with pytest.raises(errors.ClientError) as caught:
@@ -1136,6 +1126,7 @@ def _read_base_url(stream: Any) -> tuple[str, threading.Thread]:
     ready = threading.Event()
 
     def reader() -> None:
+        """Note the first URL, then drain the pipe until the server exits."""
         for line in stream:  # keeps draining the pipe so the server never blocks on it
             match = re.search(r"http://127\.0\.0\.1:\d+", line)
             if match and not found:
