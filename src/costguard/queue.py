@@ -26,6 +26,7 @@ from typing import Any, Literal
 from costguard.errors import CostguardError, ModelUnavailableError, QueueError
 from costguard.models import ImageRequest
 from costguard.pricing.engine import RateBook, Resolved
+from costguard.pricing.schema import Provider
 
 Format = Literal["costguard", "gemini", "openai"]
 FORMATS: tuple[Format, ...] = ("costguard", "gemini", "openai")
@@ -48,23 +49,24 @@ NO_DEFAULTS = Defaults()
 
 
 class KeySet:
-    """Compact set of keys for duplicate detection: ~16 bytes a key, not ~80 for a `set[str]`.
+    """Compact set of keys for duplicate detection: 16 bytes a slot, not ~80 for a `set[str]`.
 
-    Open addressing over two parallel arrays of independent 64-bit hashes of each key (so a
-    false duplicate needs a 128-bit collision), plus the line each key was first seen on.
+    Open addressing (load <= 1/2) over parallel arrays: a 64-bit and an independent 32-bit hash
+    of each key (a false duplicate needs a 96-bit collision: about 1e-17 for a million keys),
+    and the line each key was first seen on.
     """
 
     def __init__(self, capacity: int = 1 << 16) -> None:
         self._mask = capacity - 1
-        self._h1 = array("q", bytes(8 * capacity))
-        self._h2 = array("q", bytes(8 * capacity))
-        self._line = array("L", bytes(array("L").itemsize * capacity))
+        self._h1 = array("q", [0]) * capacity
+        self._h2 = array("I", [0]) * capacity
+        self._line = array("I", [0]) * capacity
         self._count = 0
 
     def add(self, key: str, line: int) -> int:
         """Record `key` first seen on `line`; return the earlier line if it was seen, else 0."""
         h1 = hash(key) or 1
-        h2 = hash((key, 0x5BD1E995)) or 1
+        h2 = (hash((key, 0x5BD1E995)) & 0xFFFFFFFF) or 1
         table1, table2 = self._h1, self._h2
         idx = h1 & self._mask
         while True:
@@ -86,9 +88,9 @@ class KeySet:
         old = (self._h1, self._h2, self._line)
         capacity = (self._mask + 1) * 2
         self._mask = capacity - 1
-        self._h1 = array("q", bytes(8 * capacity))
-        self._h2 = array("q", bytes(8 * capacity))
-        self._line = array("L", bytes(array("L").itemsize * capacity))
+        self._h1 = array("q", [0]) * capacity
+        self._h2 = array("I", [0]) * capacity
+        self._line = array("I", [0]) * capacity
         for h1, h2, line in zip(*old, strict=True):
             if h1 == 0:
                 continue
@@ -99,6 +101,21 @@ class KeySet:
 
     def __len__(self) -> int:
         return self._count
+
+
+_DECODER = json.JSONDecoder()
+
+_Checked = tuple[str, Provider, str, str | None, str | None, bool]
+"""A validated combination: model id, provider, size, quality, aspect ratio, takes images."""
+
+
+def _json_problem(text: str) -> str:
+    """json's own description of why `text` is not one JSON value."""
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        return str(exc)
+    return "not a single JSON value"
 
 
 class _LineError(Exception):
@@ -169,6 +186,7 @@ class QueueReader:
         self.lines = 0
         self._keys = KeySet()
         self._models: dict[str, Resolved | _LineError] = {}
+        self._combos: dict[object, _Checked | _LineError] = {}
         self._base = path.parent
 
     def __iter__(self) -> Iterator[ImageRequest]:
@@ -177,19 +195,25 @@ class QueueReader:
             "gemini": self._gemini,
             "openai": self._openai,
         }[self.format]
+        scan = _DECODER.scan_once  # type: ignore[attr-defined]  # the C scanner, public in practice
         with self.path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 data = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
-                if not data.strip():
+                try:
+                    text = data.decode("utf-8").strip()
+                except UnicodeDecodeError as exc:
+                    self.lines += 1
+                    self._error(number, "(line)", f"not valid UTF-8 at byte {exc.start}")
+                    continue
+                if not text:
                     continue
                 self.lines += 1
                 try:
-                    obj = json.loads(data)
-                except UnicodeDecodeError as exc:
-                    self._error(number, "(line)", f"not valid UTF-8 at byte {exc.start}")
-                    continue
-                except ValueError as exc:
-                    self._error(number, "(line)", f"invalid JSON: {exc}")
+                    obj, end = scan(text, 0)
+                except StopIteration:
+                    end = -1
+                if end != len(text):
+                    self._error(number, "(line)", f"invalid JSON: {_json_problem(text)}")
                     continue
                 if not isinstance(obj, dict):
                     self._error(number, "(line)", "each line must be a JSON object")
@@ -236,21 +260,28 @@ class QueueReader:
                 f"this line is in the {_format_of(obj)} format but the file was read as "
                 f"{self.format} (from its first line); use one format per file or --format",
             )
-        key = _string(obj, "key")
-        prompt = _string(obj, "prompt")
-        images = obj.get("images", [])
-        if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
+        key = obj.get("key")
+        if type(key) is not str or not key.strip():
+            key = _string(obj, "key")
+        prompt = obj.get("prompt")
+        if type(prompt) is not str or not prompt.strip():
+            prompt = _string(obj, "prompt")
+        images = obj.get("images")
+        if images is not None and (
+            not isinstance(images, list) or not all(isinstance(i, str) and i for i in images)
+        ):
             raise _LineError("images", "must be a list of paths or URIs (strings)")
+        get = obj.get
         return self._request(
             line,
             key=key,
             prompt=prompt,
-            model=_optional_string(obj, "model"),
-            size=_optional_string(obj, "size"),
-            quality=_optional_string(obj, "quality"),
-            aspect_ratio=_optional_string(obj, "aspect_ratio"),
-            n=obj.get("n", 1),
-            images=tuple(images),
+            model=_optional_string(obj, "model") if "model" in obj else None,
+            size=get("size") if type(get("size")) is str else _optional_string(obj, "size"),
+            quality=_optional_string(obj, "quality") if "quality" in obj else None,
+            aspect_ratio=_optional_string(obj, "aspect_ratio") if "aspect_ratio" in obj else None,
+            n=get("n", 1),
+            images=tuple(images) if images else (),
             extra_bytes=0,
         )
 
@@ -378,7 +409,7 @@ class QueueReader:
             raise cached
         return cached
 
-    def _request(  # noqa: PLR0912 - one flat list of field checks reads best
+    def _request(
         self,
         line: int,
         *,
@@ -394,6 +425,52 @@ class QueueReader:
         field_prefix: str = "",
         check_local: bool = True,
     ) -> ImageRequest:
+        """Validate one request's parameters (each distinct combination is checked once)."""
+        signature = (model, size, quality, aspect_ratio, n) if type(n) is int else None
+        checked = self._combos.get(signature) if signature is not None else None
+        if checked is None:
+            try:
+                checked = self._validate(model, size, quality, aspect_ratio, n, field_prefix)
+            except _LineError as exc:
+                checked = exc
+            if signature is not None:
+                self._combos[signature] = checked
+        if isinstance(checked, _LineError):
+            raise _LineError(checked.field, checked.message)
+        model_id, provider, size, quality, aspect_ratio, takes_images = checked
+        if images:
+            if not takes_images:
+                raise _LineError("images", f"{model_id} does not take input images")
+            if check_local and self.check_images:
+                for i, ref in enumerate(images):
+                    if ref.startswith(_URI_PREFIXES):
+                        continue
+                    path = Path(ref) if Path(ref).is_absolute() else self._base / ref
+                    if not path.is_file():
+                        raise _LineError(f"images[{i}]", f"input image not found: {path}")
+        return ImageRequest(
+            key,
+            prompt,
+            model_id,
+            provider,
+            size,
+            quality,
+            aspect_ratio,
+            n,  # type: ignore[arg-type]  # _validate checked it is an int
+            images,
+            line,
+            len(prompt.encode()) + extra_bytes,
+        )
+
+    def _validate(
+        self,
+        model: str | None,
+        size: str | None,
+        quality: str | None,
+        aspect_ratio: str | None,
+        n: object,
+        field_prefix: str,
+    ) -> _Checked:
         model_field = f"{field_prefix}model"
         model_id = model or self.defaults.model
         if model_id is None:
@@ -439,29 +516,8 @@ class QueueReader:
             raise _LineError(n_field, f"must be a whole number, got {n!r}")
         if not 1 <= n <= card.max_n:
             raise _LineError(n_field, f"{n} is out of range for {model_id} (1 to {card.max_n})")
-        if images:
-            if card.input_image_tokens is None:
-                raise _LineError("images", f"{model_id} does not take input images")
-            if check_local and self.check_images:
-                for i, ref in enumerate(images):
-                    if ref.startswith(_URI_PREFIXES):
-                        continue
-                    path = Path(ref) if Path(ref).is_absolute() else self._base / ref
-                    if not path.is_file():
-                        raise _LineError(f"images[{i}]", f"input image not found: {path}")
-        return ImageRequest(
-            key=key,
-            prompt=prompt,
-            model=model_id,
-            provider=resolved.provider,
-            size=size,
-            quality=quality,
-            aspect_ratio=aspect_ratio,
-            n=n,
-            images=images,
-            line=line,
-            prompt_bytes=len(prompt.encode()) + extra_bytes,
-        )
+        takes_images = card.input_image_tokens is not None
+        return model_id, resolved.provider, size, quality, aspect_ratio, takes_images
 
 
 def _string(obj: dict[str, Any], name: str, field: str | None = None) -> str:

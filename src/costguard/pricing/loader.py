@@ -27,8 +27,11 @@ from costguard.resources import data_dir
 _CARD_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})\.ya?ml")
 
 
-class _DecimalLoader(yaml.SafeLoader):
-    """SafeLoader that turns YAML floats into Decimal (exact) and keeps dates as strings."""
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _DecimalLoader(_Base):  # type: ignore[valid-type,misc]
+    """Safe loader (libyaml when present) that turns YAML floats into exact Decimals."""
 
 
 def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> decimal.Decimal:
