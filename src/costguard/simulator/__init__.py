@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -191,7 +192,7 @@ class UploadRecord:
 def _gemini_face_class() -> type[Any] | None:
     """`GeminiFace` when `costguard.simulator.gemini` exists (it is written in parallel)."""
     try:
-        from costguard.simulator import gemini
+        gemini = importlib.import_module("costguard.simulator.gemini")
     except ModuleNotFoundError as exc:
         if exc.name == "costguard.simulator.gemini":
             return None
@@ -238,14 +239,18 @@ class Simulator:
                 (`succeeded` when None). Jobs may pick another one each (see `scenario_for`).
             api_keys: Accept only these keys (anything else is a wrong key); None accepts any
                 non-empty key.
-            time_scale: Simulated seconds per wall second (default: the scenario's).
+            time_scale: Simulated seconds per wall second (default: the scenario's); 0 stops
+                the clock, so only `advance()` moves it (deterministic tests).
             seed: Seed of the deterministic ids.
             clock: A clock to continue (used by `load`).
         """
         self._lock = threading.RLock()
         self._scenarios: dict[str, Scenario] = {}
         self.scenario = self._default_scenario(scenario)
-        self.clock = clock or SimClock(time_scale=time_scale or self.scenario.time_scale)
+        if clock is None:
+            scale = self.scenario.time_scale if time_scale is None else time_scale
+            clock = SimClock(time_scale=scale)
+        self.clock = clock
         self.router = Router()
         self.calls = CallLog()
         self.blobs = BlobStore()
@@ -546,6 +551,7 @@ def simulate(
     *,
     base_urls: Iterable[str] = (),
     api_keys: Iterable[str] | None = None,
+    time_scale: float | None = None,
     state: str | os.PathLike[str] | None = None,
     strict: bool = True,
 ) -> Iterator[Simulator]:
@@ -556,6 +562,7 @@ def simulate(
         base_urls: Extra origins to answer besides the providers' own hosts
             (e.g. `"http://llm-gateway.internal"`); other hosts pass through untouched.
         api_keys: Accept only these keys (see `Simulator`).
+        time_scale: Simulated seconds per wall second (0 = only `sim.advance()` moves time).
         state: A state file: loaded when it exists, saved after every request.
         strict: Raise `NotSimulatedError` at the end when a request matched no route or the
             simulator failed on one.
@@ -569,7 +576,7 @@ def simulate(
     if state is not None and Path(state).exists():
         sim = Simulator.load(state, api_keys=api_keys)
     else:
-        sim = Simulator(scenario, api_keys=api_keys)
+        sim = Simulator(scenario, api_keys=api_keys, time_scale=time_scale)
     if state is not None:
         sim.autosave = Path(state)
     with mock_transport(sim, base_urls=base_urls):
