@@ -1,0 +1,272 @@
+"""The HTTP face (`server.py`) and `costguard simulate serve|scenarios` as a user runs them."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from openai import OpenAI
+from typer.testing import CliRunner
+
+from costguard.cli import app
+from costguard.simulator import Simulator
+from costguard.simulator.core import SimRequest, SimResponse
+from costguard.simulator.server import serve_in_thread
+
+KEY = "sk-server-test"
+AUTH = {"authorization": f"Bearer {KEY}"}
+ORDER = ["validating", "in_progress", "finalizing", "completed"]
+
+
+def batch_input(count: int) -> bytes:
+    """A valid images batch input file."""
+    return b"".join(
+        json.dumps(
+            {
+                "custom_id": f"c{i}",
+                "method": "POST",
+                "url": "/v1/images/generations",
+                "body": {"model": "gpt-image-1", "prompt": f"fox {i}"},
+            }
+        ).encode()
+        + b"\n"
+        for i in range(count)
+    )
+
+
+def echo_route(sim: Simulator) -> None:
+    """Add a route answering the base URL the simulator saw."""
+
+    def echo(request: SimRequest, match: re.Match[str]) -> SimResponse:
+        return SimResponse.json({"base_url": request.base_url, "path": request.path})
+
+    sim.router.add("openai.echo", "GET", r"/v1/echo/.*", echo)
+
+
+def test_base_url_comes_from_the_host_header() -> None:
+    """The server hands handlers the base URL the client addressed, from the Host header."""
+    sim = Simulator(time_scale=0)
+    echo_route(sim)
+    with serve_in_thread(sim) as base_url:
+        direct = httpx2.get(f"{base_url}/v1/echo/a%20b", headers=AUTH).json()
+        proxied = httpx2.get(
+            f"{base_url}/v1/echo/x", headers={**AUTH, "host": "sim.example:9000"}
+        ).json()
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", base_url)
+    assert direct == {"base_url": base_url, "path": "/v1/echo/a b"}
+    assert proxied["base_url"] == "http://sim.example:9000"
+
+
+def test_unmatched_and_broken_requests_over_http() -> None:
+    """Over HTTP an unknown path is a loud 404 and a failing handler a 500; the server lives on."""
+    sim = Simulator(time_scale=0)
+
+    def broken(request: SimRequest, match: re.Match[str]) -> SimResponse:
+        raise RuntimeError("boom")
+
+    sim.router.add("openai.broken", "GET", r"/v1/broken", broken)
+    with serve_in_thread(sim) as base_url:
+        missing = httpx2.delete(f"{base_url}/v1/nothing/here", headers=AUTH)
+        failing = httpx2.get(f"{base_url}/v1/broken", headers=AUTH)
+        healthy = httpx2.get(f"{base_url}/v1/batches", headers=AUTH)
+    assert missing.status_code == 404
+    assert (
+        missing.json()["error"]["message"] == "costguard-sim: DELETE /v1/nothing/here not simulated"
+    )
+    assert failing.status_code == 500
+    assert "RuntimeError: boom" in failing.json()["error"]["message"]
+    assert healthy.status_code == 200
+
+
+def test_binary_upload_round_trips_through_multipart() -> None:
+    """Arbitrary bytes (CR, LF, NUL) uploaded as multipart come back byte for byte."""
+    data = bytes(range(256)) * 40 + b"\r\n--not-a-boundary\r\n\r" + bytes(range(256))
+    with serve_in_thread(Simulator(time_scale=0)) as base_url:
+        client = OpenAI(base_url=base_url + "/v1", api_key=KEY)
+        file = client.files.create(file=("blob.bin", data), purpose="user_data")
+        assert client.files.content(file.id).content == data
+    assert file.bytes == len(data)
+
+
+def test_generated_files_are_sent_chunked() -> None:
+    """A result file goes out with chunked transfer encoding, not buffered with a length."""
+    sim = Simulator(time_scale=0)
+    with serve_in_thread(sim) as base_url:
+        client = OpenAI(base_url=base_url + "/v1", api_key=KEY)
+        file = client.files.create(file=("in.jsonl", batch_input(500)), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h"
+        )
+        sim.advance(86400)
+        output = client.batches.retrieve(batch.id).output_file_id
+        with httpx2.stream("GET", f"{base_url}/v1/files/{output}/content", headers=AUTH) as r:
+            chunks = list(r.iter_raw())
+            encoding = r.headers.get("transfer-encoding")
+    assert encoding == "chunked"
+    assert b"".join(chunks).count(b"\n") == 500
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def costguard_command() -> list[str]:
+    """The installed `costguard` script next to this interpreter (else `python -m costguard`)."""
+    script = Path(sys.executable).with_name("costguard")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "costguard"]
+
+
+@contextlib.contextmanager
+def serve_process(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`costguard simulate serve --port 0 ARGS` as a subprocess; yields its base URL."""
+    proc = subprocess.Popen(
+        [*costguard_command(), "simulate", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    found: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # keep draining so the server never blocks on its pipe
+            match = re.search(r"listening on (http://\S+)", line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        ready.wait(timeout=30)
+        assert found, "costguard simulate serve printed no URL"
+        yield found[0], proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        reader.join(timeout=20)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+def poll(client: OpenAI, batch_id: str) -> str:
+    """Poll until the batch is completed (the CLI's clock runs at the scenario's speed)."""
+    for _ in range(2000):
+        status = client.batches.retrieve(batch_id).status
+        if status == "completed":
+            return status
+        threading.Event().wait(0.01)
+    pytest.fail(f"{batch_id} did not complete")
+
+
+def test_serve_prints_urls_env_vars_and_scenarios() -> None:
+    """`serve --port 0` prints the base URL, both SDK env vars and the per-job mechanism."""
+    with subprocess.Popen(
+        [*costguard_command(), "simulate", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as proc:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(7)]
+        base = re.search(r"listening on (http://127\.0\.0\.1:\d+)", "".join(lines))
+        assert base is not None
+        answer = httpx2.get(f"{base.group(1)}/v1/batches", headers=AUTH)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    text = "".join(lines)
+    assert answer.json()["has_more"] is False
+    assert f"export OPENAI_BASE_URL={base.group(1)}/v1" in text
+    assert f"export GOOGLE_GEMINI_BASE_URL={base.group(1)}\n" in text
+    assert "cg_scenario" in text
+    assert "Scenarios: cancelled, expired," in text
+
+
+def test_killed_server_resumes_from_its_state_file(tmp_path: Path) -> None:
+    """After kill -9, `serve --state` picks up the same files and batches, time never rewinds."""
+    state = tmp_path / "sim.json"
+    with serve_process("--state", str(state)) as (base_url, proc):
+        client = OpenAI(base_url=base_url + "/v1", api_key=KEY)
+        file = client.files.create(file=("in.jsonl", batch_input(5)), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h"
+        )
+        before = client.batches.retrieve(batch.id).status
+        proc.kill()
+        proc.wait(timeout=20)
+    with serve_process("--state", str(state)) as (base_url, _):
+        client = OpenAI(base_url=base_url + "/v1", api_key=KEY)
+        after = client.batches.retrieve(batch.id).status
+        assert client.files.content(file.id).content == batch_input(5)
+        assert poll(client, batch.id) == "completed"
+        output = client.batches.retrieve(batch.id).output_file_id
+        assert client.files.content(output or "").text.count("\n") == 5
+    assert ORDER.index(after) >= ORDER.index(before)
+
+
+def test_scenarios_command_lists_every_builtin() -> None:
+    """`costguard simulate scenarios` prints one line per built-in scenario."""
+    result = CliRunner().invoke(app, ["simulate", "scenarios"])
+    assert result.exit_code == 0
+    names = [line.split()[0] for line in result.output.splitlines()]
+    assert names == [
+        "cancelled",
+        "expired",
+        "failed",
+        "flaky",
+        "refusals",
+        "shuffled",
+        "slow",
+        "succeeded",
+    ]
+
+
+def test_serve_rejects_an_unknown_scenario() -> None:
+    """An unknown --scenario exits 2 with one line naming the built-ins."""
+    result = CliRunner().invoke(app, ["simulate", "serve", "--scenario", "nope"])
+    assert result.exit_code == 2
+    assert "unknown scenario 'nope'; built-in scenarios:" in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_serve_reports_a_taken_port() -> None:
+    """A port in use exits 2 with a one-line hint."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["simulate", "serve", "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    assert "--port 0" in result.output
+
+
+def test_help_imports_no_sdk_server_or_mock() -> None:
+    """`costguard --help` and `costguard simulate --help` import no SDK, uvicorn or respx."""
+    probe = (
+        "import sys; from typer.testing import CliRunner; from costguard.cli import app; "
+        "r = CliRunner(); assert r.invoke(app, ['--help']).exit_code == 0; "
+        "assert r.invoke(app, ['simulate', '--help']).exit_code == 0; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'openai', 'respx', 'uvicorn', 'starlette', 'httpx2', 'pytest_httpx2'} "
+        "or m.startswith('google.genai')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
