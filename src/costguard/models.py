@@ -29,3 +29,19 @@ class ImageRequest(NamedTuple):
     """1-based line in the queue file, for error messages and retry files."""
     prompt_bytes: int = 0
     """UTF-8 length of the prompt (and any system text), the basis of the token estimate."""
+
+
+class Usage(NamedTuple):
+    """Token counts a provider reported for one request (what it bills)."""
+
+    input_text_tokens: int = 0
+    input_image_tokens: int = 0
+    output_image_tokens: int = 0
+    output_text_tokens: int = 0
+    """Text output plus thinking tokens (both billed at the output text rate)."""
+    images: int = 0
+    """Output images returned (per-image-priced models bill these)."""
+
+    def as_dict(self) -> dict[str, int]:
+        """For the manifest."""
+        return self._asdict()

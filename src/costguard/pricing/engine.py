@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from costguard.errors import ModelUnavailableError, RateCardError
+from costguard.models import Usage
 from costguard.money import ZERO, per_mtok
 from costguard.pricing.schema import MODES, Mode, ModelCard, ModeRates, Provider, RateCard
 
@@ -243,6 +244,26 @@ def price(
             per_mtok(think.max * totals.requests, out_rate),
         )
     return Cost(images, images) + prompt + inputs + thinking
+
+
+def usage_cost(
+    model: ModelCard, mode: Mode, usage: Usage, *, size: str, quality: str | None
+) -> Decimal:
+    """Actual USD of one request from the token counts the provider reported.
+
+    Token-priced models: every count times its rate. Per-image-priced models: the card's
+    price per returned image, plus input tokens at their rates.
+    """
+    rates = _rates(model, mode)
+    text_in = rates.input_text_per_mtok or ZERO
+    cost = per_mtok(usage.input_text_tokens, text_in)
+    cost += per_mtok(usage.input_image_tokens, rates.input_image_per_mtok or text_in)
+    cost += per_mtok(usage.output_text_tokens, rates.output_text_per_mtok or ZERO)
+    if rates.output_image_per_mtok is not None:
+        cost += per_mtok(usage.output_image_tokens, rates.output_image_per_mtok)
+    else:
+        cost += image_unit_price(model, mode, size, quality) * usage.images
+    return cost
 
 
 def _rates(model: ModelCard, mode: Mode) -> ModeRates:

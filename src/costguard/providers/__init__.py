@@ -1,0 +1,1 @@
+"""Provider clients: the official SDKs behind one `Provider` interface."""

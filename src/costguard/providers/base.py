@@ -1,0 +1,109 @@
+"""What the runner needs from a provider, whatever its API: one batch job's life, and sync calls.
+
+Providers translate between costguard's `ImageRequest`/`Outcome` and a wire format, through
+the official SDKs (imported lazily). They never price anything: they report usage.
+"""
+
+from __future__ import annotations
+
+import base64
+import mimetypes
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+from costguard.models import ImageRequest, Usage
+
+JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "expired"]
+TERMINAL: frozenset[JobState] = frozenset({"succeeded", "failed", "cancelled", "expired"})
+Status = Literal["ok", "refused", "failed", "expired", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A batch job's state as the provider reports it."""
+
+    state: JobState
+    raw_state: str
+    """The provider's own name for the state (`BATCH_STATE_RUNNING`, `finalizing`, ...)."""
+    total: int | None = None
+    completed: int | None = None
+    failed: int | None = None
+    error: str | None = None
+    """Why the job failed, when the provider says."""
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of one request."""
+
+    key: str
+    status: Status
+    images: list[tuple[bytes, str]] = field(default_factory=list)
+    """(image bytes, mime type) in the order returned."""
+    reason: str | None = None
+    """Finish reason, block reason, or error code and message."""
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedJob:
+    """A job the provider accepted."""
+
+    job_id: str
+    input_file_id: str | None = None
+
+
+class ProviderError(Exception):
+    """A provider call failed after the SDK's own retries (the message names the call)."""
+
+
+class Provider(Protocol):
+    """One provider's batch and sync APIs."""
+
+    name: str
+
+    def find_job(self, tag: str) -> str | None:
+        """The id of a job created earlier with `tag` (display name / metadata), if any."""
+        ...
+
+    def submit(
+        self, model: str, requests: Iterable[ImageRequest], tag: str, workdir: Path
+    ) -> SubmittedJob:
+        """Create one batch job for `requests` (all for `model`), tagged with `tag`."""
+        ...
+
+    def status(self, job_id: str) -> JobStatus:
+        """Poll the job."""
+        ...
+
+    def results(self, job_id: str, workdir: Path) -> Iterator[Outcome]:
+        """Stream the outcomes the provider returned (only the requests it answered)."""
+        ...
+
+    def cancel(self, job_id: str) -> None:
+        """Ask the provider to cancel the job."""
+        ...
+
+    def generate(self, request: ImageRequest) -> Outcome:
+        """One synchronous call (full price)."""
+        ...
+
+
+def read_image(ref: str, base: Path) -> tuple[bytes, str] | None:
+    """Bytes and mime type of a local input image; None for a URI the provider fetches."""
+    if ref.startswith(("http://", "https://", "gs://", "data:", "file-", "files/")):
+        return None
+    path = Path(ref) if Path(ref).is_absolute() else base / ref
+    mime = mimetypes.guess_type(path.name)[0] or "image/png"
+    return path.read_bytes(), mime
+
+
+def data_url(data: bytes, mime: str) -> str:
+    """A `data:` URL for inline image input."""
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"

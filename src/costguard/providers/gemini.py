@@ -1,0 +1,293 @@
+"""Gemini image models through the official `google-genai` SDK: Batch API, Files API, sync.
+
+A job is submitted inline when its requests fit under the 20 MB request limit, otherwise as
+a JSONL file uploaded through the Files API (up to 2 GB). The job's display name carries the
+costguard tag so a crashed run finds its job instead of creating another. Result files are
+streamed to disk (`files.download(destination=...)`) and parsed line by line; results are
+matched by each request's `key`. The SDK honours `GOOGLE_GEMINI_BASE_URL`; retries on 408,
+429 and 5xx are switched on (the SDK does none by default).
+
+Gemini 2.x image models take no `imageSize` (their output is about 1 MP whatever the ratio),
+so it is sent only to later models.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from costguard.models import ImageRequest, Usage
+from costguard.providers.base import (
+    JobState,
+    JobStatus,
+    Outcome,
+    SubmittedJob,
+    read_image,
+)
+
+if TYPE_CHECKING:
+    from google.genai import Client
+
+INLINE_LIMIT = 20 * 1024 * 1024
+"""Gemini's request size limit: larger jobs go through the Files API."""
+FILE_LIMIT = 2 * 1024 * 1024 * 1024
+INLINE_MARGIN = 64 * 1024
+"""Room for the envelope around inline requests."""
+SUCCESS_FINISH = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
+
+_STATES: dict[str, JobState] = {
+    "JOB_STATE_QUEUED": "pending",
+    "JOB_STATE_PENDING": "pending",
+    "JOB_STATE_RUNNING": "running",
+    "JOB_STATE_CANCELLING": "running",
+    "JOB_STATE_UPDATING": "running",
+    "JOB_STATE_PAUSED": "running",
+    "JOB_STATE_SUCCEEDED": "succeeded",
+    "JOB_STATE_PARTIALLY_SUCCEEDED": "succeeded",
+    "JOB_STATE_FAILED": "failed",
+    "JOB_STATE_CANCELLED": "cancelled",
+    "JOB_STATE_EXPIRED": "expired",
+}
+
+
+def takes_image_size(model: str) -> bool:
+    """Whether the model accepts `imageConfig.imageSize` (Gemini 3 and later)."""
+    return not model.removeprefix("models/").startswith("gemini-2.")
+
+
+class GeminiProvider:
+    """`Provider` for the Gemini Developer API."""
+
+    name = "gemini"
+
+    def __init__(self, api_key: str, *, base: Path, attempts: int = 5) -> None:
+        from google import genai
+        from google.genai import types
+
+        retry = types.HttpRetryOptions(
+            attempts=attempts, http_status_codes=[408, 429, 500, 502, 503, 504]
+        )
+        self.client: Client = genai.Client(
+            api_key=api_key, http_options=types.HttpOptions(retry_options=retry)
+        )
+        self.base = base
+
+    # wire ----------------------------------------------------------------------------------
+
+    def request_json(self, request: ImageRequest) -> dict[str, Any]:
+        """The GenerateContentRequest for one request, in REST (camelCase) form."""
+        parts: list[dict[str, Any]] = [{"text": request.prompt}]
+        for ref in request.images:
+            local = read_image(ref, self.base)
+            if local is None:
+                parts.append({"fileData": {"fileUri": ref}})
+            else:
+                data, mime = local
+                parts.append(
+                    {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
+                )
+        image_config: dict[str, str] = {}
+        if request.aspect_ratio:
+            image_config["aspectRatio"] = request.aspect_ratio
+        if takes_image_size(request.model):
+            image_config["imageSize"] = request.size
+        config: dict[str, Any] = {"responseModalities": ["IMAGE"]}
+        if image_config:
+            config["imageConfig"] = image_config
+        return {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
+
+    # batch -----------------------------------------------------------------------------------
+
+    def find_job(self, tag: str) -> str | None:
+        for job in self.client.batches.list(config={"page_size": 100}):
+            if job.display_name == tag and job.name:
+                return job.name
+        return None
+
+    def submit(
+        self, model: str, requests: Iterable[ImageRequest], tag: str, workdir: Path
+    ) -> SubmittedJob:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path = workdir / "input.jsonl"
+        size = 0
+        with path.open("w", encoding="utf-8") as out:
+            for request in requests:
+                line = json.dumps(
+                    {"key": request.key, "request": self.request_json(request)},
+                    separators=(",", ":"),
+                )
+                size += len(line) + 1
+                out.write(line + "\n")
+        if size + INLINE_MARGIN < INLINE_LIMIT:
+            inline = [_inlined(json.loads(line)) for line in path.open(encoding="utf-8")]
+            job = self.client.batches.create(
+                model=model,
+                src=inline,  # type: ignore[arg-type]
+                config={"display_name": tag},
+            )
+            assert job.name is not None
+            return SubmittedJob(job.name)
+        uploaded = self.client.files.upload(
+            file=str(path), config={"mime_type": "jsonl", "display_name": tag}
+        )
+        assert uploaded.name is not None
+        job = self.client.batches.create(
+            model=model, src=uploaded.name, config={"display_name": tag}
+        )
+        assert job.name is not None
+        return SubmittedJob(job.name, uploaded.name)
+
+    def status(self, job_id: str) -> JobStatus:
+        job = self.client.batches.get(name=job_id)
+        raw = job.state.name if job.state is not None else "JOB_STATE_UNSPECIFIED"
+        error = None
+        if job.error is not None:
+            error = f"{job.error.code}: {job.error.message}"
+        return JobStatus(_STATES.get(raw, "running"), raw, error=error)
+
+    def results(self, job_id: str, workdir: Path) -> Iterator[Outcome]:
+        job = self.client.batches.get(name=job_id)
+        dest = job.dest
+        if dest is None:
+            return
+        if dest.inlined_responses:
+            for item in dest.inlined_responses:
+                key = (item.metadata or {}).get("key", "")
+                if item.error is not None:
+                    yield Outcome(key, "failed", reason=f"{item.error.code}: {item.error.message}")
+                elif item.response is not None:
+                    yield parse_response(key, item.response.model_dump(mode="json", by_alias=True))
+            return
+        if dest.file_name:
+            workdir.mkdir(parents=True, exist_ok=True)
+            target = workdir / "results.jsonl"
+            if not target.exists():
+                partial = target.with_name("results.jsonl.part")
+                self.client.files.download(file=dest.file_name, destination=str(partial))
+                partial.replace(target)
+            with target.open("rb") as lines:
+                for raw in lines:
+                    if raw.strip():
+                        yield parse_file_line(json.loads(raw))
+
+    def cancel(self, job_id: str) -> None:
+        self.client.batches.cancel(name=job_id)
+
+    # sync --------------------------------------------------------------------------------
+
+    def generate(self, request: ImageRequest) -> Outcome:
+        from google.genai import errors
+
+        wire = self.request_json(request)
+        try:
+            response = self.client.models.generate_content(
+                model=request.model,
+                contents=wire["contents"],
+                config=_config(wire["generationConfig"]),  # type: ignore[arg-type]
+            )
+        except errors.APIError as exc:
+            return Outcome(request.key, "failed", reason=f"{exc.code} {exc.status}: {exc.message}")
+        return parse_response(request.key, response.model_dump(mode="json", by_alias=True))
+
+
+def _config(generation_config: dict[str, Any]) -> dict[str, Any]:
+    """REST generationConfig -> the SDK's snake_case GenerateContentConfig dict."""
+    config: dict[str, Any] = {"response_modalities": generation_config["responseModalities"]}
+    image = generation_config.get("imageConfig")
+    if image:
+        config["image_config"] = {
+            k: v
+            for k, v in (
+                ("aspect_ratio", image.get("aspectRatio")),
+                ("image_size", image.get("imageSize")),
+            )
+            if v
+        }
+    return config
+
+
+def _inlined(line: dict[str, Any]) -> dict[str, Any]:
+    """A file line -> the SDK's InlinedRequest dict (contents, config, metadata.key)."""
+    request = line["request"]
+    contents = []
+    for content in request["contents"]:
+        parts = []
+        for part in content["parts"]:
+            if "text" in part:
+                parts.append({"text": part["text"]})
+            elif "inlineData" in part:
+                inline = part["inlineData"]
+                data = base64.b64decode(inline["data"])
+                parts.append({"inline_data": {"mime_type": inline["mimeType"], "data": data}})
+            else:
+                parts.append({"file_data": {"file_uri": part["fileData"]["fileUri"]}})
+        contents.append({"role": content["role"], "parts": parts})
+    return {
+        "contents": contents,
+        "config": _config(request["generationConfig"]),
+        "metadata": {"key": line["key"]},
+    }
+
+
+def parse_file_line(line: dict[str, Any]) -> Outcome:
+    """One result-file line (`{"key", "response"}` or `{"key", "error"}`) -> Outcome."""
+    key = str(line.get("key", ""))
+    error = line.get("error")
+    if isinstance(error, dict):
+        return Outcome(key, "failed", reason=f"{error.get('code')}: {error.get('message', '')}")
+    response = line.get("response")
+    return parse_response(key, response if isinstance(response, dict) else {})
+
+
+def parse_response(key: str, response: dict[str, Any]) -> Outcome:
+    """A GenerateContentResponse (camelCase JSON) -> Outcome: images, refusals, usage."""
+    usage = _usage(response.get("usageMetadata"))
+    feedback = response.get("promptFeedback") or {}
+    candidates = response.get("candidates") or []
+    if not candidates:
+        block = feedback.get("blockReason")
+        reason = f"blockReason: {block}" if block else "no candidates in the response"
+        return Outcome(key, "refused" if block else "failed", reason=reason, usage=usage)
+    candidate = candidates[0]
+    images = []
+    for part in (candidate.get("content") or {}).get("parts") or []:
+        inline = part.get("inlineData")
+        if inline and inline.get("data") and not part.get("thought"):
+            images.append((base64.b64decode(inline["data"]), inline.get("mimeType", "image/png")))
+    finish = candidate.get("finishReason")
+    if usage is not None:
+        usage = usage._replace(images=len(images))
+    if images:
+        return Outcome(key, "ok", images, reason=None, usage=usage)
+    reason = f"finishReason: {finish}" if finish not in SUCCESS_FINISH else "no image returned"
+    return Outcome(key, "refused", reason=reason, usage=usage)
+
+
+def _usage(raw: object) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+
+    def by_modality(details: object, modality: str) -> int:
+        if not isinstance(details, list):
+            return 0
+        return sum(
+            int(d.get("tokenCount") or 0)
+            for d in details
+            if isinstance(d, dict) and d.get("modality") == modality
+        )
+
+    prompt = raw.get("promptTokensDetails")
+    out = raw.get("candidatesTokensDetails")
+    prompt_total = int(raw.get("promptTokenCount") or 0)
+    image_in = by_modality(prompt, "IMAGE")
+    image_out = by_modality(out, "IMAGE")
+    text_out = int(raw.get("candidatesTokenCount") or 0) - image_out
+    return Usage(
+        input_text_tokens=prompt_total - image_in,
+        input_image_tokens=image_in,
+        output_image_tokens=image_out,
+        output_text_tokens=max(text_out, 0) + int(raw.get("thoughtsTokenCount") or 0),
+    )
