@@ -1,0 +1,128 @@
+"""The unmodified Node `openai` SDK against `costguard simulate serve` in a real subprocess.
+
+Needs `node` and `npm`; the SDKs come from `tests/node/package-lock.json` (`npm ci` runs once,
+into `tests/node/node_modules`, when they are missing). Without node or npm the test is
+skipped with the reason shown in pytest's summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+NODE_DIR = Path(__file__).parent / "node"
+KEY = "sk-node-test"
+
+
+def node_tools() -> tuple[str, str]:
+    """The node and npm executables, or a visible skip."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("node and npm are needed for the Node SDK test (not on PATH)")
+    return node, npm
+
+
+def install_sdks(npm: str) -> None:
+    """`npm ci` into tests/node/node_modules unless the locked SDKs are already there."""
+    if (NODE_DIR / "node_modules" / "openai" / "package.json").is_file():
+        return
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=NODE_DIR,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+
+
+@contextlib.contextmanager
+def cli_server() -> Iterator[str]:
+    """`costguard simulate serve --port 0` as a subprocess; yields the printed base URL."""
+    script = Path(sys.executable).with_name("costguard")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "costguard"]
+    proc = subprocess.Popen(
+        [*command, "simulate", "serve", "--port", "0", "--api-key", KEY],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    found: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # drains the pipe for the server's whole life
+            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        ready.wait(timeout=30)
+        assert found, "costguard simulate serve printed no base URL"
+        yield found[0]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        reader.join(timeout=20)
+        assert proc.stdout is not None
+        proc.stdout.close()
+
+
+@pytest.mark.node
+def test_node_openai_sdk_runs_a_batch_cycle() -> None:
+    """Node `openai` uploads, creates, polls, downloads, cancels and pages against the server."""
+    node, npm = node_tools()
+    install_sdks(npm)
+    with cli_server() as base_url:
+        done = subprocess.run(
+            [node, str(NODE_DIR / "openai_cycle.mjs")],
+            cwd=NODE_DIR,
+            env={**os.environ, "OPENAI_BASE_URL": f"{base_url}/v1", "OPENAI_API_KEY": KEY},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert report["file"]["purpose"] == "batch"
+    run = report["done"]
+    assert run["status"] == "completed"
+    assert run["counts"] == {"total": 6, "completed": 5, "failed": 1}
+    assert run["outputIds"] == ["node-0", "node-1", "node-2", "node-3", "node-5"]
+    assert run["pngs"] == 5
+    assert (run["errorIds"], run["errorCodes"]) == (["node-4"], ["moderation_blocked"])
+    assert run["usage"]["output_tokens"] == 5 * 272
+    cancelled = report["providerCancel"]
+    assert (cancelled["status"], cancelled["kept"], cancelled["codes"]) == (
+        "cancelled",
+        3,
+        ["batch_cancelled"],
+    )
+    assert report["cancel"] == {"first": "cancelling", "last": "cancelled"}
+    assert report["listed"] == report["created"][::-1]
+    assert report["image"]["png"] is True
+    assert report["image"]["usage"]["output_tokens"] == 6208
+    assert report["refusal"] == {
+        "status": 400,
+        "code": "moderation_blocked",
+        "type": "image_generation_user_error",
+    }
+    assert report["missing"] == 404
