@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from PIL import Image
 
+from costguard.resources import data_dir
 from costguard.simulator import (
     NotSimulatedError,
     Simulator,
@@ -428,3 +429,13 @@ def test_simulate_with_state_resumes_after_the_block(tmp_path: Path) -> None:
         answer = again.handle(request("GET", f"/v1/batches/{batch_id}"))
     assert answer.status == 200
     assert [job.id for job in again.jobs] == [batch_id]
+
+
+def test_no_fixture_holds_a_key() -> None:
+    """No file under fixtures/ contains something shaped like an OpenAI or Google API key."""
+    key_shapes = re.compile(rb"sk-(?:proj-)?[A-Za-z0-9_\-]{20,}|AIza[0-9A-Za-z_\-]{30,}")
+    folder = data_dir("fixtures")
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert len(files) > 20
+    for path in files:
+        assert not key_shapes.search(path.read_bytes()), path

@@ -23,9 +23,10 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 from PIL import Image
 
+from costguard.resources import data_dir
 from costguard.simulator import Simulator, simulate
 from costguard.simulator.core import SimRequest
-from costguard.simulator.openai import OpenAILimits
+from costguard.simulator.openai import OpenAILimits, error_body
 from costguard.simulator.server import serve_in_thread
 
 KEY = "sk-test-costguard"
@@ -688,3 +689,15 @@ def test_result_files_are_generated_lazily() -> None:
     first = next(iter(content.body))
     assert 0 < len(first) < 200_000
     assert face.files[batch["output_file_id"]].blob is None
+
+
+def test_error_fixtures_have_the_api_shape() -> None:
+    """Every OpenAI error fixture is exactly {"error": {message, type, param, code, ...}}."""
+    folder = data_dir("fixtures") / "openai" / "errors"
+    names = sorted(p.stem for p in folder.glob("*.json"))
+    assert len(names) >= 15
+    for name in names:
+        body = error_body(name)
+        assert list(body) == ["error"], name
+        assert {"message", "type", "param", "code"} <= set(body["error"]), name
+        assert int(name[:3]) in {400, 401, 404, 429, 500, 503}, name
