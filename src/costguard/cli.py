@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard import run_cli
 from costguard.errors import EXIT_CODES, CostguardError, QueueError, UsageError
 from costguard.simulate_cli import simulate_app
 
@@ -39,6 +40,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(simulate_app, name="simulate")
+for _command in (run_cli.run, run_cli.collect, run_cli.status, run_cli.cancel, run_cli.runs):
+    app.command()(_command)
 
 
 class ModeOpt(StrEnum):
@@ -221,6 +224,9 @@ def estimate(
                 priced, book, render.modes_for(mode.value), comparisons=comparisons
             )
         )
+    if output is not OutputOpt.table:  # the table lists them; json and csv get them on stderr
+        for warning in priced.warnings:
+            typer.echo(f"warning: {warning}", err=True)
     if advice is not None:
         if advice.decision.fits:
             if output is OutputOpt.table:
@@ -329,6 +335,7 @@ def _report(exc: CostguardError) -> None:
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
     command = typer.main.get_command(app)
+    argv = run_cli.normalise_simulate(list(sys.argv[1:] if argv is None else argv))
     try:
         result = command.main(args=argv, prog_name="costguard", standalone_mode=False)
     except CostguardError as exc:

@@ -1,0 +1,256 @@
+"""A run's journal and outputs on disk, written so a kill -9 at any point loses nothing.
+
+- `journal.json`: the run's plan and every part's progress. Rewritten atomically (temp file,
+  fsync, rename) *before* each external step, so a restarted run knows what it may have done.
+- `<out>/manifest.jsonl`: one line per collected request, appended and flushed per line. A line
+  cut short by a crash is dropped when the manifest is reopened.
+- images `<out>/<key>.<ext>`: written to a temp name and renamed; an existing image is never
+  rewritten.
+- a lock file, so two processes never drive the same run at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from costguard.errors import CostguardError
+
+FORMAT = 1
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+class RunBusyError(CostguardError):
+    """Another process is driving this run."""
+
+    exit_code = 2
+
+
+class JournalError(CostguardError):
+    """A journal that cannot be read or does not match the command."""
+
+    exit_code = 2
+
+
+@dataclass
+class Part:
+    """One provider job (batch mode) or the whole queue (sync mode)."""
+
+    id: str
+    provider: str
+    model: str
+    endpoint: str
+    requests: int
+    tag: str
+    state: str = "planned"
+    """planned -> submitting -> submitted -> collected (or skipped)."""
+    job_id: str | None = None
+    input_file_id: str | None = None
+    job_state: str | None = None
+    """The provider's last reported state (raw name)."""
+    job_error: str | None = None
+    cost_usd: str | None = None
+    """Actual cost recorded in the ledger when the part was collected."""
+
+
+@dataclass
+class Journal:
+    """Everything a run needs to continue after a crash."""
+
+    run_id: str
+    created: str
+    queue: str
+    queue_sha256: str
+    queue_format: str
+    mode: str
+    as_of: str
+    out: str
+    options: dict[str, Any]
+    estimate: dict[str, Any]
+    rate_cards: list[str]
+    simulate: str | None = None
+    """The scenario when run against the simulator."""
+    status: str = "planned"
+    """planned -> admitted -> submitted -> collected; or refused, cancelled."""
+    groups: dict[str, list[int]] = field(default_factory=dict)
+    """Per (provider|model|endpoint) group, the request count of each of its parts in order."""
+    parts: list[Part] = field(default_factory=list)
+    format: int = FORMAT
+
+    def part(self, part_id: str) -> Part:
+        for part in self.parts:
+            if part.id == part_id:
+                return part
+        msg = f"run {self.run_id} has no part {part_id!r}"
+        raise JournalError(msg)
+
+
+class RunDir:
+    """A run's folder: journal, lock, per-part work files, simulator state."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.journal_path = path / "journal.json"
+        self._lock: TextIO | None = None
+
+    @property
+    def exists(self) -> bool:
+        return self.journal_path.is_file()
+
+    def workdir(self, part_id: str) -> Path:
+        return self.path / "parts" / part_id
+
+    @property
+    def simulator_state(self) -> Path:
+        return self.path / "simulator.json"
+
+    def lock(self) -> None:
+        """Take the run's lock, or fail at once naming the process that holds it."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        handle = (self.path / "lock").open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            msg = f"run {self.path.name} is being driven by pid {holder}; wait for it or stop it"
+            raise RunBusyError(msg) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def load(self) -> Journal:
+        try:
+            raw = json.loads(self.journal_path.read_text(encoding="utf-8"))
+            parts = [Part(**p) for p in raw.pop("parts", [])]
+            return Journal(**raw, parts=parts)
+        except (OSError, ValueError, TypeError) as exc:
+            msg = f"{self.journal_path}: unreadable run journal: {exc}"
+            raise JournalError(msg) from exc
+
+    def save(self, journal: Journal) -> None:
+        """Write the journal atomically and durably."""
+        write_atomic(self.journal_path, json.dumps(asdict(journal), indent=1).encode())
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file, fsync and rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with partial.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    partial.replace(path)
+
+
+def safe_name(key: str) -> str:
+    """A file name for `key`: the key itself when safe, else a cleaned form plus a hash.
+
+    Two different keys never get the same name: any key that needs cleaning (or could clash on
+    a case-insensitive file system) carries 8 hex digits of its sha256.
+    """
+    cleaned = _SAFE.sub("_", key)[:100].strip(".") or "key"
+    if cleaned == key and key.lower() == key:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+    return f"{cleaned}-{digest}"
+
+
+class Outputs:
+    """The output folder: images and the manifest."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.manifest_path = out / "manifest.jsonl"
+        self._manifest: TextIO | None = None
+
+    def open(self, owner: str) -> dict[str, dict[str, Any]]:
+        """Create the folder, drop a torn last manifest line; return collected lines by key.
+
+        `owner` identifies the run (id and creation time); a folder holding another run's
+        results is refused rather than mixed with this one.
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        marker = self.out / ".costguard-run"
+        if marker.exists():
+            if marker.read_text(encoding="utf-8").strip() != owner:
+                msg = (
+                    f"{self.out} holds the results of another run "
+                    f"({marker.read_text(encoding='utf-8').strip()}); choose another --out"
+                )
+                raise JournalError(msg)
+        elif self.manifest_path.exists():
+            msg = f"{self.out} already has a manifest.jsonl from elsewhere; choose another --out"
+            raise JournalError(msg)
+        else:
+            write_atomic(marker, owner.encode() + b"\n")
+        collected: dict[str, dict[str, Any]] = {}
+        good = 0
+        if self.manifest_path.exists():
+            with self.manifest_path.open("rb") as handle:
+                for raw in handle:
+                    try:
+                        line = json.loads(raw)
+                    except ValueError:
+                        break
+                    if not raw.endswith(b"\n"):
+                        break
+                    collected[line["key"]] = line
+                    good += len(raw)
+            with self.manifest_path.open("rb+") as handle:
+                handle.truncate(good)
+        self._manifest = self.manifest_path.open("a", encoding="utf-8")
+        return collected
+
+    def close(self) -> None:
+        if self._manifest is not None:
+            self._manifest.flush()
+            os.fsync(self._manifest.fileno())
+            self._manifest.close()
+            self._manifest = None
+
+    def write_images(self, key: str, n: int, images: list[tuple[bytes, str]]) -> list[str]:
+        """Save a request's images atomically; never rewrite one that exists."""
+        names = []
+        stem = safe_name(key)
+        for i, (data, mime) in enumerate(images, start=1):
+            ext = EXTENSIONS.get(mime, "bin")
+            name = f"{stem}.{ext}" if n == 1 and len(images) == 1 else f"{stem}-{i}.{ext}"
+            target = self.out / name
+            if not target.exists():
+                write_atomic(target, data)
+            names.append(name)
+        return names
+
+    def record(self, line: dict[str, Any]) -> None:
+        """Append one manifest line and flush it (a kill -9 keeps every flushed line)."""
+        assert self._manifest is not None
+        self._manifest.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._manifest.flush()
+
+    def lines(self) -> Iterator[dict[str, Any]]:
+        """Every manifest line."""
+        if not self.manifest_path.exists():
+            return
+        with self.manifest_path.open("rb") as handle:
+            for raw in handle:
+                if raw.endswith(b"\n"):
+                    yield json.loads(raw)

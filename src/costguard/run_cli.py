@@ -1,0 +1,509 @@
+"""`costguard run`, `collect`, `status`, `cancel` and `runs`: the CLI face of the runner.
+
+Builds the runner's dependencies (settings, rate cards, ledger, provider clients, progress
+display) and, with `--simulate`, wraps the run in the in-process simulator whose state is kept
+beside the run's journal, so a killed simulated run resumes just as a real one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import json
+import os
+import sys
+from collections.abc import Iterator
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from costguard.errors import UsageError
+
+if TYPE_CHECKING:
+    from costguard.journal import Part
+    from costguard.providers.base import JobStatus, Provider
+    from costguard.runner import Runner, Summary
+
+SIMULATED_KEY = "costguard-simulated"
+"""The API key sent to the in-process simulator (not a secret)."""
+EXIT_INCOMPLETE = 7
+
+
+class RunModeOpt(StrEnum):
+    """--mode for run."""
+
+    batch = "batch"
+    sync = "sync"
+
+
+class RunFormatOpt(StrEnum):
+    """--format."""
+
+    costguard = "costguard"
+    gemini = "gemini"
+    openai = "openai"
+
+
+def home_dir() -> Path:
+    """`COSTGUARD_HOME`, else the user data directory."""
+    from costguard.settings import Settings
+
+    settings = Settings()
+    if settings.home is not None:
+        return settings.home
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("costguard"))
+
+
+def _ledger(location: str | None) -> Any:
+    from costguard.ledger import open_ledger
+    from costguard.settings import Settings
+
+    return open_ledger(location or Settings().ledger)
+
+
+def _book(pricing: list[Path] | None) -> Any:
+    from costguard.pricing.loader import load_book
+    from costguard.settings import Settings
+
+    return load_book([*Settings().pricing_dirs(), *(pricing or [])])
+
+
+def _key(provider: str) -> str:
+    """The provider's API key from the environment, never echoed anywhere."""
+    names = ("GEMINI_API_KEY", "GOOGLE_API_KEY") if provider == "gemini" else ("OPENAI_API_KEY",)
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    msg = f"no {provider} API key: set {' or '.join(names)}, or rehearse with --simulate"
+    raise UsageError(msg)
+
+
+def _providers(simulated: bool):  # type: ignore[no-untyped-def]
+    def make(name: str, base: Path) -> Provider:
+        key = SIMULATED_KEY if simulated else _key(name)
+        if name == "gemini":
+            from costguard.providers.gemini import GeminiProvider
+
+            return GeminiProvider(key, base=base)
+        from costguard.providers.openai import OpenAIProvider
+
+        return OpenAIProvider(key, base=base)
+
+    return make
+
+
+class LiveReporter:
+    """A live progress line per job on a terminal (rich); messages above it."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console(stderr=True)
+        self.live = Live(console=self.console, refresh_per_second=4, transient=True)
+        self.live.start()
+
+    def message(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def progress(
+        self, run_id: str, parts: list[Part], statuses: dict[str, JobStatus], elapsed: float
+    ) -> None:
+        from rich.table import Table
+
+        table = Table(title=f"{run_id}  {elapsed:,.0f}s", title_justify="left", box=None)
+        for column in ("part", "job", "state", "done", "failed", "of"):
+            table.add_column(column)
+        for part in parts:
+            status = statuses.get(part.id)
+            table.add_row(
+                part.id,
+                part.job_id or "-",
+                status.raw_state if status else part.state,
+                _count(status.completed if status else None),
+                _count(status.failed if status else None),
+                f"{part.requests:,}",
+            )
+        self.live.update(table)
+
+    def done(self) -> None:
+        self.live.stop()
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _reporter() -> Any:
+    from costguard.runner import QuietReporter
+
+    if sys.stderr.isatty():
+        return LiveReporter()
+    return QuietReporter(lambda text: typer.echo(text, err=True))
+
+
+def _runner(pricing: list[Path] | None, ledger: str | None, simulated: bool) -> Runner:
+    from costguard.runner import Runner
+
+    return Runner(
+        home=home_dir(),
+        ledger=_ledger(ledger),
+        book=_book(pricing),
+        providers=_providers(simulated),
+        reporter=_reporter(),
+    )
+
+
+@contextlib.contextmanager
+def _maybe_simulated(scenario: str | None, state: Path) -> Iterator[None]:
+    """Run inside the in-process simulator (state saved after every call) when asked."""
+    if scenario is None:
+        yield
+        return
+    from costguard.simulator import simulate
+
+    state.parent.mkdir(parents=True, exist_ok=True)
+    with simulate(scenario, state=state, strict=False):
+        yield
+
+
+def _usd(value: str, option: str) -> Decimal:
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        msg = f"{option}: {value!r} is not an amount in USD (e.g. 100 or 12.50)"
+        raise UsageError(msg) from None
+    if not amount.is_finite() or amount < 0:
+        msg = f"{option}: must be a non-negative amount, got {value!r}"
+        raise UsageError(msg)
+    return amount
+
+
+PricingOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--pricing", help="Extra rate-card folder (repeatable); see `estimate`."),
+]
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option("--ledger", help="Ledger file (default: COSTGUARD_LEDGER or the data dir)."),
+]
+
+
+def run(
+    queue: Annotated[Path, typer.Argument(help="Queue file (JSONL) to run.")],
+    max_usd: Annotated[
+        str, typer.Option("--max-usd", help="Refuse to send anything whose maximum passes this.")
+    ],
+    mode: Annotated[
+        RunModeOpt, typer.Option(help="batch (half price, asynchronous) or sync (full price).")
+    ] = RunModeOpt.batch,
+    model: Annotated[str | None, typer.Option(help="Model for lines that name none.")] = None,
+    size: Annotated[str | None, typer.Option(help="Size for lines that name none.")] = None,
+    quality: Annotated[str | None, typer.Option(help="Quality for lines that name none.")] = None,
+    aspect_ratio: Annotated[
+        str | None, typer.Option(help="Aspect ratio for lines that name none.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: costguard-out/<run id>).")
+    ] = None,
+    simulate: Annotated[
+        str | None,
+        typer.Option(
+            "--simulate",
+            help="Run against the in-process simulator; optional scenario name or YAML file "
+            "(default: succeeded). See `costguard simulate scenarios`.",
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds between polls, growing 1.5x per poll (default 30; 0.5 with --simulate)."
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop waiting after this many seconds; jobs keep running at the provider (exit 6)."
+        ),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Submit, then return; collect later.")
+    ] = False,
+    retry_refused: Annotated[
+        bool, typer.Option("--retry-refused", help="Also write refused requests to retry.jsonl.")
+    ] = False,
+    budget: Annotated[str, typer.Option(help="Ledger budget to charge.")] = "default",
+    owner: Annotated[
+        str | None, typer.Option(help="Who runs this (default: COSTGUARD_OWNER or the user).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Parallel calls in sync mode.", min=1)] = 4,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Price with the cards in force on this date.")
+    ] = None,
+    fmt: Annotated[
+        RunFormatOpt | None, typer.Option("--format", help="Queue format (default: detected).")
+    ] = None,
+    output: Annotated[str, typer.Option(help="Summary as table or json.")] = "table",
+    pricing: PricingOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    """Send a queue through the Batch API under a budget, poll, and collect every image.
+
+    Example: costguard run examples/catalog.jsonl --max-usd 1 --simulate
+
+    Running the same command again resumes the run (after a crash, Ctrl-C or --detach).
+    """
+    from costguard.queue import Defaults
+    from costguard.runner import RunOptions, run_id_for
+
+    date = None
+    if as_of is not None:
+        try:
+            date = dt.date.fromisoformat(as_of)
+        except ValueError:
+            msg = f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)"
+            raise UsageError(msg) from None
+    if not queue.is_file():
+        msg = f"{queue}: queue file not found"
+        raise UsageError(msg)
+    options = RunOptions(
+        queue=queue,
+        max_usd=_usd(max_usd, "--max-usd"),
+        mode=mode.value,
+        defaults=Defaults(model, size, quality, aspect_ratio),
+        fmt=fmt.value if fmt else None,
+        as_of=date,
+        out=out,
+        poll_interval=poll_interval if poll_interval is not None else (0.5 if simulate else 30.0),
+        timeout=timeout,
+        detach=detach,
+        retry_refused=retry_refused,
+        budget=budget,
+        owner=owner or os.environ.get("COSTGUARD_OWNER") or getpass.getuser(),
+        concurrency=concurrency,
+        simulate=simulate,
+    )
+    from costguard.runner import RunPendingError
+
+    run_id = run_id_for(options)
+    runner = _runner(pricing, ledger, simulate is not None)
+    try:
+        with _maybe_simulated(simulate, runner.run_dir(run_id).simulator_state):
+            summary = runner.start(options, run_id)
+    except RunPendingError as pending:
+        if not detach:
+            raise
+        typer.echo(str(pending), err=True)
+        return
+    except KeyboardInterrupt:
+        typer.echo(
+            f"interrupted: submitted jobs keep running at the provider; resume with the same "
+            f"command or `costguard collect {run_id}`",
+            err=True,
+        )
+        raise typer.Exit(130) from None
+    _report(summary, output)
+
+
+def collect(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
+    poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop waiting after this long.")] = None,
+    output: Annotated[str, typer.Option(help="Summary as table or json.")] = "table",
+    pricing: PricingOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    """Poll and collect a run started earlier (after --detach, --timeout, Ctrl-C or a crash).
+
+    Example: costguard collect run-3f2a9c0d1e7b
+    """
+    from costguard.runner import RunOptions
+
+    runner = _runner(pricing, ledger, simulated=False)
+    journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
+    simulated = journal.simulate if journal else None
+    if simulated:
+        runner.providers = _providers(simulated=True)
+    options = RunOptions(
+        queue=Path(journal.queue) if journal else Path(),
+        max_usd=Decimal(0),
+        poll_interval=poll_interval if poll_interval is not None else (0.5 if simulated else 30.0),
+        timeout=timeout,
+    )
+    with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
+        summary = runner.collect(run_id, options)
+    _report(summary, output)
+
+
+def status(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
+    output: Annotated[str, typer.Option(help="table or json.")] = "table",
+) -> None:
+    """Show a run's parts, jobs and what has been collected, from its journal (no API calls).
+
+    Example: costguard status run-3f2a9c0d1e7b
+    """
+    from costguard.journal import Outputs, RunDir
+
+    rundir = RunDir(home_dir() / "runs" / run_id)
+    if not rundir.exists:
+        msg = f"no run {run_id!r} (see `costguard runs`)"
+        raise UsageError(msg)
+    journal = rundir.load()
+    counts: dict[str, int] = {}
+    for line in Outputs(Path(journal.out)).lines():
+        counts[line["status"]] = counts.get(line["status"], 0) + 1
+    if output == "json":
+        from dataclasses import asdict
+
+        typer.echo(json.dumps({**asdict(journal), "collected": counts}, indent=2))
+        return
+    from tabulate import tabulate
+
+    typer.echo(
+        f"run {journal.run_id}: {journal.status} ({journal.mode}"
+        f"{', simulated ' + journal.simulate if journal.simulate else ''})"
+    )
+    typer.echo(f"queue {journal.queue}; out {journal.out}")
+    typer.echo(
+        f"estimate: expected ${journal.estimate['expected_usd']}, "
+        f"max ${journal.estimate['max_usd']}"
+    )
+    rows = [
+        [p.id, p.requests, p.job_id or "-", p.state, p.job_state or "-", p.cost_usd or "-"]
+        for p in journal.parts
+    ]
+    typer.echo(
+        tabulate(
+            rows,
+            headers=["part", "requests", "job", "state", "provider state", "cost $"],
+            disable_numparse=True,
+        )
+    )
+    typer.echo(
+        "collected: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing yet")
+    )
+
+
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
+    pricing: PricingOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    """Ask the provider to cancel a run's unfinished jobs; then `collect` keeps what finished.
+
+    Example: costguard cancel run-3f2a9c0d1e7b
+    """
+    runner = _runner(pricing, ledger, simulated=False)
+    if not runner.run_dir(run_id).exists:
+        msg = f"no run {run_id!r} (see `costguard runs`)"
+        raise UsageError(msg)
+    journal = runner.run_dir(run_id).load()
+    if journal.simulate:
+        runner.providers = _providers(simulated=True)
+    with _maybe_simulated(journal.simulate, runner.run_dir(run_id).simulator_state):
+        jobs = runner.cancel(run_id)
+    if not jobs:
+        typer.echo(f"run {run_id}: no unfinished job to cancel")
+        return
+    typer.echo(f"run {run_id}: asked the provider to cancel {', '.join(jobs)}")
+    typer.echo(f"collect what finished with `costguard collect {run_id}`")
+
+
+def runs(
+    output: Annotated[str, typer.Option(help="table or json.")] = "table",
+) -> None:
+    """List runs on this machine, newest first.
+
+    Example: costguard runs
+    """
+    from costguard.journal import JournalError, RunDir
+
+    rows = []
+    root = home_dir() / "runs"
+    for path in sorted(root.glob("*/journal.json")) if root.is_dir() else []:
+        try:
+            journal = RunDir(path.parent).load()
+        except JournalError:
+            continue
+        rows.append(
+            {
+                "run": journal.run_id,
+                "created": journal.created[:19],
+                "status": journal.status,
+                "mode": journal.mode + (" (sim)" if journal.simulate else ""),
+                "requests": journal.estimate["requests"],
+                "max_usd": journal.estimate["max_usd"],
+                "queue": journal.queue,
+            }
+        )
+    rows.sort(key=lambda r: r["created"], reverse=True)
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no runs yet")
+        return
+    from tabulate import tabulate
+
+    typer.echo(tabulate(rows, headers="keys", disable_numparse=True))
+
+
+def _report(summary: Summary, output: str) -> None:
+    from costguard.money import usd
+    from costguard.runner import explain, summary_json
+
+    if output == "json":
+        typer.echo(summary_json(summary))
+    else:
+        counts = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.counts.items()))
+        typer.echo(f"run {summary.run_id}: {counts or 'nothing collected'}")
+        typer.echo(f"images and manifest.jsonl in {summary.out}")
+        typer.echo(
+            f"cost: actual {usd(summary.actual)} against an estimate of "
+            f"{usd(summary.estimate_expected)} expected, {usd(summary.estimate_max)} max"
+        )
+        for line in explain(summary):
+            typer.echo(line)
+        if summary.sync_equivalent:
+            saved = summary.sync_equivalent - summary.actual
+            typer.echo(f"batch saved {usd(saved)} against sync ({usd(summary.sync_equivalent)})")
+        if summary.batch_equivalent is not None:
+            extra = summary.actual - summary.batch_equivalent
+            typer.echo(f"batch would have saved {usd(extra)} ({usd(summary.batch_equivalent)})")
+        if summary.retry_file is not None:
+            typer.echo(f"{summary.retry_count:,} requests to retry: {summary.retry_file}")
+    if any(status != "ok" for status in summary.counts):
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def normalise_simulate(argv: list[str]) -> list[str]:
+    """Let `--simulate` stand alone: give it `succeeded` unless a scenario follows.
+
+    What follows counts as a scenario when it is a built-in scenario name or a .yaml/.yml
+    path; anything else (the queue, another option) is left alone.
+    """
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        if arg != "--simulate":
+            continue
+        nxt = argv[i + 1] if i + 1 < len(argv) else None
+        if nxt is None or not _is_scenario(nxt):
+            out.append("succeeded")
+    return out
+
+
+def _is_scenario(token: str) -> bool:
+    if token.endswith((".yaml", ".yml")):
+        return True
+    from costguard.simulator.scenario import builtin_names
+
+    return token in builtin_names()
