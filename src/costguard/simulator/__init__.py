@@ -76,6 +76,7 @@ import os
 import re
 import string
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -396,7 +397,11 @@ class Simulator:
             response = self._dispatch(request)
             if self.autosave is not None:
                 self.save(self.autosave)
-            return response
+            route = self.calls.calls[-1][0] if self.calls.calls else ""
+            delay = self.scenario.latency_s.get(route, 0.0)
+        if delay > 0:
+            time.sleep(delay)
+        return response
 
     def _dispatch(self, request: SimRequest) -> SimResponse:
         provider = provider_of(request)

@@ -76,6 +76,10 @@ class Scenario(_Model):
     flaky: Flaky = Flaky()
     shuffle: bool = False
     """Write result files out of input order."""
+    latency_s: dict[str, float] = {}
+    """Wall seconds to hold the answer of these endpoints (route names such as
+    `openai.batches.create`), after the provider has acted and the state is saved: a slow API
+    or network. Lets a test stop a client while a call it made is still unanswered."""
 
     def refuses(self, position: int | None, prompt: str) -> bool:
         """Whether the provider refuses this request on safety grounds.
