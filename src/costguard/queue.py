@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from costguard.errors import CostguardError, ModelUnavailableError, QueueError
+from costguard.errors import (
+    CostguardError,
+    ModelUnavailableError,
+    QueueError,
+    RateCardError,
+    UsageError,
+)
 from costguard.models import ImageRequest
 from costguard.pricing.engine import RateBook, Resolved
 from costguard.pricing.schema import Provider
@@ -105,6 +111,13 @@ class KeySet:
 
 _DECODER = json.JSONDecoder()
 
+_GEMINI_FIELDS = {
+    "size": "request.generationConfig.imageConfig.imageSize",
+    "aspect_ratio": "request.generationConfig.imageConfig.aspectRatio",
+    "n": "request.generationConfig.candidateCount",
+    "images": "request.contents",
+}
+
 _Checked = tuple[str, Provider, str, str | None, str | None, bool]
 """A validated combination: model id, provider, size, quality, aspect ratio, takes images."""
 
@@ -178,7 +191,7 @@ class QueueReader:
         self.check_images = check_images
         if not path.is_file():
             msg = f"{path}: queue file not found"
-            raise QueueError([msg])
+            raise UsageError(msg)
         self.format: Format = fmt or detect_format(path)
         self.errors: list[str] = []
         self.error_count = 0
@@ -210,7 +223,7 @@ class QueueReader:
                 self.lines += 1
                 try:
                     obj, end = scan(text, 0)
-                except StopIteration:
+                except (StopIteration, ValueError):  # ValueError: JSONDecodeError mid-value
                     end = -1
                 if end != len(text):
                     self._error(number, "(line)", f"invalid JSON: {_json_problem(text)}")
@@ -277,7 +290,7 @@ class QueueReader:
             key=key,
             prompt=prompt,
             model=_optional_string(obj, "model") if "model" in obj else None,
-            size=get("size") if type(get("size")) is str else _optional_string(obj, "size"),
+            size=s if type(s := get("size")) is str and s else _optional_string(obj, "size"),
             quality=_optional_string(obj, "quality") if "quality" in obj else None,
             aspect_ratio=_optional_string(obj, "aspect_ratio") if "aspect_ratio" in obj else None,
             n=get("n", 1),
@@ -393,6 +406,12 @@ class QueueReader:
 
     # shared validation ------------------------------------------------------------------
 
+    def _field(self, name: str, prefix: str) -> str:
+        """A request field as the queue line spells it (Gemini nests them in generationConfig)."""
+        if self.format == "gemini":
+            return _GEMINI_FIELDS[name]
+        return f"{prefix}{name}"
+
     def _resolve(self, model_id: str, field: str) -> Resolved:
         cached = self._models.get(model_id)
         if cached is None:
@@ -400,6 +419,8 @@ class QueueReader:
                 cached = self.book.resolve(model_id, self.at)
                 if cached.warning and cached.warning not in self.warnings:
                     self.warnings.append(cached.warning)
+            except RateCardError:
+                raise  # no card in force at all: not this line's fault (exit 4)
             except ModelUnavailableError as exc:
                 cached = _LineError(field, str(exc))
             except CostguardError as exc:
@@ -440,7 +461,9 @@ class QueueReader:
         model_id, provider, size, quality, aspect_ratio, takes_images = checked
         if images:
             if not takes_images:
-                raise _LineError("images", f"{model_id} does not take input images")
+                raise _LineError(
+                    self._field("images", field_prefix), f"{model_id} does not take input images"
+                )
             if check_local and self.check_images:
                 for i, ref in enumerate(images):
                     if ref.startswith(_URI_PREFIXES):
@@ -485,7 +508,7 @@ class QueueReader:
                 else ""
             )
             raise _LineError(
-                f"{field_prefix}size" if self.format != "gemini" else "imageSize",
+                self._field("size", field_prefix),
                 f"{model_id} does not support size {size!r}; allowed: "
                 f"{', '.join(card.sizes)}{hint}",
             )
@@ -503,15 +526,16 @@ class QueueReader:
         if aspect_ratio is not None:
             if not card.aspect_ratios:
                 raise _LineError(
-                    "aspect_ratio", f"{model_id} takes no aspect ratio; the size sets the shape"
+                    self._field("aspect_ratio", field_prefix),
+                    f"{model_id} takes no aspect ratio; the size sets the shape",
                 )
             if aspect_ratio not in card.aspect_ratios:
                 raise _LineError(
-                    "aspect_ratio",
+                    self._field("aspect_ratio", field_prefix),
                     f"{model_id} does not support aspect ratio {aspect_ratio!r}; allowed: "
                     f"{', '.join(card.aspect_ratios)}",
                 )
-        n_field = f"{field_prefix}n" if self.format != "gemini" else "candidateCount"
+        n_field = self._field("n", field_prefix)
         if isinstance(n, bool) or not isinstance(n, int):
             raise _LineError(n_field, f"must be a whole number, got {n!r}")
         if not 1 <= n <= card.max_n:

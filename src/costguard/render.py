@@ -110,13 +110,19 @@ def advice_lines(advice: Advice, mode: Mode) -> list[str]:
     """Why a queue does not fit, and what would."""
     d = advice.decision
     name = CLI_MODE[mode]
-    out = [
-        (
+    if d.needed.is_finite():
+        head = (
             f"over budget: the {name} maximum {usd(d.needed)} passes --max-usd "
             f"{usd(d.limit, 2)} by {usd(d.shortfall)}"
         )
-    ]
-    if advice.first_requests is not None and advice.first_requests_cost is not None:
+    else:  # a model in the queue is not sold in this mode (Imagen 4 has no batch tier)
+        head = (
+            f"over budget: the queue has no {name} price (a model in it is not sold in {name} "
+            f"mode), so it cannot fit --max-usd {usd(d.limit, 2)} as a {name}; "
+            "check it with --budget-mode sync"
+        )
+    out = [head]
+    if advice.first_requests and advice.first_requests_cost is not None:
         out.append(
             f"  would fit: the first {advice.first_requests:,} requests "
             f"(max {usd(advice.first_requests_cost)})"

@@ -97,13 +97,21 @@ class RateBook:
 
     def _unknown(self, model_id: str, at: dt.date) -> Exception:
         later = [
-            c.effective_from
+            c
             for c in self.cards
             if c.effective_from > at and any(model_id in m.ids for m in c.models)
         ]
         if later:
+            listed = min(later, key=lambda c: c.effective_from)
+            if all(c.provider != listed.provider for c in self.cards_in_force(at)):
+                # before the provider's first card nothing is priced: a rate-card gap (exit 4)
+                first = min(c.effective_from for c in self.cards if c.provider == listed.provider)
+                return RateCardError(
+                    f"no {listed.provider} rate card is in force on {at} (for {model_id!r}); "
+                    f"the first {listed.provider} card is {first}"
+                )
             return ModelUnavailableError(
-                f"model {model_id!r} is not priced until {min(later)} "
+                f"model {model_id!r} is not priced until {listed.effective_from} "
                 f"(the cards in force on {at} do not list it)"
             )
         known = sorted({i for c in self.cards_in_force(at) for m in c.models for i in m.ids})
@@ -229,7 +237,7 @@ def price(
     )
     inputs = NO_COST
     if totals.input_images and model.input_image_tokens is not None:
-        image_rate = rates.input_image_per_mtok or text_rate
+        image_rate = _or(rates.input_image_per_mtok, text_rate)
         per = model.input_image_tokens
         inputs = Cost(
             per_mtok(per.typical * totals.input_images, image_rate),
@@ -257,13 +265,18 @@ def usage_cost(
     rates = _rates(model, mode)
     text_in = rates.input_text_per_mtok or ZERO
     cost = per_mtok(usage.input_text_tokens, text_in)
-    cost += per_mtok(usage.input_image_tokens, rates.input_image_per_mtok or text_in)
+    cost += per_mtok(usage.input_image_tokens, _or(rates.input_image_per_mtok, text_in))
     cost += per_mtok(usage.output_text_tokens, rates.output_text_per_mtok or ZERO)
     if rates.output_image_per_mtok is not None:
         cost += per_mtok(usage.output_image_tokens, rates.output_image_per_mtok)
     else:
         cost += image_unit_price(model, mode, size, quality) * usage.images
     return cost
+
+
+def _or(rate: Decimal | None, fallback: Decimal) -> Decimal:
+    """`rate` unless it is unset (an explicit 0 is a price, not a missing one)."""
+    return fallback if rate is None else rate
 
 
 def _rates(model: ModelCard, mode: Mode) -> ModeRates:

@@ -36,10 +36,33 @@ class _DecimalLoader(_Base):  # type: ignore[valid-type,misc]
 
 def _decimal(loader: yaml.SafeLoader, node: yaml.Node) -> decimal.Decimal:
     text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
-    return decimal.Decimal(text.replace("_", ""))
+    try:
+        value = decimal.Decimal(text.replace("_", ""))
+    except decimal.InvalidOperation:
+        value = decimal.Decimal("NaN")  # .inf, .nan and other YAML-only spellings
+    if not value.is_finite():
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not a finite number", node.start_mark
+        )
+    return value
+
+
+def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    """A mapping that refuses duplicate keys (plain YAML keeps the last one, silently)."""
+    seen: set[tuple[str, str]] = set()
+    for key_node, _ in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+            ident = (key_node.tag, key_node.value)
+            if ident in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark
+                )
+            seen.add(ident)
+    return loader.construct_mapping(node)
 
 
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _decimal)
+_DecimalLoader.add_constructor("tag:yaml.org,2002:map", _mapping)
 
 
 def shipped_dir() -> Path:
@@ -97,7 +120,7 @@ def _describe(path: Path, raw: dict[str, Any], exc: ValidationError) -> str:
             model_id = models[loc[1]].get("id")
         where = f"model {model_id or '#' + str(loc[1] + 1)}: "
         loc = loc[2:]
-    field = ".".join(str(part) for part in loc) or "(card)"
+    field = ".".join(str(part) for part in loc) or ("(model)" if where else "(card)")
     message = err["msg"].removeprefix("Value error, ")
     more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{path}: {where}{field}: {message}{more}"
