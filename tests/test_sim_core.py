@@ -23,7 +23,7 @@ from costguard.simulator import (
 )
 from costguard.simulator.core import BlobStore, CallLog, Router, SimClock, SimRequest, SimResponse
 from costguard.simulator.images import image_for
-from costguard.simulator.scenario import Scenario, builtin_names, load_scenario
+from costguard.simulator.scenario import Flaky, Scenario, builtin_names, load_scenario
 
 KEY = "sk-core-test"
 AUTH = [("authorization", f"Bearer {KEY}")]
@@ -319,6 +319,22 @@ def test_flaky_answers_carry_retry_hints() -> None:
     assert (limited.headers["retry-after"], limited.headers["retry-after-ms"]) == ("1", "50")
     assert json.loads(limited.read())["error"]["code"] == "rate_limit_exceeded"
     assert json.loads(answers[5].read())["error"]["type"] == "server_error"
+
+
+def test_custom_flaky_statuses_use_the_provider_bodies() -> None:
+    """A scenario whose flaky calls answer 500 sends the provider's 500 body and hints."""
+    scenario = Scenario(
+        name="wobbly", description="500 every other call", flaky=Flaky(every=2, statuses=[500])
+    )
+    sim = Simulator(scenario, time_scale=0)
+    answers = [sim.handle(request("GET", "/v1/files")) for _ in range(4)]
+    assert [a.status for a in answers] == [200, 500, 200, 500]
+    error = json.loads(answers[1].read())["error"]
+    assert (error["type"], error["message"]) == (
+        "server_error",
+        "The server had an error while processing your request. Sorry about that!",
+    )
+    assert answers[1].headers["retry-after-ms"] == "1000"
 
 
 def test_per_job_flaky_scenario_only_touches_that_job() -> None:

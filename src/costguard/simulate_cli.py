@@ -50,8 +50,9 @@ def serve(
     from costguard.simulator.scenario import builtin_names
     from costguard.simulator.server import serve as run_server
 
+    resumed = state is not None and state.exists()
     try:
-        if state is not None and state.exists():
+        if state is not None and resumed:
             sim = Simulator.load(state, api_keys=api_key)
         else:
             sim = Simulator(scenario, api_keys=api_key)
@@ -75,7 +76,8 @@ def serve(
             f"Scenarios: {names} (costguard simulate scenarios)",
         ]
         if state is not None:
-            lines.append(f"State: {state} (saved after every request)")
+            how = "resumed from it" if resumed else "new"
+            lines.append(f"State: {state} ({how}; saved after every request)")
         lines.append("Stop with Ctrl-C.")
         typer.echo("\n".join(lines))
 

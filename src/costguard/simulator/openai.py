@@ -844,7 +844,8 @@ class OpenAIFace:
             "x-request-id": self._request_id(),
         }
         if record.blob is not None:
-            return SimResponse(200, headers, self.sim.blobs.get(record.blob))
+            headers["content-length"] = str(len(self.sim.blobs.get(record.blob)))
+            return SimResponse(200, headers, self._chunks(record))
         self._analysis(self.batches[record.result_of or ""])  # built under the lock
         return SimResponse(200, headers, self._chunks(record))
 
