@@ -21,8 +21,11 @@ What `Simulator.handle(request)` does, in order:
 4. flaky injection per the scenario that governs the request (`face.request_scenario`, when the
    face has it, else the default): every `flaky.every`-th such call answers
    `face.error(status, retry_after_s=...)` plus `Retry-After` / `retry-after-ms` headers;
-5. the route's handler; an `UnknownScenarioError` it raises becomes `face.error(400, message)`;
-6. one `CallLog` entry per request: (route name, method, path, status).
+5. the route's handler; an `UnknownScenarioError` it raises becomes `face.error(400, message)`,
+   any other exception `face.error(500, ...)` with `x-should-retry: false`, noted in
+   `sim.failures` (a simulator bug: `simulate()` raises at the end too);
+6. one `CallLog` entry per request: (route name, method, path, status);
+7. with `autosave` set, the state is saved; then `scenario.latency_s` may hold the answer.
 
 Face interface (what `gemini.py` implements as `class GeminiFace`)
 ------------------------------------------------------------------
