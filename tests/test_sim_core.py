@@ -24,6 +24,7 @@ from costguard.simulator import (
 from costguard.simulator.core import BlobStore, CallLog, Router, SimClock, SimRequest, SimResponse
 from costguard.simulator.images import image_for
 from costguard.simulator.scenario import Flaky, Scenario, builtin_names, load_scenario
+from costguard.simulator.server import serve_in_thread
 
 KEY = "sk-core-test"
 AUTH = [("authorization", f"Bearer {KEY}")]
@@ -455,3 +456,19 @@ def test_no_fixture_holds_a_key() -> None:
     assert len(files) > 20
     for path in files:
         assert not key_shapes.search(path.read_bytes()), path
+
+
+def test_simulate_answers_extra_origins_and_passes_others_through() -> None:
+    """base_urls adds origins to answer; other hosts (a real local server) pass through."""
+    other = Simulator(time_scale=0)
+    with (
+        serve_in_thread(other) as local_url,
+        simulate(base_urls=["http://gateway.test:8080"]) as sim,
+    ):
+        via_gateway = httpx2.get("http://gateway.test:8080/v1/batches", headers=dict(AUTH))
+        via_socket = httpx2.get(f"{local_url}/v1/files", headers=dict(AUTH))
+    assert via_gateway.json()["object"] == "list"
+    assert sim.calls.count("openai.batches.list") == 1
+    assert via_socket.status_code == 200
+    assert other.calls.count("openai.files.list") == 1
+    assert sim.calls.count("openai.files.list") == 0
