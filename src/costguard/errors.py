@@ -50,11 +50,18 @@ class BudgetExceededError(CostguardError):
     exit_code = 3
 
 
+class LedgerError(CostguardError):
+    """The ledger cannot be opened or used (locked, not a database, newer schema) or lacks a run."""
+
+    exit_code = 5
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success (and, with --max-usd, the maximum cost fits the budget)",
     1: "unexpected internal error (a bug: please report it)",
     2: "bad input: queue lines, options, unknown or shut-down model; nothing was priced or sent",
     3: "over budget: the maximum cost does not fit --max-usd; nothing was sent",
     4: "rate card problem: a card is invalid, or no card covers the date or model asked",
+    5: "ledger problem: the ledger cannot be opened or read, or has no such budget or run",
     130: "interrupted (Ctrl-C)",
 }

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     """Extra rate-card folders (os.pathsep-separated); their cards win for the same date."""
     default_model: str | None = None
     """Model for queue lines that name none, when --model is not given."""
+    ledger: str | None = None
+    """Ledger file (default: <home>/ledger.sqlite3); `--ledger` overrides it."""
 
     def pricing_dirs(self) -> list[Path]:
         """`pricing_dir` split into folders."""

@@ -1,0 +1,214 @@
+"""`costguard budget set|show`: the budgets kept in the ledger. Imports the ledger lazily.
+
+The ledger is `--ledger PATH`, else `COSTGUARD_LEDGER`, else `<COSTGUARD_HOME or the user data
+directory>/ledger.sqlite3`. Library errors propagate to `costguard.cli.run`, which prints them
+and exits with their code (a `LedgerError` exits 5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from costguard.errors import UsageError
+
+if TYPE_CHECKING:
+    from costguard.ledger import BudgetStatus, Ledger
+
+budget_app = typer.Typer(
+    help="Budgets in the ledger: a USD limit per day, week, month or in total, across runs.",
+    no_args_is_help=True,
+)
+
+PERIOD_PHRASE = {
+    "day": "per day (UTC)",
+    "week": "per ISO week (UTC, from Monday)",
+    "month": "per calendar month (UTC)",
+    "none": "in total (never resets)",
+}
+
+
+class PeriodOpt(StrEnum):
+    """--period."""
+
+    day = "day"
+    week = "week"
+    month = "month"
+    none = "none"
+
+
+class ShowOutputOpt(StrEnum):
+    """--output for show."""
+
+    table = "table"
+    json = "json"
+
+
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger",
+        help="Ledger file (default: COSTGUARD_LEDGER, else <COSTGUARD_HOME>/ledger.sqlite3).",
+    ),
+]
+
+
+def open_cli_ledger(location: str | None) -> Ledger:
+    """The ledger a command names: `--ledger`, else `COSTGUARD_LEDGER`, else the home's."""
+    from costguard.ledger import default_path, open_ledger
+    from costguard.settings import Settings
+
+    settings = Settings()
+    if location:
+        return open_ledger(location)
+    if settings.ledger:
+        return open_ledger(settings.ledger)
+    return open_ledger(default_path(settings.home))
+
+
+def _amount(value: str, option: str) -> Decimal:
+    text = value.strip().removeprefix("$").replace(",", "").replace("_", "")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite() or amount < 0:
+        msg = f"{option}: {value!r} is not an amount in USD; give one like 500 or 12.50"
+        raise UsageError(msg)
+    return amount
+
+
+def _moment(value: str | None) -> dt.datetime:
+    if value is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        msg = f"--at: {value!r} is not an ISO date or time; give one like 2026-03-15T12:00Z"
+        raise UsageError(msg) from None
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=dt.UTC)
+
+
+def _window(status: BudgetStatus) -> str:
+    start, end = status.period_start, status.period_end
+    if start is None or end is None:
+        return "all time"
+    last = (end - dt.timedelta(days=1)).date()
+    return str(last) if start.date() == last else f"{start.date()}..{last}"
+
+
+def _status_json(status: BudgetStatus) -> dict[str, object]:
+    from costguard.money import plain
+
+    return {
+        "name": status.name,
+        "limit": plain(status.limit),
+        "period": status.period,
+        "period_start": None if status.period_start is None else status.period_start.isoformat(),
+        "period_end": None if status.period_end is None else status.period_end.isoformat(),
+        "reserved": plain(status.reserved),
+        "spent": plain(status.spent),
+        "remaining": plain(status.remaining),
+        "open_runs": status.open_runs,
+    }
+
+
+def _table(statuses: list[BudgetStatus]) -> str:
+    from tabulate import tabulate
+
+    from costguard.money import usd
+
+    headers = [
+        "budget",
+        "limit",
+        "period",
+        "window (UTC)",
+        "reserved",
+        "spent",
+        "remaining",
+        "open runs",
+    ]
+    rows = [
+        [
+            s.name,
+            usd(s.limit),
+            s.period,
+            _window(s),
+            usd(s.reserved),
+            usd(s.spent),
+            usd(s.remaining),
+            str(s.open_runs),
+        ]
+        for s in statuses
+    ]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+@budget_app.command("set")
+def set_budget(
+    *,
+    usd: Annotated[str, typer.Option("--usd", help="The limit in USD, e.g. 500 or 12.50.")],
+    period: Annotated[
+        PeriodOpt, typer.Option(help="Window the limit applies to; none: in total.")
+    ] = PeriodOpt.month,
+    name: Annotated[str, typer.Option(help="Budget name (runs charge `default`).")] = "default",
+    ledger: LedgerOpt = None,
+) -> None:
+    """Create or change a budget: a limit in USD per period, shared by every run and process.
+
+    Example: costguard budget set --usd 500 --period month
+    """
+    from costguard.money import usd as show_usd
+
+    limit = _amount(usd, "--usd")
+    if not name.strip():
+        msg = "--name: give a budget name, e.g. default"
+        raise UsageError(msg)
+    with open_cli_ledger(ledger) as book:
+        budget = book.set_budget(name, usd=limit, period=period.value)
+        typer.echo(
+            f"budget {budget.name!r}: {show_usd(budget.limit)} {PERIOD_PHRASE[budget.period]} "
+            f"(ledger {book.path})"
+        )
+
+
+@budget_app.command()
+def show(
+    *,
+    name: Annotated[str | None, typer.Option(help="Only this budget (default: all).")] = None,
+    output: Annotated[ShowOutputOpt, typer.Option(help="table or json.")] = ShowOutputOpt.table,
+    at: Annotated[
+        str | None,
+        typer.Option(help="Show the windows containing this ISO date or time (UTC); default now."),
+    ] = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    """Show each budget's limit, current window, what is reserved and spent in it, and what remains.
+
+    Reserved is what open runs hold beyond what they have spent; remaining is
+    limit - reserved - spent.
+
+    Example: costguard budget show --output json
+    """
+    moment = _moment(at)
+    with open_cli_ledger(ledger) as book:
+        statuses = [book.status(name, at=moment)] if name is not None else book.statuses(at=moment)
+        path = book.path
+    if output is ShowOutputOpt.json:
+        document = {
+            "ledger": str(path),
+            "at": moment.astimezone(dt.UTC).isoformat(),
+            "budgets": [_status_json(s) for s in statuses],
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
+    if not statuses:
+        typer.echo(f"no budgets in ledger {path}; set one with: costguard budget set --usd 500")
+        return
+    typer.echo(_table(statuses))
+    typer.echo(f"ledger: {path}")
