@@ -148,3 +148,31 @@ def examples_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"no examples/ folder beside the tests ({path})")
     return path
+
+
+_CARD_MEMO: dict[tuple[str, bytes], Any] = {}
+
+
+@pytest.fixture
+def memo_cards(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-use validated cards across in-process CLI calls (keyed on path and exact bytes).
+
+    `load_card` is a pure function of a card's path and content, so this changes no result;
+    errors are never memoised, so broken cards are re-validated (and re-raised) every time.
+    """
+    import hashlib
+
+    from costguard.pricing import loader
+
+    real = loader.load_card
+
+    def load_card(path: Path) -> Any:
+        try:
+            key = (str(path), hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            return real(path)  # the real loader reports it
+        if key not in _CARD_MEMO:
+            _CARD_MEMO[key] = real(path)
+        return _CARD_MEMO[key]
+
+    monkeypatch.setattr(loader, "load_card", load_card)

@@ -33,7 +33,7 @@ app = typer.Typer(
         "Plan, cap and rehearse the spend of bulk image generation "
         "(Gemini and OpenAI image models, batch against sync)."
     ),
-    epilog=f"Exit codes:\n\n{EXIT_HELP}",
+    epilog=f"Exit codes:\n\n\b\n{EXIT_HELP}",  # \b: click keeps the lines as they are
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -281,7 +281,7 @@ def prices(
         return
     book = _book(pricing)
     if diff is not None:
-        typer.echo(_prices_diff(book, _as_of(diff[0]), _as_of(diff[1]), provider, model, output))
+        _echo(_prices_diff(book, _as_of(diff[0]), _as_of(diff[1]), provider, model, output))
         return
     at = _as_of(as_of)
     rows: list[dict[str, str]] = []
@@ -297,7 +297,12 @@ def prices(
     if not rows:
         msg = f"no models priced on {at}" + (f" for provider {provider!r}" if provider else "")
         raise UsageError(msg)
-    typer.echo(render.prices_table(rows, output.value))
+    _echo(render.prices_table(rows, output.value))
+
+
+def _echo(text: str) -> None:
+    """Print `text` ending in exactly one newline (CSV already ends with one)."""
+    typer.echo(text, nl=not text.endswith("\n"))
 
 
 def _prices_diff(

@@ -1,0 +1,113 @@
+"""Start-up: the CLI imports no SDK or server it does not need; the installed package is whole."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import costguard
+from costguard.errors import EXIT_CODES
+from costguard.resources import data_dir
+
+HEAVY = ("openai", "google", "respx", "uvicorn", "starlette", "httpx2")
+"""Top-level packages that only `run`, `simulate` and the providers may import."""
+
+PROBE = """
+import json, sys
+from costguard.cli import run
+code = run(json.loads(sys.argv[1]))
+heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.argv[2])))
+print("MODULES=" + json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+"""
+
+
+def _probe(argv: list[str], watch: tuple[str, ...] = HEAVY) -> tuple[int, list[str]]:
+    """Run `costguard.cli.run(argv)` in a fresh interpreter; its exit code and watched imports."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(list(watch))],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    line = next(x for x in done.stderr.splitlines() if x.startswith("MODULES="))
+    result = json.loads(line.removeprefix("MODULES="))
+    return result["code"], result["heavy"]
+
+
+def test_importing_the_cli_loads_nothing_heavy() -> None:
+    """`import costguard.cli` pulls in no SDK, server, YAML or pydantic."""
+    watch = (*HEAVY, "yaml", "pydantic", "pydantic_settings", "tabulate")
+    code = (
+        "import json, sys, costguard.cli\n"
+        "loaded = {m.split('.')[0] for m in sys.modules}\n"
+        f"print(json.dumps(sorted(loaded & set({list(watch)!r}))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--help"], id="help"),
+        pytest.param(["estimate", "--help"], id="estimate-help"),
+        pytest.param(
+            ["prices", "--model", "gemini-3-pro-image", "--as-of", "2026-11-01"], id="prices"
+        ),
+        pytest.param(["prices", "--diff", "2025-10-03", "2025-11-05"], id="prices-diff"),
+    ],
+)
+def test_commands_do_not_import_the_sdks(argv: list[str]) -> None:
+    """--help and prices run without importing openai, google.genai, respx or uvicorn."""
+    code, heavy = _probe(argv)
+    assert code == 0
+    assert heavy == []
+
+
+def test_estimate_does_not_import_the_sdks(examples_dir: Path) -> None:
+    """A full estimate (with a budget) runs without importing any SDK or server."""
+    catalog = str(examples_dir / "catalog.jsonl")
+    code, heavy = _probe(["estimate", catalog, "--as-of", "2026-11-24", "--max-usd", "1"])
+    assert code == 0
+    assert heavy == []
+
+
+def test_python_m_costguard_help_and_version() -> None:
+    """`python -m costguard` shows the commands and exit codes, and --version the version."""
+    helped = subprocess.run(
+        [sys.executable, "-m", "costguard", "--help"], capture_output=True, text=True, check=False
+    )
+    assert helped.returncode == 0
+    assert "estimate" in helped.stdout
+    assert "prices" in helped.stdout
+    lines = [line.strip() for line in helped.stdout.splitlines()]
+    for code, meaning in EXIT_CODES.items():
+        assert f"{code}  {meaning}" in lines  # one exit code a line, not re-wrapped
+    version = subprocess.run(
+        [sys.executable, "-m", "costguard", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert version.returncode == 0
+    assert version.stdout.startswith("costguard ")
+
+
+def test_installed_wheel_carries_code_and_cards() -> None:
+    """Under the wheel test, costguard and its rate cards come from site-packages."""
+    if os.environ.get("COSTGUARD_EXPECT_WHEEL") != "1":
+        pytest.skip("only under `python3 dev.py wheel-test` (COSTGUARD_EXPECT_WHEEL=1)")
+    site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    package = Path(costguard.__file__).resolve().parent
+    assert package.is_relative_to(site), f"costguard imported from {package}, not {site}"
+    pricing = data_dir("pricing").resolve()
+    assert pricing == package / "_data" / "pricing"
+    assert (pricing / "schema.json").is_file()
+    assert sorted(p.parent.name for p in pricing.glob("*/*.yaml")).count("gemini") >= 11
