@@ -472,3 +472,12 @@ def test_simulate_answers_extra_origins_and_passes_others_through() -> None:
     assert via_socket.status_code == 200
     assert other.calls.count("openai.files.list") == 1
     assert sim.calls.count("openai.files.list") == 0
+
+
+def test_a_body_that_is_not_json_is_a_400() -> None:
+    """batches.create with a body that is not JSON answers 400, not a crash."""
+    sim = Simulator(time_scale=0)
+    answer = sim.handle(SimRequest.build("POST", "/v1/batches", headers=AUTH, body=b"{nope"))
+    assert answer.status == 400
+    assert json.loads(answer.read())["error"]["message"] == "The body is not valid JSON."
+    assert sim.failures == []

@@ -7,19 +7,15 @@ skipped with the reason shown in pytest's summary.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import shutil
-import signal
 import subprocess
-import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from sim_cli import serve_process
 
 NODE_DIR = Path(__file__).parent / "node"
 KEY = "sk-node-test"
@@ -46,50 +42,12 @@ def install_sdks(npm: str) -> None:
     )
 
 
-@contextlib.contextmanager
-def cli_server() -> Iterator[str]:
-    """`costguard simulate serve --port 0` as a subprocess; yields the printed base URL."""
-    script = Path(sys.executable).with_name("costguard")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "costguard"]
-    proc = subprocess.Popen(
-        [*command, "simulate", "serve", "--port", "0", "--api-key", KEY],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    found: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # drains the pipe for the server's whole life
-            match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        ready.wait(timeout=30)
-        assert found, "costguard simulate serve printed no base URL"
-        yield found[0]
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-        reader.join(timeout=20)
-        assert proc.stdout is not None
-        proc.stdout.close()
-
-
 @pytest.mark.node
 def test_node_openai_sdk_runs_a_batch_cycle() -> None:
     """Node `openai` uploads, creates, polls, downloads, cancels and pages against the server."""
     node, npm = node_tools()
     install_sdks(npm)
-    with cli_server() as base_url:
+    with serve_process("--api-key", KEY) as (base_url, _):
         done = subprocess.run(
             [node, str(NODE_DIR / "openai_cycle.mjs")],
             cwd=NODE_DIR,

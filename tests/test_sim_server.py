@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -11,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -23,6 +21,7 @@ from costguard.cli import app
 from costguard.simulator import Simulator
 from costguard.simulator.core import SimRequest, SimResponse
 from costguard.simulator.server import serve_in_thread
+from sim_cli import costguard_command, serve_process
 
 KEY = "sk-server-test"
 AUTH = {"authorization": f"Bearer {KEY}"}
@@ -118,49 +117,6 @@ def test_generated_files_are_sent_chunked() -> None:
 
 
 # -- the command line ------------------------------------------------------------------------
-
-
-def costguard_command() -> list[str]:
-    """The installed `costguard` script next to this interpreter (else `python -m costguard`)."""
-    script = Path(sys.executable).with_name("costguard")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "costguard"]
-
-
-@contextlib.contextmanager
-def serve_process(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`costguard simulate serve --port 0 ARGS` as a subprocess; yields its base URL."""
-    proc = subprocess.Popen(
-        [*costguard_command(), "simulate", "serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    found: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:  # keep draining so the server never blocks on its pipe
-            match = re.search(r"listening on (http://\S+)", line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        ready.wait(timeout=30)
-        assert found, "costguard simulate serve printed no URL"
-        yield found[0], proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-        reader.join(timeout=20)
-        assert proc.stdout is not None
-        proc.stdout.close()
 
 
 def poll(client: OpenAI, batch_id: str) -> str:

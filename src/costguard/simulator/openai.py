@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import yaml
 
 from costguard.resources import data_dir
-from costguard.simulator.core import Router, SimRequest, SimResponse
+from costguard.simulator.core import Handler, Router, SimRequest, SimResponse
 from costguard.simulator.scenario import Scenario
 
 if TYPE_CHECKING:
@@ -489,6 +489,21 @@ def parse_multipart(request: SimRequest) -> dict[str, list[Message]]:
     return fields
 
 
+def json_body(request: SimRequest) -> dict[str, Any]:
+    """The request body as a JSON object.
+
+    Raises:
+        ApiError: 400 when the body is not JSON or not an object.
+    """
+    try:
+        body = request.json()
+    except ValueError:
+        raise api_error(400, "400_invalid_request", message="The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise api_error(400, "400_invalid_request", message="Expected a JSON object.")
+    return body
+
+
 def _part_bytes(part: Message) -> bytes:
     payload = part.get_payload(decode=True)
     return payload if isinstance(payload, bytes) else b""
@@ -599,24 +614,33 @@ class OpenAIFace:
     # -- face interface --------------------------------------------------------------------
 
     def register(self, router: Router) -> None:
-        """Add the `/v1` routes."""
+        """Add the `/v1` routes; a handler's `ApiError` is answered as the API's error body."""
         file_id = r"(?P<file_id>[^/]+)"
         batch_id = r"(?P<batch_id>[^/]+)"
-        router.add("openai.files.create", "POST", r"/v1/files", self.files_create)
-        router.add("openai.files.list", "GET", r"/v1/files", self.files_list)
-        router.add("openai.files.content", "GET", rf"/v1/files/{file_id}/content", self.content)
-        router.add("openai.files.retrieve", "GET", rf"/v1/files/{file_id}", self.files_retrieve)
-        router.add("openai.files.delete", "DELETE", rf"/v1/files/{file_id}", self.files_delete)
-        router.add("openai.batches.create", "POST", r"/v1/batches", self.batches_create)
-        router.add("openai.batches.list", "GET", r"/v1/batches", self.batches_list)
-        router.add(
-            "openai.batches.retrieve", "GET", rf"/v1/batches/{batch_id}", self.batches_retrieve
-        )
-        router.add("openai.batches.cancel", "POST", rf"/v1/batches/{batch_id}/cancel", self.cancel)
-        router.add(
-            "openai.images.generate", "POST", r"/v1/images/generations", self.images_generate
-        )
-        router.add("openai.images.edit", "POST", r"/v1/images/edits", self.images_edit)
+        routes: list[tuple[str, str, str, Handler]] = [
+            ("openai.files.create", "POST", r"/v1/files", self.files_create),
+            ("openai.files.list", "GET", r"/v1/files", self.files_list),
+            ("openai.files.content", "GET", rf"/v1/files/{file_id}/content", self.content),
+            ("openai.files.retrieve", "GET", rf"/v1/files/{file_id}", self.files_retrieve),
+            ("openai.files.delete", "DELETE", rf"/v1/files/{file_id}", self.files_delete),
+            ("openai.batches.create", "POST", r"/v1/batches", self.batches_create),
+            ("openai.batches.list", "GET", r"/v1/batches", self.batches_list),
+            ("openai.batches.retrieve", "GET", rf"/v1/batches/{batch_id}", self.batches_retrieve),
+            ("openai.batches.cancel", "POST", rf"/v1/batches/{batch_id}/cancel", self.cancel),
+            ("openai.images.generate", "POST", r"/v1/images/generations", self.images_generate),
+            ("openai.images.edit", "POST", r"/v1/images/edits", self.images_edit),
+        ]
+        for name, method, pattern, handler in routes:
+            router.add(name, method, pattern, self._answering(handler))
+
+    def _answering(self, handler: Handler) -> Handler:
+        def answer(request: SimRequest, match: re.Match[str]) -> SimResponse:
+            try:
+                return handler(request, match)
+            except ApiError as exc:
+                return self._respond(exc)
+
+        return answer
 
     def authenticate(self, request: SimRequest, route: str) -> SimResponse | None:  # noqa: ARG002 - every route needs a key
         """401 without a Bearer key, or with one `Simulator(api_keys=...)` does not accept."""
@@ -732,40 +756,37 @@ class OpenAIFace:
 
     def files_create(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """POST /v1/files (multipart: purpose, file[, expires_after[anchor|seconds]])."""
-        try:
-            fields = parse_multipart(request)
-            purpose_parts = fields.get("purpose")
-            if not purpose_parts:
-                raise api_error(400, "400_missing_required_parameter", param="purpose")
-            purpose = _part_text(purpose_parts[0]).strip()
-            file_parts = fields.get("file")
-            if not file_parts:
-                raise api_error(400, "400_missing_required_parameter", param="file")
-            if purpose not in FILE_PURPOSES:
-                raise api_error(
-                    400,
-                    "400_invalid_value",
-                    value=purpose,
-                    supported=_supported(FILE_PURPOSES),
-                    param="purpose",
-                )
-            part = file_parts[0]
-            filename = Path(part.get_filename() or "file").name
-            data = _part_bytes(part)
-            if purpose == "batch" and not filename.lower().endswith(".jsonl"):
-                raise api_error(400, "400_invalid_file_format")
-            too_big = len(data) > self.limits.max_file_bytes or (
-                purpose == "batch" and len(data) > self.limits.max_batch_input_bytes
+        fields = parse_multipart(request)
+        purpose_parts = fields.get("purpose")
+        if not purpose_parts:
+            raise api_error(400, "400_missing_required_parameter", param="purpose")
+        purpose = _part_text(purpose_parts[0]).strip()
+        file_parts = fields.get("file")
+        if not file_parts:
+            raise api_error(400, "400_missing_required_parameter", param="file")
+        if purpose not in FILE_PURPOSES:
+            raise api_error(
+                400,
+                "400_invalid_value",
+                value=purpose,
+                supported=_supported(FILE_PURPOSES),
+                param="purpose",
             )
-            if too_big:
-                raise api_error(400, "400_file_too_large")
-            now = self._now()
-            expires_at = now + FILE_TTL_S if purpose == "batch" else None
-            seconds = fields.get("expires_after[seconds]")
-            if seconds:
-                expires_at = now + self._expiry_seconds(_part_text(seconds[0]), "expires_after")
-        except ApiError as exc:
-            return self._respond(exc)
+        part = file_parts[0]
+        filename = Path(part.get_filename() or "file").name
+        data = _part_bytes(part)
+        if purpose == "batch" and not filename.lower().endswith(".jsonl"):
+            raise api_error(400, "400_invalid_file_format")
+        too_big = len(data) > self.limits.max_file_bytes or (
+            purpose == "batch" and len(data) > self.limits.max_batch_input_bytes
+        )
+        if too_big:
+            raise api_error(400, "400_file_too_large")
+        now = self._now()
+        expires_at = now + FILE_TTL_S if purpose == "batch" else None
+        seconds = fields.get("expires_after[seconds]")
+        if seconds:
+            expires_at = now + self._expiry_seconds(_part_text(seconds[0]), "expires_after")
         record = FileRecord(
             id="file-" + self.sim.new_id(22),
             filename=filename,
@@ -799,17 +820,11 @@ class OpenAIFace:
 
     def files_retrieve(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """GET /v1/files/{id}."""
-        try:
-            return self._json(self._file_json(self._file(match["file_id"])))
-        except ApiError as exc:
-            return self._respond(exc)
+        return self._json(self._file_json(self._file(match["file_id"])))
 
     def files_delete(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """DELETE /v1/files/{id}; the bytes go once no other file or batch refers to them."""
-        try:
-            record = self._file(match["file_id"])
-        except ApiError as exc:
-            return self._respond(exc)
+        record = self._file(match["file_id"])
         del self.files[record.id]
         blob = record.blob
         if blob is not None:
@@ -823,10 +838,7 @@ class OpenAIFace:
     def files_list(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """GET /v1/files?purpose&after&limit&order (newest first unless order=asc)."""
         self._publish_due()
-        try:
-            limit = self._limit(request, default=10_000, maximum=10_000)
-        except ApiError as exc:
-            return self._respond(exc)
+        limit = self._limit(request, default=10_000, maximum=10_000)
         purpose = request.arg("purpose")
         records = [f for f in self.files.values() if purpose is None or f.purpose == purpose]
         records.sort(key=lambda f: (f.created_at, f.seq), reverse=request.arg("order") != "asc")
@@ -835,10 +847,7 @@ class OpenAIFace:
 
     def content(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """GET /v1/files/{id}/content: uploads as stored, result files generated as streamed."""
-        try:
-            record = self._file(match["file_id"])
-        except ApiError as exc:
-            return self._respond(exc)
+        record = self._file(match["file_id"])
         headers = {
             "content-type": "application/octet-stream",
             "x-request-id": self._request_id(),
@@ -860,64 +869,52 @@ class OpenAIFace:
 
     def batches_create(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """POST /v1/batches: validates the call (400s), never the file (that fails later)."""
-        try:
-            body = request.json()
-            if not isinstance(body, dict):
-                raise api_error(400, "400_invalid_request", message="Expected a JSON object.")
-            for param in ("input_file_id", "endpoint", "completion_window"):
-                if not body.get(param):
-                    raise api_error(400, "400_missing_required_parameter", param=param)
-            endpoint = str(body["endpoint"])
-            if endpoint not in BATCH_ENDPOINTS:
-                raise api_error(
-                    400,
-                    "400_invalid_value",
-                    value=endpoint,
-                    supported=_supported(BATCH_ENDPOINTS),
-                    param="endpoint",
-                )
-            if endpoint not in SIMULATED_ENDPOINTS:
-                message = (
-                    f"costguard-sim: batch endpoint {endpoint} exists at OpenAI but is not "
-                    f"simulated; use {' or '.join(SIMULATED_ENDPOINTS)}."
-                )
-                raise api_error(400, "400_invalid_request", message=message)
-            window = str(body["completion_window"])
-            if window != "24h":
-                raise api_error(
-                    400,
-                    "400_invalid_value",
-                    value=window,
-                    supported="'24h'",
-                    param="completion_window",
-                )
-            metadata = self._metadata(body.get("metadata"))
-            output_expires = body.get("output_expires_after")
-            output_seconds = None
-            if output_expires is not None:
-                if not isinstance(output_expires, dict):
-                    raise api_error(
-                        400, "400_missing_required_parameter", param="output_expires_after"
-                    )
-                output_seconds = self._expiry_seconds(
-                    output_expires.get("seconds"), "output_expires_after"
-                )
-            source = self._file(str(body["input_file_id"]))
-            if source.blob is None or source.purpose != "batch":
-                raise api_error(
-                    400,
-                    "400_invalid_param",
-                    message=f"The input file {source.id} must be a file uploaded with "
-                    "purpose 'batch'.",
-                    param="input_file_id",
-                    code="invalid_value",
-                )
-        except ValueError:
-            return self._respond(
-                api_error(400, "400_invalid_request", message="The body is not valid JSON.")
+        body = json_body(request)
+        for param in ("input_file_id", "endpoint", "completion_window"):
+            if not body.get(param):
+                raise api_error(400, "400_missing_required_parameter", param=param)
+        endpoint = str(body["endpoint"])
+        if endpoint not in BATCH_ENDPOINTS:
+            raise api_error(
+                400,
+                "400_invalid_value",
+                value=endpoint,
+                supported=_supported(BATCH_ENDPOINTS),
+                param="endpoint",
             )
-        except ApiError as exc:
-            return self._respond(exc)
+        if endpoint not in SIMULATED_ENDPOINTS:
+            message = (
+                f"costguard-sim: batch endpoint {endpoint} exists at OpenAI but is not "
+                f"simulated; use {' or '.join(SIMULATED_ENDPOINTS)}."
+            )
+            raise api_error(400, "400_invalid_request", message=message)
+        window = str(body["completion_window"])
+        if window != "24h":
+            raise api_error(
+                400,
+                "400_invalid_value",
+                value=window,
+                supported="'24h'",
+                param="completion_window",
+            )
+        metadata = self._metadata(body.get("metadata"))
+        output_expires = body.get("output_expires_after")
+        output_seconds = None
+        if output_expires is not None:
+            if not isinstance(output_expires, dict):
+                raise api_error(400, "400_missing_required_parameter", param="output_expires_after")
+            output_seconds = self._expiry_seconds(
+                output_expires.get("seconds"), "output_expires_after"
+            )
+        source = self._file(str(body["input_file_id"]))
+        if source.blob is None or source.purpose != "batch":
+            raise api_error(
+                400,
+                "400_invalid_param",
+                message=f"The input file {source.id} must be a file uploaded with purpose 'batch'.",
+                param="input_file_id",
+                code="invalid_value",
+            )
         name = (metadata or {}).get("cg_scenario")
         scenario = self.sim.scenario_named(name) if name else self.sim.scenario
         job = BatchJob(
@@ -995,31 +992,22 @@ class OpenAIFace:
 
     def batches_retrieve(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """GET /v1/batches/{id}."""
-        try:
-            return self._json(self._batch_json(self._job(match["batch_id"])))
-        except ApiError as exc:
-            return self._respond(exc)
+        return self._json(self._batch_json(self._job(match["batch_id"])))
 
     def cancel(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """POST /v1/batches/{id}/cancel: `cancelling` now, `cancelled` after finalizing_s."""
-        try:
-            job = self._job(match["batch_id"])
-        except ApiError as exc:
-            return self._respond(exc)
+        job = self._job(match["batch_id"])
         status = timeline(job).status(self.sim.now())
         if status in ("validating", "in_progress"):
             job.cancel_requested_at = self._now()
         elif status not in ("cancelling", "cancelled"):
-            return self._respond(api_error(400, "400_batch_not_cancellable", status=status))
+            raise api_error(400, "400_batch_not_cancellable", status=status)
         return self._json(self._batch_json(job))
 
     def batches_list(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """GET /v1/batches?after&limit: newest first, `has_more` always present."""
         self._publish_due()
-        try:
-            limit = self._limit(request, default=20, maximum=100)
-        except ApiError as exc:
-            return self._respond(exc)
+        limit = self._limit(request, default=20, maximum=100)
         jobs = sorted(self.batches.values(), key=lambda j: (j.created_at, j.seq), reverse=True)
         page, has_more = self._page(jobs, request.arg("after"), limit)
         return self._json(self._list([self._batch_json(job) for job in page], has_more))
@@ -1323,42 +1311,24 @@ class OpenAIFace:
 
     def images_generate(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """POST /v1/images/generations (JSON)."""
-        try:
-            body = request.json()
-            if not isinstance(body, dict):
-                raise api_error(400, "400_invalid_request", message="Expected a JSON object.")
-            call = parse_image_call(body, self.usage, edit=False)
-        except ValueError:
-            return self._respond(
-                api_error(400, "400_invalid_request", message="The body is not valid JSON.")
-            )
-        except ApiError as exc:
-            return self._respond(exc)
+        body = json_body(request)
+        call = parse_image_call(body, self.usage, edit=False)
         return self._sync_images(call)
 
     def images_edit(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
         """POST /v1/images/edits (multipart as the SDKs send it; JSON image references too)."""
-        try:
-            if request.headers.get("content-type", "").startswith("application/json"):
-                body = request.json()
-                if not isinstance(body, dict):
-                    raise api_error(400, "400_invalid_request", message="Expected a JSON object.")
-                images = _json_images_count(body)
-            else:
-                fields = parse_multipart(request)
-                body = {}
-                for name, parts in fields.items():
-                    if name not in ("image", "image[]", "mask", "markup"):
-                        value: Any = _part_text(parts[0])
-                        body[name] = int(value) if name == "n" and value.isdigit() else value
-                images = len(fields.get("image", [])) + len(fields.get("image[]", []))
-            call = parse_image_call(body, self.usage, edit=True, input_images=images)
-        except ValueError:
-            return self._respond(
-                api_error(400, "400_invalid_request", message="The body is not valid JSON.")
-            )
-        except ApiError as exc:
-            return self._respond(exc)
+        if request.headers.get("content-type", "").startswith("application/json"):
+            body = json_body(request)
+            images = _json_images_count(body)
+        else:
+            fields = parse_multipart(request)
+            body = {}
+            for name, parts in fields.items():
+                if name not in ("image", "image[]", "mask", "markup"):
+                    value: Any = _part_text(parts[0])
+                    body[name] = int(value) if name == "n" and value.isdigit() else value
+            images = len(fields.get("image", [])) + len(fields.get("image[]", []))
+        call = parse_image_call(body, self.usage, edit=True, input_images=images)
         return self._sync_images(call)
 
     def _sync_images(self, call: ImageCall) -> SimResponse:
