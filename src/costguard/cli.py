@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from costguard import run_cli
+from costguard.budget_cli import budget_app
 from costguard.errors import EXIT_CODES, CostguardError, QueueError, UsageError
 from costguard.simulate_cli import simulate_app
 
@@ -39,9 +40,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-app.add_typer(simulate_app, name="simulate")
-for _command in (run_cli.run, run_cli.collect, run_cli.status, run_cli.cancel, run_cli.runs):
-    app.command()(_command)
 
 
 class ModeOpt(StrEnum):
@@ -182,7 +180,7 @@ def estimate(
     from costguard import render
     from costguard.estimate import advise, price_queue
     from costguard.estimate import compare as compare_models
-    from costguard.money import usd
+    from costguard.money import usd, usd_exact
     from costguard.queue import Defaults
     from costguard.settings import Settings
 
@@ -232,7 +230,7 @@ def estimate(
             if output is OutputOpt.table:
                 typer.echo(
                     f"within budget: the {budget_mode.value} maximum "
-                    f"{usd(advice.decision.needed)} fits --max-usd {usd(limit or Decimal(0), 2)}"
+                    f"{usd(advice.decision.needed)} fits --max-usd {usd_exact(limit or Decimal(0))}"
                 )
         else:
             for line in render.advice_lines(advice, budget_card_mode):
@@ -321,6 +319,12 @@ def _prices_diff(
     if not rows:
         return f"no price or lifecycle changes between {before} and {after}"
     return render.prices_table(rows, output.value)
+
+
+for _command in (run_cli.run, run_cli.collect, run_cli.status, run_cli.cancel, run_cli.runs):
+    app.command()(_command)
+app.add_typer(budget_app, name="budget")
+app.add_typer(simulate_app, name="simulate")
 
 
 def _report(exc: CostguardError) -> None:

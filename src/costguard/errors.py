@@ -63,5 +63,8 @@ EXIT_CODES: dict[int, str] = {
     3: "over budget: the maximum cost does not fit --max-usd; nothing was sent",
     4: "rate card problem: a card is invalid, or no card covers the date or model asked",
     5: "ledger problem: the ledger cannot be opened or read, or has no such budget or run",
+    6: "still running at the provider when --timeout passed: `costguard collect RUN` later",
+    7: "the run finished but some requests are not ok (refused, failed, expired, cancelled); "
+    "see manifest.jsonl and retry.jsonl",
     130: "interrupted (Ctrl-C)",
 }

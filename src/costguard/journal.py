@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -18,6 +19,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -136,6 +138,15 @@ class RunDir:
             self._lock.close()
             self._lock = None
 
+    def discard(self) -> None:
+        """Remove a run folder that never got a journal (bad input, refused): lock, then folder.
+
+        Call it while holding the lock; the folder is left alone if anything else is in it.
+        """
+        (self.path / "lock").unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
+
     def load(self) -> Journal:
         try:
             raw = json.loads(self.journal_path.read_text(encoding="utf-8"))
@@ -182,27 +193,16 @@ class Outputs:
         self.manifest_path = out / "manifest.jsonl"
         self._manifest: TextIO | None = None
 
-    def open(self, owner: str) -> dict[str, dict[str, Any]]:
-        """Create the folder, drop a torn last manifest line; return collected lines by key.
+    def open(self, owner: str) -> set[str]:
+        """Create the folder, drop a torn last manifest line; return the keys collected.
 
         `owner` identifies the run (id and creation time); a folder holding another run's
         results is refused rather than mixed with this one.
         """
         self.out.mkdir(parents=True, exist_ok=True)
-        marker = self.out / ".costguard-run"
-        if marker.exists():
-            if marker.read_text(encoding="utf-8").strip() != owner:
-                msg = (
-                    f"{self.out} holds the results of another run "
-                    f"({marker.read_text(encoding='utf-8').strip()}); choose another --out"
-                )
-                raise JournalError(msg)
-        elif self.manifest_path.exists():
-            msg = f"{self.out} already has a manifest.jsonl from elsewhere; choose another --out"
-            raise JournalError(msg)
-        else:
-            write_atomic(marker, owner.encode() + b"\n")
-        collected: dict[str, dict[str, Any]] = {}
+        if not self.check(owner):
+            write_atomic(self.out / ".costguard-run", owner.encode() + b"\n")
+        collected: set[str] = set()
         good = 0
         if self.manifest_path.exists():
             with self.manifest_path.open("rb") as handle:
@@ -213,12 +213,32 @@ class Outputs:
                         break
                     if not raw.endswith(b"\n"):
                         break
-                    collected[line["key"]] = line
+                    collected.add(line["key"])
                     good += len(raw)
             with self.manifest_path.open("rb+") as handle:
                 handle.truncate(good)
         self._manifest = self.manifest_path.open("a", encoding="utf-8")
         return collected
+
+    def check(self, owner: str) -> bool:
+        """Refuse a folder holding another run's results; True when it is already `owner`'s.
+
+        The runner calls this before a new run reserves anything, so a taken `--out` costs
+        nothing.
+        """
+        marker = self.out / ".costguard-run"
+        if marker.exists():
+            holder = marker.read_text(encoding="utf-8").strip()
+            if holder != owner:
+                msg = (
+                    f"{self.out} holds the results of another run ({holder}); choose another --out"
+                )
+                raise JournalError(msg)
+            return True
+        if self.manifest_path.exists():
+            msg = f"{self.out} already has a manifest.jsonl from elsewhere; choose another --out"
+            raise JournalError(msg)
+        return False
 
     def close(self) -> None:
         if self._manifest is not None:
@@ -245,6 +265,13 @@ class Outputs:
         assert self._manifest is not None
         self._manifest.write(json.dumps(line, separators=(",", ":")) + "\n")
         self._manifest.flush()
+
+    def part_cost(self, part_id: str) -> Decimal:
+        """Sum of `cost_usd` over a part's manifest lines (however many processes wrote them)."""
+        return sum(
+            (Decimal(line["cost_usd"]) for line in self.lines() if line["part"] == part_id),
+            Decimal(0),
+        )
 
     def lines(self) -> Iterator[dict[str, Any]]:
         """Every manifest line."""

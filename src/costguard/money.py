@@ -23,3 +23,10 @@ def plain(amount: Decimal) -> str:
     """Exact decimal string for machine output (JSON, CSV), normalised without exponent."""
     text = format(amount.normalize(), "f")
     return text if text != "-0" else "0"
+
+
+def usd_exact(amount: Decimal) -> str:
+    """`$` and the exact amount, at least to the cent (for limits and shortfalls)."""
+    text = plain(amount)
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"

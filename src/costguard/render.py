@@ -11,7 +11,7 @@ from typing import Any, Literal
 from tabulate import tabulate
 
 from costguard.estimate import Advice, QueueEstimate
-from costguard.money import plain, usd
+from costguard.money import plain, usd, usd_exact
 from costguard.pricing.engine import (
     Cost,
     Estimate,
@@ -113,12 +113,12 @@ def advice_lines(advice: Advice, mode: Mode) -> list[str]:
     if d.needed.is_finite():
         head = (
             f"over budget: the {name} maximum {usd(d.needed)} passes --max-usd "
-            f"{usd(d.limit, 2)} by {usd(d.shortfall)}"
+            f"{usd_exact(d.limit)} by {usd_exact(d.shortfall)}"
         )
     else:  # a model in the queue is not sold in this mode (Imagen 4 has no batch tier)
         head = (
             f"over budget: the queue has no {name} price (a model in it is not sold in {name} "
-            f"mode), so it cannot fit --max-usd {usd(d.limit, 2)} as a {name}; "
+            f"mode), so it cannot fit --max-usd {usd_exact(d.limit)} as a {name}; "
             "check it with --budget-mode sync"
         )
     out = [head]

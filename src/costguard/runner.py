@@ -20,11 +20,11 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from threading import Lock
+from threading import BoundedSemaphore, Lock
 from typing import Any, Literal, Protocol
 
 from costguard.budget import check
@@ -199,6 +199,10 @@ class Runner:
         try:
             journal = self._prepare(options, run_id, rundir)
             return self._drive(journal, rundir, options)
+        except BaseException:
+            if not rundir.exists:  # refused before it had a journal: leave no trace
+                rundir.discard()
+            raise
         finally:
             rundir.unlock()
 
@@ -254,8 +258,11 @@ class Runner:
             raise UsageError(msg)
         for warning in queue.warnings:
             self.reporter.message(f"warning: {warning}")
+        self._open_clients(queue, options.queue.resolve().parent)
         if not rundir.exists:
             journal = self._new_journal(options, run_id, queue, at, total.expected, total.max)
+            Outputs(Path(journal.out)).check(f"{journal.run_id} {journal.created}")
+            self._plan(journal, options, queue)  # may refuse the queue: before saving anything
             decision = check(total.max, options.max_usd)
             if not decision.fits:
                 self._refuse(
@@ -273,6 +280,8 @@ class Runner:
             else:
                 self.reporter.message(f"resuming run {run_id} ({journal.status})")
         if journal.status == "planned":
+            if not journal.parts:
+                self._plan(journal, options, queue)
             admission = self.ledger.admit(
                 run_id,
                 Decimal(journal.estimate["max_usd"]),
@@ -290,9 +299,14 @@ class Runner:
             if not admission.admitted:
                 self._refuse(rundir, run_id, admission.reason or "the ledger budget is spent")
             journal.status = "admitted"
-            self._plan(journal, options, queue)
             rundir.save(journal)
         return journal
+
+    def _open_clients(self, queue: QueueEstimate, base: Path) -> None:
+        """Build the queue's provider clients now: a missing API key fails before reserving."""
+        for provider in sorted({g.provider for g in queue.estimate.groups}):
+            if provider not in self._clients:
+                self._clients[provider] = self.providers(provider, base)
 
     def _refuse(self, rundir: RunDir, run_id: str, why: str) -> None:
         for leftover in (rundir.journal_path, rundir.path / "lock"):
@@ -519,7 +533,7 @@ class Runner:
         rundir: RunDir,
         part: Part,
         outputs: Outputs,
-        collected: dict[str, dict[str, Any]],
+        collected: set[str],
     ) -> None:
         assert part.job_id is not None
         state = (part.job_state or "terminal:failed").removeprefix("terminal:")
@@ -529,14 +543,17 @@ class Runner:
             request = requests.get(outcome.key)
             if request is None or outcome.key in collected:
                 continue
-            collected[outcome.key] = self._record(outputs, part, request, outcome, journal)
+            self._record(outputs, part, request, outcome, journal)
+            collected.add(outcome.key)
         missing_status = {"expired": "expired", "cancelled": "cancelled"}.get(state, "failed")
         reason = part.job_error or f"job {state} before this request finished"
         for key, request in requests.items():
             if key not in collected:
                 outcome = Outcome(key, missing_status, reason=reason)  # type: ignore[arg-type]
-                collected[key] = self._record(outputs, part, request, outcome, journal)
-        cost = sum((Decimal(collected[k]["cost_usd"]) for k in requests), ZERO)
+                self._record(outputs, part, request, outcome, journal)
+                collected.add(key)
+        del requests
+        cost = outputs.part_cost(part.id)
         self.ledger.record_spend(journal.run_id, part.id, cost, at=self.clock())
         part.cost_usd = plain(cost)
         part.state = "collected"
@@ -591,37 +608,49 @@ class Runner:
         journal: Journal,
         rundir: RunDir,
         outputs: Outputs,
-        collected: dict[str, dict[str, Any]],
+        collected: set[str],
         options: RunOptions,
     ) -> None:
+        """Call the sync endpoints, at most `concurrency` at a time, streaming the queue."""
         part = journal.parts[0]
-        todo = [r for r in self._reader(journal) if r.key not in collected]
         lock = Lock()
+        slots = BoundedSemaphore(max(1, options.concurrency) * 2)
         done = [len(collected)]
 
         def one(request: ImageRequest) -> None:
-            outcome = self._client(request.provider, journal).generate(request)
-            with lock:
-                line = self._record(outputs, part, request, outcome, journal)
-                collected[request.key] = line
-                self.ledger.record_spend(
-                    journal.run_id,
-                    f"sync:{request.key}",
-                    Decimal(line["cost_usd"]),
-                    at=self.clock(),
-                )
-                done[0] += 1
-                self.reporter.progress(
-                    journal.run_id,
-                    journal.parts,
-                    {"sync": JobStatus("running", "sync", part.requests, done[0])},
-                    0.0,
-                )
+            try:
+                outcome = self._client(request.provider, journal).generate(request)
+                with lock:
+                    line = self._record(outputs, part, request, outcome, journal)
+                    collected.add(request.key)
+                    self.ledger.record_spend(
+                        journal.run_id,
+                        f"sync:{request.key}",
+                        Decimal(line["cost_usd"]),
+                        at=self.clock(),
+                    )
+                    done[0] += 1
+                    self.reporter.progress(
+                        journal.run_id,
+                        journal.parts,
+                        {"sync": JobStatus("running", "sync", part.requests, done[0])},
+                        0.0,
+                    )
+            finally:
+                slots.release()
 
+        futures: list[Future[None]] = []
         with ThreadPoolExecutor(max_workers=max(1, options.concurrency)) as pool:
-            for future in [pool.submit(one, r) for r in todo]:
+            for request in self._reader(journal):
+                if request.key in collected:
+                    continue
+                slots.acquire()
+                futures.append(pool.submit(one, request))
+                if len(futures) > 256:
+                    futures = [f for f in futures if not _settled(f)]
+            for future in futures:
                 future.result()
-        part.cost_usd = plain(sum((Decimal(v["cost_usd"]) for v in collected.values()), ZERO))
+        part.cost_usd = plain(outputs.part_cost(part.id))
         part.state = "collected"
         rundir.save(journal)
 
@@ -687,6 +716,14 @@ class Runner:
 
 
 _TERMINAL_RAW = {f"terminal:{s}" for s in ("succeeded", "failed", "cancelled", "expired")}
+
+
+def _settled(future: Future[None]) -> bool:
+    """Done futures are dropped from the list once their error (if any) has been raised."""
+    if future.done():
+        future.result()
+        return True
+    return False
 
 
 def _group_of(request: ImageRequest) -> str:
