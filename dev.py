@@ -47,9 +47,30 @@ def venv(path: Path = VENV, *, editable: bool = True) -> Path:
 
 
 def demo() -> None:
-    """Set up and run the main job on the embedded simulator."""
+    """Set up, price the example queue, then run it end to end on the embedded simulator.
+
+    Uses `.demo/` for costguard's home (ledger, run journals) and `.demo/out` for the images,
+    started fresh each time so the whole cycle is shown.
+    """
     bindir = venv()
-    sh(bindir / "costguard", "estimate", "examples/catalog.jsonl", "--as-of", "2026-11-24")
+    home = ROOT / ".demo"
+    if home.exists():
+        shutil.rmtree(home)
+    env = {**os.environ, "COSTGUARD_HOME": str(home)}
+    queue = "examples/catalog.jsonl"
+    sh(bindir / "costguard", "estimate", queue, env=env)
+    sh(
+        bindir / "costguard",
+        "run",
+        queue,
+        "--max-usd",
+        "1",
+        "--simulate",
+        "--out",
+        home / "out",
+        env=env,
+    )
+    print(f"\nimages, manifest.jsonl: {home / 'out'}")
 
 
 def lint() -> None:

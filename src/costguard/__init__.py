@@ -1,6 +1,7 @@
 """costguard: plan, cap and rehearse the spend of bulk image generation.
 
-The public API is re-exported here; everything else is an implementation detail.
+The public API is re-exported here; everything else is an implementation detail. The
+simulator is imported lazily, so `import costguard` stays cheap.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from costguard.errors import (
 )
 
 if TYPE_CHECKING:
-    from costguard.simulator import Simulator
+    from costguard.simulator import Simulator, simulate
 
 __all__ = [
     "BudgetExceededError",
@@ -30,21 +31,15 @@ __all__ = [
 ]
 
 
-def simulate(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - forwards to the simulator's own signature
-    """Open the in-process provider simulator (see `costguard.simulator.simulate`)."""
-    from costguard.simulator import simulate as _simulate
-
-    return _simulate(*args, **kwargs)
-
-
-def __getattr__(name: str) -> Any:  # noqa: ANN401 - module-level lazy attributes
+def __getattr__(name: str) -> Any:
+    """Lazy attributes: `__version__`, `simulate`, `Simulator`."""
     if name == "__version__":
         from importlib.metadata import version
 
         return version("costguard")
-    if name == "Simulator":
-        from costguard.simulator import Simulator
+    if name in ("simulate", "Simulator"):
+        from costguard import simulator
 
-        return Simulator
+        return getattr(simulator, name)
     msg = f"module 'costguard' has no attribute {name!r}"
     raise AttributeError(msg)
