@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +19,15 @@ import typer
 
 from costguard import run_cli
 from costguard.budget_cli import budget_app
+from costguard.cli_common import (
+    AsOfOpt,
+    FormatOption,
+    OutputOpt,
+    PricingOpt,
+    load_rate_book,
+    parse_as_of,
+    parse_usd,
+)
 from costguard.errors import EXIT_CODES, CostguardError, QueueError, UsageError
 from costguard.simulate_cli import simulate_app
 
@@ -57,22 +66,6 @@ class BudgetModeOpt(StrEnum):
     sync = "sync"
 
 
-class OutputOpt(StrEnum):
-    """--output."""
-
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-class FormatOpt(StrEnum):
-    """--format."""
-
-    costguard = "costguard"
-    gemini = "gemini"
-    openai = "openai"
-
-
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import version
@@ -89,52 +82,6 @@ def _root(
     ] = False,
 ) -> None:
     """Plan, cap and rehearse the spend of bulk image generation."""
-
-
-PricingOpt = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--pricing",
-        help="Extra rate-card folder (<provider>/<YYYY-MM-DD>.yaml); wins over shipped cards "
-        "for the same provider and date. Repeatable. Also COSTGUARD_PRICING_DIR.",
-    ),
-]
-AsOfOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--as-of", help="Price with the cards in force on this date (YYYY-MM-DD). Default: today."
-    ),
-]
-
-
-def _as_of(value: str | None) -> dt.date:
-    if value is None:
-        return dt.datetime.now(tz=dt.UTC).date()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        msg = f"--as-of: {value!r} is not a date (YYYY-MM-DD)"
-        raise UsageError(msg) from None
-
-
-def _book(pricing: list[Path] | None) -> RateBook:
-    from costguard.pricing.loader import load_book
-    from costguard.settings import Settings
-
-    dirs = [*Settings().pricing_dirs(), *(pricing or [])]
-    return load_book(dirs)
-
-
-def _decimal_usd(value: str, option: str) -> Decimal:
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        msg = f"{option}: {value!r} is not an amount in USD (e.g. 100 or 12.50)"
-        raise UsageError(msg) from None
-    if not amount.is_finite() or amount < 0:
-        msg = f"{option}: must be a non-negative amount, got {value!r}"
-        raise UsageError(msg)
-    return amount
 
 
 @app.command()
@@ -167,10 +114,7 @@ def estimate(
         typer.Option(help="Also price the queue on these models, comma-separated (M1,M2)."),
     ] = None,
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
-    fmt: Annotated[
-        FormatOpt | None,
-        typer.Option("--format", help="Queue format; detected from the first line if omitted."),
-    ] = None,
+    fmt: FormatOption = None,
     pricing: PricingOpt = None,
 ) -> None:
     """Price a queue before anything is sent: per model, size and quality, batch against sync.
@@ -184,9 +128,9 @@ def estimate(
     from costguard.queue import Defaults
     from costguard.settings import Settings
 
-    at = _as_of(as_of)
-    limit = _decimal_usd(max_usd, "--max-usd") if max_usd is not None else None
-    book = _book(pricing)
+    at = parse_as_of(as_of)
+    limit = parse_usd(max_usd, "--max-usd") if max_usd is not None else None
+    book = load_rate_book(pricing)
     defaults = Defaults(
         model=model or Settings().default_model,
         size=size,
@@ -277,11 +221,13 @@ def prices(
             return
         typer.echo(text, nl=False)
         return
-    book = _book(pricing)
+    book = load_rate_book(pricing)
     if diff is not None:
-        _echo(_prices_diff(book, _as_of(diff[0]), _as_of(diff[1]), provider, model, output))
+        _echo(
+            _prices_diff(book, parse_as_of(diff[0]), parse_as_of(diff[1]), provider, model, output)
+        )
         return
-    at = _as_of(as_of)
+    at = parse_as_of(as_of)
     rows: list[dict[str, str]] = []
     if model is not None:
         resolved = book.resolve(model, at)

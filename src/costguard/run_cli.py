@@ -8,19 +8,27 @@ beside the run's journal, so a killed simulated run resumes just as a real one w
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import getpass
 import json
 import os
 import sys
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from costguard.cli_common import (
+    AsOfOpt,
+    FormatOption,
+    PricingOpt,
+    SummaryOutput,
+    load_rate_book,
+    parse_as_of,
+    parse_usd,
+)
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -40,14 +48,6 @@ class RunModeOpt(StrEnum):
     sync = "sync"
 
 
-class RunFormatOpt(StrEnum):
-    """--format."""
-
-    costguard = "costguard"
-    gemini = "gemini"
-    openai = "openai"
-
-
 def home_dir() -> Path:
     """`COSTGUARD_HOME`, else the user data directory."""
     from costguard.settings import Settings
@@ -65,13 +65,6 @@ def _ledger(location: str | None) -> Any:
     from costguard.settings import Settings
 
     return open_ledger(location or Settings().ledger)
-
-
-def _book(pricing: list[Path] | None) -> Any:
-    from costguard.pricing.loader import load_book
-    from costguard.settings import Settings
-
-    return load_book([*Settings().pricing_dirs(), *(pricing or [])])
 
 
 def _key(provider: str) -> str:
@@ -155,7 +148,7 @@ def _runner(pricing: list[Path] | None, ledger: str | None, simulated: bool) -> 
     return Runner(
         home=home_dir(),
         ledger=_ledger(ledger),
-        book=_book(pricing),
+        book=load_rate_book(pricing),
         providers=_providers(simulated),
         reporter=_reporter(),
     )
@@ -174,22 +167,6 @@ def _maybe_simulated(scenario: str | None, state: Path) -> Iterator[None]:
         yield
 
 
-def _usd(value: str, option: str) -> Decimal:
-    try:
-        amount = Decimal(value)
-    except InvalidOperation:
-        msg = f"{option}: {value!r} is not an amount in USD (e.g. 100 or 12.50)"
-        raise UsageError(msg) from None
-    if not amount.is_finite() or amount < 0:
-        msg = f"{option}: must be a non-negative amount, got {value!r}"
-        raise UsageError(msg)
-    return amount
-
-
-PricingOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--pricing", help="Extra rate-card folder (repeatable); see `estimate`."),
-]
 LedgerOpt = Annotated[
     str | None,
     typer.Option("--ledger", help="Ledger file (default: COSTGUARD_LEDGER or the data dir)."),
@@ -244,13 +221,9 @@ def run(
         str | None, typer.Option(help="Who runs this (default: COSTGUARD_OWNER or the user).")
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Parallel calls in sync mode.", min=1)] = 4,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Price with the cards in force on this date.")
-    ] = None,
-    fmt: Annotated[
-        RunFormatOpt | None, typer.Option("--format", help="Queue format (default: detected).")
-    ] = None,
-    output: Annotated[str, typer.Option(help="Summary as table or json.")] = "table",
+    as_of: AsOfOpt = None,
+    fmt: FormatOption = None,
+    output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -263,19 +236,13 @@ def run(
     from costguard.queue import Defaults
     from costguard.runner import RunOptions, run_id_for
 
-    date = None
-    if as_of is not None:
-        try:
-            date = dt.date.fromisoformat(as_of)
-        except ValueError:
-            msg = f"--as-of: {as_of!r} is not a date (YYYY-MM-DD)"
-            raise UsageError(msg) from None
+    date = parse_as_of(as_of) if as_of is not None else None
     if not queue.is_file():
         msg = f"{queue}: queue file not found"
         raise UsageError(msg)
     options = RunOptions(
         queue=queue,
-        max_usd=_usd(max_usd, "--max-usd"),
+        max_usd=parse_usd(max_usd, "--max-usd"),
         mode=mode.value,
         defaults=Defaults(model, size, quality, aspect_ratio),
         fmt=fmt.value if fmt else None,
@@ -316,7 +283,7 @@ def collect(
     run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
     poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop waiting after this long.")] = None,
-    output: Annotated[str, typer.Option(help="Summary as table or json.")] = "table",
+    output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -344,7 +311,7 @@ def collect(
 
 def status(
     run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
-    output: Annotated[str, typer.Option(help="table or json.")] = "table",
+    output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
 ) -> None:
     """Show a run's parts, jobs and what has been collected, from its journal (no API calls).
 
@@ -418,7 +385,7 @@ def cancel(
 
 
 def runs(
-    output: Annotated[str, typer.Option(help="table or json.")] = "table",
+    output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
 ) -> None:
     """List runs on this machine, newest first.
 

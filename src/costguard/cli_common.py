@@ -1,0 +1,95 @@
+"""Pieces every CLI module shares: option types and the parsing of dates, amounts and cards.
+
+Kept apart so `cli.py` and the command modules beside it (`run_cli.py`, ...) declare each
+option once; imports stay light (`--help` must not load pydantic models or YAML).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from costguard.errors import UsageError
+
+if TYPE_CHECKING:
+    from costguard.pricing.engine import RateBook
+
+
+class OutputOpt(StrEnum):
+    """--output."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class SummaryOutput(StrEnum):
+    """--output for commands that print a report (no csv)."""
+
+    table = "table"
+    json = "json"
+
+
+class FormatOpt(StrEnum):
+    """--format."""
+
+    costguard = "costguard"
+    gemini = "gemini"
+    openai = "openai"
+
+
+PricingOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--pricing",
+        help="Extra rate-card folder (<provider>/<YYYY-MM-DD>.yaml); wins over shipped cards "
+        "for the same provider and date. Repeatable. Also COSTGUARD_PRICING_DIR.",
+    ),
+]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Price with the cards in force on this date (YYYY-MM-DD). Default: today."
+    ),
+]
+FormatOption = Annotated[
+    FormatOpt | None,
+    typer.Option("--format", help="Queue format; detected from the first line if omitted."),
+]
+
+
+def parse_as_of(value: str | None) -> dt.date:
+    """`--as-of` as a date (today, UTC, when not given)."""
+    if value is None:
+        return dt.datetime.now(tz=dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        msg = f"--as-of: {value!r} is not a date (YYYY-MM-DD)"
+        raise UsageError(msg) from None
+
+
+def parse_usd(value: str, option: str) -> Decimal:
+    """A non-negative USD amount given on the command line, exactly."""
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        msg = f"{option}: {value!r} is not an amount in USD (e.g. 100 or 12.50)"
+        raise UsageError(msg) from None
+    if not amount.is_finite() or amount < 0:
+        msg = f"{option}: must be a non-negative amount, got {value!r}"
+        raise UsageError(msg)
+    return amount
+
+
+def load_rate_book(pricing: list[Path] | None) -> RateBook:
+    """Shipped cards, then COSTGUARD_PRICING_DIR, then each --pricing folder (later wins)."""
+    from costguard.pricing.loader import load_book
+    from costguard.settings import Settings
+
+    return load_book([*Settings().pricing_dirs(), *(pricing or [])])
