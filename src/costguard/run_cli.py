@@ -112,14 +112,13 @@ class LiveReporter:
         from rich.table import Table
 
         table = Table(title=f"{run_id}  {elapsed:,.0f}s", title_justify="left", box=None)
-        for column in ("part", "job", "state", "done", "failed", "of"):
-            table.add_column(column)
+        for column in ("part", "state", "done", "failed", "of"):
+            table.add_column(column, no_wrap=True)
         for part in parts:
             status = statuses.get(part.id)
             table.add_row(
                 part.id,
-                part.job_id or "-",
-                status.raw_state if status else part.state,
+                (status.raw_state if status else part.state).removeprefix("JOB_STATE_"),
                 _count(status.completed if status else None),
                 _count(status.failed if status else None),
                 f"{part.requests:,}",

@@ -400,7 +400,7 @@ class Runner:
         for group, counts in sorted(groups.items()):
             provider, model, endpoint = group.split("|")
             for index, count in enumerate(counts):
-                part_id = f"{provider}-{_slug(model)}-{endpoint}-{index + 1}"
+                part_id = f"{_slug(model)}{'-edits' if endpoint == 'edits' else ''}-{index + 1}"
                 parts.append(
                     Part(
                         part_id,
