@@ -215,6 +215,12 @@ class Runner:
         rundir.lock()
         try:
             journal = rundir.load()
+            if journal.status == "planned":
+                msg = (
+                    f"run {run_id} was never admitted by the ledger (it stopped before its "
+                    "budget check); run the same `costguard run` command again"
+                )
+                raise UsageError(msg)
             queue = Path(journal.queue)
             if not queue.is_file() or file_sha256(queue) != journal.queue_sha256:
                 msg = f"{queue}: the queue changed or is gone since run {run_id} started"
