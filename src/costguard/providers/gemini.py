@@ -122,7 +122,8 @@ class GeminiProvider:
                 size += len(line) + 1
                 out.write(line + "\n")
         if size + INLINE_MARGIN < INLINE_LIMIT:
-            inline = [_inlined(json.loads(line)) for line in path.open(encoding="utf-8")]
+            with path.open(encoding="utf-8") as lines:
+                inline = [_inlined(json.loads(line)) for line in lines]
             job = self.client.batches.create(
                 model=model,
                 src=inline,  # type: ignore[arg-type]
@@ -256,7 +257,7 @@ def parse_response(key: str, response: dict[str, Any]) -> Outcome:
     for part in (candidate.get("content") or {}).get("parts") or []:
         inline = part.get("inlineData")
         if inline and inline.get("data") and not part.get("thought"):
-            images.append((base64.b64decode(inline["data"]), inline.get("mimeType", "image/png")))
+            images.append((_b64decode(inline["data"]), inline.get("mimeType", "image/png")))
     finish = candidate.get("finishReason")
     if usage is not None:
         usage = usage._replace(images=len(images))
@@ -264,6 +265,15 @@ def parse_response(key: str, response: dict[str, Any]) -> Outcome:
         return Outcome(key, "ok", images, reason=None, usage=usage)
     reason = f"finishReason: {finish}" if finish not in SUCCESS_FINISH else "no image returned"
     return Outcome(key, "refused", reason=reason, usage=usage)
+
+
+def _b64decode(data: str) -> bytes:
+    """Standard or URL-safe base64: REST JSON uses the first, the SDK's `model_dump` the second.
+
+    (`base64.b64decode` silently drops `-` and `_`, corrupting URL-safe data.)
+    """
+    urlsafe = data.replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(urlsafe + "=" * (-len(urlsafe) % 4))
 
 
 def _usage(raw: object) -> Usage | None:

@@ -1,0 +1,622 @@
+"""`costguard run / collect / status / cancel / runs` through the CLI, in-process and as processes.
+
+In-process calls go through `costguard.cli.run([...])` (the `cli` fixture); a few go through the
+installed console script or `python -m costguard` in a subprocess, with `COSTGUARD_HOME` in tmp.
+Simulated runs use scenario files written to tmp with a fast clock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from costguard.journal import RunDir
+from costguard.ledger import Ledger, open_ledger
+from costguard.money import usd
+from costguard.pricing.engine import RateBook
+from costguard.queue import NO_DEFAULTS
+from costguard.runner import RunOptions, run_id_for
+from costguard.simulator import simulate
+from runkit import (
+    AS_OF,
+    GEMINI_LINES,
+    LINES,
+    OPENAI_LINES,
+    SCENARIOS,
+    by_key,
+    cli_env,
+    expected_statuses,
+    finish,
+    manifest,
+    read_json,
+    scenario_file,
+    start,
+    token_price,
+    wait_until,
+    write_queue,
+)
+
+MIXED = GEMINI_LINES + OPENAI_LINES
+FAST = ["--poll-interval", "0.05", "--as-of", AS_OF.isoformat()]
+EXIT = {s: 7 if s in ("refusals", "expired", "cancelled", "failed") else 0 for s in SCENARIOS}
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    """COSTGUARD_HOME as the autouse fixture set it."""
+    return tmp_path / "costguard-home"
+
+
+@pytest.fixture
+def ledger(home: Path) -> Iterator[Ledger]:
+    """The ledger the CLI uses by default (`<home>/ledger.sqlite3`), opened by the test."""
+    with open_ledger(home / "ledger.sqlite3") as opened:
+        yield opened
+
+
+def run_id(queue: Path, scenario: str | None = None, mode: str = "batch") -> str:
+    """The run id `costguard run QUEUE [--simulate SCENARIO] [--mode MODE]` gets."""
+    opts = RunOptions(queue, Decimal(0), mode=mode, defaults=NO_DEFAULTS, simulate=scenario)  # type: ignore[arg-type]
+    return run_id_for(opts)
+
+
+def runs_dirs(home: Path) -> list[Path]:
+    """Every run folder under the home."""
+    root = home / "runs"
+    return sorted(root.iterdir()) if root.is_dir() else []
+
+
+def saving_line(out: Path, book: RateBook, actual: Decimal) -> str:
+    """The `batch saved` line the report must print for a batch run's manifest."""
+    sync = sum((token_price(book, line, "standard") for line in manifest(out)), Decimal(0))
+    return f"batch saved {usd(sync - actual)} against sync ({usd(sync)})"
+
+
+# --- every scenario, both providers in one queue --------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_run_reports_exit_code_cost_and_saving_per_scenario(
+    scenario: str,
+    tmp_path: Path,
+    cli: Callable[..., Any],
+    ledger: Ledger,
+    shipped_book: RateBook,
+) -> None:
+    """A mixed Gemini + OpenAI queue ends 0 or 7 per scenario, with reconciled cost and saving."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    sc = scenario_file(tmp_path / "sc", scenario)
+    out = tmp_path / "out"
+    result = cli("run", queue, "--max-usd", "5", "--simulate", sc, "--out", out, *FAST)
+    assert result.code == EXIT[scenario], result.err
+    expected = {
+        **expected_statuses(GEMINI_LINES, scenario, "gemini"),
+        **expected_statuses(OPENAI_LINES, scenario, "openai"),
+    }
+    lines = by_key(out)
+    assert {k: v["status"] for k, v in lines.items()} == expected
+    actual = sum((Decimal(line["cost_usd"]) for line in lines.values()), Decimal(0))
+    rid = run_id(queue, str(sc))
+    run = ledger.run(rid)
+    assert run is not None
+    assert (run.spent, run.parts, run.status) == (actual, 4, "collected")
+    counts = ", ".join(
+        f"{s} {list(expected.values()).count(s)}" for s in sorted(set(expected.values()))
+    )
+    assert f"run {rid}: {counts}" in result.out
+    assert f"cost: actual {usd(actual)} against an estimate of" in result.out
+    if actual:
+        assert saving_line(out, shipped_book, actual) in result.out
+    retried = [k for k, s in expected.items() if s not in ("ok", "refused")]
+    if retried:
+        assert f"{len(retried):,} requests to retry: {out / 'retry.jsonl'}" in result.out
+    else:
+        assert "to retry" not in result.out
+
+
+def test_json_summary_matches_the_ledger(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """`--output json` reports the actual cost the ledger recorded and each part's job."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    sc = scenario_file(tmp_path / "sc", "expired")
+    result = cli(
+        "run", queue, "--max-usd", "5", "--simulate", sc, "--out", tmp_path / "o",
+        "--output", "json", *FAST,
+    )  # fmt: skip
+    assert result.code == 7
+    summary = json.loads(result.out)
+    run = ledger.run(summary["run_id"])
+    assert run is not None
+    assert Decimal(summary["actual_usd"]) == run.spent
+    assert sum(Decimal(p["cost_usd"]) for p in summary["parts"]) == run.spent
+    assert all(p["job_state"] == "terminal:expired" for p in summary["parts"])
+    assert summary["retry_count"] == 9
+
+
+def test_sync_mode_says_what_batch_would_have_saved(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, shipped_book: RateBook
+) -> None:
+    """`--mode sync` pays standard prices and reports the batch price of the same usage."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, GEMINI_LINES[:2] + OPENAI_LINES[:2])
+    sc = scenario_file(tmp_path / "sc", "succeeded")
+    out = tmp_path / "out"
+    result = cli(
+        "run", queue, "--max-usd", "5", "--mode", "sync", "--simulate", sc, "--out", out, *FAST
+    )
+    assert result.code == 0, result.err
+    lines = manifest(out)
+    actual = sum((token_price(shipped_book, line, "standard") for line in lines), Decimal(0))
+    batch = sum((token_price(shipped_book, line, "batch") for line in lines), Decimal(0))
+    assert f"batch would have saved {usd(actual - batch)} ({usd(batch)})" in result.out
+    assert "batch saved" not in result.out
+    run = ledger.run(run_id(queue, str(sc), mode="sync"))
+    assert run is not None
+    assert run.spent == actual
+    state = read_json(home_of(tmp_path) / "runs" / run.run_id / "simulator.json")
+    assert state["jobs"] == []
+
+
+def home_of(tmp_path: Path) -> Path:
+    """COSTGUARD_HOME for a test (set by the autouse fixture)."""
+    return tmp_path / "costguard-home"
+
+
+# --- the budget guard ---------------------------------------------------------------------
+
+
+def test_over_max_usd_exits_3_and_sends_nothing(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path
+) -> None:
+    """Over --max-usd: exit 3 with the shortfall; no run folder, simulator call or ledger row."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    sc = scenario_file(tmp_path / "sc", "succeeded")
+    result = cli("run", queue, "--max-usd", "0.05", "--simulate", sc, *FAST)
+    assert result.code == 3
+    assert re.search(
+        r"over budget: the batch maximum [\d.]+ passes --max-usd 0\.05 by 0\.\d+", result.err
+    )
+    assert "nothing was sent" in result.err
+    assert runs_dirs(home) == []
+    assert ledger.runs() == []
+
+
+def test_ledger_budget_short_exits_3_with_the_shortfall(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path
+) -> None:
+    """A ledger budget with less left than the maximum refuses the run (exit 3) by how much."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES)
+    sc = scenario_file(tmp_path / "sc", "succeeded")
+    ledger.set_budget(usd=Decimal("0.05"), period="none")
+    result = cli("run", queue, "--max-usd", "5", "--simulate", sc, *FAST)
+    assert result.code == 3
+    match = re.search(
+        r"needs \$([\d.]+), but budget 'default' \(\$0\.0500\) has \$0\.0500 left "
+        r".*short by \$([\d.]+)",
+        result.err,
+    )
+    assert match, result.err
+    assert Decimal(match[1]) - Decimal("0.05") == Decimal(match[2])
+    assert runs_dirs(home) == []
+    assert [(r.status, r.counted) for r in ledger.runs()] == [("refused", 0)]
+
+
+# --- racing processes ---------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_racing_runs_never_reserve_past_the_budget(
+    tmp_path: Path, ledger: Ledger, home: Path, shipped_book: RateBook
+) -> None:
+    """Six `costguard run` processes race for a budget that fits three: three run, three exit 3."""
+    from costguard.estimate import price_queue
+
+    n, k = 6, 3
+    sc = scenario_file(tmp_path / "sc", "succeeded")
+    queues = []
+    for i in range(n):
+        queue = tmp_path / f"q{i}.jsonl"
+        write_queue(queue, [dict(OPENAI_LINES[5], key=f"race-{i}", prompt=f"Racer {i:02d}")])
+        queues.append(queue)
+    maxima = {price_queue(q, shipped_book, AS_OF).estimate.total("batch").max for q in queues}  # type: ignore[union-attr]
+    assert len(maxima) == 1
+    (each,) = maxima
+    budget = each * k + each / 2
+    ledger.set_budget(usd=budget, period="none")
+    env = cli_env(home)
+    procs = [
+        start(
+            [
+                "run",
+                str(q),
+                "--max-usd",
+                "1",
+                "--simulate",
+                str(sc),
+                "--out",
+                str(tmp_path / f"o{i}"),
+                *FAST,
+            ],
+            env,
+            tmp_path,
+        )
+        for i, q in enumerate(queues)
+    ]
+    results = [finish(p) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0] * k + [3] * (n - k), [err for _, _, err in results]
+    for code, _, err in results:
+        if code == 3:
+            assert "short by" in err
+    runs = ledger.runs()
+    admitted = [r for r in runs if r.status != "refused"]
+    assert len(admitted) == k
+    assert sum((r.estimate for r in admitted), Decimal(0)) <= budget
+    status = ledger.status(at=admitted[0].created)
+    assert status.remaining >= 0
+    # Whatever the timing, the settled runs never freed room for a fourth.
+    assert budget - sum((r.spent for r in admitted), Decimal(0)) < each
+
+
+# --- bad input ------------------------------------------------------------------------------
+
+BAD = {
+    "invalid-json": [b'{"key": "a", "prompt": "x", "model": "gpt-image-2"}', b'{"key": "b",'],
+    "unknown-model": [{"key": "a", "prompt": "x", "model": "gpt-image-9000"}],
+    "duplicate-key": [
+        {"key": "a", "prompt": "x", "model": "gpt-image-2"},
+        {"key": "a", "prompt": "y", "model": "gemini-3.1-flash-image"},
+    ],
+}
+
+
+@pytest.mark.parametrize("bad", BAD, ids=list(BAD))
+def test_bad_input_creates_no_job_no_run_and_reserves_nothing(
+    bad: str,
+    tmp_path: Path,
+    cli: Callable[..., Any],
+    ledger: Ledger,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bad queue exits 2 before any provider call, run folder or reservation (real-key mode)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+    monkeypatch.setenv("GEMINI_API_KEY", "gm-test-key")
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, BAD[bad])
+    with simulate("succeeded") as sim:
+        result = cli("run", queue, "--max-usd", "5", *FAST)
+    assert result.code == 2
+    assert "nothing was priced" in result.err
+    assert sim.calls.count() == 0
+    assert sim.jobs == []
+    assert runs_dirs(home) == []
+    assert ledger.runs() == []
+
+
+@pytest.mark.parametrize("bad", BAD, ids=list(BAD))
+def test_bad_input_under_simulate_leaves_no_run_folder(
+    bad: str, tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path
+) -> None:
+    """With --simulate a bad queue exits 2 and leaves no run folder or simulator state."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, BAD[bad])
+    result = cli("run", queue, "--max-usd", "5", "--simulate", "succeeded", *FAST)
+    assert result.code == 2
+    assert runs_dirs(home) == []
+    assert ledger.runs() == []
+
+
+# --- detach, timeout, status, runs, cancel, collect -------------------------------------------
+
+
+@pytest.fixture
+def slow(tmp_path: Path) -> Path:
+    """A scenario whose jobs take about a wall second from creation."""
+    return scenario_file(
+        tmp_path / "sc", "slow", name="slow-1s", time_scale=15000,
+        pending_s=7200, running_s=7200, finalizing_s=600,
+    )  # fmt: skip
+
+
+def test_detach_then_status_runs_and_collect(
+    tmp_path: Path, cli: Callable[..., Any], slow: Path, ledger: Ledger
+) -> None:
+    """--detach exits 0 after submitting; status and runs show it; collect finishes it."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    out = tmp_path / "out"
+    rid = run_id(queue, str(slow))
+    result = cli(
+        "run", queue, "--max-usd", "5", "--simulate", slow, "--out", out, "--detach", *FAST
+    )
+    assert result.code == 0, result.err
+    assert f"detached: run {rid} keeps running" in result.err
+    assert f"costguard collect {rid}" in result.err
+    assert manifest(out) == []
+
+    shown = cli("status", rid)
+    assert shown.code == 0
+    assert f"run {rid}: submitted (batch, simulated {slow})" in shown.out
+    assert "collected: nothing yet" in shown.out
+    journal = RunDir(home_of(tmp_path) / "runs" / rid).load()
+    for part in journal.parts:
+        assert part.job_id is not None
+        assert part.job_id in shown.out
+        assert part.id in shown.out
+    listed = cli("runs")
+    assert listed.code == 0
+    assert rid in listed.out
+    assert "batch (sim)" in listed.out
+    assert json.loads(cli("runs", "--output", "json").out)[0]["status"] == "submitted"
+    run = ledger.run(rid)
+    assert run is not None
+    assert run.open
+    assert run.reserved == Decimal(journal.estimate["max_usd"])
+
+    done = cli("collect", rid, "--poll-interval", "0.05")
+    assert done.code == 0, done.err
+    assert f"run {rid}: ok 12" in done.out
+    assert len(by_key(out)) == 12
+    shown = cli("status", rid, "--output", "json")
+    assert json.loads(shown.out)["status"] == "collected"
+    assert json.loads(shown.out)["collected"] == {"ok": 12}
+    assert "collected: ok 12" in cli("status", rid).out
+    run = ledger.run(rid)
+    assert run is not None
+    assert (run.status, run.parts) == ("collected", 4)
+
+
+def test_timeout_exits_6_with_the_collect_hint(
+    tmp_path: Path, cli: Callable[..., Any], slow: Path
+) -> None:
+    """--timeout stops waiting (exit 6) and says how to pick the run up; collect finishes it."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES)
+    rid = run_id(queue, str(slow))
+    result = cli(
+        "run",
+        queue,
+        "--max-usd",
+        "5",
+        "--simulate",
+        slow,
+        "--out",
+        tmp_path / "o",
+        "--timeout",
+        "0",
+        *FAST,
+    )
+    assert result.code == 6
+    assert "--timeout 0s reached" in result.err
+    assert f"pick it up with `costguard collect {rid}`" in result.err
+    again = cli("run", queue, "--max-usd", "5", "--simulate", slow, "--out", tmp_path / "o", *FAST)
+    assert again.code == 0, again.err
+    assert f"resuming run {rid} (submitted)" in again.err
+
+
+def test_cancel_a_detached_run_then_collect_reports_cancelled(
+    tmp_path: Path, cli: Callable[..., Any], slow: Path, ledger: Ledger
+) -> None:
+    """`cancel` asks the provider to stop every job; `collect` then reports them all cancelled."""
+    queue = tmp_path / "queue.jsonl"
+    raw = write_queue(queue, MIXED)
+    out = tmp_path / "out"
+    rid = run_id(queue, str(slow))
+    assert (
+        cli(
+            "run", queue, "--max-usd", "5", "--simulate", slow, "--out", out, "--detach", *FAST
+        ).code
+        == 0
+    )
+    journal = RunDir(home_of(tmp_path) / "runs" / rid).load()
+    cancelled = cli("cancel", rid)
+    assert cancelled.code == 0, cancelled.err
+    assert f"run {rid}: asked the provider to cancel" in cancelled.out
+    assert all(part.job_id in cancelled.out for part in journal.parts)
+    done = cli("collect", rid, "--poll-interval", "0.05")
+    assert done.code == 7
+    assert f"run {rid}: cancelled 12" in done.out
+    assert {line["status"] for line in manifest(out)} == {"cancelled"}
+    assert (out / "retry.jsonl").read_bytes() == b"".join(r + b"\n" for r in raw)
+    run = ledger.run(rid)
+    assert run is not None
+    assert (run.status, run.spent, run.reserved) == ("collected", 0, 0)
+
+
+def test_out_folder_of_another_run_is_refused_before_reserving(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path
+) -> None:
+    """--out naming another run's folder exits 2 and reserves nothing; so does a changed --out."""
+    sc = scenario_file(tmp_path / "sc", "succeeded")
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_queue(first, OPENAI_LINES[:1])
+    write_queue(second, OPENAI_LINES[1:2])
+    out = tmp_path / "out"
+    assert cli("run", first, "--max-usd", "5", "--simulate", sc, "--out", out, *FAST).code == 0
+    taken = cli("run", second, "--max-usd", "5", "--simulate", sc, "--out", out, *FAST)
+    assert taken.code == 2
+    assert f"{out} holds the results of another run ({run_id(first, str(sc))} " in taken.err
+    assert [r.run_id for r in ledger.runs()] == [run_id(first, str(sc))]
+    assert [p.name for p in runs_dirs(home)] == [run_id(first, str(sc))]
+    moved = cli(
+        "run", first, "--max-usd", "5", "--simulate", sc, "--out", tmp_path / "elsewhere", *FAST
+    )
+    assert moved.code == 2
+    assert f"already writes to {out}" in moved.err
+    (tmp_path / "stray").mkdir()
+    (tmp_path / "stray" / "manifest.jsonl").write_text("{}\n")
+    stray = cli(
+        "run", second, "--max-usd", "5", "--simulate", sc, "--out", tmp_path / "stray", *FAST
+    )
+    assert stray.code == 2
+    assert "already has a manifest.jsonl from elsewhere" in stray.err
+    assert len(ledger.runs()) == 1
+
+
+def test_a_second_process_on_a_locked_run_gets_a_clear_error(
+    tmp_path: Path, cli: Callable[..., Any], home: Path
+) -> None:
+    """While one process drives a run, `run` and `collect` on it elsewhere fail naming its pid."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES[5:])
+    sc = scenario_file(
+        tmp_path / "sc", "succeeded", name="held-create", latency_s={"openai.batches.create": 3}
+    )
+    args = [
+        "run",
+        str(queue),
+        "--max-usd",
+        "5",
+        "--simulate",
+        str(sc),
+        "--out",
+        str(tmp_path / "o"),
+        *FAST,
+    ]
+    rid = run_id(queue, str(sc))
+    state = home / "runs" / rid / "simulator.json"
+    proc = start(args, cli_env(home), tmp_path)
+    try:
+        wait_until("the job is created", lambda: bool((read_json(state) or {}).get("jobs")), proc)
+        second = cli(*args)
+        assert second.code == 2
+        assert f"run {rid} is being driven by pid {proc.pid}; wait for it or stop it" in second.err
+        collect = cli("collect", rid)
+        assert collect.code == 2
+        assert f"pid {proc.pid}" in collect.err
+    finally:
+        code, _, err = finish(proc)
+    assert code == 0, err
+    assert len(read_json(state)["jobs"]) == 1
+
+
+# --- API keys -------------------------------------------------------------------------------
+
+SECRETS = {"OPENAI_API_KEY": "sk-test-SECRET-123", "GEMINI_API_KEY": "AIza-SECRET-456"}
+
+
+def test_no_api_key_in_any_file_written_by_a_real_mode_run(
+    tmp_path: Path, cli: Callable[..., Any], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run with real keys (answered by the simulator) writes neither key anywhere."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    out = tmp_path / "out"
+    with simulate("refusals", api_keys=SECRETS.values(), time_scale=2_000_000) as sim:
+        result = cli("run", queue, "--max-usd", "5", "--out", out, *FAST)
+        assert cli("status", run_id(queue)).code == 0
+    assert result.code == 7, result.err
+    assert len(sim.jobs) == 4
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.parent == out for p in written)
+    assert any(p.name == "journal.json" for p in written)
+    for path in written:
+        data = path.read_bytes()
+        for secret in SECRETS.values():
+            assert secret.encode() not in data, path
+    for secret in SECRETS.values():
+        assert secret not in result.out + result.err
+
+
+def test_missing_key_names_the_variable_never_a_value_and_reserves_nothing(
+    tmp_path: Path,
+    cli: Callable[..., Any],
+    home: Path,
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without a Gemini key the run exits 2 naming GEMINI_API_KEY, before reserving anything."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRETS["OPENAI_API_KEY"])
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    with simulate("succeeded") as sim:
+        result = cli("run", queue, "--max-usd", "5", "--out", tmp_path / "out", *FAST)
+    assert result.code == 2
+    assert "no gemini API key: set GEMINI_API_KEY or GOOGLE_API_KEY" in result.err
+    assert "SECRET" not in result.err + result.out
+    assert sim.calls.count() == 0
+    assert ledger.runs() == []
+    assert runs_dirs(home) == []
+
+
+# --- the real console script ----------------------------------------------------------------
+
+
+def console_script() -> str:
+    """The installed `costguard` script beside this interpreter."""
+    path = Path(sys.executable).parent / "costguard"
+    if not path.exists():
+        pytest.skip(f"no console script at {path}")
+    return str(path)
+
+
+def test_console_script_runs_a_simulated_queue(tmp_path: Path, home: Path) -> None:
+    """The installed `costguard` runs a bare `--simulate` queue to completion (exit 0)."""
+    import subprocess
+
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, LINES["openai"][:2])
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [console_script(), "run", "--simulate", str(queue), "--max-usd", "1", "--out", str(out),
+         *FAST],
+        env=cli_env(home), cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    rid = run_id(queue, "succeeded")
+    assert f"run {rid}: ok 2" in proc.stdout
+    assert "batch saved $" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".costguard-run", "manifest.jsonl", "o-pair-1.png", "o-pair-2.png", "o-portrait.png",
+    ]  # fmt: skip
+    listed = subprocess.run(
+        [console_script(), "runs", "--output", "json"],
+        env=cli_env(home), capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert [r["run"] for r in json.loads(listed.stdout)] == [rid]
+
+
+def test_console_script_exit_7_and_collect_of_a_finished_run(tmp_path: Path, home: Path) -> None:
+    """Refusals end with exit 7; `collect` of the finished run sends nothing and says the same."""
+    import subprocess
+
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, LINES["gemini"])
+    sc = scenario_file(tmp_path / "sc", "refusals")
+    argv = [console_script(), "run", str(queue), "--max-usd", "1", "--simulate", str(sc), *FAST]
+    first = subprocess.run(
+        argv,
+        env=cli_env(home),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert first.returncode == 7, first.stderr
+    assert "refused on safety grounds and left out of retry.jsonl" in first.stdout
+    rid = run_id(queue, str(sc))
+    state = home / "runs" / rid / "simulator.json"
+    before = state.read_bytes()
+    again = subprocess.run(
+        [console_script(), "collect", rid],
+        env=cli_env(home), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert again.returncode == 7
+    assert f"run {rid}: ok 5, refused 1" in again.stdout
+    assert state.read_bytes() == before, "collect of a finished run made a provider call"
