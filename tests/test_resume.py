@@ -207,7 +207,7 @@ def test_kill_between_create_and_journal_write_finds_the_job(
 def test_kill_while_polling_resumes_the_same_jobs(tmp_path: Path) -> None:
     """(c) Killed while the jobs run at the provider: the rerun polls them, creating none."""
     sc = scenario_file(
-        tmp_path / "sc", "slow", name="kill-c", time_scale=3600,
+        tmp_path / "sc", "slow", name="kill-c", time_scale=2400,
         pending_s=1800, running_s=3600, finalizing_s=300,
     )  # fmt: skip
     run = Run(tmp_path, sc)
@@ -231,34 +231,43 @@ def test_kill_while_polling_resumes_the_same_jobs(tmp_path: Path) -> None:
 
 
 def test_kill_half_way_through_collecting_rewrites_nothing(tmp_path: Path) -> None:
-    """(d) Killed during the second OpenAI part's download: collected images stay as they are."""
+    """(d) Killed after the Gemini parts are collected, on the OpenAI download: nothing redone."""
     sc = scenario_file(
-        tmp_path / "sc", "succeeded", name="kill-d", latency_s={"openai.files.content": 3}
+        tmp_path / "sc", "succeeded", name="kill-d", latency_s={"openai.files.content": HOLD_S}
     )
     run = Run(tmp_path, sc)
     proc = run.start()
-    first_openai = [line["key"] for line in OPENAI_LINES[:5]]
+    gemini = {line["key"] for line in GEMINI_LINES}
     try:
         wait_until(
-            "the first OpenAI part is in the manifest",
-            lambda: all(k in {line["key"] for line in manifest(run.out)} for k in first_openai),
+            "the Gemini parts are collected",
+            lambda: (
+                {line["key"] for line in manifest(run.out)} == gemini
+                and [run.parts().get(p) for p in PARTS[:2]] == ["collected"] * 2
+            ),
             proc,
         )
     finally:
         kill(proc)
+    assert [run.parts()[p] for p in PARTS[2:]] == ["submitted"] * 2
     lines = by_key(run.out)
-    assert len(lines) == 11, "the kill came after the second OpenAI part was collected"
-    assert {line["part"] for line in lines.values()} == set(PARTS[:3])
+    assert set(lines) == gemini
+    with open_ledger(run.home / "ledger.sqlite3") as ledger:
+        recorded = ledger.run(run.run_id)
+    assert recorded is not None
+    assert recorded.parts == 2
     before = image_stamps(run.out)
-    assert len(before) == 12
+    assert len(before) == len(gemini)
     unhold(run.state)
     rerun_and_check(run, before)
 
 
 def test_kill_between_a_parts_output_and_error_files(tmp_path: Path) -> None:
     """(d') Killed inside a part (output in, error file pending): its spend is recorded once."""
+    # Both files come through the same held endpoint, so the kill must land within the 4 s
+    # hold of the error file after the output file's lines appear (the test sees them in ms).
     sc = scenario_file(
-        tmp_path / "sc", "refusals", name="kill-d2", latency_s={"openai.files.content": 3}
+        tmp_path / "sc", "refusals", name="kill-d2", latency_s={"openai.files.content": 4}
     )
     run = Run(tmp_path, sc)
     expected = {
