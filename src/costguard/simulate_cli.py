@@ -24,13 +24,39 @@ def _fail(exc: Exception, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _recordings_home() -> Path:
+    """`COSTGUARD_HOME/recordings` (the user data directory when COSTGUARD_HOME is unset)."""
+    from costguard.settings import Settings
+
+    home = Settings().home
+    if home is None:
+        import platformdirs
+
+        home = Path(platformdirs.user_data_dir("costguard"))
+    return home / "recordings"
+
+
+def _resolve_scenario(scenario: str) -> str:
+    """A built-in name or path as given; else a recording of that name under the home."""
+    from costguard.simulator.scenario import builtin_names
+
+    if scenario in builtin_names() or Path(scenario).exists():
+        return scenario
+    named = _recordings_home() / scenario
+    return str(named) if (named / "recording.yaml").is_file() else scenario
+
+
 @simulate_app.command()
 def serve(
     *,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8765,
     scenario: Annotated[
-        str, typer.Option(help="Default scenario: a built-in name or a YAML file.")
+        str,
+        typer.Option(
+            help="Default scenario: a built-in name, a YAML file, or a recording folder to "
+            "replay (a recording's name under COSTGUARD_HOME/recordings works too)."
+        ),
     ] = "succeeded",
     state: Annotated[
         Path | None,
@@ -55,7 +81,7 @@ def serve(
         if state is not None and resumed:
             sim = Simulator.load(state, api_keys=api_key)
         else:
-            sim = Simulator(scenario, api_keys=api_key)
+            sim = Simulator(_resolve_scenario(scenario), api_keys=api_key)
     except CostguardError as exc:
         raise _fail(exc, exc.exit_code) from None
     if state is not None:
@@ -75,6 +101,13 @@ def serve(
             ),
             f"Scenarios: {names} (costguard simulate scenarios)",
         ]
+        if sim.replay is not None:
+            jobs = len(sim.replay.manifest.jobs)
+            lines.insert(
+                1,
+                f"Replaying recording {sim.replay.name!r} ({jobs} job{'s' if jobs != 1 else ''}) "
+                f"from {sim.replay.folder}; anything else: {sim.scenario.name}",
+            )
         if state is not None:
             how = "resumed from it" if resumed else "new"
             lines.append(f"State: {state} ({how}; saved after every request)")
@@ -89,14 +122,99 @@ def serve(
 
 
 @simulate_app.command()
-def scenarios() -> None:
-    """List the built-in scenarios with a one-line description each.
+def record(
+    *,
+    upstream: Annotated[
+        str,
+        typer.Option(
+            help="Where requests go: https://api.openai.com, "
+            "https://generativelanguage.googleapis.com, or any base URL (a gateway, a "
+            "costguard simulate serve)."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to record into (must not hold one yet).")],
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8766,
+    shrink_images: Annotated[
+        bool,
+        typer.Option(
+            "--shrink-images",
+            help="Store small images of the same type instead of the base64 images in bodies "
+            "(the client still gets the real ones).",
+        ),
+    ] = False,
+    redact: Annotated[
+        list[str] | None,
+        typer.Option("--redact", help="Also scrub this text wherever it appears (repeatable)."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Scenario name of the recording (default: the folder).")
+    ] = None,
+    log: Annotated[bool, typer.Option("--log", help="Print one line per request.")] = False,
+) -> None:
+    """Record real traffic through a loopback proxy, for replay with serve --scenario OUT.
 
-    Example: costguard simulate scenarios
+    Keys, auth headers, cookies and upload URLs are scrubbed before anything is written.
+    Example: costguard simulate record --upstream https://api.openai.com --out rec/nightly
     """
+    from costguard.simulator.record import Recorder
+    from costguard.simulator.record import record as run_proxy
+
+    try:
+        recorder = Recorder(
+            out, upstream=upstream, name=name, shrink=shrink_images, secrets=redact or ()
+        )
+    except CostguardError as exc:
+        raise _fail(exc, exc.exit_code) from None
+
+    def ready(base_url: str) -> None:
+        lines = [
+            f"costguard-record: forwarding {base_url} -> {recorder.upstream}, recording into {out}",
+            "Point the SDKs at it (with your real keys; they are never written):",
+            f"  export OPENAI_BASE_URL={base_url}/v1",
+            f"  export GOOGLE_GEMINI_BASE_URL={base_url}",
+            f"Replay later: costguard simulate serve --scenario {out}",
+            "Stop with Ctrl-C.",
+        ]
+        typer.echo("\n".join(lines))
+
+    try:
+        run_proxy(recorder, host=host, port=port, ready=ready, log=typer.echo if log else None)
+    except OSError as exc:
+        message = f"cannot listen on {host}:{port}: {exc.strerror or exc}; try --port 0"
+        raise _fail(OSError(message), 2) from None
+    typer.echo(f"costguard-record: {recorder.summary()} written to {out}")
+
+
+@simulate_app.command()
+def scenarios(
+    folder: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--dir",
+            help="Also list recordings in this folder (repeatable); "
+            "COSTGUARD_HOME/recordings is always searched.",
+        ),
+    ] = None,
+) -> None:
+    """List the built-in scenarios and recordings found, with a one-line description each.
+
+    Example: costguard simulate scenarios --dir recordings/
+    """
+    from costguard.simulator.recording import find_recordings
     from costguard.simulator.scenario import builtin_names, load_scenario
 
-    loaded = [load_scenario(name) for name in builtin_names()]
-    width = max(len(sc.name) for sc in loaded)
-    for sc in loaded:
-        typer.echo(f"{sc.name:<{width}}  {sc.description}")
+    rows = [(sc.name, sc.description) for sc in map(load_scenario, builtin_names())]
+    seen: set[Path] = set()
+    for place in [*(folder or []), _recordings_home()]:
+        for path, manifest in find_recordings(place):
+            if path.resolve() in seen:
+                continue
+            seen.add(path.resolve())
+            if isinstance(manifest, str):
+                rows.append((path.name, f"unreadable recording: {manifest}"))
+            else:
+                rows.append((manifest.name, f"recording: {manifest.description} ({path})"))
+    width = max(len(name) for name, _ in rows)
+    for name, description in rows:
+        typer.echo(f"{name:<{width}}  {description}")

@@ -21,7 +21,9 @@ What `Simulator.handle(request)` does, in order:
 4. flaky injection per the scenario that governs the request (`face.request_scenario`, when the
    face has it, else the default): every `flaky.every`-th such call answers
    `face.error(status, retry_after_s=...)` plus `Retry-After` / `retry-after-ms` headers;
-5. the route's handler; an `UnknownScenarioError` it raises becomes `face.error(400, message)`,
+5. with a recording replayed (`sim.replay`, see `replay.py`), `replay.answer(route, request,
+   match)` first: the recorded answer, or None to go on;
+   then the route's handler; an `UnknownScenarioError` it raises becomes `face.error(400, message)`,
    any other exception `face.error(500, ...)` with `x-should-retry: false`, noted in
    `sim.failures` (a simulator bug: `simulate()` raises at the end too);
 6. one `CallLog` entry per request: (route name, method, path, status);
@@ -108,6 +110,7 @@ from costguard.simulator.scenario import (
 
 if TYPE_CHECKING:
     from costguard.simulator.openai import OpenAIFace
+    from costguard.simulator.replay import Replay
 
 __all__ = [
     "Face",
@@ -220,6 +223,17 @@ def provider_of(request: SimRequest) -> str:
     return "openai"
 
 
+def _recording_of(scenario: str | os.PathLike[str] | Scenario | None) -> Path | None:
+    """The recording a scenario argument names (a folder with `recording.yaml`), else None."""
+    if scenario is None or isinstance(scenario, Scenario):
+        return None
+    if not isinstance(scenario, os.PathLike) and scenario in builtin_names():
+        return None
+    from costguard.simulator.recording import manifest_path
+
+    return manifest_path(scenario)
+
+
 def _blob_dir(path: Path) -> Path:
     return path.with_name(path.name + ".blobs")
 
@@ -241,6 +255,8 @@ class Simulator:
         Args:
             scenario: Default scenario: a built-in name, a YAML path or a `Scenario`
                 (`succeeded` when None). Jobs may pick another one each (see `scenario_for`).
+                A recording folder (`costguard simulate record`) is replayed statefully
+                (`self.replay`); its `fallback` scenario answers what it does not cover.
             api_keys: Accept only these keys (anything else is a wrong key); None accepts any
                 non-empty key.
             time_scale: Simulated seconds per wall second (default: the scenario's); 0 stops
@@ -250,6 +266,12 @@ class Simulator:
         """
         self._lock = threading.RLock()
         self._scenarios: dict[str, Scenario] = {}
+        recording = _recording_of(scenario)
+        if recording is not None:
+            from costguard.simulator.recording import load_manifest
+
+            recording, manifest = load_manifest(recording)
+            scenario = manifest.fallback
         self.scenario = self._default_scenario(scenario)
         if clock is None:
             scale = self.scenario.time_scale if time_scale is None else time_scale
@@ -280,6 +302,17 @@ class Simulator:
         gemini = _gemini_face_class()
         if gemini is not None:
             self._add_face(gemini(self))
+        self.replay: Replay | None = None
+        """The recording being replayed, when the scenario is a recording folder."""
+        if recording is not None:
+            self.attach_replay(recording)
+
+    def attach_replay(self, path: str | os.PathLike[str]) -> Replay:
+        """Replay the recording at `path` in front of the faces (see `replay.py`)."""
+        from costguard.simulator.replay import Replay
+
+        self.replay = Replay.load(Path(path), self)
+        return self.replay
 
     # -- faces -----------------------------------------------------------------------------
 
@@ -421,6 +454,8 @@ class Simulator:
             response = face.authenticate(request, route.name) or self._flaky(
                 face, request, route.name, match
             )
+            if response is None and self.replay is not None:
+                response = self.replay.answer(route, request, match)
             if response is None:
                 response = route.handler(request, match)
         except UnknownScenarioError as exc:
@@ -481,6 +516,7 @@ class Simulator:
                 "uploads": [asdict(upload) for upload in self.uploads],
                 "blobs": sorted(self.blobs.keys()),
                 "faces": faces,
+                "replay": self.replay.to_state() if self.replay is not None else None,
             }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -544,6 +580,9 @@ class Simulator:
                 sim._foreign_states[name] = face_state  # kept, and saved again
             else:
                 face.from_state(face_state)
+        replay = state.get("replay")
+        if replay:
+            sim.attach_replay(replay["folder"]).from_state(replay)
         return sim
 
 
@@ -566,7 +605,8 @@ def simulate(
     """Answer every OpenAI and Gemini SDK call in this process from a fresh simulator.
 
     Args:
-        scenario: Default scenario name, YAML path or `Scenario` (`succeeded` when None).
+        scenario: Default scenario name, YAML path, `Scenario`, or a recording folder to
+            replay (`succeeded` when None).
         base_urls: Extra origins to answer besides the providers' own hosts
             (e.g. `"http://llm-gateway.internal"`); other hosts pass through untouched.
         api_keys: Accept only these keys (see `Simulator`).

@@ -90,6 +90,8 @@ _FINISH_MESSAGES = {
         "prohibited content. You will not be charged for blocked images."
     ),
 }
+FINISH_MESSAGES = _FINISH_MESSAGES
+"""The `finishMessage` of each finish-reason refusal (public for replayed refusals)."""
 _NO_IMAGE_TEXT = "I can't create that image. Try describing a different scene."
 _IMAGE_TEXT = "Here is the image you asked for."
 _GRPC_STATUS = {
@@ -786,6 +788,12 @@ class GeminiFace:
             self._files = {f["id"]: _File.from_state(f) for f in state["files"]}
             self._uploads = {u["id"]: _Upload.from_state(u) for u in state["uploads"]}
             self._batches = {b["id"]: _Batch.from_state(b) for b in state["batches"]}
+
+    def has_file(self, file_id: str) -> bool:
+        """Whether an uploaded file with this id exists (replay checks a batch's input file)."""
+        with self._lock:
+            stored = self._files.get(file_id.removeprefix("files/"))
+            return stored is not None and not stored.deleted
 
     # ---- errors, auth, scenarios of calls ---------------------------------------------------
 

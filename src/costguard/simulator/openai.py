@@ -695,6 +695,10 @@ class OpenAIFace:
             job = self.batches.get(record.result_of or "") if record else None
         return job.scenario if job else None
 
+    def has_file(self, file_id: str) -> bool:
+        """Whether a file with this id exists now (replay checks a batch's input file)."""
+        return file_id in self.files
+
     def to_state(self) -> dict[str, Any]:
         """Files, batches and counters (no bytes: uploads live in `sim.blobs`)."""
         return {
@@ -1348,3 +1352,5 @@ _UNFINISHED = {
     "batch_cancelled": "This request was not executed because the batch was cancelled.",
 }
 """Messages of the non-HTTP error lines [inferred: the real wording is not documented]."""
+UNFINISHED_MESSAGES = _UNFINISHED
+"""Public name of the unfinished-request messages (`batch_expired`, `batch_cancelled`)."""

@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 import uvicorn
 from starlette.applications import Starlette
@@ -25,13 +26,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from costguard.simulator import Simulator
 from costguard.simulator.core import SimRequest
 
-__all__ = ["bind", "create_app", "serve", "serve_in_thread"]
+__all__ = ["app_in_thread", "bind", "create_app", "serve", "serve_app", "serve_in_thread"]
 
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+Lifespan = Literal["auto", "on", "off"]
 
 
 def create_app(sim: Simulator, *, log: Callable[[str], None] | None = None) -> Starlette:
@@ -91,10 +94,10 @@ def base_url_of(sock: socket.socket) -> str:
     return f"http://{host}:{port}"
 
 
-def _server(sim: Simulator, log: Callable[[str], None] | None) -> uvicorn.Server:
+def _server(app: ASGIApp, *, lifespan: Lifespan = "off") -> uvicorn.Server:
     config = uvicorn.Config(
-        create_app(sim, log=log),
-        lifespan="off",
+        app,
+        lifespan=lifespan,
         access_log=False,
         log_config=None,
         log_level="warning",
@@ -112,11 +115,23 @@ def serve(
     log: Callable[[str], None] | None = None,
 ) -> None:
     """Serve `sim` until interrupted (Ctrl-C / SIGTERM); `ready(base_url)` once listening."""
+    serve_app(create_app(sim, log=log), host=host, port=port, ready=ready)
+
+
+def serve_app(
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    ready: Callable[[str], None] | None = None,
+    lifespan: Lifespan = "off",
+) -> None:
+    """Serve any ASGI app (the simulator, the recording proxy) until interrupted."""
     sock = bind(host, port)
     try:
         if ready is not None:
             ready(base_url_of(sock))
-        _server(sim, log).run(sockets=[sock])
+        _server(app, lifespan=lifespan).run(sockets=[sock])
     finally:
         sock.close()
 
@@ -134,8 +149,17 @@ def serve_in_thread(
     Yields:
         The base URL, e.g. `http://127.0.0.1:54321` (OpenAI clients add `/v1`).
     """
+    with app_in_thread(create_app(sim, log=log), host=host, port=port) as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def app_in_thread(
+    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: Lifespan = "off"
+) -> Iterator[str]:
+    """Serve any ASGI app from a background thread for the block; yields its base URL."""
     sock = bind(host, port)
-    server = _server(sim, log)
+    server = _server(app, lifespan=lifespan)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="costguard-sim", daemon=True
     )
