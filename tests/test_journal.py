@@ -87,11 +87,6 @@ def test_distinct_keys_never_share_a_file_name() -> None:
         assert len(name) <= 109
 
 
-@pytest.mark.xfail(
-    reason="a safe key spelled like another key's hashed name is returned as is "
-    "(the runner refuses the queue at plan time; see test_runner bad input)",
-    strict=True,
-)
 def test_a_key_spelled_like_a_hashed_name_gets_its_own_name() -> None:
     """A key equal to another key's cleaned-and-hashed name must not take that name."""
     twin = safe_name("a b")

@@ -21,7 +21,7 @@ from PIL import Image
 
 from costguard.errors import BudgetExceededError, QueueError, UsageError
 from costguard.estimate import price_queue
-from costguard.journal import RunDir, safe_name
+from costguard.journal import RunDir
 from costguard.ledger import Ledger, open_ledger
 from costguard.money import usd
 from costguard.pricing.engine import RateBook
@@ -452,14 +452,6 @@ def test_a_finished_runs_actual_cost_counts_for_the_next_run(
             ],
             UsageError,
             id="file-name-clash",
-        ),
-        pytest.param(
-            [
-                {"key": "a b", "prompt": "x", "model": "gpt-image-2"},
-                {"key": safe_name("a b"), "prompt": "y", "model": "gpt-image-2"},
-            ],
-            UsageError,
-            id="key-spelled-like-a-hashed-name",
         ),
     ],
 )

@@ -27,6 +27,7 @@ from costguard.errors import CostguardError
 
 FORMAT = 1
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_HASHED = re.compile(r"-[0-9a-f]{8}$")
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
@@ -179,11 +180,12 @@ def write_atomic(path: Path, data: bytes) -> None:
 def safe_name(key: str) -> str:
     """A file name for `key`: the key itself when safe, else a cleaned form plus a hash.
 
-    Two different keys never get the same name: any key that needs cleaning (or could clash on
-    a case-insensitive file system) carries 8 hex digits of its sha256.
+    Two different keys never get the same name: any key that needs cleaning, could clash on a
+    case-insensitive file system, or already ends like a hashed name (`-` and 8 hex digits)
+    carries 8 hex digits of its own sha256.
     """
     cleaned = _SAFE.sub("_", key)[:100].strip(".") or "key"
-    if cleaned == key and key.lower() == key:
+    if cleaned == key and key.lower() == key and not _HASHED.search(key):
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"{cleaned}-{digest}"

@@ -716,7 +716,7 @@ class Runner:
             for number, raw in enumerate(queue, start=1):
                 if number in retry:
                     line = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
-                    chunks.append(line.rstrip(b"\r\n") + b"\n")
+                    chunks.append(line if line.endswith(b"\n") else line + b"\n")
         write_atomic(target, b"".join(chunks))
         return target, len(chunks)
 
