@@ -26,20 +26,35 @@ def serve_process(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     The process's output is drained for its whole life (it never blocks on a full pipe); at
     the end it gets SIGTERM unless it has already ended.
     """
+    with simulate_process("serve", *args) as (base_url, proc, _):
+        yield base_url, proc
+
+
+@contextlib.contextmanager
+def simulate_process(
+    command: str, *args: str
+) -> Iterator[tuple[str, subprocess.Popen[str], list[str]]]:
+    """`costguard simulate COMMAND --port 0 ARGS` (serve or record) in a subprocess.
+
+    Yields the base URL it printed, the process and the list of its output lines (complete
+    once the block has ended: the process gets SIGTERM and is waited for).
+    """
     proc = subprocess.Popen(
-        [*costguard_command(), "simulate", "serve", "--port", "0", *args],
+        [*costguard_command(), "simulate", command, "--port", "0", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     found: list[str] = []
+    lines: list[str] = []
     ready = threading.Event()
 
     def read() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            match = re.search(r"listening on (http://\S+)", line)
+            lines.append(line.rstrip("\n"))
+            match = re.search(r"(?:listening on|forwarding) (http://\S+)", line)
             if match and not found:
                 found.append(match.group(1))
                 ready.set()
@@ -49,8 +64,8 @@ def serve_process(*args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     reader.start()
     try:
         ready.wait(timeout=30)
-        assert found, "costguard simulate serve printed no base URL"
-        yield found[0], proc
+        assert found, f"costguard simulate {command} printed no base URL: {lines}"
+        yield found[0], proc, lines
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

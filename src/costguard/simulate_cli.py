@@ -178,12 +178,21 @@ def record(
         ]
         typer.echo("\n".join(lines))
 
+    def stopped() -> None:
+        typer.echo(f"costguard-record: {recorder.summary()} written to {out}")
+
     try:
-        run_proxy(recorder, host=host, port=port, ready=ready, log=typer.echo if log else None)
+        run_proxy(
+            recorder,
+            host=host,
+            port=port,
+            ready=ready,
+            log=typer.echo if log else None,
+            on_stop=stopped,
+        )
     except OSError as exc:
         message = f"cannot listen on {host}:{port}: {exc.strerror or exc}; try --port 0"
         raise _fail(OSError(message), 2) from None
-    typer.echo(f"costguard-record: {recorder.summary()} written to {out}")
 
 
 @simulate_app.command()

@@ -321,11 +321,16 @@ class _Proxy:
     """The forwarding logic behind `create_proxy_app`."""
 
     def __init__(
-        self, recorder: Recorder, log: Callable[[str], None] | None, timeout_s: float
+        self,
+        recorder: Recorder,
+        log: Callable[[str], None] | None,
+        timeout_s: float,
+        on_stop: Callable[[], None] | None,
     ) -> None:
         self.recorder = recorder
         self.log = log
         self.timeout_s = timeout_s
+        self.on_stop = on_stop
         self.client: httpx.AsyncClient | None = None
 
     @contextlib.asynccontextmanager
@@ -334,8 +339,12 @@ class _Proxy:
         timeout = httpx.Timeout(self.timeout_s, connect=30.0)
         async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
             self.client = client
-            yield
-            self.client = None
+            try:
+                yield
+            finally:
+                self.client = None
+                if self.on_stop is not None:  # before uvicorn re-raises a caught signal
+                    self.on_stop()
 
     def _start(self, request: Request) -> _Exchange:
         recorder = self.recorder
@@ -458,6 +467,7 @@ def create_proxy_app(
     *,
     log: Callable[[str], None] | None = None,
     timeout_s: float = 600.0,
+    on_stop: Callable[[], None] | None = None,
 ) -> Starlette:
     """The ASGI app that forwards every path to `recorder.upstream` and records it.
 
@@ -465,8 +475,9 @@ def create_proxy_app(
         recorder: Where exchanges go.
         log: Called with `METHOD /path -> status [route]` per request (nothing secret).
         timeout_s: Read timeout towards the upstream (large downloads take a while).
+        on_stop: Called once the server shuts down (the CLI prints its summary there).
     """
-    proxy = _Proxy(recorder, log, timeout_s)
+    proxy = _Proxy(recorder, log, timeout_s, on_stop)
     return Starlette(
         routes=[Route("/{path:path}", proxy.forward, methods=METHODS)],
         lifespan=proxy.lifespan,
@@ -480,11 +491,13 @@ def record(
     port: int = 8766,
     ready: Callable[[str], None] | None = None,
     log: Callable[[str], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
     """Serve the recording proxy until interrupted; `ready(base_url)` once listening."""
     from costguard.simulator.server import serve_app
 
-    serve_app(create_proxy_app(recorder, log=log), host=host, port=port, ready=ready, lifespan="on")
+    app = create_proxy_app(recorder, log=log, on_stop=on_stop)
+    serve_app(app, host=host, port=port, ready=ready, lifespan="on")
 
 
 @contextlib.contextmanager
