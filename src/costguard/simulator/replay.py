@@ -11,11 +11,13 @@ What the replay answers, and the rules (also in `docs/recording.md`):
   of recorded creation, preferring one with the same Gemini display name or OpenAI metadata,
   then (Gemini) the same kind, inline or file. The client sees the recorded ids. A job's
   timeline is its recorded states, consecutive repeats collapsed (`recording.yaml` `timeline`):
-  create answers the first; every `get` / `retrieve` answers the next one and stays on the last
-  (terminal) state, so a client that polls more than the recording sees the final state again
-  and one that polls less reaches it sooner. Asking for results (a download) at any step is
-  answered from the recording. A recorded id the client never created in this replay (a
-  resumed pipeline) is claimed by its first poll.
+  create answers the first; every `get` / `retrieve` answers the state at the current step and
+  then advances one step, staying on the last (terminal) one. So a client sees each recorded
+  state once in its polls, one that polls more than the recording sees the final state again,
+  and one that polls less (the recording polled the same state several times) reaches the end
+  sooner. Asking for results (a download) at any step is answered from the recording and moves
+  the job to its end. A recorded id the client never created in this replay (a resumed
+  pipeline) is claimed by its first poll.
 * **Results** come from the recorded downloads (OpenAI output/error files, Gemini result files)
   and the terminal body (Gemini inline): by key, in the recorded order.
 * **Edits.** A job's `terminal` (when it differs from the recorded end) and `outcomes` rewrite
@@ -134,8 +136,10 @@ class _Job:
     recorded_results: list[_Result]
     states: list[JSON] = field(default_factory=list)
     results: dict[str, _Result] = field(default_factory=dict)
-    step: int = -1
+    shown: int = -1
     """Index of the state last answered; -1 until the job is claimed."""
+    step: int = 0
+    """Index of the state the next poll answers (the current step)."""
     deleted: bool = False
     cancelled_at_step: int | None = None
     """Set when a client cancel the recording does not hold settled the job."""
@@ -146,19 +150,32 @@ class _Job:
 
     @property
     def claimed(self) -> bool:
-        return self.step >= 0
+        return self.shown >= 0
+
+    @property
+    def ended(self) -> bool:
+        """Whether the client has been shown the end state."""
+        return self.shown == len(self.states) - 1
 
     def current(self) -> JSON:
-        return self.states[max(self.step, 0)]
+        """The state last shown (what a listing shows)."""
+        return self.states[max(self.shown, 0)]
 
-    def advance(self) -> JSON:
-        """The answer to one more poll: the next state, or the last one again."""
-        self.step = min(self.step + 1, len(self.states) - 1)
-        return self.states[self.step]
+    def poll(self) -> JSON:
+        """The answer to one poll: the state at the current step, then the step advances."""
+        self.shown = min(self.step, len(self.states) - 1)
+        self.step = min(self.shown + 1, len(self.states) - 1)
+        return self.states[self.shown]
+
+    def jump(self, index: int) -> JSON:
+        """Show state `index` now; the next poll goes on from there."""
+        self.shown = index
+        self.step = min(index + 1, len(self.states) - 1)
+        return self.states[index]
 
     def finish(self) -> None:
         """The client asked for results: the job is at its end state from now on."""
-        self.step = len(self.states) - 1
+        self.jump(len(self.states) - 1)
 
 
 class Replay:
@@ -467,7 +484,7 @@ class Replay:
         return (named or same_kind or free)[0]
 
     def _start(self, job: _Job) -> JSON:
-        job.step = 0
+        job.shown, job.step = 0, 0  # create answers step 0; the first poll shows it again
         self.sim.record_job(job.provider, job.spec.id, self.name, job.spec.requests or 0)
         return job.states[0]
 
@@ -515,7 +532,7 @@ class Replay:
         self, request: SimRequest, match: re.Match[str], _r: Route
     ) -> SimResponse | None:
         job = self._job("openai", match["batch_id"])
-        return self._json(request, job.advance()) if job is not None else None
+        return self._json(request, job.poll()) if job is not None else None
 
     def _openai_cancel(
         self, request: SimRequest, match: re.Match[str], _r: Route
@@ -531,17 +548,19 @@ class Replay:
                 request, openai_error("400_batch_not_cancellable", status=status), 400
             )
         later = [
-            i for i, s in enumerate(job.states) if i > job.step and s.get("status") == "cancelling"
+            i for i, s in enumerate(job.states) if i > job.shown and s.get("status") == "cancelling"
         ]
         if later:
-            job.step = later[0]
-            return self._json(request, job.current())
+            return self._json(request, job.jump(later[0]))
         self._cancel(job)
-        return self._json(request, job.advance())
+        return self._json(request, job.jump(len(job.states) - 2))  # cancelling
 
     def _cancel(self, job: _Job) -> None:
-        job.cancelled_at_step = job.step
-        self._settle(job, "cancelled", seen=job.step)
+        """Settle `job` as cancelled after the states shown; the next poll shows the end."""
+        job.cancelled_at_step = job.shown
+        self._settle(job, "cancelled", seen=job.shown)
+        job.shown = len(job.states) - 2
+        job.step = len(job.states) - 1
 
     def _listing(
         self,
@@ -659,7 +678,7 @@ class Replay:
         found = [
             (job, result)
             for job in self._order
-            if job.provider == "openai" and job.claimed and job.step == len(job.states) - 1
+            if job.provider == "openai" and job.claimed and job.ended
             for result in job.results.values()
             if not result.deleted
         ]
@@ -712,9 +731,7 @@ class Replay:
         self, request: SimRequest, match: re.Match[str], _r: Route
     ) -> SimResponse | None:
         job = self._job("gemini", match["id"])
-        return (
-            self._json(request, job.advance()) if job is not None else self._deleted(request, match)
-        )
+        return self._json(request, job.poll()) if job is not None else self._deleted(request, match)
 
     def _deleted(self, request: SimRequest, match: re.Match[str]) -> SimResponse | None:
         job = self.jobs.get(("gemini", match["id"]))
@@ -732,10 +749,10 @@ class Replay:
             later = [
                 i
                 for i, s in enumerate(job.states)
-                if i > job.step and gemini_state(s) == "BATCH_STATE_CANCELLED"
+                if i > job.shown and gemini_state(s) == "BATCH_STATE_CANCELLED"
             ]
             if later:
-                job.step = later[0] - 1  # the next poll shows the recorded cancellation
+                job.step = later[0]  # the next poll shows the recorded cancellation
             else:
                 self._cancel(job)
         return self._json(request, {})
@@ -833,7 +850,7 @@ class Replay:
         items = [
             self._gemini_object(request, match, job, result)
             for job in self._order
-            if job.provider == "gemini" and job.claimed and job.step == len(job.states) - 1
+            if job.provider == "gemini" and job.claimed and job.ended
             for result in job.results.values()
             if not result.deleted
         ]
@@ -876,6 +893,7 @@ class Replay:
                 {
                     "provider": job.provider,
                     "id": job.spec.id,
+                    "shown": job.shown,
                     "step": job.step,
                     "deleted": job.deleted,
                     "cancelled_at_step": job.cancelled_at_step,
@@ -894,9 +912,9 @@ class Replay:
             if job is None:
                 continue
             if saved.get("cancelled_at_step") is not None:
-                job.step = int(saved["cancelled_at_step"])
+                job.shown = int(saved["cancelled_at_step"])
                 self._cancel(job)
-            job.step = int(saved["step"])
+            job.shown, job.step = int(saved["shown"]), int(saved["step"])
             job.deleted = bool(saved["deleted"])
             for file_id in saved.get("deleted_files", []):
                 if file_id in job.results:
