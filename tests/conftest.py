@@ -13,6 +13,9 @@ import pytest
 if TYPE_CHECKING:
     from costguard.pricing.engine import RateBook
 
+pytest_plugins = ("ledger_backends",)
+"""Ledger back-end fixtures: `ledger_location` (SQLite and PostgreSQL), `pg_server`, `pg_url`."""
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,6 +24,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COSTGUARD_HOME", str(home))
     monkeypatch.delenv("COSTGUARD_PRICING_DIR", raising=False)
     monkeypatch.delenv("COSTGUARD_LEDGER", raising=False)
+    monkeypatch.delenv("COSTGUARD_LEDGER_URL", raising=False)
+    monkeypatch.delenv("COSTGUARD_OWNER", raising=False)
     monkeypatch.delenv("COSTGUARD_DEFAULT_MODEL", raising=False)
     for name in (
         "GEMINI_API_KEY",

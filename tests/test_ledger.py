@@ -1,4 +1,9 @@
-"""The ledger: budgets, reservations and spend across runs, processes and migrations."""
+"""The ledger: budgets, reservations and spend across runs, processes and migrations.
+
+Every test that takes `ledger` (or `budgeted`) runs twice: on a SQLite file and on a real
+PostgreSQL database (see `ledger_backends.py`). Tests of one back end's own plumbing say so
+in their names; PostgreSQL-only concerns (lost connections, restarts) are in test_ledger_pg.py.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +27,14 @@ from costguard.ledger import (
     MIGRATIONS,
     Ledger,
     Period,
+    SqliteLedger,
     default_path,
     open_ledger,
     period_window,
 )
+from costguard.ledger import postgres as pg_backend
+from costguard.ledger import sqlite as sqlite_backend
+from ledger_backends import indexes, is_pg, raw, tables
 
 MAR = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
 """A moment in March 2026 (a Sunday), the month most tests run in."""
@@ -33,9 +42,17 @@ APR = datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    """A fresh ledger file in tmp_path, closed after the test."""
+def ledger(ledger_location: str) -> Iterator[Ledger]:
+    """A fresh ledger (SQLite file, or PostgreSQL database), closed after the test."""
+    with open_ledger(ledger_location) as opened:
+        yield opened
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path) -> Iterator[SqliteLedger]:
+    """A fresh SQLite ledger file in tmp_path, for tests of SQLite's own plumbing."""
     with open_ledger(tmp_path / "ledger.sqlite3") as opened:
+        assert isinstance(opened, SqliteLedger)
         yield opened
 
 
@@ -59,7 +76,9 @@ def admit(ledger: Ledger, run_id: str, amount: str, **kwargs: Any) -> ledger_mod
 def test_open_default_path_is_in_costguard_home(tmp_path: Path) -> None:
     """With no location the ledger is `<COSTGUARD_HOME>/ledger.sqlite3`, folders created."""
     with open_ledger(None) as opened:
+        assert isinstance(opened, SqliteLedger)
         assert opened.path == tmp_path / "costguard-home" / "ledger.sqlite3"
+        assert opened.location == str(opened.path)
     assert opened.path.is_file()
 
 
@@ -76,12 +95,46 @@ def test_default_path_without_home_is_the_user_data_dir(monkeypatch: pytest.Monk
 def test_open_creates_missing_folders(tmp_path: Path) -> None:
     """An explicit location in folders that do not exist yet gets them created."""
     with open_ledger(tmp_path / "a" / "b" / "team.sqlite3") as opened:
+        assert isinstance(opened, SqliteLedger)
         assert opened.path.parent.is_dir()
 
 
-def test_connection_uses_wal_foreign_keys_and_a_generous_busy_timeout(ledger: Ledger) -> None:
+@pytest.mark.parametrize(
+    ("location", "backend"),
+    [
+        ("postgresql://u@h/db", "postgresql"),
+        ("postgres://u@h/db", "postgresql"),
+        ("PostgreSQL://u@h/db", "postgresql"),
+        ("/srv/ledger.sqlite3", "sqlite"),
+        ("postgresql.sqlite3", "sqlite"),
+        ("", "sqlite"),
+    ],
+)
+def test_the_location_picks_the_back_end_by_url_scheme(location: str, backend: str) -> None:
+    """`postgresql://` and `postgres://` URLs are PostgreSQL; anything else is a file."""
+    assert ledger_mod.is_url(location) == (backend == "postgresql")
+
+
+def test_a_url_is_shown_without_its_password() -> None:
+    """Messages and reports name the database but never its password."""
+    shown = ledger_mod.describe_location("postgresql://ana:s3cr%2Ft@db.example:5433/costs")
+    assert shown == "postgresql://ana:***@db.example:5433/costs"
+    assert ledger_mod.describe_location("postgresql://ana@db/costs") == "postgresql://ana@db/costs"
+
+
+def test_both_back_ends_implement_one_interface(ledger: Ledger) -> None:
+    """Whatever the back end, open_ledger returns a Ledger that names where it is."""
+    assert isinstance(ledger, Ledger)
+    assert ledger.backend == ("postgresql" if is_pg(ledger.location) else "sqlite")
+    assert repr(ledger) == f"{type(ledger).__name__}({ledger.location!r})"
+    assert (ledger.journals is not None) == (ledger.backend == "postgresql")
+
+
+def test_sqlite_connection_uses_wal_foreign_keys_and_a_generous_busy_timeout(
+    sqlite_ledger: SqliteLedger,
+) -> None:
     """The connection is in WAL mode, enforces foreign keys and waits 30 s for a lock."""
-    db = ledger._db
+    db = sqlite_ledger._db
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 30_000
@@ -104,20 +157,20 @@ def test_a_folder_that_cannot_be_created_is_reported(tmp_path: Path) -> None:
         open_ledger(tmp_path / "file" / "sub" / "l.sqlite3")
 
 
-def test_a_ledger_locked_past_the_busy_timeout_fails_clearly(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+def test_a_sqlite_ledger_locked_past_the_busy_timeout_fails_clearly(
+    sqlite_ledger: SqliteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A write that cannot get the lock in time raises LedgerError saying another process has it."""
-    monkeypatch.setattr(ledger_mod, "BUSY_TIMEOUT_S", 0.05)
-    other = sqlite3.connect(ledger.path, isolation_level=None)
+    monkeypatch.setattr(sqlite_backend, "BUSY_TIMEOUT_S", 0.05)
+    other = sqlite3.connect(sqlite_ledger.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
     try:
-        with open_ledger(ledger.path) as impatient, pytest.raises(LedgerError) as caught:
+        with open_ledger(sqlite_ledger.path) as impatient, pytest.raises(LedgerError) as caught:
             impatient.set_budget(usd=Decimal("1"), at=MAR)
     finally:
         other.execute("ROLLBACK")
         other.close()
-    assert str(ledger.path) in str(caught.value)
+    assert str(sqlite_ledger.path) in str(caught.value)
     assert "locked" in str(caught.value)
     assert "another process" in str(caught.value)
 
@@ -127,6 +180,7 @@ def test_a_ledger_locked_past_the_busy_timeout_fails_clearly(
 SCHEMA = {
     "_migrations": ["name", "applied_at"],
     "budgets": ["name", "limit_usd", "period", "updated_at"],
+    "journals": ["run_id", "data", "version", "updated_at", "updated_by"],
     "runs": [
         "run_id",
         "budget",
@@ -144,105 +198,111 @@ SCHEMA = {
     "spend": ["run_id", "part_id", "amount_usd", "recorded_at"],
 }
 INDEXES = {"runs_budget_status", "runs_created_at", "spend_recorded_at"}
-
-
-def _tables(path: Path) -> dict[str, list[str]]:
-    """Every table of the database at `path` with its columns, in order."""
-    db = sqlite3.connect(path)
-    try:
-        names = [
-            row[0]
-            for row in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-            )
-        ]
-        return {n: [c[1] for c in db.execute(f"PRAGMA table_info({n})")] for n in names}
-    finally:
-        db.close()
-
-
-def _indexes(path: Path) -> set[str]:
-    """The names of the explicit indexes of the database at `path`."""
-    db = sqlite3.connect(path)
-    try:
-        rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
-        return {row[0] for row in rows}
-    finally:
-        db.close()
-
-
-def _applied(path: Path) -> list[str]:
-    """The migration names recorded in `_migrations`, in name order."""
-    db = sqlite3.connect(path)
-    try:
-        return [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
-    finally:
-        db.close()
+ALL = [fn.__name__ for fn in MIGRATIONS]
 
 
 def test_migrations_are_numbered_in_order_and_unique() -> None:
     """MIGRATIONS is ordered by its mNNN_ prefixes and no name repeats."""
-    names = [fn.__name__ for fn in MIGRATIONS]
-    assert names == sorted(set(names))
-    assert names[:2] == ["m001_initial", "m002_window_indexes"]
+    assert sorted(set(ALL)) == ALL
+    assert ALL[:3] == ["m001_initial", "m002_window_indexes", "m003_run_journals"]
 
 
 def test_fresh_ledger_has_the_full_schema(ledger: Ledger) -> None:
     """A new ledger has exactly the expected tables, columns and indexes, all migrations applied."""
-    assert _tables(ledger.path) == SCHEMA
-    assert _indexes(ledger.path) == INDEXES
-    assert _applied(ledger.path) == [fn.__name__ for fn in MIGRATIONS]
+    assert tables(ledger_url(ledger)) == SCHEMA
+    assert indexes(ledger_url(ledger)) == INDEXES
+    assert ledger.applied_migrations() == ALL
+    assert sorted(r[0] for r in raw(ledger_url(ledger), "SELECT name FROM _migrations")) == ALL
 
 
 def test_migrate_on_a_current_ledger_applies_nothing(ledger: Ledger) -> None:
     """`migrate()` and reopening a current ledger apply no migration again."""
     assert ledger.migrate() == []
-    with open_ledger(ledger.path) as again:
+    with open_ledger(ledger_url(ledger)) as again:
         assert again.migrate() == []
-    assert _applied(ledger.path) == [fn.__name__ for fn in MIGRATIONS]
+    assert ledger.applied_migrations() == ALL
 
 
-def test_upgrade_from_a_v1_only_ledger_keeps_its_data(tmp_path: Path) -> None:
-    """A ledger written with only m001 gets the later migrations on open and keeps its rows."""
-    path = tmp_path / "old.sqlite3"
-    db = sqlite3.connect(path, isolation_level=None)
-    ledger_mod._apply_migrations(db, MIGRATIONS[:1], path)
-    db.execute(
-        "INSERT INTO budgets VALUES ('default', '100', 'month', '2026-03-01T00:00:00.000000+00:00')"
-    )
-    db.execute(
+def _v1_only(location: str) -> None:
+    """Make `location` a ledger as costguard wrote it with only m001_initial."""
+    if is_pg(location):
+        old = pg_backend.PostgresLedger(location)
+        try:
+            old._write(lambda db: pg_backend.apply_migrations(db, MIGRATIONS[:1], location))
+        finally:
+            old.close()
+        ts = "2026-03-0{}T00:00:00+00:00"
+    else:
+        db = sqlite3.connect(location, isolation_level=None)
+        sqlite_backend.apply_migrations(db, MIGRATIONS[:1], Path(location))
+        db.close()
+        ts = "2026-03-0{}T00:00:00.000000+00:00"
+    raw(location, "INSERT INTO budgets VALUES ('default', '100', 'month', ?)", (ts.format(1),))
+    raw(
+        location,
         "INSERT INTO runs (run_id, budget, estimate_usd, status, owner, created_at) "
-        "VALUES ('old', 'default', '30', 'open', 'v1', '2026-03-02T00:00:00.000000+00:00')"
+        "VALUES ('old', 'default', '30', 'open', 'v1', ?)",
+        (ts.format(2),),
     )
-    db.execute("INSERT INTO spend VALUES ('old', 'p1', '12.5', '2026-03-03T00:00:00.000000+00:00')")
-    db.close()
-    assert _applied(path) == ["m001_initial"]
-    assert _indexes(path) == set()
+    raw(location, "INSERT INTO spend VALUES ('old', 'p1', '12.5', ?)", (ts.format(3),))
 
-    with open_ledger(path) as upgraded:
-        assert _applied(path) == [fn.__name__ for fn in MIGRATIONS]
-        assert _tables(path) == SCHEMA
-        assert _indexes(path) == INDEXES
+
+def test_upgrade_from_a_v1_only_ledger_keeps_its_data(ledger_location: str) -> None:
+    """A ledger written with only m001 gets the later migrations on open and keeps its rows."""
+    _v1_only(ledger_location)
+    assert [r[0] for r in raw(ledger_location, "SELECT name FROM _migrations")] == ["m001_initial"]
+    assert indexes(ledger_location) == set()
+    assert "journals" not in tables(ledger_location)
+
+    with open_ledger(ledger_location) as upgraded:
+        assert upgraded.applied_migrations() == ALL
+        assert tables(ledger_location) == SCHEMA
+        assert indexes(ledger_location) == INDEXES
         status = upgraded.status(at=MAR)
         assert (status.reserved, status.spent, status.remaining) == (
             Decimal("17.5"),
             Decimal("12.5"),
             Decimal("70"),
         )
+        run = upgraded.run("old")
+        assert run is not None
+        assert (run.owner, run.estimate, run.spent) == ("v1", Decimal("30"), Decimal("12.5"))
+
+
+def test_ledger_migrate_applies_the_missing_ones_explicitly(ledger_location: str) -> None:
+    """`migrate()` on an old ledger (opened without migrating) applies exactly what it lacks."""
+    _v1_only(ledger_location)
+    if is_pg(ledger_location):
+        old: Ledger = pg_backend.PostgresLedger(ledger_location)
+    else:
+        db = sqlite3.connect(ledger_location, isolation_level=None, check_same_thread=False)
+        old = SqliteLedger(db, Path(ledger_location))
+        old._configure()
+    with old:
+        assert old.applied_migrations() == ["m001_initial"]
+        assert old.migrate() == ALL[1:]
+        assert old.migrate() == []
 
 
 def test_a_ledger_from_a_newer_costguard_is_refused_and_left_alone(ledger: Ledger) -> None:
     """A recorded migration this version does not know raises LedgerError; nothing is recreated."""
     ledger.set_budget(usd=Decimal("100"), at=MAR)
-    ledger._db.execute(
-        "INSERT INTO _migrations VALUES ('m999_from_the_future', '2030-01-01T00:00:00+00:00')"
+    raw(
+        ledger_url(ledger),
+        "INSERT INTO _migrations VALUES ('m999_from_the_future', ?)",
+        ("2030-01-01T00:00:00+00:00",),
     )
     with pytest.raises(LedgerError, match="written by a newer costguard") as caught:
-        open_ledger(ledger.path)
-    assert str(ledger.path) in str(caught.value)
+        open_ledger(ledger_url(ledger))
+    assert ledger.location in str(caught.value)
     assert "m999_from_the_future" in str(caught.value)
     assert [b.name for b in ledger.budgets()] == ["default"]
-    assert "m999_from_the_future" in _applied(ledger.path)
+    assert "m999_from_the_future" in ledger.applied_migrations()
+
+
+def ledger_url(ledger: Ledger) -> str:
+    """Where `ledger` is, as open_ledger takes it (the URL with its password, or the file)."""
+    return ledger.url if isinstance(ledger, pg_backend.PostgresLedger) else ledger.location
 
 
 # --- periods -------------------------------------------------------------------------------
@@ -370,20 +430,45 @@ def test_set_budget_creates_then_changes_one_budget(ledger: Ledger) -> None:
     ]
 
 
-def test_money_is_stored_as_exact_decimal_text(ledger: Ledger) -> None:
-    """Amounts are stored as TEXT with every digit (no float, no rounding) and sum exactly."""
+def test_money_is_stored_exactly(ledger: Ledger) -> None:
+    """Amounts keep every digit: decimal TEXT on SQLite, NUMERIC on PostgreSQL; sums are exact."""
     ledger.set_budget(usd=Decimal("1000000.1000000000000000055511151231257827"), at=MAR)
-    stored = ledger._db.execute("SELECT limit_usd, typeof(limit_usd) FROM budgets").fetchone()
-    assert tuple(stored) == ("1000000.1000000000000000055511151231257827", "text")
+    url = ledger_url(ledger)
+    if is_pg(url):
+        stored = raw(url, "SELECT limit_usd::text, pg_typeof(limit_usd)::text FROM budgets")
+        assert stored == [("1000000.1000000000000000055511151231257827", "numeric")]
+    else:
+        stored = raw(url, "SELECT limit_usd, typeof(limit_usd) FROM budgets")
+        assert stored == [("1000000.1000000000000000055511151231257827", "text")]
     assert ledger.budgets()[0].limit == Decimal("1000000.1000000000000000055511151231257827")
     admit(ledger, "r1", "1", budget=None)
     for i in range(10):
         ledger.record_spend("r1", f"tok-{i}", Decimal("0.0000000375") * 3, at=MAR)
-    stored_spend = ledger._db.execute("SELECT DISTINCT amount_usd FROM spend").fetchall()
+    cast = "::text" if is_pg(url) else ""
+    stored_spend = raw(url, f"SELECT DISTINCT amount_usd{cast} FROM spend")
     assert [row[0] for row in stored_spend] == ["0.0000001125"]
     run = ledger.run("r1")
     assert run is not None
     assert run.spent == Decimal("0.000001125")
+
+
+def test_moments_are_utc_instants_on_both_back_ends(ledger: Ledger) -> None:
+    """A moment given with an offset comes back as the same instant in UTC."""
+    offset = datetime(2026, 3, 15, 23, 30, 0, 123456, tzinfo=timezone(timedelta(hours=-2)))
+    admit(ledger, "r1", "1", at=offset)
+    run = ledger.run("r1")
+    assert run is not None
+    assert run.created == offset
+    assert run.created.tzinfo == UTC
+    assert run.created.isoformat() == "2026-03-16T01:30:00.123456+00:00"
+
+
+def test_text_with_nul_characters_is_refused_on_both(ledger: Ledger) -> None:
+    """PostgreSQL cannot store NUL in text, so neither back end accepts it."""
+    with pytest.raises(LedgerError, match="must not contain NUL"):
+        admit(ledger, "r\x00", "1")
+    with pytest.raises(LedgerError, match="must not contain NUL"):
+        admit(ledger, "r1", "1", meta={"note": "a\x00b"})
 
 
 @pytest.mark.parametrize(
@@ -407,7 +492,7 @@ def test_set_budget_rejects_bad_arguments(
     """Floats, negative or non-finite amounts, unknown periods, blank names, naive times fail."""
     with pytest.raises(LedgerError, match=message) as caught:
         ledger.set_budget(**kwargs)
-    assert str(caught.value).startswith(f"ledger {ledger.path}: ")
+    assert str(caught.value).startswith(f"ledger {ledger.location}: ")
 
 
 def test_status_of_an_unknown_budget_names_the_fix(ledger: Ledger) -> None:
@@ -830,11 +915,11 @@ ledger.close()
 """A process that opens the ledger, waits for the parent's go, then admits or records spend."""
 
 
-def _race(path: Path, mode: str, names: list[str], amount: str) -> list[dict[str, Any]]:
+def _race(location: str, mode: str, names: list[str], amount: str) -> list[dict[str, Any]]:
     """Start one CHILD per name, release them together, and return what each printed."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(path), mode, name, amount, MAR.isoformat()],
+            [sys.executable, "-c", CHILD, location, mode, name, amount, MAR.isoformat()],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -869,7 +954,7 @@ def test_racing_processes_never_admit_past_the_budget(budgeted: Ledger) -> None:
     """Eight processes race to admit 12.345 each against room for exactly three: three get in."""
     amount, fits = Decimal("12.345"), 3
     budgeted.set_budget(usd=amount * fits, at=MAR)
-    results = _race(budgeted.path, "admit", [f"run-{i}" for i in range(8)], str(amount))
+    results = _race(ledger_url(budgeted), "admit", [f"run-{i}" for i in range(8)], str(amount))
     admitted = [r for r in results if r["admitted"]]
     assert len(admitted) == fits
     runs = budgeted.runs(limit=100)
@@ -887,7 +972,7 @@ def test_racing_processes_never_admit_past_the_budget(budgeted: Ledger) -> None:
 def test_racing_processes_record_each_part_once(budgeted: Ledger) -> None:
     """Eight processes record the same six parts at once: each part counts exactly once."""
     admit(budgeted, "shared", "50")
-    results = _race(budgeted.path, "spend", [f"p{i}" for i in range(8)], "1.25")
+    results = _race(ledger_url(budgeted), "spend", [f"p{i}" for i in range(8)], "1.25")
     assert sum(r["new"] for r in results) == 6
     run = budgeted.run("shared")
     assert run is not None

@@ -1,8 +1,9 @@
 """`costguard budget set|show`: the budgets kept in the ledger. Imports the ledger lazily.
 
-The ledger is `--ledger PATH`, else `COSTGUARD_LEDGER`, else `<COSTGUARD_HOME or the user data
-directory>/ledger.sqlite3`. Library errors propagate to `costguard.cli.run`, which prints them
-and exits with their code (a `LedgerError` exits 5).
+The ledger is `--ledger PATH|URL`, else `COSTGUARD_LEDGER_URL` (a shared PostgreSQL ledger),
+else `COSTGUARD_LEDGER`, else `<COSTGUARD_HOME or the user data directory>/ledger.sqlite3`.
+Library errors propagate to `costguard.cli.run`, which prints them and exits with their code
+(a `LedgerError` exits 5).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard.cli_common import LedgerOpt, open_cli_ledger
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
-    from costguard.ledger import BudgetStatus, Ledger
+    from costguard.ledger import BudgetStatus
 
 budget_app = typer.Typer(
     help="Budgets in the ledger: a USD limit per day, week, month or in total, across runs.",
@@ -47,28 +49,6 @@ class ShowOutputOpt(StrEnum):
 
     table = "table"
     json = "json"
-
-
-LedgerOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--ledger",
-        help="Ledger file (default: COSTGUARD_LEDGER, else <COSTGUARD_HOME>/ledger.sqlite3).",
-    ),
-]
-
-
-def open_cli_ledger(location: str | None) -> Ledger:
-    """The ledger a command names: `--ledger`, else `COSTGUARD_LEDGER`, else the home's."""
-    from costguard.ledger import default_path, open_ledger
-    from costguard.settings import Settings
-
-    settings = Settings()
-    if location:
-        return open_ledger(location)
-    if settings.ledger:
-        return open_ledger(settings.ledger)
-    return open_ledger(default_path(settings.home))
 
 
 def _amount(value: str, option: str) -> Decimal:
@@ -115,6 +95,17 @@ def _status_json(status: BudgetStatus) -> dict[str, object]:
         "spent": plain(status.spent),
         "remaining": plain(status.remaining),
         "open_runs": status.open_runs,
+        "owners": [
+            {
+                "owner": u.owner,
+                "reserved": plain(u.reserved),
+                "spent": plain(u.spent),
+                "counted": plain(u.counted),
+                "open_runs": u.open_runs,
+                "runs": u.runs,
+            }
+            for u in status.owners
+        ],
     }
 
 
@@ -149,6 +140,29 @@ def _table(statuses: list[BudgetStatus]) -> str:
     return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
 
 
+def _owner_table(statuses: list[BudgetStatus]) -> str:
+    """Each budget's window split by owner (only owners with something reserved or spent)."""
+    from tabulate import tabulate
+
+    from costguard.money import usd
+
+    headers = ["budget", "owner", "runs", "open runs", "reserved", "spent", "counted"]
+    rows = [
+        [
+            s.name,
+            u.owner,
+            str(u.runs),
+            str(u.open_runs),
+            usd(u.reserved),
+            usd(u.spent),
+            usd(u.counted),
+        ]
+        for s in statuses
+        for u in s.owners
+    ]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
 @budget_app.command("set")
 def set_budget(
     *,
@@ -173,7 +187,7 @@ def set_budget(
         budget = book.set_budget(name, usd=limit, period=period.value)
         typer.echo(
             f"budget {budget.name!r}: {show_usd(budget.limit)} {PERIOD_PHRASE[budget.period]} "
-            f"(ledger {book.path})"
+            f"(ledger {book.location})"
         )
 
 
@@ -191,17 +205,18 @@ def show(
     """Show each budget's limit, current window, what is reserved and spent in it, and what remains.
 
     Reserved is what open runs hold beyond what they have spent; remaining is
-    limit - reserved - spent.
+    limit - reserved - spent. A second table splits each window by owner (the user or CI job
+    that started the runs: `costguard run --owner`, or COSTGUARD_OWNER).
 
     Example: costguard budget show --output json
     """
     moment = _moment(at)
     with open_cli_ledger(ledger) as book:
         statuses = [book.status(name, at=moment)] if name is not None else book.statuses(at=moment)
-        path = book.path
+        path = book.location
     if output is ShowOutputOpt.json:
         document = {
-            "ledger": str(path),
+            "ledger": path,
             "at": moment.astimezone(dt.UTC).isoformat(),
             "budgets": [_status_json(s) for s in statuses],
         }
@@ -211,4 +226,7 @@ def show(
         typer.echo(f"no budgets in ledger {path}; set one with: costguard budget set --usd 500")
         return
     typer.echo(_table(statuses))
+    if any(s.owners for s in statuses):
+        typer.echo("\nby owner:")
+        typer.echo(_owner_table(statuses))
     typer.echo(f"ledger: {path}")

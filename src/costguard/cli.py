@@ -29,6 +29,7 @@ from costguard.cli_common import (
     parse_usd,
 )
 from costguard.errors import EXIT_CODES, CostguardError, QueueError, UsageError
+from costguard.ledger_cli import ledger_app
 from costguard.simulate_cli import simulate_app
 
 if TYPE_CHECKING:
@@ -270,6 +271,7 @@ def _prices_diff(
 for _command in (run_cli.run, run_cli.collect, run_cli.status, run_cli.cancel, run_cli.runs):
     app.command()(_command)
 app.add_typer(budget_app, name="budget")
+app.add_typer(ledger_app, name="ledger")
 app.add_typer(simulate_app, name="simulate")
 
 

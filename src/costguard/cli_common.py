@@ -17,6 +17,7 @@ import typer
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
+    from costguard.ledger import Ledger
     from costguard.pricing.engine import RateBook
 
 
@@ -93,3 +94,25 @@ def load_rate_book(pricing: list[Path] | None) -> RateBook:
     from costguard.settings import Settings
 
     return load_book([*Settings().pricing_dirs(), *(pricing or [])])
+
+
+LedgerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ledger",
+        help="Ledger file, or postgresql://... URL of a shared ledger (default: "
+        "COSTGUARD_LEDGER_URL, else COSTGUARD_LEDGER, else <COSTGUARD_HOME>/ledger.sqlite3).",
+    ),
+]
+
+
+def open_cli_ledger(location: str | None, *, migrate: bool = True) -> Ledger:
+    """The ledger a command names: `--ledger`, else `COSTGUARD_LEDGER_URL`, else
+    `COSTGUARD_LEDGER`, else `<COSTGUARD_HOME>/ledger.sqlite3`."""
+    from costguard.ledger import default_path, open_ledger
+    from costguard.settings import Settings
+
+    settings = Settings()
+    chosen = settings.ledger_location(location)
+    where = chosen if chosen is not None else default_path(settings.home)
+    return open_ledger(where, migrate=migrate)

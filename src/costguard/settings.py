@@ -21,6 +21,18 @@ class Settings(BaseSettings):
     """Model for queue lines that name none, when --model is not given."""
     ledger: str | None = None
     """Ledger file (default: <home>/ledger.sqlite3); `--ledger` overrides it."""
+    ledger_url: str | None = None
+    """A shared ledger, `postgresql://user:password@host/db`; wins over `ledger`."""
+
+    def ledger_location(self, given: str | None = None) -> str | None:
+        """The ledger to open: `given` (`--ledger`), else `ledger_url`, else `ledger`.
+
+        None means the default file, `<home>/ledger.sqlite3`.
+        """
+        for location in (given, self.ledger_url, self.ledger):
+            if location and location.strip():
+                return location.strip()
+        return None
 
     def pricing_dirs(self) -> list[Path]:
         """`pricing_dir` split into folders."""

@@ -1,101 +1,38 @@
-"""The ledger: budgets, each run's reservation and its actual spend, shared across processes.
+"""The ledger's interface and everything both back ends share: records, periods, schema, rules.
 
-One SQLite file (PostgreSQL later, behind the same `Ledger` interface) holds three things:
-
-- **budgets**: a limit in USD per period (`day`, `week`, `month` or `none`; see below);
-- **runs**: one row per run id, with the maximum cost admitted for it (its *estimate*, which is
-  what it reserves while open), who started it, its status and free-form `meta`;
-- **spend**: the actual cost of each finished part of a run (a provider job or a request batch),
-  one row per `(run_id, part_id)`, stamped with when it was recorded.
-
-**What a budget has left.** For a budget and the period window containing `at`::
-
-    spent     = sum of spend recorded in the window by runs charged to the budget
-    reserved  = sum over the budget's open runs of max(estimate - all spend of the run, 0)
-    remaining = limit - (reserved + spent)
-
-So while a run is open it counts `max(estimate, spent so far)`: its reservation until its spend
-passes it, then its spend. Once settled or released it counts its recorded spend only, and what
-it reserved beyond that is free again. Spend counts in the window in which it was *recorded*
-(that is when the provider bills it); an open run's unspent reservation counts in every window
-that ends after the run was admitted, because it may still be spent there. `remaining` goes
-negative when actual spend passes the limit; nothing is admitted then.
-
-**Periods** are UTC: `day` is the calendar day, `week` the ISO week from Monday 00:00, `month`
-the calendar month, `none` all time. Windows are half-open: `[start, end)`.
-
-**Admission** (`Ledger.admit`) is one write transaction (`BEGIN IMMEDIATE`): read what the
-budget has left, check, insert the run. Writers are serialised, so two processes that together
-would pass the budget never both get in. It is idempotent per run id: admitting a run that is
-already open returns its admission again and reserves nothing more. `record_spend` is
-idempotent per `(run_id, part_id)`; `settle` and `release` close a run once and then do nothing.
-
-**Storage decisions.** Money is stored as exact decimal TEXT (`"12.345"`: every digit, no
-exponent), never REAL, and summed in Python as `Decimal`: SQLite's `SUM()` over TEXT goes
-through floating point, and integer micro-dollars would round per-token costs (a
-$0.075/1M-token rate is 0.075 micro-dollars per token). On PostgreSQL the same columns become
-`NUMERIC`. Timestamps are fixed-width ISO-8601 UTC TEXT (`2026-03-01T00:00:00.000000+00:00`), so
-text order is time order (`TIMESTAMPTZ` on PostgreSQL). The SQL is plain: no `INSERT OR REPLACE`,
-no rowids, no date functions; upserts use `INSERT ... ON CONFLICT (...) DO ...`, which both
-databases accept. The only SQLite-specific parts are the connection set-up (WAL, busy timeout,
-foreign keys) and `BEGIN IMMEDIATE`, which PostgreSQL replaces with a transaction that first
-takes `pg_advisory_xact_lock` (or runs SERIALIZABLE and retries).
-
-**Migrations** follow llm's pattern: `MIGRATIONS` is an ordered list of functions registered
-with `@migration`; `_migrations` records the names applied. Opening a ledger applies the
-missing ones together with their records in one write transaction (DDL is transactional in
-both databases), so an upgrade is all or nothing and two processes never both apply one. A
-ledger that records a migration this version does not know was written by a newer costguard:
-it is refused, never recreated.
+`Ledger` holds the rules (what a budget has left, when a run is admitted, idempotency) and the
+SQL, written once in the subset SQLite and PostgreSQL both accept. A back end supplies only
+transactions (`Tx`): how to begin, lock, bind money and moments, and retry. See the package
+docstring for the model.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path, PurePath
-from typing import Any, Literal, get_args
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, TypeVar, get_args
 
 from costguard.budget import check
 from costguard.errors import LedgerError
 from costguard.money import ZERO, usd
 
-__all__ = [
-    "BUSY_TIMEOUT_S",
-    "LEDGER_FILENAME",
-    "MIGRATIONS",
-    "PERIODS",
-    "Admission",
-    "Budget",
-    "BudgetStatus",
-    "Ledger",
-    "Period",
-    "PeriodSpend",
-    "Run",
-    "default_path",
-    "migration",
-    "open_ledger",
-    "period_window",
-]
+if TYPE_CHECKING:
+    from costguard.journal_store import JournalStore
 
 Period = Literal["day", "week", "month", "none"]
 PERIODS: tuple[Period, ...] = get_args(Period)
-
-LEDGER_FILENAME = "ledger.sqlite3"
-BUSY_TIMEOUT_S = 30.0
-"""How long a write waits for another process's write transaction before failing."""
 
 OPEN = "open"
 REFUSED = "refused"
 RELEASED = "released"
 _NOT_SETTLE_STATUSES = (OPEN, REFUSED)
+
+T = TypeVar("T")
 
 
 # --- periods -------------------------------------------------------------------------------
@@ -152,6 +89,25 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerUsage:
+    """What one owner's runs use of a budget in a window."""
+
+    owner: str
+    reserved: Decimal
+    """Unspent part of the owner's open runs' reservations."""
+    spent: Decimal
+    """Actual spend of the owner's runs recorded in the window."""
+    open_runs: int
+    runs: int
+    """Runs that hold a reservation or recorded spend in the window."""
+
+    @property
+    def counted(self) -> Decimal:
+        """reserved + spent: the owner's share of what the budget has used."""
+        return self.reserved + self.spent
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetStatus:
     """What a budget has used and has left in the period window containing a moment."""
 
@@ -169,6 +125,8 @@ class BudgetStatus:
     remaining: Decimal
     """limit - reserved - spent; negative when spend passed the limit."""
     open_runs: int
+    owners: tuple[OwnerUsage, ...] = ()
+    """The same split by the runs' owners, most counted first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,9 +201,56 @@ class PeriodSpend:
     """How many distinct runs recorded spend in the window."""
 
 
-# --- migrations ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """One recorded spend (a part of a run), with the run it belongs to: a line for finance."""
 
-Migration = Callable[[sqlite3.Connection], None]
+    recorded: datetime
+    run_id: str
+    part_id: str
+    amount: Decimal
+    budget: str | None
+    owner: str
+    status: str
+    """The run's status now."""
+    meta: dict[str, Any]
+    """The run's meta (queue, mode, rate cards)."""
+
+
+# --- schema --------------------------------------------------------------------------------
+
+Dialect = Literal["sqlite", "postgresql"]
+
+COLUMN_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"text": "TEXT", "money": "TEXT", "moment": "TEXT", "json": "TEXT"},
+    "postgresql": {
+        "text": 'TEXT COLLATE "C"',
+        "money": "NUMERIC",
+        "moment": "TIMESTAMPTZ",
+        "json": "JSONB",
+    },
+}
+"""What the migrations' `{text}`, `{money}`, `{moment}` and `{json}` become per database.
+
+Text is compared byte by byte on both (`COLLATE "C"`: SQLite's order), money is exact decimal
+(`NUMERIC`, or decimal TEXT summed in Python), moments are UTC instants.
+"""
+
+
+class Schema:
+    """What a migration gets: the dialect and `execute(ddl)` with the column types filled in."""
+
+    def __init__(self, dialect: Dialect, execute: Callable[[str], object]) -> None:
+        """Wrap a back end's statement runner."""
+        self.dialect = dialect
+        self._execute = execute
+
+    def execute(self, ddl: str) -> None:
+        """Run `ddl` after replacing `{text}`, `{money}`, `{moment}`, `{json}` (`{{` for `{`)."""
+        self._execute(ddl.format(**COLUMN_TYPES[self.dialect]))
+
+
+Migration = Callable[[Schema], None]
 MIGRATIONS: list[Migration] = []
 """Every schema migration, oldest first. Never edit or reorder one that has shipped."""
 
@@ -257,15 +262,15 @@ def migration(fn: Migration) -> Migration:
 
 
 @migration
-def m001_initial(db: sqlite3.Connection) -> None:
+def m001_initial(db: Schema) -> None:
     """Budgets, runs and their spend."""
     db.execute(
         """
         CREATE TABLE budgets (
-            name TEXT PRIMARY KEY,
-            limit_usd TEXT NOT NULL,
-            period TEXT NOT NULL CHECK (period IN ('day', 'week', 'month', 'none')),
-            updated_at TEXT NOT NULL
+            name {text} PRIMARY KEY,
+            limit_usd {money} NOT NULL,
+            period {text} NOT NULL CHECK (period IN ('day', 'week', 'month', 'none')),
+            updated_at {moment} NOT NULL
         )
         """
     )
@@ -273,28 +278,28 @@ def m001_initial(db: sqlite3.Connection) -> None:
     db.execute(
         """
         CREATE TABLE runs (
-            run_id TEXT PRIMARY KEY,
-            budget TEXT,
-            estimate_usd TEXT NOT NULL,
-            max_usd TEXT,
-            remaining_usd TEXT,
-            status TEXT NOT NULL,
-            owner TEXT NOT NULL,
-            created_at TEXT NOT NULL,
-            closed_at TEXT,
-            reason TEXT NOT NULL DEFAULT '',
-            close_reason TEXT NOT NULL DEFAULT '',
-            meta TEXT NOT NULL DEFAULT '{}'
+            run_id {text} PRIMARY KEY,
+            budget {text},
+            estimate_usd {money} NOT NULL,
+            max_usd {money},
+            remaining_usd {money},
+            status {text} NOT NULL,
+            owner {text} NOT NULL,
+            created_at {moment} NOT NULL,
+            closed_at {moment},
+            reason {text} NOT NULL DEFAULT '',
+            close_reason {text} NOT NULL DEFAULT '',
+            meta {json} NOT NULL DEFAULT '{{}}'
         )
         """
     )
     db.execute(
         """
         CREATE TABLE spend (
-            run_id TEXT NOT NULL REFERENCES runs (run_id),
-            part_id TEXT NOT NULL,
-            amount_usd TEXT NOT NULL,
-            recorded_at TEXT NOT NULL,
+            run_id {text} NOT NULL REFERENCES runs (run_id),
+            part_id {text} NOT NULL,
+            amount_usd {money} NOT NULL,
+            recorded_at {moment} NOT NULL,
             PRIMARY KEY (run_id, part_id)
         )
         """
@@ -302,48 +307,86 @@ def m001_initial(db: sqlite3.Connection) -> None:
 
 
 @migration
-def m002_window_indexes(db: sqlite3.Connection) -> None:
+def m002_window_indexes(db: Schema) -> None:
     """Indexes for the period-window sums and the open-run scan done on every admission."""
     db.execute("CREATE INDEX spend_recorded_at ON spend (recorded_at)")
     db.execute("CREATE INDEX runs_budget_status ON runs (budget, status)")
     db.execute("CREATE INDEX runs_created_at ON runs (created_at)")
 
 
-# --- SQL -----------------------------------------------------------------------------------
+@migration
+def m003_run_journals(db: Schema) -> None:
+    """Run journals kept in the ledger, so another machine can collect a run.
 
+    Used when the ledger is shared (PostgreSQL); a local ledger's runs keep `journal.json`
+    beside their work files. `version` grows with every write, so a writer that lost its run
+    lock cannot overwrite a newer journal.
+    """
+    db.execute(
+        """
+        CREATE TABLE journals (
+            run_id {text} PRIMARY KEY,
+            data {json} NOT NULL,
+            version INTEGER NOT NULL,
+            updated_at {moment} NOT NULL,
+            updated_by {text} NOT NULL DEFAULT ''
+        )
+        """
+    )
+
+
+def refuse_unknown(unknown: set[str], where: str) -> None:
+    """Refuse a ledger that records migrations this costguard does not know."""
+    if unknown:
+        msg = (
+            f"ledger {where}: written by a newer costguard (unknown migrations: "
+            f"{', '.join(sorted(unknown))}); upgrade costguard or use another ledger"
+        )
+        raise LedgerError(msg)
+
+
+# --- SQL -----------------------------------------------------------------------------------
+# `?` placeholders; the PostgreSQL back end turns them into `%s`.
+
+_RUN_COLUMNS = (
+    "r.run_id, r.budget, r.estimate_usd, r.max_usd, r.remaining_usd, r.status, r.owner, "
+    "r.created_at, r.closed_at, r.reason, r.close_reason, r.meta, s.amount_usd"
+)
+# S608: the f-strings below only join constant fragments; every value is a bound parameter.
 _SELECT_RUN = (
-    "SELECT r.run_id, r.budget, r.estimate_usd, r.max_usd, r.remaining_usd, r.status, r.owner, "
-    "r.created_at, r.closed_at, r.reason, r.close_reason, r.meta, s.amount_usd "
-    "FROM runs AS r LEFT JOIN spend AS s ON s.run_id = r.run_id WHERE r.run_id = ?"
+    f"SELECT {_RUN_COLUMNS} FROM runs AS r LEFT JOIN spend AS s ON s.run_id = r.run_id "  # noqa: S608
+    "WHERE r.run_id = ?"
 )
 _SELECT_RUNS = (
-    "SELECT r.run_id, r.budget, r.estimate_usd, r.max_usd, r.remaining_usd, r.status, r.owner, "
-    "r.created_at, r.closed_at, r.reason, r.close_reason, r.meta, s.amount_usd "
+    f"SELECT {_RUN_COLUMNS} "  # noqa: S608
     "FROM (SELECT * FROM runs ORDER BY created_at DESC, run_id DESC LIMIT ?) AS r "
     "LEFT JOIN spend AS s ON s.run_id = r.run_id "
     "ORDER BY r.created_at DESC, r.run_id DESC"
 )
 _SELECT_RUNS_WITH_STATUS = (
-    "SELECT r.run_id, r.budget, r.estimate_usd, r.max_usd, r.remaining_usd, r.status, r.owner, "
-    "r.created_at, r.closed_at, r.reason, r.close_reason, r.meta, s.amount_usd "
+    f"SELECT {_RUN_COLUMNS} "  # noqa: S608
     "FROM (SELECT * FROM runs WHERE status = ? ORDER BY created_at DESC, run_id DESC LIMIT ?) "
     "AS r LEFT JOIN spend AS s ON s.run_id = r.run_id "
     "ORDER BY r.created_at DESC, r.run_id DESC"
 )
-_SPENT_IN_WINDOW = (
-    "SELECT s.amount_usd FROM spend AS s JOIN runs AS r ON r.run_id = s.run_id "
-    "WHERE r.budget = ? AND s.recorded_at >= ? AND s.recorded_at < ?"
-)
-_OPEN_RUNS = (
-    "SELECT r.run_id, r.estimate_usd, s.amount_usd "
+_USAGE_IN_WINDOW = (
+    "SELECT 'spent' AS kind, r.run_id, r.owner, NULL AS estimate_usd, s.amount_usd "
+    "FROM spend AS s JOIN runs AS r ON r.run_id = s.run_id "
+    "WHERE r.budget = ? AND s.recorded_at >= ? AND s.recorded_at < ? "
+    "UNION ALL "
+    "SELECT 'open' AS kind, r.run_id, r.owner, r.estimate_usd, s.amount_usd "
     "FROM runs AS r LEFT JOIN spend AS s ON s.run_id = r.run_id "
     "WHERE r.budget = ? AND r.status = 'open' AND r.created_at < ?"
 )
+"""Spend in the window and the open runs with all their spend, in one statement.
+
+One statement reads one snapshot on both databases, so a run settled between two reads can
+never be missed by both (PostgreSQL's READ COMMITTED takes a snapshot per statement).
+"""
 _UPSERT_RUN = (
     "INSERT INTO runs (run_id, budget, estimate_usd, max_usd, remaining_usd, status, owner, "
     "created_at, closed_at, reason, close_reason, meta) "
-    "VALUES (:run_id, :budget, :estimate_usd, :max_usd, :remaining_usd, :status, :owner, "
-    ":created_at, :closed_at, :reason, '', :meta) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?) "
     "ON CONFLICT (run_id) DO UPDATE SET budget = excluded.budget, "
     "estimate_usd = excluded.estimate_usd, max_usd = excluded.max_usd, "
     "remaining_usd = excluded.remaining_usd, status = excluded.status, owner = excluded.owner, "
@@ -355,33 +398,45 @@ _UPSERT_BUDGET = (
     "ON CONFLICT (name) DO UPDATE SET limit_usd = excluded.limit_usd, "
     "period = excluded.period, updated_at = excluded.updated_at"
 )
+_SELECT_BUDGET = "SELECT name, limit_usd, period, updated_at FROM budgets WHERE name = ?"
+_SELECT_BUDGETS = "SELECT name, limit_usd, period, updated_at FROM budgets ORDER BY name"
 
-_MIN_TS = datetime.min.replace(tzinfo=UTC).isoformat(timespec="microseconds")
-_MAX_TS = datetime.max.replace(tzinfo=UTC).isoformat(timespec="microseconds")
+MIN_MOMENT = datetime(1, 1, 2, tzinfo=UTC)
+"""Before any moment the ledger holds (a window with no start)."""
+MAX_MOMENT = datetime(9999, 12, 30, tzinfo=UTC)
+"""After any moment the ledger holds (a window with no end)."""
 
 
-def _ts(moment: datetime) -> str:
-    """Fixed-width UTC text: text order is time order."""
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _dec(amount: Decimal) -> str:
+def dec_text(amount: Decimal) -> str:
     """Exact decimal text, no exponent: every digit kept (no context rounding), `-0` as `0`."""
     text = format(amount, "f")
     return text.removeprefix("-") if amount.is_zero() else text
 
 
-def _from_ts(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
+def ts_text(moment: datetime) -> str:
+    """Fixed-width UTC text: text order is time order."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _opt_decimal(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
+def _moment(value: datetime | str) -> datetime:
+    """A stored moment (TEXT on SQLite, a datetime on PostgreSQL) in UTC."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _opt_decimal(value: Decimal | str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def _meta_of(value: dict[str, Any] | str) -> dict[str, Any]:
+    """Stored meta (TEXT on SQLite, JSONB already decoded on PostgreSQL)."""
+    return value if isinstance(value, dict) else dict(json.loads(value))
 
 
 def _json_default(value: object) -> str:
     if isinstance(value, Decimal):
-        return _dec(value)
+        return dec_text(value)
     if isinstance(value, PurePath):
         return str(value)
     if isinstance(value, datetime | date):
@@ -390,74 +445,87 @@ def _json_default(value: object) -> str:
     raise TypeError(msg)
 
 
-# --- the ledger ----------------------------------------------------------------------------
+Row = dict[str, Any]
 
 
-def default_path(home: str | Path | None = None) -> Path:
-    """`<home>/ledger.sqlite3`; home defaults to `COSTGUARD_HOME`, then the user data dir."""
-    base = str(home) if home not in (None, "") else os.environ.get("COSTGUARD_HOME", "")
-    if not base:
-        from platformdirs import user_data_dir
+class Tx(Protocol):
+    """One transaction, as a back end gives it to the shared rules."""
 
-        base = user_data_dir("costguard")
-    return Path(base).expanduser() / LEDGER_FILENAME
+    retry: bool
+    """True when an earlier attempt of this same call may have committed (its connection was
+    lost during COMMIT): what this attempt finds may be its own earlier work."""
 
+    def rows(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        """Run a query; every row as a dict by column name."""
+        ...
 
-def open_ledger(location: str | Path | None = None) -> Ledger:
-    """Open (creating it and its folder if needed) and migrate the ledger at `location`.
+    def one(self, sql: str, params: Sequence[object] = ()) -> Row | None:
+        """Run a query; its first row or None."""
+        ...
 
-    Args:
-        location: the SQLite file; None or "" means `default_path()`.
+    def run(self, sql: str, params: Sequence[object] = ()) -> int:
+        """Run a statement; the number of rows it changed."""
+        ...
 
-    Raises:
-        LedgerError: the folder cannot be created, the file is no SQLite database, it stays
-            locked for `BUSY_TIMEOUT_S`, or it was written by a newer costguard.
-    """
-    path = default_path() if location in (None, "") else Path(str(location)).expanduser()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        msg = f"ledger {path}: cannot create its folder: {exc.strerror or exc}"
-        raise LedgerError(msg) from exc
-    try:
-        db = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-    except sqlite3.Error as exc:
-        msg = f"ledger {path}: cannot open: {exc}"
-        raise LedgerError(msg) from exc
-    ledger = Ledger(db, path)
-    try:
-        ledger._configure()
-        ledger.migrate()
-    except BaseException:
-        db.close()
-        raise
-    return ledger
+    def lock(self, kind: Literal["run", "budget"], key: str) -> None:
+        """Hold a lock on one run or budget until the transaction ends.
+
+        SQLite's write transaction already holds the whole database; PostgreSQL takes a
+        transaction-level advisory lock, so writers of the same run or budget queue up.
+        """
+        ...
+
+    def money(self, amount: Decimal) -> object:
+        """`amount` as the database stores money."""
+        ...
+
+    def moment(self, at: datetime) -> object:
+        """`at` as the database stores moments."""
+        ...
 
 
-class Ledger:
+# --- the interface -------------------------------------------------------------------------
+
+
+class Ledger(ABC):
     """Budgets, runs and spend in one database. Get one with `open_ledger`; close it after.
 
     Every moment passed in (`at`) must be timezone-aware; it is stored in UTC. One `Ledger`
     may be shared by threads (the runner records sync spend from a pool): its calls are
     serialised on one connection. Processes each open their own.
+
+    Back ends: `SqliteLedger` (a file on this machine) and `PostgresLedger` (a server shared by
+    many machines). They implement `_write`, `_read`, `migrate` and `close`; the rules are here.
     """
 
-    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
-        """Wrap an open connection; `open_ledger` configures and migrates it."""
-        self._db = db
-        self._lock = threading.RLock()
-        self.path = path
+    backend: Dialect
+    location: str
+    """Where the ledger is, for messages: the file, or the URL without its password."""
 
-    # -- lifecycle ----------------------------------------------------------------------------
+    # -- lifecycle --------------------------------------------------------------------------
 
+    @abstractmethod
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._db.close()
+        """Close the connection(s)."""
 
-    def __enter__(self) -> Ledger:
+    @abstractmethod
+    def migrate(self) -> list[str]:
+        """Apply the migrations this ledger lacks, oldest first; return their names.
+
+        Raises:
+            LedgerError: the ledger records a migration this costguard does not know.
+        """
+
+    @abstractmethod
+    def applied_migrations(self) -> list[str]:
+        """The names of the migrations the ledger records, oldest first."""
+
+    @property
+    def journals(self) -> JournalStore | None:
+        """Where run journals live when the ledger is shared; None: beside the run's files."""
+        return None
+
+    def __enter__(self) -> Self:
         """Use as a context manager that closes the ledger."""
         return self
 
@@ -466,55 +534,27 @@ class Ledger:
         self.close()
 
     def __repr__(self) -> str:
-        """`Ledger('/path/ledger.sqlite3')`."""
-        return f"Ledger({str(self.path)!r})"
+        """`SqliteLedger('/path/ledger.sqlite3')`."""
+        return f"{type(self).__name__}({self.location!r})"
 
-    def _configure(self) -> None:
-        self._db.row_factory = sqlite3.Row
-        with self._errors():
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("PRAGMA journal_mode = WAL")
+    # -- transactions (back ends) -----------------------------------------------------------
 
-    def migrate(self) -> list[str]:
-        """Apply the migrations this ledger lacks, oldest first; return their names.
+    @abstractmethod
+    def _write(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` in one write transaction and commit; roll back if it raises.
 
-        Raises:
-            LedgerError: the ledger records a migration this costguard does not know.
+        A back end may run `work` again (after a serialization failure or a lost connection),
+        so `work` must only touch the database and its own locals.
         """
-        with self._lock, self._errors():
-            return _apply_migrations(self._db, MIGRATIONS, self.path)
 
-    # -- plumbing -----------------------------------------------------------------------------
+    @abstractmethod
+    def _read(self, work: Callable[[Tx], T]) -> T:
+        """Run `work` in one read transaction: one consistent snapshot for several queries."""
+
+    # -- plumbing ---------------------------------------------------------------------------
 
     def _fail(self, message: str) -> LedgerError:
-        return LedgerError(f"ledger {self.path}: {message}")
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            raise self._fail(_describe(exc)) from exc
-
-    @contextmanager
-    def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._errors():
-            self._db.execute(begin)
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A write transaction: it holds the write lock from its first statement."""
-        return self._transaction("BEGIN IMMEDIATE")
-
-    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot for several queries."""
-        return self._transaction("BEGIN")
+        return LedgerError(f"ledger {self.location}: {message}")
 
     def _utc(self, at: datetime, what: str = "at") -> datetime:
         if not isinstance(at, datetime) or at.utcoffset() is None:
@@ -537,18 +577,29 @@ class Ledger:
         if not isinstance(value, str) or not value.strip():
             msg = f"{what} must be a non-empty string, got {value!r}"
             raise self._fail(msg)
+        if "\x00" in value:
+            raise self._fail(f"{what} must not contain NUL characters, got {value!r}")
         return value
 
     def _meta(self, meta: Mapping[str, Any] | None) -> str:
         try:
-            return json.dumps(
+            text = json.dumps(
                 dict(meta or {}), sort_keys=True, allow_nan=False, default=_json_default
             )
         except (TypeError, ValueError) as exc:
             msg = f"meta must be JSON (str, number, bool, None, list, dict, Decimal, Path): {exc}"
             raise self._fail(msg) from exc
+        if "\\u0000" in text:
+            raise self._fail("meta must not contain NUL characters")
+        return text
 
-    # -- budgets ------------------------------------------------------------------------------
+    def _period(self, period: str) -> Period:
+        if period not in PERIODS:
+            msg = f"unknown period {period!r}; use one of {', '.join(PERIODS)}"
+            raise self._fail(msg)
+        return period
+
+    # -- budgets ----------------------------------------------------------------------------
 
     def set_budget(
         self,
@@ -565,21 +616,18 @@ class Ledger:
         """
         name = self._text(name, "budget name")
         limit = self._money(usd, "usd")
-        if period not in PERIODS:
-            msg = f"unknown period {period!r}; use one of {', '.join(PERIODS)}"
-            raise self._fail(msg)
+        period = self._period(period)
         when = self._utc(at) if at is not None else datetime.now(UTC)
-        with self._write() as db:
-            db.execute(_UPSERT_BUDGET, (name, _dec(limit), period, _ts(when)))
+
+        def work(db: Tx) -> None:
+            db.run(_UPSERT_BUDGET, (name, db.money(limit), period, db.moment(when)))
+
+        self._write(work)
         return Budget(name, limit, period, when)
 
     def budgets(self) -> list[Budget]:
         """Every budget, by name."""
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT name, limit_usd, period, updated_at FROM budgets ORDER BY name"
-            ).fetchall()
-        return [_budget(row) for row in rows]
+        return self._read(lambda db: [_budget(row) for row in db.rows(_SELECT_BUDGETS)])
 
     def status(self, name: str = "default", *, at: datetime) -> BudgetStatus:
         """What budget `name` has used and left in its window containing `at`.
@@ -588,10 +636,9 @@ class Ledger:
             LedgerError: no budget has that name.
         """
         when = self._utc(at)
-        with self._read() as db:
-            row = db.execute(
-                "SELECT name, limit_usd, period, updated_at FROM budgets WHERE name = ?", (name,)
-            ).fetchone()
+
+        def work(db: Tx) -> BudgetStatus:
+            row = db.one(_SELECT_BUDGET, (name,))
             if row is None:
                 msg = (
                     f"no budget named {name!r}; "
@@ -600,16 +647,16 @@ class Ledger:
                 raise self._fail(msg)
             return _status(db, _budget(row), when)
 
+        return self._read(work)
+
     def statuses(self, *, at: datetime) -> list[BudgetStatus]:
         """`status` of every budget, by name, from one snapshot."""
         when = self._utc(at)
-        with self._read() as db:
-            rows = db.execute(
-                "SELECT name, limit_usd, period, updated_at FROM budgets ORDER BY name"
-            ).fetchall()
-            return [_status(db, _budget(row), when) for row in rows]
+        return self._read(
+            lambda db: [_status(db, _budget(row), when) for row in db.rows(_SELECT_BUDGETS)]
+        )
 
-    # -- runs -----------------------------------------------------------------------------
+    # -- runs -------------------------------------------------------------------------------
 
     def admit(
         self,
@@ -644,22 +691,30 @@ class Ledger:
         meta_json = self._meta(meta)
         if budget is not None:
             budget = self._text(budget, "budget name")
-        with self._write() as db:
-            row = db.execute(
-                "SELECT status, budget, estimate_usd, remaining_usd, reason, created_at "
+
+        def work(db: Tx) -> Admission:
+            db.lock("run", run_id)
+            row = db.one(
+                "SELECT status, budget, estimate_usd, remaining_usd, reason, owner, created_at "
                 "FROM runs WHERE run_id = ?",
                 (run_id,),
-            ).fetchone()
+            )
             if row is not None and row["status"] == OPEN:
+                mine = db.retry and _moment(row["created_at"]) == when and row["owner"] == owner
                 return Admission(
                     run_id=run_id,
                     admitted=True,
                     needed=Decimal(row["estimate_usd"]),
                     remaining=_opt_decimal(row["remaining_usd"]),
                     shortfall=ZERO,
-                    reason=f"already admitted at {row['created_at']}; nothing more reserved",
+                    reason=row["reason"]
+                    if mine
+                    else (
+                        f"already admitted at {ts_text(_moment(row['created_at']))}; "
+                        "nothing more reserved"
+                    ),
                     budget=row["budget"],
-                    existing=True,
+                    existing=not mine,
                 )
             if row is not None and row["status"] != REFUSED:
                 msg = (
@@ -669,37 +724,37 @@ class Ledger:
                 raise self._fail(msg)
             found = None
             if budget is not None:
-                budget_row = db.execute(
-                    "SELECT name, limit_usd, period, updated_at FROM budgets WHERE name = ?",
-                    (budget,),
-                ).fetchone()
+                db.lock("budget", budget)
+                budget_row = db.one(_SELECT_BUDGET, (budget,))
                 found = None if budget_row is None else _status(db, _budget(budget_row), when)
             admitted, shortfall, reason = _decide(needed, cap, budget, found)
-            db.execute(
+            db.run(
                 _UPSERT_RUN,
-                {
-                    "run_id": run_id,
-                    "budget": budget,
-                    "estimate_usd": _dec(needed),
-                    "max_usd": None if cap is None else _dec(cap),
-                    "remaining_usd": None if found is None else _dec(found.remaining),
-                    "status": OPEN if admitted else REFUSED,
-                    "owner": owner,
-                    "created_at": _ts(when),
-                    "closed_at": None if admitted else _ts(when),
-                    "reason": reason,
-                    "meta": meta_json,
-                },
+                (
+                    run_id,
+                    budget,
+                    db.money(needed),
+                    None if cap is None else db.money(cap),
+                    None if found is None else db.money(found.remaining),
+                    OPEN if admitted else REFUSED,
+                    owner,
+                    db.moment(when),
+                    None if admitted else db.moment(when),
+                    reason,
+                    meta_json,
+                ),
             )
-        return Admission(
-            run_id=run_id,
-            admitted=admitted,
-            needed=needed,
-            remaining=None if found is None else found.remaining,
-            shortfall=shortfall,
-            reason=reason,
-            budget=budget,
-        )
+            return Admission(
+                run_id=run_id,
+                admitted=admitted,
+                needed=needed,
+                remaining=None if found is None else found.remaining,
+                shortfall=shortfall,
+                reason=reason,
+                budget=budget,
+            )
+
+        return self._write(work)
 
     def record_spend(self, run_id: str, part_id: str, amount: Decimal, *, at: datetime) -> bool:
         """Record the actual cost of one finished part of a run; True if it was new.
@@ -717,29 +772,33 @@ class Ledger:
         part_id = self._text(part_id, "part id")
         cost = self._money(amount, "amount")
         when = self._utc(at)
-        with self._write() as db:
-            row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+
+        def work(db: Tx) -> bool:
+            db.lock("run", run_id)
+            row = db.one("SELECT status FROM runs WHERE run_id = ?", (run_id,))
             if row is None:
                 raise self._fail(f"no run {run_id!r}; admit it before recording its spend")
             if row["status"] == REFUSED:
                 raise self._fail(f"run {run_id!r} was refused; it cannot have spent anything")
-            before = db.execute(
-                "SELECT amount_usd FROM spend WHERE run_id = ? AND part_id = ?",
+            before = db.one(
+                "SELECT amount_usd, recorded_at FROM spend WHERE run_id = ? AND part_id = ?",
                 (run_id, part_id),
-            ).fetchone()
+            )
             if before is not None:
                 if Decimal(before["amount_usd"]) != cost:
                     msg = (
                         f"part {part_id!r} of run {run_id!r} is already recorded as "
-                        f"${before['amount_usd']}, not ${_dec(cost)}"
+                        f"${dec_text(Decimal(before['amount_usd']))}, not ${dec_text(cost)}"
                     )
                     raise self._fail(msg)
-                return False
-            db.execute(
+                return db.retry and _moment(before["recorded_at"]) == when
+            db.run(
                 "INSERT INTO spend (run_id, part_id, amount_usd, recorded_at) VALUES (?, ?, ?, ?)",
-                (run_id, part_id, _dec(cost), _ts(when)),
+                (run_id, part_id, db.money(cost), db.moment(when)),
             )
-        return True
+            return True
+
+        return self._write(work)
 
     def settle(self, run_id: str, *, status: str, at: datetime) -> Run:
         """Close an open run with `status` (e.g. `completed`, `failed`); return it.
@@ -767,13 +826,17 @@ class Ledger:
     def _close(self, run_id: str, *, status: str, at: datetime, reason: str) -> Run:
         run_id = self._text(run_id, "run id")
         when = self._utc(at)
-        with self._write() as db:
-            db.execute(
+
+        def work(db: Tx) -> list[Run]:
+            db.lock("run", run_id)
+            db.run(
                 "UPDATE runs SET status = ?, closed_at = ?, close_reason = ? "
                 "WHERE run_id = ? AND status = 'open'",
-                (status, _ts(when), reason, run_id),
+                (status, db.moment(when), reason, run_id),
             )
-            found = _runs_from(db.execute(_SELECT_RUN, (run_id,)))
+            return _runs_from(db.rows(_SELECT_RUN, (run_id,)))
+
+        found = self._write(work)
         if not found:
             raise self._fail(f"no run {run_id!r}")
         return found[0]
@@ -782,18 +845,81 @@ class Ledger:
 
     def run(self, run_id: str) -> Run | None:
         """The run `run_id`, or None."""
-        with self._read() as db:
-            found = _runs_from(db.execute(_SELECT_RUN, (run_id,)))
+        found = self._read(lambda db: _runs_from(db.rows(_SELECT_RUN, (run_id,))))
         return found[0] if found else None
 
     def runs(self, *, limit: int = 50, status: str | None = None) -> list[Run]:
         """The latest `limit` runs (only those with `status`, if given), newest first."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise self._fail(f"limit must be a whole number >= 1, got {limit!r}")
-        with self._read() as db:
-            if status is None:
-                return _runs_from(db.execute(_SELECT_RUNS, (limit,)))
-            return _runs_from(db.execute(_SELECT_RUNS_WITH_STATUS, (status, limit)))
+        if status is None:
+            return self._read(lambda db: _runs_from(db.rows(_SELECT_RUNS, (limit,))))
+        return self._read(lambda db: _runs_from(db.rows(_SELECT_RUNS_WITH_STATUS, (status, limit))))
+
+    def history(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        budget: str | None = None,
+        owner: str | None = None,
+    ) -> list[Run]:
+        """Every run admitted (or refused) in `[since, until)`, oldest first.
+
+        Args:
+            since: only runs created at or after this moment.
+            until: only runs created before this moment.
+            budget: only runs charged to this budget.
+            owner: only runs with this owner.
+        """
+        start = MIN_MOMENT if since is None else self._utc(since, "since")
+        end = MAX_MOMENT if until is None else self._utc(until, "until")
+        where = ["created_at >= ?", "created_at < ?"]
+        extra: list[str] = []
+        if budget is not None:
+            where.append("budget = ?")
+            extra.append(budget)
+        if owner is not None:
+            where.append("owner = ?")
+            extra.append(owner)
+        fragments = " AND ".join(where)  # fixed fragments; every value is a bound parameter
+        sql = (
+            f"SELECT {_RUN_COLUMNS} FROM (SELECT * FROM runs WHERE {fragments}) AS r "  # noqa: S608
+            "LEFT JOIN spend AS s ON s.run_id = r.run_id ORDER BY r.created_at, r.run_id"
+        )
+        return self._read(
+            lambda db: _runs_from(db.rows(sql, (db.moment(start), db.moment(end), *extra)))
+        )
+
+    def charges(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Charge]:
+        """Every spend recorded in `[since, until)` with its run, in the order recorded."""
+        start = MIN_MOMENT if since is None else self._utc(since, "since")
+        end = MAX_MOMENT if until is None else self._utc(until, "until")
+        sql = (
+            "SELECT s.recorded_at, s.run_id, s.part_id, s.amount_usd, r.budget, r.owner, "
+            "r.status, r.meta FROM spend AS s JOIN runs AS r ON r.run_id = s.run_id "
+            "WHERE s.recorded_at >= ? AND s.recorded_at < ? "
+            "ORDER BY s.recorded_at, s.run_id, s.part_id"
+        )
+
+        def work(db: Tx) -> list[Charge]:
+            return [
+                Charge(
+                    recorded=_moment(row["recorded_at"]),
+                    run_id=row["run_id"],
+                    part_id=row["part_id"],
+                    amount=Decimal(row["amount_usd"]),
+                    budget=row["budget"],
+                    owner=row["owner"],
+                    status=row["status"],
+                    meta=_meta_of(row["meta"]),
+                )
+                for row in db.rows(sql, (db.moment(start), db.moment(end)))
+            ]
+
+        return self._read(work)
 
     def spend_by(
         self, budget: str | None = "default", period: Period = "month"
@@ -804,23 +930,20 @@ class Ledger:
             budget: only runs charged to this budget; None for every run.
             period: the window size (`none`: one window over all time).
         """
-        if period not in PERIODS:
-            msg = f"unknown period {period!r}; use one of {', '.join(PERIODS)}"
-            raise self._fail(msg)
+        period = self._period(period)
         query = (
             "SELECT s.run_id, s.amount_usd, s.recorded_at FROM spend AS s "
             "JOIN runs AS r ON r.run_id = s.run_id "
         )
-        with self._read() as db:
-            if budget is None:
-                rows = db.execute(query + "ORDER BY s.recorded_at").fetchall()
-            else:
-                rows = db.execute(
-                    query + "WHERE r.budget = ? ORDER BY s.recorded_at", (budget,)
-                ).fetchall()
+        if budget is None:
+            rows = self._read(lambda db: db.rows(query + "ORDER BY s.recorded_at"))
+        else:
+            rows = self._read(
+                lambda db: db.rows(query + "WHERE r.budget = ? ORDER BY s.recorded_at", (budget,))
+            )
         windows: dict[tuple[datetime | None, datetime | None], tuple[Decimal, set[str]]] = {}
         for row in rows:
-            key = period_window(period, _from_ts(row["recorded_at"]))
+            key = period_window(period, _moment(row["recorded_at"]))
             total, run_ids = windows.get(key, (ZERO, set()))
             run_ids.add(row["run_id"])
             windows[key] = (total + Decimal(row["amount_usd"]), run_ids)
@@ -833,35 +956,57 @@ class Ledger:
 # --- helpers over rows ---------------------------------------------------------------------
 
 
-def _describe(exc: sqlite3.Error) -> str:
-    text = str(exc)
-    if "locked" in text or "busy" in text:
-        return f"{text}: another process kept it busy (waited up to {BUSY_TIMEOUT_S:g} s)"
-    return text
-
-
-def _budget(row: sqlite3.Row) -> Budget:
+def _budget(row: Row) -> Budget:
     return Budget(
         name=row["name"],
         limit=Decimal(row["limit_usd"]),
         period=row["period"],
-        updated=_from_ts(row["updated_at"]),
+        updated=_moment(row["updated_at"]),
     )
 
 
-def _status(db: sqlite3.Connection, budget: Budget, at: datetime) -> BudgetStatus:
+def _status(db: Tx, budget: Budget, at: datetime) -> BudgetStatus:
     start, end = period_window(budget.period, at)
-    start_ts = _MIN_TS if start is None else _ts(start)
-    end_ts = _MAX_TS if end is None else _ts(end)
-    spent = sum(
-        (Decimal(r[0]) for r in db.execute(_SPENT_IN_WINDOW, (budget.name, start_ts, end_ts))),
-        ZERO,
+    rows = db.rows(
+        _USAGE_IN_WINDOW,
+        (
+            budget.name,
+            db.moment(MIN_MOMENT if start is None else start),
+            db.moment(MAX_MOMENT if end is None else end),
+            budget.name,
+            db.moment(MAX_MOMENT if end is None else end),
+        ),
     )
-    held: dict[str, tuple[Decimal, Decimal]] = {}
-    for run_id, estimate, amount in db.execute(_OPEN_RUNS, (budget.name, end_ts)):
-        reserved, used = held.get(run_id, (Decimal(estimate), ZERO))
-        held[run_id] = (reserved, used if amount is None else used + Decimal(amount))
-    reserved_total = sum((max(r - u, ZERO) for r, u in held.values()), ZERO)
+    spent_by: dict[str, Decimal] = {}
+    spent_runs: dict[str, set[str]] = {}
+    held: dict[str, tuple[str, Decimal, Decimal]] = {}
+    for row in rows:
+        owner, run_id = row["owner"], row["run_id"]
+        amount = ZERO if row["amount_usd"] is None else Decimal(row["amount_usd"])
+        if row["kind"] == "spent":
+            spent_by[owner] = spent_by.get(owner, ZERO) + amount
+            spent_runs.setdefault(owner, set()).add(run_id)
+        else:
+            _, reserved, used = held.get(run_id, (owner, Decimal(row["estimate_usd"]), ZERO))
+            held[run_id] = (owner, reserved, used + amount)
+    reserved_by: dict[str, Decimal] = {}
+    open_by: dict[str, set[str]] = {}
+    for run_id, (owner, reserved, used) in held.items():
+        reserved_by[owner] = reserved_by.get(owner, ZERO) + max(reserved - used, ZERO)
+        open_by.setdefault(owner, set()).add(run_id)
+    owners = [
+        OwnerUsage(
+            owner=owner,
+            reserved=reserved_by.get(owner, ZERO),
+            spent=spent_by.get(owner, ZERO),
+            open_runs=len(open_by.get(owner, ())),
+            runs=len(open_by.get(owner, set()) | spent_runs.get(owner, set())),
+        )
+        for owner in spent_by.keys() | reserved_by.keys()
+    ]
+    owners.sort(key=lambda u: (-u.counted, u.owner))
+    reserved_total = sum(reserved_by.values(), ZERO)
+    spent_total = sum(spent_by.values(), ZERO)
     return BudgetStatus(
         name=budget.name,
         limit=budget.limit,
@@ -869,9 +1014,10 @@ def _status(db: sqlite3.Connection, budget: Budget, at: datetime) -> BudgetStatu
         period_start=start,
         period_end=end,
         reserved=reserved_total,
-        spent=spent,
-        remaining=budget.limit - reserved_total - spent,
+        spent=spent_total,
+        remaining=budget.limit - reserved_total - spent_total,
         open_runs=len(held),
+        owners=tuple(owners),
     )
 
 
@@ -914,9 +1060,9 @@ def _decide(
     return True, ZERO, reason
 
 
-def _runs_from(rows: Iterable[sqlite3.Row]) -> list[Run]:
+def _runs_from(rows: Iterable[Row]) -> list[Run]:
     """Fold `run columns + one spend amount` rows (grouped by run, in order) into runs."""
-    first: dict[str, sqlite3.Row] = {}
+    first: dict[str, Row] = {}
     spent: dict[str, list[Decimal]] = {}
     for row in rows:
         run_id = row["run_id"]
@@ -928,7 +1074,7 @@ def _runs_from(rows: Iterable[sqlite3.Row]) -> list[Run]:
     return [_run(row, spent[run_id]) for run_id, row in first.items()]
 
 
-def _run(row: sqlite3.Row, amounts: Sequence[Decimal]) -> Run:
+def _run(row: Row, amounts: Sequence[Decimal]) -> Run:
     estimate = Decimal(row["estimate_usd"])
     status = row["status"]
     closed = row["closed_at"]
@@ -943,60 +1089,10 @@ def _run(row: sqlite3.Row, amounts: Sequence[Decimal]) -> Run:
         parts=len(amounts),
         status=status,
         owner=row["owner"],
-        created=_from_ts(row["created_at"]),
-        settled=None if closed is None else _from_ts(closed),
+        created=_moment(row["created_at"]),
+        settled=None if closed is None else _moment(closed),
         reason=row["reason"],
         close_reason=row["close_reason"],
-        meta=json.loads(row["meta"]),
+        meta=_meta_of(row["meta"]),
         remaining_at_admission=_opt_decimal(row["remaining_usd"]),
     )
-
-
-def _refuse_unknown(unknown: set[str], path: Path) -> None:
-    if unknown:
-        msg = (
-            f"ledger {path}: written by a newer costguard (unknown migrations: "
-            f"{', '.join(sorted(unknown))}); upgrade costguard or use another ledger file"
-        )
-        raise LedgerError(msg)
-
-
-def _apply_migrations(
-    db: sqlite3.Connection, migrations: Sequence[Migration], path: Path
-) -> list[str]:
-    """Apply the `migrations` not yet recorded, with their records, in one write transaction.
-
-    A ledger that is already current is only read: opening it takes no write lock.
-    """
-    known = [fn.__name__ for fn in migrations]
-    has_table = db.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'"
-    ).fetchone()
-    if has_table is not None:
-        recorded = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-        _refuse_unknown(recorded - set(known), path)
-        if recorded >= set(known):
-            return []
-    applied: list[str] = []
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS _migrations "
-            "(name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-        )
-        done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
-        _refuse_unknown(done - set(known), path)
-        for fn in migrations:
-            if fn.__name__ in done:
-                continue
-            fn(db)
-            db.execute(
-                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
-                (fn.__name__, _ts(datetime.now(UTC))),
-            )
-            applied.append(fn.__name__)
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-    return applied

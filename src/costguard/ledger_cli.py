@@ -1,0 +1,300 @@
+"""`costguard ledger migrate|history|export`: the ledger's schema, its runs, and finance's CSV.
+
+The ledger is `--ledger PATH|URL`, else `COSTGUARD_LEDGER_URL`, else `COSTGUARD_LEDGER`, else
+`<COSTGUARD_HOME>/ledger.sqlite3` (see `costguard budget`). Money is printed exactly (decimal
+strings in JSON and CSV; rounded to 4 places only in tables). Imports the ledger lazily.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from costguard.cli_common import LedgerOpt, OutputOpt, open_cli_ledger
+from costguard.errors import UsageError
+
+if TYPE_CHECKING:
+    from costguard.ledger import Charge, Run
+
+ledger_app = typer.Typer(
+    help="The ledger itself: schema migrations, the history of every run, a CSV for finance.",
+    no_args_is_help=True,
+)
+
+_AGO = re.compile(r"^(\d+)\s*([dhw])$")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+class ExportOpt(StrEnum):
+    """--what for export."""
+
+    charges = "charges"
+    runs = "runs"
+
+
+def parse_moment(value: str | None, option: str) -> dt.datetime | None:
+    """An ISO date or time (UTC unless it has an offset), or a span back from now: 7d, 12h, 2w."""
+    if value is None:
+        return None
+    text = value.strip()
+    ago = _AGO.match(text)
+    if ago:
+        span = dt.timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+        return dt.datetime.now(dt.UTC) - span
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        msg = (
+            f"{option}: {value!r} is not an ISO date or time or a span like 7d; "
+            "give one like 2026-03-01, 2026-03-01T09:00Z or 30d"
+        )
+        raise UsageError(msg) from None
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=dt.UTC)
+
+
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="From this ISO date or time (UTC), or a span back from now (7d, 12h, 2w).",
+    ),
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="Before this ISO date or time (UTC).")
+]
+
+
+@ledger_app.command()
+def migrate(ledger: LedgerOpt = None) -> None:
+    """Upgrade the ledger's schema to this costguard's (also done on first use); say what ran.
+
+    A ledger written by an older costguard is upgraded in one transaction, never recreated; one
+    written by a newer costguard is refused (exit 5).
+
+    Example: costguard ledger migrate --ledger postgresql://ci@db.internal/costguard
+    """
+    with open_cli_ledger(ledger, migrate=False) as book:
+        applied = book.migrate()
+        names = book.applied_migrations()
+        where = book.location
+    if applied:
+        typer.echo(f"ledger {where}: applied {', '.join(applied)}")
+    typer.echo(f"ledger {where}: schema current ({len(names)} migrations, last {names[-1]})")
+
+
+def _run_record(run: Run) -> dict[str, Any]:
+    from costguard.money import plain
+
+    meta = run.meta
+    return {
+        "run_id": run.run_id,
+        "created": run.created.isoformat(),
+        "closed": None if run.settled is None else run.settled.isoformat(),
+        "owner": run.owner,
+        "budget": run.budget,
+        "status": run.status,
+        "expected_usd": meta.get("expected_usd"),
+        "estimate_usd": plain(run.estimate),
+        "max_usd": None if run.max_usd is None else plain(run.max_usd),
+        "reserved_usd": plain(run.reserved),
+        "actual_usd": plain(run.spent),
+        "parts": run.parts,
+        "rate_cards": list(meta.get("rate_cards") or []),
+        "mode": meta.get("mode"),
+        "queue": meta.get("queue"),
+        "reason": run.reason,
+        "close_reason": run.close_reason,
+    }
+
+
+def _charge_record(charge: Charge) -> dict[str, Any]:
+    from costguard.money import plain
+
+    return {
+        "recorded": charge.recorded.isoformat(),
+        "run_id": charge.run_id,
+        "part_id": charge.part_id,
+        "amount_usd": plain(charge.amount),
+        "budget": charge.budget,
+        "owner": charge.owner,
+        "run_status": charge.status,
+        "rate_cards": list(charge.meta.get("rate_cards") or []),
+        "mode": charge.meta.get("mode"),
+        "queue": charge.meta.get("queue"),
+    }
+
+
+def _csv(records: list[dict[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        row = dict(record)
+        row["rate_cards"] = " ".join(row.get("rate_cards") or [])
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    return buffer.getvalue()
+
+
+RUN_COLUMNS = [
+    "run_id",
+    "created",
+    "closed",
+    "owner",
+    "budget",
+    "status",
+    "expected_usd",
+    "estimate_usd",
+    "max_usd",
+    "reserved_usd",
+    "actual_usd",
+    "parts",
+    "rate_cards",
+    "mode",
+    "queue",
+    "reason",
+    "close_reason",
+]
+CHARGE_COLUMNS = [
+    "recorded",
+    "run_id",
+    "part_id",
+    "amount_usd",
+    "budget",
+    "owner",
+    "run_status",
+    "rate_cards",
+    "mode",
+    "queue",
+]
+
+
+def _history_table(runs: list[Run]) -> str:
+    from tabulate import tabulate
+
+    from costguard.money import usd
+
+    rows = [
+        [
+            r.run_id,
+            r.created.strftime("%Y-%m-%d %H:%M"),
+            r.owner,
+            r.budget or "-",
+            r.status,
+            usd(r.estimate),
+            usd(r.reserved),
+            usd(r.spent),
+            ", ".join(r.meta.get("rate_cards") or []) or "-",
+        ]
+        for r in runs
+    ]
+    headers = [
+        "run",
+        "created (UTC)",
+        "owner",
+        "budget",
+        "status",
+        "estimate",
+        "reserved",
+        "actual",
+        "rate cards",
+    ]
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+@ledger_app.command()
+def history(
+    *,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    budget: Annotated[str | None, typer.Option(help="Only runs charged to this budget.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Only runs with this owner.")] = None,
+    output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
+    ledger: LedgerOpt = None,
+) -> None:
+    """Every run, oldest first: its estimate, what it still reserves, its actual cost, its
+    status and the rate cards it was priced with.
+
+    Estimate is the maximum cost the run reserved when admitted; actual is what its parts
+    recorded. Refused runs are listed too (they reserved nothing).
+
+    Example: costguard ledger history --since 30d --output csv
+    """
+    start = parse_moment(since, "--since")
+    end = parse_moment(until, "--until")
+    with open_cli_ledger(ledger) as book:
+        runs = book.history(since=start, until=end, budget=budget, owner=owner)
+        where = book.location
+    if output is OutputOpt.json:
+        document = {"ledger": where, "runs": [_run_record(r) for r in runs]}
+        typer.echo(json.dumps(document, indent=2))
+        return
+    if output is OutputOpt.csv:
+        typer.echo(_csv([_run_record(r) for r in runs], RUN_COLUMNS), nl=False)
+        return
+    if not runs:
+        typer.echo(f"no runs in ledger {where}")
+        return
+    from costguard.money import ZERO, usd
+
+    typer.echo(_history_table(runs))
+    estimate = sum((r.estimate for r in runs if r.status != "refused"), ZERO)
+    actual = sum((r.spent for r in runs), ZERO)
+    typer.echo(
+        f"{len(runs)} runs; estimated {usd(estimate)} (admitted), actual {usd(actual)}; "
+        f"ledger {where}"
+    )
+
+
+@ledger_app.command()
+def export(
+    *,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    what: Annotated[
+        ExportOpt,
+        typer.Option(
+            "--what",
+            help="charges: one line per recorded cost, dated when it was billed; "
+            "runs: one line per run (as history).",
+        ),
+    ] = ExportOpt.charges,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the CSV here (default: stdout).")
+    ] = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    """A CSV for finance: every recorded cost in the window, with its run, budget and owner.
+
+    Charges are dated when they were recorded (when the provider billed them), so a month's
+    export adds up to what that month's budget counted as spent. Amounts are exact decimals.
+
+    Example: costguard ledger export --since 2026-03-01 --until 2026-04-01 --out march.csv
+    """
+    start = parse_moment(since, "--since")
+    end = parse_moment(until, "--until")
+    with open_cli_ledger(ledger) as book:
+        if what is ExportOpt.runs:
+            runs = book.history(since=start, until=end)
+            text = _csv([_run_record(r) for r in runs], RUN_COLUMNS)
+            count = len(runs)
+        else:
+            charges = book.charges(since=start, until=end)
+            text = _csv([_charge_record(c) for c in charges], CHARGE_COLUMNS)
+            count = len(charges)
+    if out is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from costguard.journal import write_atomic
+
+    write_atomic(out, text.encode())
+    typer.echo(f"wrote {count} {what.value} to {out}", err=True)
