@@ -159,7 +159,9 @@ class PgServer:
                 "-c max_connections=200 -c shared_buffers=32MB"
             )
             if self.fast:
-                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                # Commits still reach the WAL before they return (synchronous_commit stays on),
+                # so a server killed with `-m immediate` keeps them, as tests that crash it expect.
+                options += " -c fsync=off -c full_page_writes=off"
             done = self._run(
                 "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"
             )

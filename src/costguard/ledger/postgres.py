@@ -278,10 +278,11 @@ class PostgresLedger(Ledger):
                     maybe_committed = maybe_committed or committing
                     if self._conn is not None and (self._conn.broken or self._conn.closed):
                         self._drop()
-                    if time.monotonic() + delay > deadline:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
                         msg = f"gave up after retrying for {RETRY_S:g} s: {describe(exc)}"
                         raise self._fail(msg) from exc
-                    time.sleep(delay)
+                    time.sleep(min(delay, remaining))
                     delay = min(delay * 2, 1.0)
                 else:
                     return result
@@ -470,10 +471,11 @@ class PostgresJournals:
                 conn = self._conn
                 if conn is not None and not (conn.closed or conn.broken):
                     raise LedgerError(f"ledger {self.location}: {describe(exc)}") from exc
-                if time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     msg = f"gave up after retrying for {RETRY_S:g} s: {describe(exc)}"
                     raise LedgerError(f"ledger {self.location}: {msg}") from exc
-                time.sleep(delay)
+                time.sleep(min(delay, remaining))
                 delay = min(delay * 2, 1.0)
 
     def lock_run(self, run_id: str) -> str | None:
