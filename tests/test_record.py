@@ -281,6 +281,30 @@ def test_unreachable_upstream_is_a_502_and_not_recorded(tmp_path: Path) -> None:
     assert [p.name for p in every_file(out)] == ["recording.yaml"]
 
 
+def test_each_provider_can_have_its_own_upstream(tmp_path: Path) -> None:
+    """With openai= and gemini= upstreams, each SDK's traffic reaches its own provider."""
+    openai_side, gemini_side = Simulator(time_scale=0), Simulator(time_scale=0)
+    out = tmp_path / "both"
+    with (
+        serve_in_thread(openai_side) as openai_url,
+        serve_in_thread(gemini_side) as gemini_url,
+        record_in_thread({"openai": openai_url, "gemini": gemini_url}, out) as (proxy, _),
+    ):
+        OpenAI(base_url=proxy + "/v1", api_key=OPENAI_KEY).batches.list()
+        client = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=proxy))
+        client.batches.create(model=MODEL, src=[{"contents": "a crane"}])
+    with record_in_thread({"openai": openai_url}, tmp_path / "one") as (proxy, recorder):
+        refused = httpx2.get(f"{proxy}/v1beta/batches", headers={"x-goog-api-key": GEMINI_KEY})
+    assert openai_side.calls.by_endpoint() == {"openai.batches.list": 1}
+    assert gemini_side.calls.by_endpoint() == {"gemini.batches.create": 1}
+    manifest = load_manifest(out)[1]
+    assert manifest.upstream == f"openai={openai_url} gemini={gemini_url}"
+    assert [job.provider for job in manifest.jobs] == ["gemini"]
+    assert refused.status_code == 502
+    assert "no --upstream for this request" in refused.json()["error"]["message"]
+    assert recorder.count == 0
+
+
 def test_recording_into_a_used_folder_is_refused(recorded: tuple[Path, Seen]) -> None:
     """A folder that already holds a recording is never overwritten."""
     out, _ = recorded
@@ -311,7 +335,7 @@ def test_record_command_prints_where_to_point_and_a_summary(tmp_path: Path) -> N
     assert yaml.safe_load((out / "recording.yaml").read_text())["exchanges"] == 1
 
 
-@pytest.mark.parametrize("problem", ["bad upstream", "port taken"])
+@pytest.mark.parametrize("problem", ["bad upstream", "mixed upstreams", "port taken"])
 def test_record_command_rejects_bad_input_with_exit_2(tmp_path: Path, problem: str) -> None:
     """A bad upstream URL or a port in use is exit 2 with a one-line reason."""
     with bind() as taken:
@@ -320,6 +344,10 @@ def test_record_command_rejects_bad_input_with_exit_2(tmp_path: Path, problem: s
             "bad upstream": (
                 ["--upstream", "api.openai.com"],
                 "give a base URL like https://api.openai.com",
+            ),
+            "mixed upstreams": (
+                ["--upstream", "http://127.0.0.1:9", "--upstream", "gemini=http://127.0.0.1:9"],
+                "give one URL, or openai=URL and/or gemini=URL",
             ),
             "port taken": (
                 ["--upstream", "http://127.0.0.1:9", "--port", port],

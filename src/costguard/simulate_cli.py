@@ -6,12 +6,13 @@ runs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from costguard.errors import CostguardError
+from costguard.errors import CostguardError, UsageError
 
 simulate_app = typer.Typer(
     help="Offline simulators of the Gemini and OpenAI batch + files APIs.",
@@ -125,11 +126,12 @@ def serve(
 def record(
     *,
     upstream: Annotated[
-        str,
+        list[str],
         typer.Option(
             help="Where requests go: https://api.openai.com, "
-            "https://generativelanguage.googleapis.com, or any base URL (a gateway, a "
-            "costguard simulate serve)."
+            "https://generativelanguage.googleapis.com or any base URL (a gateway, a "
+            "costguard simulate serve). Repeat as openai=URL and gemini=URL to record both "
+            "providers through one proxy."
         ),
     ],
     out: Annotated[Path, typer.Option(help="Folder to record into (must not hold one yet).")],
@@ -156,13 +158,24 @@ def record(
 
     Keys, auth headers, cookies and upload URLs are scrubbed before anything is written.
     Example: costguard simulate record --upstream https://api.openai.com --out rec/nightly
+    Both providers: --upstream openai=https://api.openai.com
+    --upstream gemini=https://generativelanguage.googleapis.com
     """
     from costguard.simulator.record import Recorder
     from costguard.simulator.record import record as run_proxy
 
+    per_provider = dict(u.split("=", 1) for u in upstream if re.match(r"(openai|gemini)=", u))
+    plain = [u for u in upstream if not re.match(r"(openai|gemini)=", u)]
     try:
+        if len(plain) > 1 or (plain and per_provider):
+            msg = "--upstream: give one URL, or openai=URL and/or gemini=URL"
+            raise UsageError(msg)
         recorder = Recorder(
-            out, upstream=upstream, name=name, shrink=shrink_images, secrets=redact or ()
+            out,
+            upstream=plain[0] if plain else per_provider,
+            name=name,
+            shrink=shrink_images,
+            secrets=redact or (),
         )
     except CostguardError as exc:
         raise _fail(exc, exc.exit_code) from None

@@ -3,12 +3,14 @@
 `costguard simulate record --upstream URL --out DIR` serves this proxy on loopback. A pipeline
 points its SDK at it (`OPENAI_BASE_URL=http://127.0.0.1:8766/v1`,
 `GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:8766`); every request is forwarded to `URL` + the
-same path and query, with the same method, body and headers (minus hop-by-hop ones, and with
-`accept-encoding: identity` so bodies are stored readable), and the answer goes back to the
-client as it arrives. Result downloads (`files.content`, `files.download`) and other non-JSON
-answers are streamed through; JSON answers are read whole so that absolute URLs pointing at
-the upstream (Gemini's `uri`, `downloadUri`, and the `X-Goog-Upload-URL` header) can be
-rewritten to the proxy, which keeps resumable uploads going through it.
+same path and query (with `--upstream openai=URL --upstream gemini=URL`, to the URL of the
+provider the simulator's rules recognise in the request), with the same method, body and
+headers (minus hop-by-hop ones, and with `accept-encoding: identity` so bodies are stored
+readable), and the answer goes back to the client as it arrives. Result downloads
+(`files.content`, `files.download`) and other non-JSON answers are streamed through; JSON
+answers are read whole so that absolute URLs pointing at the upstream (Gemini's `uri`,
+`downloadUri`, and the `X-Goog-Upload-URL` header) can be rewritten to the proxy, which keeps
+resumable uploads going through it.
 
 Each exchange is named with the simulator's own route table (`openai.batches.retrieve`,
 `gemini.batches.get`, ...) and written as described in `recording.py`, after `Scrubber` has
@@ -29,7 +31,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,21 +163,34 @@ class Recorder:
         self,
         out: Path,
         *,
-        upstream: str,
+        upstream: str | Mapping[str, str],
         name: str | None = None,
         shrink: bool = False,
         secrets: Iterable[str] = (),
     ) -> None:
         """Start a recording in `out` (created; it must not hold a recording already).
 
+        Args:
+            out: The recording folder.
+            upstream: One base URL for every request, or one per provider
+                (`{"openai": URL, "gemini": URL}`).
+            name: The recording's scenario name (default: the folder's name).
+            shrink: Store small images instead of the base64 images in bodies.
+            secrets: Extra values to scrub (keys are learned from requests as well).
+
         Raises:
-            RecordingError: `out` already holds a recording, or `upstream` is not a base URL.
+            RecordingError: `out` already holds a recording, or an upstream is not a base URL.
         """
-        parts = urlsplit(upstream)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            msg = f"--upstream {upstream!r}: give a base URL like https://api.openai.com"
+        given = {"*": upstream} if isinstance(upstream, str) else dict(upstream)
+        if not given or not set(given) <= {"*", "openai", "gemini"}:
+            msg = f"--upstream: give one base URL, or openai=URL and/or gemini=URL, not {given}"
             raise RecordingError(msg)
-        self.upstream = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+        self.upstreams = {provider: _base_url(url) for provider, url in given.items()}
+        self.upstream = " ".join(
+            url if provider == "*" else f"{provider}={url}"
+            for provider, url in self.upstreams.items()
+        )
+        """What the manifest and messages show: the URL, or `openai=URL gemini=URL`."""
         self.out = out
         self.folder = out / EXCHANGES
         if (out / MANIFEST).exists() or (self.folder.is_dir() and any(self.folder.iterdir())):
@@ -214,6 +229,10 @@ class Recorder:
             self._seq += 1
             return self._seq
 
+    def upstream_for(self, provider: str) -> str | None:
+        """The base URL a request for `provider` goes to (None: no upstream given for it)."""
+        return self.upstreams.get(provider) or self.upstreams.get("*")
+
     def route_of(
         self, method: str, path: str, query_string: str, headers: dict[str, str]
     ) -> tuple[str, str, dict[str, str]]:
@@ -223,7 +242,7 @@ class Recorder:
             path,
             query_string=query_string,
             headers=headers.items(),
-            base_url=self.upstream,
+            base_url=self.upstreams.get("*", "http://127.0.0.1"),  # by host when it says
         )
         provider = provider_of(request)
         found = self._routes.router.match(request, prefix=f"{provider}.")
@@ -275,6 +294,14 @@ class Recorder:
 # --------------------------------------------------------------------------------------------
 
 
+def _base_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        msg = f"--upstream {url!r}: give a base URL like https://api.openai.com"
+        raise RecordingError(msg)
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
 def _rewrite_urls(text: bytes, upstream: str, proxy: str) -> bytes:
     """Absolute URLs under `upstream` rewritten to `proxy` (not a longer host or port)."""
     pattern = re.escape(upstream.encode()) + rb"(?=[/\"'?#\s]|$)"
@@ -294,6 +321,7 @@ class _Exchange:
     query: dict[str, list[str]]
     headers: dict[str, str]
     proxy_base: str
+    upstream: str
     request_body: dict[str, Any] | None = None
 
     def record(
@@ -346,7 +374,7 @@ class _Proxy:
                 if self.on_stop is not None:  # before uvicorn re-raises a caught signal
                     self.on_stop()
 
-    def _start(self, request: Request) -> _Exchange:
+    def _start(self, request: Request) -> _Exchange | None:
         recorder = self.recorder
         host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
         proxy_base = f"{request.url.scheme}://{host}"
@@ -357,6 +385,9 @@ class _Proxy:
         route, provider, params = recorder.route_of(
             request.method, request.url.path, request.url.query, headers
         )
+        upstream = recorder.upstream_for(provider)
+        if upstream is None:
+            return None
         return _Exchange(
             recorder.next_seq(),
             route,
@@ -367,6 +398,7 @@ class _Proxy:
             query,
             headers,
             proxy_base,
+            upstream,
         )
 
     def _outgoing(self, request: Request, exchange: _Exchange, sink: LineSink) -> httpx.Request:
@@ -384,14 +416,14 @@ class _Proxy:
         ]
         headers.append(("accept-encoding", "identity"))
         raw_path = request.scope.get("raw_path") or exchange.path.encode()
-        url = self.recorder.upstream + raw_path.decode("latin-1")
+        url = exchange.upstream + raw_path.decode("latin-1")
         if request.url.query:
             url += "?" + request.url.query
         has_body = "content-length" in exchange.headers or "transfer-encoding" in exchange.headers
         content = body() if has_body else b""
         return self.client.build_request(exchange.method, url, headers=headers, content=content)
 
-    def _reply_headers(self, upstream: httpx.Response, proxy_base: str) -> dict[str, str]:
+    def _reply_headers(self, upstream: httpx.Response, exchange: _Exchange) -> dict[str, str]:
         headers: dict[str, str] = {}
         for name, value in upstream.headers.multi_items():
             lower = name.lower()
@@ -399,7 +431,9 @@ class _Proxy:
                 continue
             text = value
             if lower in _URL_HEADERS:  # the upload goes on through the proxy
-                text = _rewrite_urls(value.encode(), self.recorder.upstream, proxy_base).decode()
+                text = _rewrite_urls(
+                    value.encode(), exchange.upstream, exchange.proxy_base
+                ).decode()
             headers[lower] = text
         return headers
 
@@ -412,6 +446,12 @@ class _Proxy:
         assert self.client is not None
         recorder = self.recorder
         exchange = self._start(request)
+        if exchange is None:
+            message = (
+                f"costguard record: no --upstream for this request ({request.method} "
+                f"{request.url.path}); give one for every provider: {recorder.upstream}"
+            )
+            return JSONResponse({"error": {"message": message, "code": 502}}, status_code=502)
         request_sink = recorder.sink(exchange.seq, exchange.route, "request")
         try:
             upstream = await self.client.send(
@@ -420,10 +460,10 @@ class _Proxy:
         except httpx.HTTPError as exc:
             request_sink.abort()
             self._done(exchange, 502)
-            message = f"costguard record: upstream {recorder.upstream} failed: {exc!r}"
+            message = f"costguard record: upstream {exchange.upstream} failed: {exc!r}"
             return JSONResponse({"error": {"message": message, "code": 502}}, status_code=502)
         exchange.request_body = request_sink.finish(exchange.headers.get("content-type", ""))
-        headers = self._reply_headers(upstream, exchange.proxy_base)
+        headers = self._reply_headers(upstream, exchange)
         content_type = upstream.headers.get("content-type", "")
         sink = recorder.sink(
             exchange.seq,
@@ -443,7 +483,7 @@ class _Proxy:
                 data = await upstream.aread()
             finally:
                 await upstream.aclose()
-            data = _rewrite_urls(data, recorder.upstream, exchange.proxy_base)
+            data = _rewrite_urls(data, exchange.upstream, exchange.proxy_base)
             sink.write(data)
             await run_in_threadpool(commit, True)  # noqa: FBT003 - complete
             return Response(data, status, headers=headers)
@@ -469,7 +509,7 @@ def create_proxy_app(
     timeout_s: float = 600.0,
     on_stop: Callable[[], None] | None = None,
 ) -> Starlette:
-    """The ASGI app that forwards every path to `recorder.upstream` and records it.
+    """The ASGI app that forwards every path to the recorder's upstream(s) and records it.
 
     Args:
         recorder: Where exchanges go.
@@ -502,7 +542,7 @@ def record(
 
 @contextlib.contextmanager
 def record_in_thread(
-    upstream: str,
+    upstream: str | Mapping[str, str],
     out: Path,
     *,
     shrink: bool = False,
