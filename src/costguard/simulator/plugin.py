@@ -4,7 +4,7 @@
         ...any OpenAI / Gemini SDK code, no network...
         assert costguard_sim.calls.count("openai.batches.create") == 1
 
-    @pytest.mark.costguard_scenario("expired")            # or a YAML path
+    @pytest.mark.costguard_scenario("expired")            # or a YAML path, or a recording
     def test_expired(costguard_sim): ...
 
     @pytest.mark.parametrize("costguard_sim", ["expired", "cancelled"], indirect=True)
@@ -32,8 +32,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the `costguard_scenario` marker."""
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(name, *, api_keys=None, base_urls=()): the scenario (built-in name or "
-        "YAML path) and options of the costguard_sim fixture",
+        f"{MARKER}(name, *, api_keys=None, base_urls=()): the scenario (built-in name, "
+        "YAML path or recording folder) and options of the costguard_sim fixture",
     )
 
 
