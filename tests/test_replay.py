@@ -245,6 +245,35 @@ def test_jobs_beyond_the_recording_fall_back_to_the_simulator_and_are_listed(
     assert len(listed) == 2
 
 
+def test_fallback_scenario_file_beside_the_recording_applies_to_replayed_calls(
+    recorded: tuple[Path, Seen], tmp_path: Path
+) -> None:
+    """`fallback: mine.yaml` (in the folder) is the default scenario: its flaky calls apply too."""
+    path = edited(recorded, tmp_path, lambda jobs: None)
+    flaky = {
+        "name": "mine",
+        "description": "every 3rd call fails",
+        "flaky": {"every": 3, "retry_after_s": 0.01},
+    }
+    (path / "mine.yaml").write_text(yaml.safe_dump(flaky))
+    manifest = yaml.safe_load((path / "recording.yaml").read_text())
+    manifest["fallback"] = "mine.yaml"
+    (path / "recording.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    sim = Simulator(path)
+    assert sim.scenario.name == "mine"
+    with serve_in_thread(sim) as base_url:
+        client = OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY, max_retries=3)
+        upload = client.files.create(file=("in.jsonl", openai_input()), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/images/generations", completion_window="24h"
+        )
+        states = [client.batches.retrieve(batch.id).status for _ in range(4)]
+    assert states == ["validating", "in_progress", "completed", "completed"]
+    assert 429 in sim.calls.statuses("openai.batches.retrieve") + sim.calls.statuses(
+        "openai.batches.create"
+    )
+
+
 def test_replay_state_is_saved_and_resumed(recorded: tuple[Path, Seen], tmp_path: Path) -> None:
     """A saved replaying simulator resumes each job at the step it had reached."""
     out, seen = recorded

@@ -271,7 +271,8 @@ class Simulator:
             from costguard.simulator.recording import load_manifest
 
             recording, manifest = load_manifest(recording)
-            scenario = manifest.fallback
+            beside = recording / manifest.fallback  # a YAML file kept with the recording
+            scenario = str(beside) if beside.is_file() else manifest.fallback
         self.scenario = self._default_scenario(scenario)
         if clock is None:
             scale = self.scenario.time_scale if time_scale is None else time_scale

@@ -445,7 +445,8 @@ class Manifest(_Model):
     """The proxy's base URL the client used; replay rewrites it to its own in bodies."""
     recorded_at: str
     fallback: str = "succeeded"
-    """Built-in scenario for whatever the recording does not cover (new jobs, uploads)."""
+    """Scenario for whatever the recording does not cover (new jobs, uploads): a built-in
+    name, or a YAML file in the recording folder."""
     exchanges: int = 0
     jobs: list[RecordedJob] = []
     calls: list[RecordedCall] = []
@@ -594,13 +595,13 @@ def line_key(line: dict[str, Any]) -> str | None:
 
 
 def _keyed(keys: Iterable[str]) -> tuple[list[str], int]:
+    """The first keys and their count, which stops at KEY_LIST_MAX + 1 (only that matters)."""
     kept: list[str] = []
-    count = 0
     for key in keys:
-        count += 1
-        if len(kept) <= KEY_LIST_MAX:
-            kept.append(key)
-    return kept, count
+        kept.append(key)
+        if len(kept) > KEY_LIST_MAX:
+            break
+    return kept, len(kept)
 
 
 def _content_keys(folder: Path, form: dict[str, Any] | None) -> tuple[list[str], int]:
