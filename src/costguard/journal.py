@@ -7,6 +7,10 @@
 - images `<out>/<key>.<ext>`: written to a temp name and renamed; an existing image is never
   rewritten.
 - a lock file, so two processes never drive the same run at once.
+
+When the ledger is shared (PostgreSQL), `RunDir` is given the ledger's `JournalStore`: the
+journal is then a row in the ledger and the lock is held by the database, so the run can be
+collected from another machine; the folder still holds the run's work files.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from costguard.errors import CostguardError
+
+if TYPE_CHECKING:
+    from costguard.journal_store import JournalStore
 
 FORMAT = 1
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -96,16 +103,29 @@ class Journal:
         raise JournalError(msg)
 
 
-class RunDir:
-    """A run's folder: journal, lock, per-part work files, simulator state."""
+def journal_from(raw: dict[str, Any]) -> Journal:
+    """A journal from its JSON form (as `save` writes it)."""
+    fields = dict(raw)
+    parts = [Part(**p) for p in fields.pop("parts", [])]
+    return Journal(**fields, parts=parts)
 
-    def __init__(self, path: Path) -> None:
+
+class RunDir:
+    """A run's folder: journal, lock, per-part work files, simulator state.
+
+    With a `store` (a shared ledger's), the journal and the lock live there instead.
+    """
+
+    def __init__(self, path: Path, store: JournalStore | None = None) -> None:
         self.path = path
         self.journal_path = path / "journal.json"
+        self.store = store
         self._lock: TextIO | None = None
 
     @property
     def exists(self) -> bool:
+        if self.store is not None:
+            return self.store.read_journal(self.path.name) is not None
         return self.journal_path.is_file()
 
     def workdir(self, part_id: str) -> Path:
@@ -118,6 +138,12 @@ class RunDir:
     def lock(self) -> None:
         """Take the run's lock, or fail at once naming the process that holds it."""
         self.path.mkdir(parents=True, exist_ok=True)
+        if self.store is not None:
+            holder = self.store.lock_run(self.path.name)
+            if holder is not None:
+                msg = f"run {self.path.name} is being driven by {holder}; wait for it or stop it"
+                raise RunBusyError(msg)
+            return
         handle = (self.path / "lock").open("a+", encoding="utf-8")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -134,6 +160,8 @@ class RunDir:
         self._lock = handle
 
     def unlock(self) -> None:
+        if self.store is not None:
+            self.store.unlock_run(self.path.name)
         if self._lock is not None:
             fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
             self._lock.close()
@@ -148,17 +176,35 @@ class RunDir:
         with contextlib.suppress(OSError):
             self.path.rmdir()
 
+    def forget(self) -> None:
+        """Remove the journal and the lock file of a run refused before it sent anything."""
+        if self.store is not None:
+            self.store.delete_journal(self.path.name)
+        for leftover in (self.journal_path, self.path / "lock"):
+            leftover.unlink(missing_ok=True)
+
     def load(self) -> Journal:
+        if self.store is not None:
+            raw = self.store.read_journal(self.path.name)
+            if raw is None:
+                msg = f"no journal of run {self.path.name} in ledger {self.store.location}"
+                raise JournalError(msg)
+            try:
+                return journal_from(raw)
+            except (ValueError, TypeError) as exc:
+                msg = f"ledger {self.store.location}: unreadable journal of {self.path.name}: {exc}"
+                raise JournalError(msg) from exc
         try:
-            raw = json.loads(self.journal_path.read_text(encoding="utf-8"))
-            parts = [Part(**p) for p in raw.pop("parts", [])]
-            return Journal(**raw, parts=parts)
+            return journal_from(json.loads(self.journal_path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
             msg = f"{self.journal_path}: unreadable run journal: {exc}"
             raise JournalError(msg) from exc
 
     def save(self, journal: Journal) -> None:
         """Write the journal atomically and durably."""
+        if self.store is not None:
+            self.store.write_journal(self.path.name, asdict(journal))
+            return
         write_atomic(self.journal_path, json.dumps(asdict(journal), indent=1).encode())
 
 

@@ -23,9 +23,11 @@ import typer
 from costguard.cli_common import (
     AsOfOpt,
     FormatOption,
+    LedgerOpt,
     PricingOpt,
     SummaryOutput,
     load_rate_book,
+    open_cli_ledger,
     parse_as_of,
     parse_usd,
 )
@@ -33,6 +35,7 @@ from costguard.errors import UsageError
 
 if TYPE_CHECKING:
     from costguard.journal import Part
+    from costguard.journal_store import JournalStore
     from costguard.providers.base import JobStatus, Provider
     from costguard.runner import Runner, Summary
 
@@ -61,10 +64,20 @@ def home_dir() -> Path:
 
 
 def _ledger(location: str | None) -> Any:
-    from costguard.ledger import open_ledger
+    return open_cli_ledger(location)
+
+
+@contextlib.contextmanager
+def _shared_journals(location: str | None) -> Iterator[JournalStore | None]:
+    """The shared ledger's journal store (PostgreSQL), or None: journals are in the home."""
+    from costguard.ledger import is_url
     from costguard.settings import Settings
 
-    return open_ledger(location or Settings().ledger)
+    if not is_url(Settings().ledger_location(location)):
+        yield None
+        return
+    with open_cli_ledger(location) as book:
+        yield book.journals
 
 
 def _key(provider: str) -> str:
@@ -164,12 +177,6 @@ def _maybe_simulated(scenario: str | None, state: Path) -> Iterator[None]:
     state.parent.mkdir(parents=True, exist_ok=True)
     with simulate(scenario, state=state, strict=False):
         yield
-
-
-LedgerOpt = Annotated[
-    str | None,
-    typer.Option("--ledger", help="Ledger file (default: COSTGUARD_LEDGER or the data dir)."),
-]
 
 
 def run(
@@ -283,10 +290,25 @@ def collect(
     poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Stop waiting after this long.")] = None,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
+    queue: Annotated[
+        Path | None,
+        typer.Option(
+            "--queue",
+            help="Where the run's queue file is on this machine, when it is not where the run "
+            "started (another machine sharing the ledger); it must be the same file.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write what this machine collects here instead."),
+    ] = None,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
     """Poll and collect a run started earlier (after --detach, --timeout, Ctrl-C or a crash).
+
+    With a shared ledger (COSTGUARD_LEDGER_URL) the run may have been started on another
+    machine: its journal is in the ledger; give --queue (and --out) for this machine's paths.
 
     Example: costguard collect run-3f2a9c0d1e7b
     """
@@ -304,13 +326,14 @@ def collect(
         timeout=timeout,
     )
     with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
-        summary = runner.collect(run_id, options)
+        summary = runner.collect(run_id, options, queue=queue, out=out)
     _report(summary, output)
 
 
 def status(
     run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
+    ledger: LedgerOpt = None,
 ) -> None:
     """Show a run's parts, jobs and what has been collected, from its journal (no API calls).
 
@@ -318,11 +341,12 @@ def status(
     """
     from costguard.journal import Outputs, RunDir
 
-    rundir = RunDir(home_dir() / "runs" / run_id)
-    if not rundir.exists:
-        msg = f"no run {run_id!r} (see `costguard runs`)"
-        raise UsageError(msg)
-    journal = rundir.load()
+    with _shared_journals(ledger) as store:
+        rundir = RunDir(home_dir() / "runs" / run_id, store=store)
+        if not rundir.exists:
+            msg = f"no run {run_id!r} (see `costguard runs`)"
+            raise UsageError(msg)
+        journal = rundir.load()
     counts: dict[str, int] = {}
     for line in Outputs(Path(journal.out)).lines():
         counts[line["status"]] = counts.get(line["status"], 0) + 1
@@ -385,20 +409,28 @@ def cancel(
 
 def runs(
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
+    ledger: LedgerOpt = None,
 ) -> None:
-    """List runs on this machine, newest first.
+    """List runs on this machine (with a shared ledger: every machine's), newest first.
 
     Example: costguard runs
     """
-    from costguard.journal import JournalError, RunDir
+    from costguard.journal import Journal, JournalError, RunDir, journal_from
 
-    rows = []
+    journals: list[Journal] = []
+    with _shared_journals(ledger) as store:
+        for raw in store.all_journals() if store is not None else []:
+            with contextlib.suppress(ValueError, TypeError):
+                journals.append(journal_from(raw))
     root = home_dir() / "runs"
-    for path in sorted(root.glob("*/journal.json")) if root.is_dir() else []:
+    paths = sorted(root.glob("*/journal.json")) if root.is_dir() and store is None else []
+    for path in paths:
         try:
-            journal = RunDir(path.parent).load()
+            journals.append(RunDir(path.parent).load())
         except JournalError:
             continue
+    rows = []
+    for journal in journals:
         rows.append(
             {
                 "run": journal.run_id,

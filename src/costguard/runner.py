@@ -189,7 +189,8 @@ class Runner:
     # entry points --------------------------------------------------------------------------
 
     def run_dir(self, run_id: str) -> RunDir:
-        return RunDir(self.home / "runs" / run_id)
+        """The run's folder; its journal and lock are in the ledger when the ledger is shared."""
+        return RunDir(self.home / "runs" / run_id, store=self.ledger.journals)
 
     def start(self, options: RunOptions, run_id: str | None = None) -> Summary:
         """`costguard run`: a new run, or the same run resumed."""
@@ -206,11 +207,28 @@ class Runner:
         finally:
             rundir.unlock()
 
-    def collect(self, run_id: str, options: RunOptions) -> Summary:
-        """`costguard collect RUN`: poll and collect a run started earlier (any process)."""
+    def collect(
+        self,
+        run_id: str,
+        options: RunOptions,
+        *,
+        queue: Path | None = None,
+        out: Path | None = None,
+    ) -> Summary:
+        """`costguard collect RUN`: poll and collect a run started earlier (any process).
+
+        With a shared ledger the run may have been started on another machine: `queue` is
+        where its queue file is here (it must be the same file: same sha256) and `out` where
+        this machine writes what it collects.
+        """
         rundir = self.run_dir(run_id)
         if not rundir.exists:
-            msg = f"no run {run_id!r} under {self.home / 'runs'} (see `costguard runs`)"
+            where = (
+                f"in ledger {rundir.store.location}"
+                if rundir.store is not None
+                else f"under {self.home / 'runs'}"
+            )
+            msg = f"no run {run_id!r} {where} (see `costguard runs`)"
             raise UsageError(msg)
         rundir.lock()
         try:
@@ -221,10 +239,19 @@ class Runner:
                     "budget check); run the same `costguard run` command again"
                 )
                 raise UsageError(msg)
-            queue = Path(journal.queue)
-            if not queue.is_file() or file_sha256(queue) != journal.queue_sha256:
-                msg = f"{queue}: the queue changed or is gone since run {run_id} started"
+            here = (queue or Path(journal.queue)).resolve()
+            if not here.is_file() or file_sha256(here) != journal.queue_sha256:
+                msg = f"{here}: the queue changed or is gone since run {run_id} started"
+                if queue is None:
+                    msg += " (if it lies elsewhere on this machine, give it with --queue)"
                 raise JournalError(msg)
+            moved = {"queue": str(here)} if queue is not None else {}
+            if out is not None:
+                moved["out"] = str(out.resolve())
+            if any(getattr(journal, k) != v for k, v in moved.items()):
+                for key, value in moved.items():
+                    setattr(journal, key, value)
+                rundir.save(journal)
             return self._drive(journal, rundir, options)
         finally:
             rundir.unlock()
@@ -315,8 +342,7 @@ class Runner:
                 self._clients[provider] = self.providers(provider, base)
 
     def _refuse(self, rundir: RunDir, run_id: str, why: str) -> None:
-        for leftover in (rundir.journal_path, rundir.path / "lock"):
-            leftover.unlink(missing_ok=True)
+        rundir.forget()
         msg = f"over budget: {why}; nothing was sent (run {run_id})"
         raise BudgetExceededError(msg)
 
