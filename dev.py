@@ -105,11 +105,31 @@ def wheel_test() -> None:
     shutil.copytree(ROOT / "examples", work / "examples")
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
     env = {**os.environ, "COSTGUARD_EXPECT_WHEEL": "1"}
-    sh(wbin / "python", "-m", "pytest", "-q", "-x", *sys.argv[2:], cwd=work, env=env)
+    # The multi-process races and kill -9 tests (marked slow) exercise behaviour that does not
+    # depend on how costguard was installed; the editable run covers them, this run the rest.
+    args = sys.argv[2:] or ["-m", "not slow"]
+    sh(wbin / "python", "-m", "pytest", "-q", "-x", *args, cwd=work, env=env)
+
+
+def ensure_postgres() -> None:
+    """The ledger tests start a throw-away PostgreSQL: install its binaries when missing."""
+    if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        sh("apt-get", "update", "-qq", env=env)
+        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql", env=env)
+        return
+    print(
+        "note: PostgreSQL (initdb) is not installed; the PostgreSQL ledger tests will be "
+        "skipped (install the postgresql package to run them)",
+        flush=True,
+    )
 
 
 def test() -> None:
     """Everything CI runs: lint, the suite, and the suite again against the built wheel."""
+    ensure_postgres()
     lint()
     unit()
     wheel_test()
