@@ -125,7 +125,7 @@ def _race(
     budget = each * k + each / 2
     with open_ledger(location) as ledger:
         ledger.set_budget("team-covers", usd=budget, period="month")
-    scenario = slow_scenario(tmp_path / "sc")
+    scenario = slow_scenario(tmp_path / "sc", 60.0)  # still running when --detach returns
     shared = (
         {"COSTGUARD_LEDGER_URL": location}
         if location.startswith("postgresql://")
@@ -252,8 +252,9 @@ def serving(folder: Path, seconds: float) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """The API both machines talk to (as they would to the real one); jobs take a second."""
-    with serving(tmp_path, 1.0) as env:
+    """The API both machines talk to (as they would to the real one); jobs take 3 s, so a
+    detached submission leaves them running even on a busy machine."""
+    with serving(tmp_path, 3.0) as env:
         yield env
 
 
@@ -359,47 +360,37 @@ def test_a_run_submitted_on_one_machine_is_collected_on_another(
 
 @pytest.mark.slow
 def test_a_run_driven_on_one_machine_is_busy_for_the_other(tmp_path: Path, pg_url: str) -> None:
-    """While A drives a run (waiting on its jobs), B's collect is refused, naming A."""
-    with serving(tmp_path, 6.0) as upstream:
-        _busy_for_the_other(tmp_path, pg_url, upstream)
-
-
-def _busy_for_the_other(tmp_path: Path, pg_url: str, upstream: dict[str, str]) -> None:
-    a = machine(tmp_path, "a", pg_url, upstream)
-    b = machine(tmp_path, "b", pg_url, upstream)
-    queue = tmp_path / "covers.jsonl"
-    write_queue(queue, LINES)
-    open_ledger(pg_url).close()  # the schema exists before the test looks for journals
-    driver = start(
-        [
-            "run",
-            str(queue),
-            "--max-usd",
-            "5",
-            "--out",
-            str(tmp_path / "out-a"),
-            "--poll-interval",
-            "0.2",
-            "--as-of",
-            AS_OF.isoformat(),
-        ],
-        a,
-        tmp_path,
-    )
-    rid = run_id_for(RunOptions(queue, Decimal(0)))
-    try:
-        deadline = time.monotonic() + 60
-        while not raw(pg_url, "SELECT 1 FROM journals WHERE data->>'status' = 'submitted'"):
-            assert driver.poll() is None, driver.communicate()[1]
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        busy = finish(start(["collect", rid], b, tmp_path))
-    finally:
-        code, _, err = finish(driver)
-    assert code == 0, err
-    assert busy[0] == 2
-    assert f"run {rid} is being driven by costguard " in busy[2]
-    assert f"pid {driver.pid}" in busy[2]
+    """While A drives a run (waiting on its jobs), B's collect is refused, naming A; once A
+    dies (kill -9), the server drops A's lock and B can take the run over."""
+    with serving(tmp_path, 120.0) as upstream:
+        a = machine(tmp_path, "a", pg_url, upstream)
+        b = machine(tmp_path, "b", pg_url, upstream)
+        queue = tmp_path / "covers.jsonl"
+        write_queue(queue, LINES)
+        open_ledger(pg_url).close()  # the schema exists before the test looks for journals
+        driver = start(
+            ["run", str(queue), "--max-usd", "5", "--out", str(tmp_path / "out-a"),
+             "--poll-interval", "0.2", "--as-of", AS_OF.isoformat()],
+            a,
+            tmp_path,
+        )  # fmt: skip
+        rid = run_id_for(RunOptions(queue, Decimal(0)))
+        try:
+            deadline = time.monotonic() + 60
+            while not raw(pg_url, "SELECT 1 FROM journals WHERE data->>'status' = 'submitted'"):
+                assert driver.poll() is None, driver.communicate()[1]
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            busy = finish(start(["collect", rid], b, tmp_path))
+        finally:
+            driver.kill()
+            finish(driver)
+        assert busy[0] == 2
+        assert f"run {rid} is being driven by costguard " in busy[2]
+        assert f"pid {driver.pid}" in busy[2]
+        taken = finish(start(["collect", rid, "--timeout", "0.3", *FAST[:2]], b, tmp_path))
+        assert taken[0] == 6, taken[2]
+        assert "--timeout 0.3s reached" in taken[2]
 
 
 def test_costguard_ledger_history_and_export_on_a_shared_ledger(
