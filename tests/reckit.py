@@ -150,6 +150,17 @@ class Cycle:
         self.extra = extra_polls
         self.seen = Seen()
 
+    def __enter__(self) -> Cycle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close both SDK clients (no socket is left for the garbage collector)."""
+        self.openai.close()
+        self.gemini.close()
+
     def _wait(
         self,
         label: str,
@@ -264,4 +275,14 @@ def recording(out: Path, *, shrink: bool = False) -> Iterator[tuple[Simulator, s
 def record_cycle(out: Path) -> Seen:
     """Record the full cycle into `out`; what the client saw while recording."""
     with recording(out) as (upstream, proxy, _):
-        return Cycle(proxy, out.parent, tick=lambda: upstream.advance(STEP_S)).run()
+        cycle = Cycle(proxy, out.parent, tick=lambda: upstream.advance(STEP_S))
+        try:
+            return cycle.run()
+        finally:
+            cycle.close()
+
+
+def run_cycle(base_url: str, workdir: Path, **options: Any) -> Seen:
+    """A whole `Cycle` against `base_url`, its clients closed afterwards."""
+    with Cycle(base_url, workdir, **options) as cycle:
+        return cycle.run()

@@ -21,7 +21,7 @@ from PIL import Image
 from costguard.simulator import Simulator
 from costguard.simulator.images import ImageSource
 from costguard.simulator.record import record_in_thread, shrink_images
-from costguard.simulator.recording import REDACTED, RecordingError, load_manifest
+from costguard.simulator.recording import REDACTED, RecordingError, Scrubber, load_manifest
 from costguard.simulator.server import bind, serve_in_thread
 from reckit import GEMINI_KEY, MODEL, OPENAI_KEY, Seen, record_cycle, recording
 from sim_cli import costguard_command, simulate_process
@@ -153,8 +153,10 @@ def test_no_key_or_auth_header_survives_anywhere(recorded: tuple[Path, Seen]) ->
 def test_keys_in_query_headers_cookies_and_bodies_are_scrubbed(tmp_path: Path) -> None:
     """`?key=`, `api-key`, cookies and a key echoed inside a body are all scrubbed."""
     out = tmp_path / "rec"
-    with recording(out) as (_, proxy, _):
-        client = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=proxy))
+    with (
+        recording(out) as (_, proxy, _),
+        genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=proxy)) as client,
+    ):
         job = client.batches.create(
             model=MODEL,
             src=[{"contents": "a heron", "metadata": {"key": "h0"}}],
@@ -177,6 +179,35 @@ def test_keys_in_query_headers_cookies_and_bodies_are_scrubbed(tmp_path: Path) -
     assert "api-key" not in listing["request"]["headers"]
     manifest = load_manifest(out)[1]
     assert manifest.jobs[0].display_name == f"leaky {REDACTED}"
+
+
+def test_scrubber_drops_and_replaces_every_kind_of_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auth headers, cookies, ?key=, upload ids, environment keys and --redact values all go."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-SECRET")
+    scrub = Scrubber(["org-SECRET"])
+    scrub.learn(
+        {"authorization": "Bearer sk-rec-SECRET", "cookie": "a=cookie-SECRET; b=x1"},
+        {"key": [GEMINI_KEY]},
+    )
+    scrub.learn_reply(
+        [
+            ("X-GUploader-UploadID", "up-SECRET-1"),
+            ("X-Goog-Upload-URL", "https://h/upload/v1beta/files?upload_id=up-SECRET-2&x=1"),
+        ]
+    )
+    headers = scrub.headers(
+        [
+            ("Authorization", "Bearer sk-rec-SECRET"),
+            ("X-GUploader-UploadID", "up-SECRET-1"),
+            ("Set-Cookie", "s=1"),
+            ("X-Note", "sk-rec-SECRET, up-SECRET-2, cookie-SECRET, sk-env-SECRET"),
+        ]
+    )
+    assert headers == {"x-note": "REDACTED, REDACTED, REDACTED, REDACTED"}
+    body = b'{"k": "AIza-rec-SECRET", "o": "org-SECRET", "u": "up-SECRET-1"}'
+    assert scrub.data(body) == b'{"k": "REDACTED", "o": "REDACTED", "u": "REDACTED"}'
+    assert scrub.query({"key": ["x"], "alt": ["media"]}) == {"key": [REDACTED], "alt": ["media"]}
+    assert scrub.text("/upload?upload_id=never-seen&a=1") == "/upload?upload_id=REDACTED&a=1"
 
 
 class BigImages(ImageSource):
@@ -210,12 +241,13 @@ def test_shrink_images_stores_small_images_of_the_same_type(tmp_path: Path) -> N
         serve_in_thread(upstream) as upstream_url,
         record_in_thread(upstream_url, out, shrink=True) as (proxy, _),
     ):
-        openai_client = OpenAI(base_url=proxy + "/v1", api_key=OPENAI_KEY)
-        image = openai_client.images.generate(
-            model="gpt-image-1", prompt="a jay", output_format="jpeg"
-        )
-        gemini = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=proxy))
-        response = gemini.models.generate_content(model=MODEL, contents="a wren")
+        with OpenAI(base_url=proxy + "/v1", api_key=OPENAI_KEY) as openai_client:
+            image = openai_client.images.generate(
+                model="gpt-image-1", prompt="a jay", output_format="jpeg"
+            )
+        options = types.HttpOptions(base_url=proxy)
+        with genai.Client(api_key=GEMINI_KEY, http_options=options) as gemini:
+            response = gemini.models.generate_content(model=MODEL, contents="a wren")
     served_jpeg = (image.data or [])[0].b64_json or ""
     assert len(served_jpeg) > 20_000
     stored = json.loads(next((out / "exchanges").glob("*-openai.images.generate.json")).read_text())
@@ -290,9 +322,11 @@ def test_each_provider_can_have_its_own_upstream(tmp_path: Path) -> None:
         serve_in_thread(gemini_side) as gemini_url,
         record_in_thread({"openai": openai_url, "gemini": gemini_url}, out) as (proxy, _),
     ):
-        OpenAI(base_url=proxy + "/v1", api_key=OPENAI_KEY).batches.list()
-        client = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=proxy))
-        client.batches.create(model=MODEL, src=[{"contents": "a crane"}])
+        with OpenAI(base_url=proxy + "/v1", api_key=OPENAI_KEY) as openai_client:
+            openai_client.batches.list()
+        options = types.HttpOptions(base_url=proxy)
+        with genai.Client(api_key=GEMINI_KEY, http_options=options) as client:
+            client.batches.create(model=MODEL, src=[{"contents": "a crane"}])
     with record_in_thread({"openai": openai_url}, tmp_path / "one") as (proxy, recorder):
         refused = httpx2.get(f"{proxy}/v1beta/batches", headers={"x-goog-api-key": GEMINI_KEY})
     assert openai_side.calls.by_endpoint() == {"openai.batches.list": 1}
@@ -322,8 +356,8 @@ def test_record_command_prints_where_to_point_and_a_summary(tmp_path: Path) -> N
             proc,
             lines,
         ),
+        OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY) as client,
     ):
-        client = OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY)
         assert client.batches.list().data == []
     text = "\n".join(lines)
     assert f"forwarding {base_url} -> {upstream}, recording into {out}" in text

@@ -28,6 +28,7 @@ from reckit import (
     inline_src,
     openai_input,
     record_cycle,
+    run_cycle,
 )
 from sim_cli import simulate_process
 
@@ -78,7 +79,7 @@ def test_replay_gives_the_recorded_results_whatever_the_poll_count(
     """Fewer or more polls than recorded: same states in order, same results by key."""
     out, seen = recorded
     with replaying(out, face) as (sim, base_url):
-        again = Cycle(base_url, tmp_path, extra_polls=extra_polls).run()
+        again = run_cycle(base_url, tmp_path, extra_polls=extra_polls)
     assert again.results == seen.results
     assert again.ids == seen.ids
     for label, recorded_polls in seen.polls.items():
@@ -104,8 +105,12 @@ def test_results_are_served_when_asked_for_without_polling(
 ) -> None:
     """A client that never polls still downloads the recorded results; the job is then done."""
     out, seen = recorded
-    with replaying(out, "mock") as (_, base_url):
-        client = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=base_url))
+    with (
+        replaying(out, "mock") as (_, base_url),
+        genai.Client(
+            api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=base_url)
+        ) as client,
+    ):
         source = tmp_path / "in.jsonl"
         source.write_text(file_lines(), encoding="utf-8")
         uploaded = client.files.upload(file=str(source), config={"mime_type": "jsonl"})
@@ -131,8 +136,10 @@ def test_edited_outcomes_and_terminal_states_are_honoured(
         jobs["gemini", "inline"]["terminal"] = "expired"
         jobs["gemini", "file"]["outcomes"] = {"f1": "refused", "f2": "expired"}
 
-    with replaying(edited((out, seen), tmp_path, change), "server") as (_, base_url):
-        cycle = Cycle(base_url, tmp_path)
+    with (
+        replaying(edited((out, seen), tmp_path, change), "server") as (_, base_url),
+        Cycle(base_url, tmp_path) as cycle,
+    ):
         again = cycle.run()
         batch = cycle.openai.batches.retrieve(seen.ids["openai"])
     assert again.results["openai"] == {
@@ -168,8 +175,10 @@ def test_a_changed_terminal_drops_unlisted_keys_and_keeps_ok_ones(
         jobs["gemini", "file"].update(terminal="cancelled", outcomes={"f0": "ok"})
         jobs["gemini", "inline"]["terminal"] = "failed"
 
-    with replaying(edited((out, seen), tmp_path, change), "mock") as (_, base_url):
-        cycle = Cycle(base_url, tmp_path)
+    with (
+        replaying(edited((out, seen), tmp_path, change), "mock") as (_, base_url),
+        Cycle(base_url, tmp_path) as cycle,
+    ):
         again = cycle.run()
         batch = cycle.openai.batches.retrieve(seen.ids["openai"])
     assert again.states["openai"] == ["validating", "in_progress", "expired"]
@@ -196,8 +205,13 @@ def test_a_cancel_the_recording_never_made_settles_the_job_cancelled(
 ) -> None:
     """Cancelling mid-run: `cancelling`, then `cancelled` with every request batch_cancelled."""
     out, _ = recorded
-    with replaying(out, "mock") as (_, base_url):
-        client = OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY)
+    with (
+        replaying(out, "mock") as (_, base_url),
+        OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY) as client,
+        genai.Client(
+            api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=base_url)
+        ) as gemini,
+    ):
         upload = client.files.create(file=("in.jsonl", openai_input()), purpose="batch")
         batch = client.batches.create(
             input_file_id=upload.id, endpoint="/v1/images/generations", completion_window="24h"
@@ -207,7 +221,6 @@ def test_a_cancel_the_recording_never_made_settles_the_job_cancelled(
         done = client.batches.retrieve(batch.id)
         assert client.batches.retrieve(batch.id).status == "cancelled"
         lines = client.files.content(done.error_file_id or "").text.splitlines()
-        gemini = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=base_url))
         job = gemini.batches.create(model=MODEL, src=inline_src())
         gemini.batches.cancel(name=job.name or "")
         cancelled = gemini.batches.get(name=job.name or "")
@@ -225,8 +238,10 @@ def test_jobs_beyond_the_recording_fall_back_to_the_simulator_and_are_listed(
 ) -> None:
     """A job the recording does not have is simulated under `fallback` and noted as a miss."""
     out, seen = recorded
-    with replaying(out, "mock") as (sim, base_url):
-        cycle = Cycle(base_url, tmp_path, tick=lambda: sim.advance(900))
+    with (
+        replaying(out, "mock") as (sim, base_url),
+        Cycle(base_url, tmp_path, tick=lambda: sim.advance(900)) as cycle,
+    ):
         cycle.run_openai()
         cycle.run_openai()
         listed = [b.id for b in cycle.openai.batches.list()]
@@ -261,8 +276,10 @@ def test_fallback_scenario_file_beside_the_recording_applies_to_replayed_calls(
     (path / "recording.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     sim = Simulator(path)
     assert sim.scenario.name == "mine"
-    with serve_in_thread(sim) as base_url:
-        client = OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY, max_retries=3)
+    with (
+        serve_in_thread(sim) as base_url,
+        OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY, max_retries=3) as client,
+    ):
         upload = client.files.create(file=("in.jsonl", openai_input()), purpose="batch")
         batch = client.batches.create(
             input_file_id=upload.id, endpoint="/v1/images/generations", completion_window="24h"
@@ -278,8 +295,10 @@ def test_replay_state_is_saved_and_resumed(recorded: tuple[Path, Seen], tmp_path
     """A saved replaying simulator resumes each job at the step it had reached."""
     out, seen = recorded
     sim = Simulator(out)
-    with serve_in_thread(sim) as base_url:
-        client = OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY)
+    with (
+        serve_in_thread(sim) as base_url,
+        OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY) as client,
+    ):
         upload = client.files.create(file=("in.jsonl", openai_input()), purpose="batch")
         batch = client.batches.create(
             input_file_id=upload.id, endpoint="/v1/images/generations", completion_window="24h"
@@ -289,8 +308,10 @@ def test_replay_state_is_saved_and_resumed(recorded: tuple[Path, Seen], tmp_path
     state = sim.save(tmp_path / "sim.json")
     resumed = Simulator.load(state)
     assert resumed.replay is not None
-    with serve_in_thread(resumed) as base_url:
-        client = OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY)
+    with (
+        serve_in_thread(resumed) as base_url,
+        OpenAI(base_url=base_url + "/v1", api_key=OPENAI_KEY) as client,
+    ):
         assert client.batches.retrieve(batch.id).status == "completed"
     assert batch.id == seen.ids["openai"]
 
@@ -301,7 +322,7 @@ def test_serve_command_replays_a_recording_under_the_real_sdks(
     """`costguard simulate serve --scenario DIR` replays with fewer polls and the same results."""
     out, seen = recorded
     with simulate_process("serve", "--scenario", str(out)) as (base_url, _, lines):
-        again = Cycle(base_url, tmp_path).run()
+        again = run_cycle(base_url, tmp_path)
     assert again.results == seen.results
     assert any(f"Replaying recording 'nightly' (3 jobs) from {out}" in line for line in lines)
 

@@ -424,6 +424,7 @@ class _Proxy:
         return self.client.build_request(exchange.method, url, headers=headers, content=content)
 
     def _reply_headers(self, upstream: httpx.Response, exchange: _Exchange) -> dict[str, str]:
+        self.recorder.scrubber.learn_reply(upstream.headers.multi_items())
         headers: dict[str, str] = {}
         for name, value in upstream.headers.multi_items():
             lower = name.lower()

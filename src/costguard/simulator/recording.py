@@ -55,6 +55,7 @@ SECRET_HEADERS = frozenset(
         "x-api-key",
         "cookie",
         "set-cookie",
+        "x-guploader-uploadid",
     }
 )
 """Headers never written (their values are also scrubbed wherever else they appear)."""
@@ -138,6 +139,16 @@ class Scrubber:
         for name in SECRET_QUERY:
             for value in query.get(name, []):
                 self.add(value)
+
+    def learn_reply(self, headers: Iterable[tuple[str, str]]) -> None:
+        """Note the secrets an answer hands out (upload session ids) before it is stored."""
+        for name, value in headers:
+            lower = name.lower()
+            if lower in SECRET_HEADERS:
+                self.add(value)
+            if lower in ("x-goog-upload-url", "location"):
+                for upload_id in _UPLOAD_ID.findall(value):
+                    self.add(upload_id)
 
     def text(self, value: str) -> str:
         """`value` with every known secret and upload id replaced by `REDACTED`."""
