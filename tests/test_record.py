@@ -300,6 +300,28 @@ def test_shrink_images_leaves_everything_else_alone() -> None:
     assert body["candidates"][0]["content"]["parts"][1]["inlineData"]["data"] == big_png
 
 
+def test_large_bodies_stream_through_and_are_stored_byte_for_byte(tmp_path: Path) -> None:
+    """A 3 MB upload and its download pass through intact; both are spilled to sidecars."""
+    data = b"".join(bytes(range(256)) * 40 + b"\r\n%d\n" % i for i in range(300))
+    assert len(data) > 3_000_000
+    out = tmp_path / "big"
+    with (
+        recording(out) as (upstream, proxy, _),
+        OpenAI(base_url=proxy + "/v1", api_key=OPENAI_KEY) as client,
+    ):
+        uploaded = client.files.create(file=("blob.bin", data), purpose="user_data")
+        downloaded = client.files.content(uploaded.id).content
+    assert downloaded == data
+    assert upstream.uploads[0].bytes == len(data)
+    exchanges = out / "exchanges"
+    upload_body = next(exchanges.glob("*-openai.files.create.request.*")).read_bytes()
+    assert data in upload_body  # the multipart envelope around the exact bytes
+    download = json.loads(next(exchanges.glob("*-openai.files.content.json")).read_text())
+    assert download["response"]["body"] == {"file": "0002-openai.files.content.response.bin"}
+    assert (exchanges / "0002-openai.files.content.response.bin").read_bytes() == data
+    assert not list(exchanges.glob("*.part"))
+
+
 def test_unreachable_upstream_is_a_502_and_not_recorded(tmp_path: Path) -> None:
     """A request the upstream never answered gets a 502 and leaves no exchange behind."""
     out = tmp_path / "rec"
