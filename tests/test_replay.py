@@ -373,6 +373,13 @@ def test_an_invalid_manifest_is_a_usage_error_naming_the_field(
     path = edited(recorded, tmp_path, change)
     with pytest.raises(RecordingError, match=r"invalid recording: jobs\.0\.outcomes\.c0"):
         Simulator(path)
+    upload = sorted((recorded[0] / "exchanges").glob("*-gemini.files.upload.json"))[0].name
+
+    def misdirect(jobs: dict[tuple[str, str], Any]) -> None:
+        jobs["openai", "file"]["timeline"][0]["exchange"] = upload
+
+    with pytest.raises(RecordingError, match="whose response is not a JSON object"):
+        Simulator(edited(recorded, tmp_path / "second", misdirect))
     served = cli("simulate", "serve", "--port", "0", "--scenario", path)
     assert served.code == 2
     assert "jobs.0.outcomes.c0" in served.err

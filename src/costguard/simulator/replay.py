@@ -51,6 +51,7 @@ from costguard.simulator.recording import (
     Manifest,
     Outcome,
     RecordedJob,
+    RecordingError,
     body_json,
     body_lines,
     gemini_inline_results,
@@ -250,6 +251,13 @@ class Replay:
 
     def _load_job(self, spec: RecordedJob) -> _Job:
         states = [self._body(step.exchange) for step in spec.timeline]
+        for step, state in zip(spec.timeline, states, strict=True):
+            if not isinstance(state, dict):
+                msg = (
+                    f"{self.folder / 'recording.yaml'}: job {spec.id}: timeline step "
+                    f"{step.state!r} points at {step.exchange}, whose response is not a JSON object"
+                )
+                raise RecordingError(msg)
         results = []
         for result in spec.results:
             record = read_exchange(self.folder, result.exchange)
