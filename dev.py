@@ -103,6 +103,7 @@ def wheel_test() -> None:
     work = Path(tempfile.mkdtemp(prefix="costguard-wheeltest-"))
     shutil.copytree(ROOT / "tests", work / "tests")
     shutil.copytree(ROOT / "examples", work / "examples")
+    shutil.copytree(ROOT / "docs", work / "docs")
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
     env = {**os.environ, "COSTGUARD_EXPECT_WHEEL": "1"}
     # The multi-process races and kill -9 tests (marked slow) exercise behaviour that does not
