@@ -14,6 +14,7 @@ when none is found.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import pwd
@@ -102,6 +103,7 @@ class PgServer:
         self.port = 0
         if self.user is not None:
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
+        atexit.register(self.destroy)  # no server outlives a test run that did not clean up
 
     # -- running the tools as the service user ---------------------------------------------
 
@@ -183,8 +185,10 @@ class PgServer:
         self.start()
 
     def destroy(self) -> None:
-        """Stop the server and delete its folder."""
-        if self.data.exists():
+        """Stop the server and delete its folder (once; later calls do nothing)."""
+        if not self.root.exists():
+            return
+        if (self.data / "postmaster.pid").exists():
             self.stop("immediate")
         shutil.rmtree(self.root, ignore_errors=True)
 
