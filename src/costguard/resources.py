@@ -6,8 +6,20 @@ install) they are the top-level `pricing/` and `fixtures/` folders of the reposi
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
+
+
+def home_dir() -> Path:
+    """costguard's home (ledger, run journals, recordings): `COSTGUARD_HOME`, else the user
+    data directory."""
+    home = os.environ.get("COSTGUARD_HOME", "")
+    if home:
+        return Path(home).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("costguard"))
 
 
 def data_dir(name: str) -> Path:

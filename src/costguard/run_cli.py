@@ -32,6 +32,7 @@ from costguard.cli_common import (
     parse_usd,
 )
 from costguard.errors import UsageError
+from costguard.resources import home_dir
 
 if TYPE_CHECKING:
     from costguard.journal import Part
@@ -49,22 +50,6 @@ class RunModeOpt(StrEnum):
 
     batch = "batch"
     sync = "sync"
-
-
-def home_dir() -> Path:
-    """`COSTGUARD_HOME`, else the user data directory."""
-    from costguard.settings import Settings
-
-    settings = Settings()
-    if settings.home is not None:
-        return settings.home
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("costguard"))
-
-
-def _ledger(location: str | None) -> Any:
-    return open_cli_ledger(location)
 
 
 @contextlib.contextmanager
@@ -159,7 +144,7 @@ def _runner(pricing: list[Path] | None, ledger: str | None, simulated: bool) -> 
 
     return Runner(
         home=home_dir(),
-        ledger=_ledger(ledger),
+        ledger=open_cli_ledger(ledger),
         book=load_rate_book(pricing),
         providers=_providers(simulated),
         reporter=_reporter(),

@@ -27,14 +27,9 @@ def _fail(exc: Exception, code: int) -> typer.Exit:
 
 def _recordings_home() -> Path:
     """`COSTGUARD_HOME/recordings` (the user data directory when COSTGUARD_HOME is unset)."""
-    from costguard.settings import Settings
+    from costguard.resources import home_dir
 
-    home = Settings().home
-    if home is None:
-        import platformdirs
-
-        home = Path(platformdirs.user_data_dir("costguard"))
-    return home / "recordings"
+    return home_dir() / "recordings"
 
 
 def _resolve_scenario(scenario: str) -> str:

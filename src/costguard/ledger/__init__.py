@@ -59,7 +59,6 @@ refused, never recreated. `costguard ledger migrate` applies them explicitly.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from costguard.ledger.core import (
@@ -79,6 +78,7 @@ from costguard.ledger.core import (
 )
 from costguard.ledger.postgres import MISSING_DRIVER, PostgresLedger, is_url, redact
 from costguard.ledger.sqlite import BUSY_TIMEOUT_S, SqliteLedger
+from costguard.resources import home_dir
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -110,12 +110,8 @@ LEDGER_FILENAME = "ledger.sqlite3"
 
 def default_path(home: str | Path | None = None) -> Path:
     """`<home>/ledger.sqlite3`; home defaults to `COSTGUARD_HOME`, then the user data dir."""
-    base = str(home) if home not in (None, "") else os.environ.get("COSTGUARD_HOME", "")
-    if not base:
-        from platformdirs import user_data_dir
-
-        base = user_data_dir("costguard")
-    return Path(base).expanduser() / LEDGER_FILENAME
+    base = Path(home).expanduser() if home not in (None, "") else home_dir()
+    return base / LEDGER_FILENAME
 
 
 def describe_location(location: str | Path | None) -> str:
