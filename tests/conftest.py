@@ -39,7 +39,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass(frozen=True)
 class CliResult:
-    """What one `costguard.cli.run(argv)` call returned and printed."""
+    """What one `costguard.cli.app.run(argv)` call returned and printed."""
 
     code: int
     out: str
@@ -49,7 +49,7 @@ class CliResult:
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
     """Factory: run the CLI in-process (`run(argv)`) and return its exit code, stdout, stderr."""
-    from costguard.cli import run
+    from costguard.cli.app import run
 
     def invoke(*argv: str | Path) -> CliResult:
         capsys.readouterr()

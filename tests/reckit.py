@@ -21,7 +21,7 @@ from google.genai import types
 from openai import OpenAI
 
 from costguard.simulator import Simulator
-from costguard.simulator.record import Recorder, record_in_thread
+from costguard.simulator.recording.record import Recorder, record_in_thread
 from costguard.simulator.server import serve_in_thread
 
 OPENAI_KEY = "sk-rec-SECRET"

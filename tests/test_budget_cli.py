@@ -16,7 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from costguard.budget_cli import budget_app
+from costguard.cli.budget import budget_app
 from costguard.errors import LedgerError, UsageError
 from costguard.ledger import open_ledger
 from ledger_backends import BACKENDS

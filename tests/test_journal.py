@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from costguard.journal import (
+from costguard.run.journal import (
     Journal,
     JournalError,
     Outputs,
@@ -253,7 +253,7 @@ def test_out_folder_with_a_foreign_manifest_is_refused(tmp_path: Path) -> None:
 HOLDER = """
 import sys
 from pathlib import Path
-from costguard.journal import RunDir
+from costguard.run.journal import RunDir
 rundir = RunDir(Path(sys.argv[1]))
 rundir.lock()
 print("locked", flush=True)

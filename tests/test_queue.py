@@ -12,7 +12,7 @@ import pytest
 from costguard.errors import QueueError, UsageError
 from costguard.models import ImageRequest
 from costguard.pricing.engine import RateBook
-from costguard.queue import MAX_ERRORS_KEPT, Defaults, KeySet, QueueReader, detect_format
+from costguard.queue.reader import MAX_ERRORS_KEPT, Defaults, KeySet, QueueReader, detect_format
 
 AT = dt.date(2026, 11, 1)
 

@@ -20,8 +20,8 @@ from PIL import Image
 
 from costguard.simulator import Simulator
 from costguard.simulator.images import ImageSource
-from costguard.simulator.record import record_in_thread, shrink_images
-from costguard.simulator.recording import REDACTED, RecordingError, Scrubber, load_manifest
+from costguard.simulator.recording.format import REDACTED, RecordingError, Scrubber, load_manifest
+from costguard.simulator.recording.record import record_in_thread, shrink_images
 from costguard.simulator.server import bind, serve_in_thread
 from reckit import GEMINI_KEY, MODEL, OPENAI_KEY, Seen, record_cycle, recording
 from sim_cli import costguard_command, simulate_process

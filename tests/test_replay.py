@@ -16,7 +16,7 @@ from google.genai import types
 from openai import OpenAI
 
 from costguard.simulator import Simulator, simulate
-from costguard.simulator.recording import RecordingError, load_manifest, read_exchange
+from costguard.simulator.recording.format import RecordingError, load_manifest, read_exchange
 from costguard.simulator.server import serve_in_thread
 from reckit import (
     GEMINI_KEY,
@@ -354,7 +354,7 @@ def test_a_recording_name_under_the_home_resolves_for_serve(
     recorded: tuple[Path, Seen], tmp_path: Path
 ) -> None:
     """`serve --scenario NAME` finds COSTGUARD_HOME/recordings/NAME; built-ins still win."""
-    from costguard.simulate_cli import _resolve_scenario
+    from costguard.cli.simulate import _resolve_scenario
 
     shutil.copytree(recorded[0], tmp_path / "costguard-home" / "recordings" / "nightly")
     assert _resolve_scenario("nightly") == str(tmp_path / "costguard-home/recordings/nightly")

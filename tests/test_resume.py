@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from costguard.journal import RunDir
 from costguard.ledger import open_ledger
-from costguard.queue import NO_DEFAULTS
-from costguard.runner import RunOptions, run_id_for
+from costguard.queue.reader import NO_DEFAULTS
+from costguard.run.journal import RunDir
+from costguard.run.runner import RunOptions, run_id_for
 from costguard.simulator import Simulator
 from runkit import (
     AS_OF,

@@ -1,6 +1,6 @@
 """`costguard run / collect / status / cancel / runs` through the CLI, in-process and as processes.
 
-In-process calls go through `costguard.cli.run([...])` (the `cli` fixture); a few go through the
+In-process calls go through `costguard.cli.app.run([...])` (the `cli` fixture); a few go through the
 installed console script or `python -m costguard` in a subprocess, with `COSTGUARD_HOME` in tmp.
 Simulated runs use scenario files written to tmp with a fast clock.
 """
@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from costguard.journal import RunDir
 from costguard.ledger import Ledger, open_ledger
 from costguard.money import usd
 from costguard.pricing.engine import RateBook
-from costguard.queue import NO_DEFAULTS
-from costguard.runner import RunOptions, run_id_for
+from costguard.queue.reader import NO_DEFAULTS
+from costguard.run.journal import RunDir
+from costguard.run.runner import RunOptions, run_id_for
 from costguard.simulator import simulate
 from runkit import (
     AS_OF,
@@ -221,7 +221,7 @@ def test_racing_runs_never_reserve_past_the_budget(
     tmp_path: Path, ledger: Ledger, home: Path, shipped_book: RateBook
 ) -> None:
     """Six `costguard run` processes race for a budget that fits three: three run, three exit 3."""
-    from costguard.estimate import price_queue
+    from costguard.queue.estimate import price_queue
 
     n, k = 6, 3
     sc = scenario_file(tmp_path / "sc", "succeeded")

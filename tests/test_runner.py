@@ -20,15 +20,15 @@ import pytest
 from PIL import Image
 
 from costguard.errors import BudgetExceededError, QueueError, UsageError
-from costguard.estimate import price_queue
-from costguard.journal import RunDir
 from costguard.ledger import Ledger, open_ledger
 from costguard.money import usd
 from costguard.pricing.engine import RateBook
 from costguard.providers.base import Provider
 from costguard.providers.gemini import GeminiProvider
 from costguard.providers.openai import OpenAIProvider
-from costguard.runner import QuietReporter, Runner, RunOptions, Summary, explain, run_id_for
+from costguard.queue.estimate import price_queue
+from costguard.run.journal import RunDir
+from costguard.run.runner import QuietReporter, Runner, RunOptions, Summary, explain, run_id_for
 from costguard.simulator import Simulator, simulate
 from runkit import (
     AS_OF,

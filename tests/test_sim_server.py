@@ -17,7 +17,7 @@ import pytest
 from openai import OpenAI
 from typer.testing import CliRunner
 
-from costguard.cli import app
+from costguard.cli.app import app
 from costguard.simulator import Simulator
 from costguard.simulator.core import SimRequest, SimResponse
 from costguard.simulator.server import serve_in_thread
@@ -215,7 +215,7 @@ def test_serve_reports_a_taken_port() -> None:
 def test_help_imports_no_sdk_server_or_mock() -> None:
     """`costguard --help` and `costguard simulate --help` import no SDK, uvicorn or respx."""
     probe = (
-        "import sys; from typer.testing import CliRunner; from costguard.cli import app; "
+        "import sys; from typer.testing import CliRunner; from costguard.cli.app import app; "
         "r = CliRunner(); assert r.invoke(app, ['--help']).exit_code == 0; "
         "assert r.invoke(app, ['simulate', '--help']).exit_code == 0; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "

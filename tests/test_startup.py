@@ -20,7 +20,7 @@ HEAVY = ("openai", "google", "respx", "uvicorn", "starlette", "httpx2")
 
 PROBE = """
 import json, sys
-from costguard.cli import run
+from costguard.cli.app import run
 code = run(json.loads(sys.argv[1]))
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.argv[2])))
 print("MODULES=" + json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
@@ -28,7 +28,7 @@ print("MODULES=" + json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 
 
 def _probe(argv: list[str], watch: tuple[str, ...] = HEAVY) -> tuple[int, list[str]]:
-    """Run `costguard.cli.run(argv)` in a fresh interpreter; its exit code and watched imports."""
+    """Run `costguard.cli.app.run(argv)` in a fresh interpreter: exit code, watched imports."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(argv), json.dumps(list(watch))],
         capture_output=True,
@@ -41,10 +41,10 @@ def _probe(argv: list[str], watch: tuple[str, ...] = HEAVY) -> tuple[int, list[s
 
 
 def test_importing_the_cli_loads_nothing_heavy() -> None:
-    """`import costguard.cli` pulls in no SDK, server, YAML or pydantic."""
+    """`import costguard.cli.app` pulls in no SDK, server, YAML or pydantic."""
     watch = (*HEAVY, "yaml", "pydantic", "pydantic_settings", "tabulate")
     code = (
-        "import json, sys, costguard.cli\n"
+        "import json, sys, costguard.cli.app\n"
         "loaded = {m.split('.')[0] for m in sys.modules}\n"
         f"print(json.dumps(sorted(loaded & set({list(watch)!r}))))"
     )

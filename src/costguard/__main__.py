@@ -1,5 +1,5 @@
 """`python -m costguard` runs the CLI."""
 
-from costguard.cli import main
+from costguard.cli.app import main
 
 main()

@@ -17,12 +17,12 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, TypeVar, get_args
 
-from costguard.budget import check
 from costguard.errors import LedgerError
 from costguard.money import ZERO, usd
+from costguard.pricing.budget import check
 
 if TYPE_CHECKING:
-    from costguard.journal_store import JournalStore
+    from costguard.ledger.journals import JournalStore
 
 Period = Literal["day", "week", "month", "none"]
 PERIODS: tuple[Period, ...] = get_args(Period)

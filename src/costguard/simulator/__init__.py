@@ -110,7 +110,7 @@ from costguard.simulator.scenario import (
 
 if TYPE_CHECKING:
     from costguard.simulator.openai import OpenAIFace
-    from costguard.simulator.replay import Replay
+    from costguard.simulator.recording.replay import Replay
 
 __all__ = [
     "Face",
@@ -229,7 +229,7 @@ def _recording_of(scenario: str | os.PathLike[str] | Scenario | None) -> Path | 
         return None
     if not isinstance(scenario, os.PathLike) and scenario in builtin_names():
         return None
-    from costguard.simulator.recording import manifest_path
+    from costguard.simulator.recording.format import manifest_path
 
     return manifest_path(scenario)
 
@@ -268,7 +268,7 @@ class Simulator:
         self._scenarios: dict[str, Scenario] = {}
         recording = _recording_of(scenario)
         if recording is not None:
-            from costguard.simulator.recording import load_manifest
+            from costguard.simulator.recording.format import load_manifest
 
             recording, manifest = load_manifest(recording)
             beside = recording / manifest.fallback  # a YAML file kept with the recording
@@ -310,7 +310,7 @@ class Simulator:
 
     def attach_replay(self, path: str | os.PathLike[str]) -> Replay:
         """Replay the recording at `path` in front of the faces (see `replay.py`)."""
-        from costguard.simulator.replay import Replay
+        from costguard.simulator.recording.replay import Replay
 
         self.replay = Replay.load(Path(path), self)
         return self.replay

@@ -90,8 +90,8 @@ def parse_usd(value: str, option: str) -> Decimal:
 
 def load_rate_book(pricing: list[Path] | None) -> RateBook:
     """Shipped cards, then COSTGUARD_PRICING_DIR, then each --pricing folder (later wins)."""
+    from costguard.cli.settings import Settings
     from costguard.pricing.loader import load_book
-    from costguard.settings import Settings
 
     return load_book([*Settings().pricing_dirs(), *(pricing or [])])
 
@@ -109,8 +109,8 @@ LedgerOpt = Annotated[
 def open_cli_ledger(location: str | None, *, migrate: bool = True) -> Ledger:
     """The ledger a command names: `--ledger`, else `COSTGUARD_LEDGER_URL`, else
     `COSTGUARD_LEDGER`, else `<COSTGUARD_HOME>/ledger.sqlite3`."""
+    from costguard.cli.settings import Settings
     from costguard.ledger import default_path, open_ledger
-    from costguard.settings import Settings
 
     settings = Settings()
     chosen = settings.ledger_location(location)

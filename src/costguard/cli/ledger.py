@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from costguard.cli_common import LedgerOpt, OutputOpt, open_cli_ledger
+from costguard.cli.common import LedgerOpt, OutputOpt, open_cli_ledger
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -294,7 +294,7 @@ def export(
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from costguard.journal import write_atomic
+    from costguard.run.journal import write_atomic
 
     write_atomic(out, text.encode())
     typer.echo(f"wrote {count} {what.value} to {out}", err=True)

@@ -156,8 +156,8 @@ def record(
     Both providers: --upstream openai=https://api.openai.com
     --upstream gemini=https://generativelanguage.googleapis.com
     """
-    from costguard.simulator.record import Recorder
-    from costguard.simulator.record import record as run_proxy
+    from costguard.simulator.recording.record import Recorder
+    from costguard.simulator.recording.record import record as run_proxy
 
     per_provider = dict(u.split("=", 1) for u in upstream if re.match(r"(openai|gemini)=", u))
     plain = [u for u in upstream if not re.match(r"(openai|gemini)=", u)]
@@ -218,7 +218,7 @@ def scenarios(
 
     Example: costguard simulate scenarios --dir recordings/
     """
-    from costguard.simulator.recording import find_recordings
+    from costguard.simulator.recording.format import find_recordings
     from costguard.simulator.scenario import builtin_names, load_scenario
 
     rows = [(sc.name, sc.description) for sc in map(load_scenario, builtin_names())]

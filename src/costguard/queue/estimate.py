@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from costguard.budget import Decision, check
+from costguard.pricing.budget import Decision, check
 from costguard.pricing.engine import (
     Estimate,
     GroupKey,
@@ -23,7 +23,7 @@ from costguard.pricing.engine import (
     price,
 )
 from costguard.pricing.schema import Mode
-from costguard.queue import NO_DEFAULTS, Defaults, Format, QueueReader
+from costguard.queue.reader import NO_DEFAULTS, Defaults, Format, QueueReader
 
 
 @dataclass(slots=True)

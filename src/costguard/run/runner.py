@@ -27,17 +27,25 @@ from pathlib import Path
 from threading import BoundedSemaphore, Lock
 from typing import Any, Literal, Protocol
 
-from costguard.budget import check
 from costguard.errors import BudgetExceededError, CostguardError, UsageError
-from costguard.estimate import QueueEstimate, price_queue
-from costguard.journal import Journal, JournalError, Outputs, Part, RunDir, safe_name, write_atomic
 from costguard.ledger import Ledger
 from costguard.models import ImageRequest, Usage
 from costguard.money import ZERO, plain
+from costguard.pricing.budget import check
 from costguard.pricing.engine import RateBook, Totals, price, usage_cost
 from costguard.pricing.schema import Mode
 from costguard.providers.base import JobStatus, Outcome, Provider
-from costguard.queue import NO_DEFAULTS, Defaults, Format, QueueReader
+from costguard.queue.estimate import QueueEstimate, price_queue
+from costguard.queue.reader import NO_DEFAULTS, Defaults, Format, QueueReader
+from costguard.run.journal import (
+    Journal,
+    JournalError,
+    Outputs,
+    Part,
+    RunDir,
+    safe_name,
+    write_atomic,
+)
 
 RunMode = Literal["batch", "sync"]
 CARD_MODE: dict[RunMode, Mode] = {"batch": "batch", "sync": "standard"}

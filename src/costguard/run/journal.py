@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from costguard.errors import CostguardError
 
 if TYPE_CHECKING:
-    from costguard.journal_store import JournalStore
+    from costguard.ledger.journals import JournalStore
 
 FORMAT = 1
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")

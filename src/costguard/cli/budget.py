@@ -2,7 +2,7 @@
 
 The ledger is `--ledger PATH|URL`, else `COSTGUARD_LEDGER_URL` (a shared PostgreSQL ledger),
 else `COSTGUARD_LEDGER`, else `<COSTGUARD_HOME or the user data directory>/ledger.sqlite3`.
-Library errors propagate to `costguard.cli.run`, which prints them and exits with their code
+Library errors propagate to `costguard.cli.app.run`, which prints them and exits with their code
 (a `LedgerError` exits 5).
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard.cli_common import LedgerOpt, open_cli_ledger
+from costguard.cli.common import LedgerOpt, open_cli_ledger
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ from costguard.simulator.gemini import FINISH_MESSAGES, OUTPUT_TYPE
 from costguard.simulator.gemini import error_body as gemini_error
 from costguard.simulator.openai import MODERATION_CATEGORY, UNFINISHED_MESSAGES
 from costguard.simulator.openai import error_body as openai_error
-from costguard.simulator.recording import (
+from costguard.simulator.recording.format import (
     EXCHANGES,
     Manifest,
     Outcome,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from costguard.cli_common import (
+from costguard.cli.common import (
     AsOfOpt,
     FormatOption,
     LedgerOpt,
@@ -35,10 +35,10 @@ from costguard.errors import UsageError
 from costguard.resources import home_dir
 
 if TYPE_CHECKING:
-    from costguard.journal import Part
-    from costguard.journal_store import JournalStore
+    from costguard.ledger.journals import JournalStore
     from costguard.providers.base import JobStatus, Provider
-    from costguard.runner import Runner, Summary
+    from costguard.run.journal import Part
+    from costguard.run.runner import Runner, Summary
 
 SIMULATED_KEY = "costguard-simulated"
 """The API key sent to the in-process simulator (not a secret)."""
@@ -55,8 +55,8 @@ class RunModeOpt(StrEnum):
 @contextlib.contextmanager
 def _shared_journals(location: str | None) -> Iterator[JournalStore | None]:
     """The shared ledger's journal store (PostgreSQL), or None: journals are in the home."""
+    from costguard.cli.settings import Settings
     from costguard.ledger import is_url
-    from costguard.settings import Settings
 
     if not is_url(Settings().ledger_location(location)):
         yield None
@@ -132,7 +132,7 @@ def _count(value: int | None) -> str:
 
 
 def _reporter() -> Any:
-    from costguard.runner import QuietReporter
+    from costguard.run.runner import QuietReporter
 
     if sys.stderr.isatty():
         return LiveReporter()
@@ -140,7 +140,7 @@ def _reporter() -> Any:
 
 
 def _runner(pricing: list[Path] | None, ledger: str | None, simulated: bool) -> Runner:
-    from costguard.runner import Runner
+    from costguard.run.runner import Runner
 
     return Runner(
         home=home_dir(),
@@ -224,8 +224,8 @@ def run(
 
     Running the same command again resumes the run (after a crash, Ctrl-C or --detach).
     """
-    from costguard.queue import Defaults
-    from costguard.runner import RunOptions, run_id_for
+    from costguard.queue.reader import Defaults
+    from costguard.run.runner import RunOptions, run_id_for
 
     date = parse_as_of(as_of) if as_of is not None else None
     if not queue.is_file():
@@ -248,7 +248,7 @@ def run(
         concurrency=concurrency,
         simulate=simulate,
     )
-    from costguard.runner import RunPendingError
+    from costguard.run.runner import RunPendingError
 
     run_id = run_id_for(options)
     runner = _runner(pricing, ledger, simulate is not None)
@@ -297,7 +297,7 @@ def collect(
 
     Example: costguard collect run-3f2a9c0d1e7b
     """
-    from costguard.runner import RunOptions
+    from costguard.run.runner import RunOptions
 
     runner = _runner(pricing, ledger, simulated=False)
     journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
@@ -324,7 +324,7 @@ def status(
 
     Example: costguard status run-3f2a9c0d1e7b
     """
-    from costguard.journal import Outputs, RunDir
+    from costguard.run.journal import Outputs, RunDir
 
     with _shared_journals(ledger) as store:
         rundir = RunDir(home_dir() / "runs" / run_id, store=store)
@@ -400,7 +400,7 @@ def runs(
 
     Example: costguard runs
     """
-    from costguard.journal import Journal, JournalError, RunDir, journal_from
+    from costguard.run.journal import Journal, JournalError, RunDir, journal_from
 
     journals: list[Journal] = []
     with _shared_journals(ledger) as store:
@@ -441,7 +441,7 @@ def runs(
 
 def _report(summary: Summary, output: str) -> None:
     from costguard.money import usd
-    from costguard.runner import explain, summary_json
+    from costguard.run.runner import explain, summary_json
 
     if output == "json":
         typer.echo(summary_json(summary))

@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from tabulate import tabulate
 
-from costguard.estimate import Advice, QueueEstimate
 from costguard.money import plain, usd, usd_exact
 from costguard.pricing.engine import (
     Cost,
@@ -21,6 +20,7 @@ from costguard.pricing.engine import (
     output_image_tokens,
 )
 from costguard.pricing.schema import MODES, Mode, ModelCard, RateCard
+from costguard.queue.estimate import Advice, QueueEstimate
 
 Output = Literal["table", "json", "csv"]
 ModeChoice = Literal["batch", "sync", "both"]

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard import run_cli
-from costguard.budget_cli import budget_app
-from costguard.cli_common import (
+from costguard.cli import runs as run_cli
+from costguard.cli.budget import budget_app
+from costguard.cli.common import (
     AsOfOpt,
     FormatOption,
     OutputOpt,
@@ -28,9 +28,9 @@ from costguard.cli_common import (
     parse_as_of,
     parse_usd,
 )
+from costguard.cli.ledger import ledger_app
+from costguard.cli.simulate import simulate_app
 from costguard.errors import EXIT_CODES, CostguardError, QueueError, UsageError
-from costguard.ledger_cli import ledger_app
-from costguard.simulate_cli import simulate_app
 
 if TYPE_CHECKING:
     from costguard.pricing.engine import RateBook
@@ -122,12 +122,12 @@ def estimate(
 
     Example: costguard estimate examples/catalog.jsonl --max-usd 5
     """
-    from costguard import render
-    from costguard.estimate import advise, price_queue
-    from costguard.estimate import compare as compare_models
+    from costguard.cli import render
+    from costguard.cli.settings import Settings
     from costguard.money import usd, usd_exact
-    from costguard.queue import Defaults
-    from costguard.settings import Settings
+    from costguard.queue.estimate import advise, price_queue
+    from costguard.queue.estimate import compare as compare_models
+    from costguard.queue.reader import Defaults
 
     at = parse_as_of(as_of)
     limit = parse_usd(max_usd, "--max-usd") if max_usd is not None else None
@@ -206,7 +206,7 @@ def prices(
 
     Example: costguard prices --provider gemini --as-of 2026-06-01
     """
-    from costguard import render
+    from costguard.cli import render
     from costguard.pricing.loader import json_schema, shipped_dir
 
     if schema:
@@ -261,7 +261,7 @@ def _prices_diff(
     from costguard.pricing.diff import diff_books
 
     rows = diff_books(book, before, after, provider=provider, model=model)
-    from costguard import render
+    from costguard.cli import render
 
     if not rows:
         return f"no price or lifecycle changes between {before} and {after}"

@@ -47,7 +47,7 @@ from starlette.routing import Route
 from costguard.simulator import Simulator, provider_of
 from costguard.simulator.core import SimRequest
 from costguard.simulator.images import MIME_SUFFIXES, ImageSource
-from costguard.simulator.recording import (
+from costguard.simulator.recording.format import (
     EXCHANGES,
     MANIFEST,
     Indexer,
