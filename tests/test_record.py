@@ -18,9 +18,10 @@ from google.genai import types
 from openai import OpenAI
 from PIL import Image
 
+from costguard.proxy.scrub import REDACTED, Scrubber
 from costguard.simulator import Simulator
 from costguard.simulator.images import ImageSource
-from costguard.simulator.recording.format import REDACTED, RecordingError, Scrubber, load_manifest
+from costguard.simulator.recording.format import RecordingError, load_manifest
 from costguard.simulator.recording.record import record_in_thread, shrink_images
 from costguard.simulator.server import bind, serve_in_thread
 from reckit import GEMINI_KEY, MODEL, OPENAI_KEY, Seen, record_cycle, recording

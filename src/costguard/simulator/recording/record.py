@@ -1,19 +1,15 @@
 """Recording proxy: forward an SDK's traffic to a real provider and store it, scrubbed.
 
-`costguard simulate record --upstream URL --out DIR` serves this proxy on loopback. A pipeline
-points its SDK at it (`OPENAI_BASE_URL=http://127.0.0.1:8766/v1`,
-`GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:8766`); every request is forwarded to `URL` + the
-same path and query (with `--upstream openai=URL --upstream gemini=URL`, to the URL of the
-provider the simulator's rules recognise in the request), with the same method, body and
-headers (minus hop-by-hop ones, and with `accept-encoding: identity` so bodies are stored
-readable), and the answer goes back to the client as it arrives. Result downloads
-(`files.content`, `files.download`) and other non-JSON answers are streamed through; JSON
-answers are read whole so that absolute URLs pointing at the upstream (Gemini's `uri`,
-`downloadUri`, and the `X-Goog-Upload-URL` header) can be rewritten to the proxy, which keeps
-resumable uploads going through it.
+`costguard simulate record --upstream URL --out DIR` serves the forwarding proxy
+(`costguard.proxy.forward`) on loopback with a `Recorder` behind it. A pipeline points its SDK
+at it (`OPENAI_BASE_URL=http://127.0.0.1:8766/v1`,
+`GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:8766`); every request is forwarded to `URL` + the same
+path and query (with `--upstream openai=URL --upstream gemini=URL`, to the URL of the provider
+the simulator's rules recognise in the request), and the answer goes back to the client as it
+arrives.
 
 Each exchange is named with the simulator's own route table (`openai.batches.retrieve`,
-`gemini.batches.get`, ...) and written as described in `recording.py`, after `Scrubber` has
+`gemini.batches.get`, ...) and written as described in `format.py`, after `Scrubber` has
 removed keys, auth headers and upload ids: bodies are scrubbed line by line before they reach
 the disk, so a large download never sits in memory. With `shrink_images`, base64 images in
 stored JSON (OpenAI `b64_json`, Gemini `inlineData.data`) are replaced by small real images of
@@ -28,57 +24,32 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
-import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-import httpx
-from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
-
+from costguard.proxy.forward import create_proxy_app
+from costguard.proxy.scrub import Scrubber
 from costguard.simulator import Simulator, provider_of
 from costguard.simulator.core import SimRequest
 from costguard.simulator.images import MIME_SUFFIXES, ImageSource
 from costguard.simulator.recording.format import (
     EXCHANGES,
     MANIFEST,
-    Indexer,
     LineSink,
     Manifest,
     RecordingError,
-    Scrubber,
     exchange_file_name,
-    facts_of,
     write_manifest,
 )
+from costguard.simulator.recording.index import Indexer, facts_of
 
-__all__ = ["Recorder", "create_proxy_app", "record", "record_in_thread", "shrink_images"]
+__all__ = ["Recorder", "record", "record_in_thread", "shrink_images"]
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "transfer-encoding",
-        "te",
-        "trailer",
-        "upgrade",
-    }
-)
-STREAMED_ROUTES = frozenset({"openai.files.content", "gemini.files.download"})
-"""Downloads: streamed through and stored as a sidecar file."""
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 _PARAMS = ("id", "file_id", "batch_id", "model")
-_URL_HEADERS = ("x-goog-upload-url", "location", "content-location")
 
 
 # --------------------------------------------------------------------------------------------
@@ -289,240 +260,12 @@ class Recorder:
         return f"{self.count} exchanges, {jobs} job{'s' if jobs != 1 else ''}"
 
 
-# --------------------------------------------------------------------------------------------
-# The proxy
-# --------------------------------------------------------------------------------------------
-
-
 def _base_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         msg = f"--upstream {url!r}: give a base URL like https://api.openai.com"
         raise RecordingError(msg)
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-
-
-def _rewrite_urls(text: bytes, upstream: str, proxy: str) -> bytes:
-    """Absolute URLs under `upstream` rewritten to `proxy` (not a longer host or port)."""
-    pattern = re.escape(upstream.encode()) + rb"(?=[/\"'?#\s]|$)"
-    return re.sub(pattern, proxy.encode().replace(b"\\", b"\\\\"), text)
-
-
-@dataclass
-class _Exchange:
-    """One request on its way through the proxy."""
-
-    seq: int
-    route: str
-    provider: str
-    params: dict[str, str]
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    proxy_base: str
-    upstream: str
-    request_body: dict[str, Any] | None = None
-
-    def record(
-        self, status: int, headers: dict[str, str], body: dict[str, Any] | None, *, complete: bool
-    ) -> dict[str, Any]:
-        """The exchange as `Recorder.commit` takes it (it scrubs before writing)."""
-        return {
-            "seq": self.seq,
-            "route": self.route,
-            "provider": self.provider,
-            "params": self.params,
-            "complete": complete,
-            "request": {
-                "method": self.method,
-                "path": self.path,
-                "query": self.query,
-                "headers": self.headers,
-                "body": self.request_body,
-            },
-            "response": {"status": status, "headers": headers, "body": body},
-        }
-
-
-class _Proxy:
-    """The forwarding logic behind `create_proxy_app`."""
-
-    def __init__(
-        self,
-        recorder: Recorder,
-        log: Callable[[str], None] | None,
-        timeout_s: float,
-        on_stop: Callable[[], None] | None,
-    ) -> None:
-        self.recorder = recorder
-        self.log = log
-        self.timeout_s = timeout_s
-        self.on_stop = on_stop
-        self.client: httpx.AsyncClient | None = None
-
-    @contextlib.asynccontextmanager
-    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        """One upstream connection pool for the server's life."""
-        timeout = httpx.Timeout(self.timeout_s, connect=30.0)
-        async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
-            self.client = client
-            try:
-                yield
-            finally:
-                self.client = None
-                if self.on_stop is not None:  # before uvicorn re-raises a caught signal
-                    self.on_stop()
-
-    def _start(self, request: Request) -> _Exchange | None:
-        recorder = self.recorder
-        host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-        proxy_base = f"{request.url.scheme}://{host}"
-        recorder.note_origin(proxy_base)
-        headers = dict(request.headers.items())
-        query = parse_qs(request.url.query, keep_blank_values=True)
-        recorder.scrubber.learn(headers, query)  # before any of its bytes are stored
-        route, provider, params = recorder.route_of(
-            request.method, request.url.path, request.url.query, headers
-        )
-        upstream = recorder.upstream_for(provider)
-        if upstream is None:
-            return None
-        return _Exchange(
-            recorder.next_seq(),
-            route,
-            provider,
-            params,
-            request.method,
-            request.url.path,
-            query,
-            headers,
-            proxy_base,
-            upstream,
-        )
-
-    def _outgoing(self, request: Request, exchange: _Exchange, sink: LineSink) -> httpx.Request:
-        assert self.client is not None
-
-        async def body() -> AsyncIterator[bytes]:
-            async for chunk in request.stream():
-                sink.write(chunk)
-                yield chunk
-
-        headers = [
-            (name, value)
-            for name, value in request.headers.items()
-            if name not in HOP_BY_HOP and name not in ("host", "accept-encoding")
-        ]
-        headers.append(("accept-encoding", "identity"))
-        raw_path = request.scope.get("raw_path") or exchange.path.encode()
-        url = exchange.upstream + raw_path.decode("latin-1")
-        if request.url.query:
-            url += "?" + request.url.query
-        has_body = "content-length" in exchange.headers or "transfer-encoding" in exchange.headers
-        content = body() if has_body else b""
-        return self.client.build_request(exchange.method, url, headers=headers, content=content)
-
-    def _reply_headers(self, upstream: httpx.Response, exchange: _Exchange) -> dict[str, str]:
-        self.recorder.scrubber.learn_reply(upstream.headers.multi_items())
-        headers: dict[str, str] = {}
-        for name, value in upstream.headers.multi_items():
-            lower = name.lower()
-            if lower in HOP_BY_HOP or lower in ("content-length", "content-encoding"):
-                continue
-            text = value
-            if lower in _URL_HEADERS:  # the upload goes on through the proxy
-                text = _rewrite_urls(
-                    value.encode(), exchange.upstream, exchange.proxy_base
-                ).decode()
-            headers[lower] = text
-        return headers
-
-    def _done(self, exchange: _Exchange, status: int) -> None:
-        if self.log is not None:
-            self.log(f"{exchange.method} {exchange.path} -> {status} [{exchange.route}]")
-
-    async def forward(self, request: Request) -> Response:
-        """Forward one request, stream the answer back, record both."""
-        assert self.client is not None
-        recorder = self.recorder
-        exchange = self._start(request)
-        if exchange is None:
-            message = (
-                f"costguard record: no --upstream for this request ({request.method} "
-                f"{request.url.path}); give one for every provider: {recorder.upstream}"
-            )
-            return JSONResponse({"error": {"message": message, "code": 502}}, status_code=502)
-        request_sink = recorder.sink(exchange.seq, exchange.route, "request")
-        try:
-            upstream = await self.client.send(
-                self._outgoing(request, exchange, request_sink), stream=True
-            )
-        except httpx.HTTPError as exc:
-            request_sink.abort()
-            self._done(exchange, 502)
-            message = f"costguard record: upstream {exchange.upstream} failed: {exc!r}"
-            return JSONResponse({"error": {"message": message, "code": 502}}, status_code=502)
-        exchange.request_body = request_sink.finish(exchange.headers.get("content-type", ""))
-        headers = self._reply_headers(upstream, exchange)
-        content_type = upstream.headers.get("content-type", "")
-        sink = recorder.sink(
-            exchange.seq,
-            exchange.route,
-            "response",
-            prefer_file=exchange.route in STREAMED_ROUTES,
-        )
-        status = upstream.status_code
-
-        def commit(complete: bool) -> None:
-            body = sink.finish(content_type)
-            recorder.commit(exchange.record(status, dict(headers), body, complete=complete))
-            self._done(exchange, status)
-
-        if exchange.route not in STREAMED_ROUTES and "json" in content_type.lower():
-            try:
-                data = await upstream.aread()
-            finally:
-                await upstream.aclose()
-            data = _rewrite_urls(data, exchange.upstream, exchange.proxy_base)
-            sink.write(data)
-            await run_in_threadpool(commit, True)  # noqa: FBT003 - complete
-            return Response(data, status, headers=headers)
-
-        async def relay() -> AsyncIterator[bytes]:
-            complete = False
-            try:
-                async for chunk in upstream.aiter_bytes():
-                    sink.write(chunk)
-                    yield chunk
-                complete = True
-            finally:
-                await upstream.aclose()
-                commit(complete)
-
-        return StreamingResponse(relay(), status, headers=headers)
-
-
-def create_proxy_app(
-    recorder: Recorder,
-    *,
-    log: Callable[[str], None] | None = None,
-    timeout_s: float = 600.0,
-    on_stop: Callable[[], None] | None = None,
-) -> Starlette:
-    """The ASGI app that forwards every path to the recorder's upstream(s) and records it.
-
-    Args:
-        recorder: Where exchanges go.
-        log: Called with `METHOD /path -> status [route]` per request (nothing secret).
-        timeout_s: Read timeout towards the upstream (large downloads take a while).
-        on_stop: Called once the server shuts down (the CLI prints its summary there).
-    """
-    proxy = _Proxy(recorder, log, timeout_s, on_stop)
-    return Starlette(
-        routes=[Route("/{path:path}", proxy.forward, methods=METHODS)],
-        lifespan=proxy.lifespan,
-    )
 
 
 def record(
