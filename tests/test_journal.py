@@ -13,16 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from costguard.run.journal import (
-    Journal,
-    JournalError,
-    Outputs,
-    Part,
-    RunBusyError,
-    RunDir,
-    safe_name,
-    write_atomic,
-)
+from costguard.run.files import write_atomic
+from costguard.run.journal import Journal, JournalError, Part
+from costguard.run.outputs import Outputs, safe_name
+from costguard.run.rundir import RunBusyError, RunDir
 
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -253,7 +247,7 @@ def test_out_folder_with_a_foreign_manifest_is_refused(tmp_path: Path) -> None:
 HOLDER = """
 import sys
 from pathlib import Path
-from costguard.run.journal import RunDir
+from costguard.run.rundir import RunDir
 rundir = RunDir(Path(sys.argv[1]))
 rundir.lock()
 print("locked", flush=True)

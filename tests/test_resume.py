@@ -23,8 +23,8 @@ import pytest
 
 from costguard.ledger import open_ledger
 from costguard.queue.reader import NO_DEFAULTS
-from costguard.run.journal import RunDir
-from costguard.run.runner import RunOptions, run_id_for
+from costguard.run.options import RunOptions, run_id_for
+from costguard.run.rundir import RunDir
 from costguard.simulator import Simulator
 from runkit import (
     AS_OF,

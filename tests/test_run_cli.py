@@ -21,8 +21,8 @@ from costguard.ledger import Ledger, open_ledger
 from costguard.money import usd
 from costguard.pricing.engine import RateBook
 from costguard.queue.reader import NO_DEFAULTS
-from costguard.run.journal import RunDir
-from costguard.run.runner import RunOptions, run_id_for
+from costguard.run.options import RunOptions, run_id_for
+from costguard.run.rundir import RunDir
 from costguard.simulator import simulate
 from runkit import (
     AS_OF,

@@ -27,8 +27,10 @@ from costguard.providers.base import Provider
 from costguard.providers.gemini import GeminiProvider
 from costguard.providers.openai import OpenAIProvider
 from costguard.queue.estimate import price_queue
-from costguard.run.journal import RunDir
-from costguard.run.runner import QuietReporter, Runner, RunOptions, Summary, explain, run_id_for
+from costguard.run.options import QuietReporter, RunOptions, run_id_for
+from costguard.run.reconcile import Summary, explain
+from costguard.run.rundir import RunDir
+from costguard.run.runner import Runner
 from costguard.simulator import Simulator, simulate
 from runkit import (
     AS_OF,

@@ -30,7 +30,7 @@ import pytest
 from costguard.ledger import Ledger, open_ledger
 from costguard.pricing.engine import RateBook
 from costguard.queue.estimate import price_queue
-from costguard.run.runner import RunOptions, run_id_for
+from costguard.run.options import RunOptions, run_id_for
 from ledger_backends import BACKENDS, raw
 from pgserver import PgServer
 from runkit import (

@@ -294,7 +294,7 @@ def export(
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from costguard.run.journal import write_atomic
+    from costguard.run.files import write_atomic
 
     write_atomic(out, text.encode())
     typer.echo(f"wrote {count} {what.value} to {out}", err=True)

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from costguard.ledger.journals import JournalStore
     from costguard.providers.base import JobStatus, Provider
     from costguard.run.journal import Part
-    from costguard.run.runner import Runner, Summary
+    from costguard.run.reconcile import Summary
+    from costguard.run.runner import Runner
 
 SIMULATED_KEY = "costguard-simulated"
 """The API key sent to the in-process simulator (not a secret)."""
@@ -132,7 +133,7 @@ def _count(value: int | None) -> str:
 
 
 def _reporter() -> Any:
-    from costguard.run.runner import QuietReporter
+    from costguard.run.options import QuietReporter
 
     if sys.stderr.isatty():
         return LiveReporter()
@@ -225,7 +226,7 @@ def run(
     Running the same command again resumes the run (after a crash, Ctrl-C or --detach).
     """
     from costguard.queue.reader import Defaults
-    from costguard.run.runner import RunOptions, run_id_for
+    from costguard.run.options import RunOptions, run_id_for
 
     date = parse_as_of(as_of) if as_of is not None else None
     if not queue.is_file():
@@ -248,7 +249,7 @@ def run(
         concurrency=concurrency,
         simulate=simulate,
     )
-    from costguard.run.runner import RunPendingError
+    from costguard.run.options import RunPendingError
 
     run_id = run_id_for(options)
     runner = _runner(pricing, ledger, simulate is not None)
@@ -297,13 +298,14 @@ def collect(
 
     Example: costguard collect run-3f2a9c0d1e7b
     """
-    from costguard.run.runner import RunOptions
+    from costguard.run.context import Clients
+    from costguard.run.options import RunOptions
 
     runner = _runner(pricing, ledger, simulated=False)
     journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
     simulated = journal.simulate if journal else None
     if simulated:
-        runner.providers = _providers(simulated=True)
+        runner.clients = Clients(_providers(simulated=True))
     options = RunOptions(
         queue=Path(journal.queue) if journal else Path(),
         max_usd=Decimal(0),
@@ -324,7 +326,8 @@ def status(
 
     Example: costguard status run-3f2a9c0d1e7b
     """
-    from costguard.run.journal import Outputs, RunDir
+    from costguard.run.outputs import Outputs
+    from costguard.run.rundir import RunDir
 
     with _shared_journals(ledger) as store:
         rundir = RunDir(home_dir() / "runs" / run_id, store=store)
@@ -376,13 +379,15 @@ def cancel(
 
     Example: costguard cancel run-3f2a9c0d1e7b
     """
+    from costguard.run.context import Clients
+
     runner = _runner(pricing, ledger, simulated=False)
     if not runner.run_dir(run_id).exists:
         msg = f"no run {run_id!r} (see `costguard runs`)"
         raise UsageError(msg)
     journal = runner.run_dir(run_id).load()
     if journal.simulate:
-        runner.providers = _providers(simulated=True)
+        runner.clients = Clients(_providers(simulated=True))
     with _maybe_simulated(journal.simulate, runner.run_dir(run_id).simulator_state):
         jobs = runner.cancel(run_id)
     if not jobs:
@@ -400,7 +405,8 @@ def runs(
 
     Example: costguard runs
     """
-    from costguard.run.journal import Journal, JournalError, RunDir, journal_from
+    from costguard.run.journal import Journal, JournalError, journal_from
+    from costguard.run.rundir import RunDir
 
     journals: list[Journal] = []
     with _shared_journals(ledger) as store:
@@ -441,7 +447,7 @@ def runs(
 
 def _report(summary: Summary, output: str) -> None:
     from costguard.money import usd
-    from costguard.run.runner import explain, summary_json
+    from costguard.run.reconcile import explain, summary_json
 
     if output == "json":
         typer.echo(summary_json(summary))

@@ -1,0 +1,106 @@
+"""What `costguard run` was asked to do, the run's id, and where its progress is reported."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from costguard.errors import CostguardError
+from costguard.pricing.schema import Mode
+from costguard.queue.reader import NO_DEFAULTS, Defaults, Format
+
+if TYPE_CHECKING:
+    from costguard.providers.base import JobStatus
+    from costguard.run.journal import Part
+
+RunMode = Literal["batch", "sync"]
+CARD_MODE: dict[RunMode, Mode] = {"batch": "batch", "sync": "standard"}
+"""The rate-card mode a run mode is priced in."""
+
+
+class RunPendingError(CostguardError):
+    """The run's jobs are still running at the provider (timeout or detach)."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What `costguard run` was asked to do."""
+
+    queue: Path
+    max_usd: Decimal
+    mode: RunMode = "batch"
+    defaults: Defaults = NO_DEFAULTS
+    fmt: Format | None = None
+    as_of: dt.date | None = None
+    out: Path | None = None
+    poll_interval: float = 30.0
+    timeout: float | None = None
+    detach: bool = False
+    retry_refused: bool = False
+    budget: str = "default"
+    owner: str = "unknown"
+    concurrency: int = 4
+    simulate: str | None = None
+
+
+class Reporter(Protocol):
+    """Where progress goes (a live display on a terminal, nothing otherwise)."""
+
+    def message(self, text: str) -> None: ...
+
+    def progress(
+        self, run_id: str, parts: list[Part], statuses: dict[str, JobStatus], elapsed: float
+    ) -> None: ...
+
+    def done(self) -> None: ...
+
+
+class QuietReporter:
+    """Prints messages only (no live progress)."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+
+    def message(self, text: str) -> None:
+        self.emit(text)
+
+    def progress(
+        self, run_id: str, parts: list[Part], statuses: dict[str, JobStatus], elapsed: float
+    ) -> None:
+        """No live display when not on a terminal."""
+
+    def done(self) -> None:
+        """Nothing to tear down."""
+
+
+def run_id_for(options: RunOptions) -> str:
+    """A run's id: the same queue file and options give the same id, so re-running resumes."""
+    digest = hashlib.sha256()
+    digest.update(file_sha256(options.queue).encode())
+    d = options.defaults
+    for value in (
+        options.mode,
+        options.fmt,
+        d.model,
+        d.size,
+        d.quality,
+        d.aspect_ratio,
+        options.simulate,
+    ):
+        digest.update(b"\0" + str(value).encode())
+    return "run-" + digest.hexdigest()[:12]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

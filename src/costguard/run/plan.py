@@ -1,0 +1,121 @@
+"""Planning a run: split the queue into parts (one provider job each) and find a part's requests.
+
+Batch mode makes one part per provider, model and endpoint, split at the providers' limits.
+Sync mode has one part, `sync`, for the whole queue. The split is deterministic, so a part's
+requests are found again by re-reading the queue (nothing but counts is kept in the journal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from costguard.errors import UsageError
+from costguard.models import ImageRequest
+from costguard.pricing.engine import RateBook
+from costguard.run.context import queue_reader
+from costguard.run.journal import Journal, Part
+from costguard.run.outputs import safe_name
+
+LIMITS: dict[str, tuple[int, int]] = {
+    "openai": (50_000, 200 * 1024 * 1024 - 1024 * 1024),
+    "gemini": (1_000_000, 2 * 1024 * 1024 * 1024 - 16 * 1024 * 1024),
+}
+"""Per provider: most requests and most bytes of input file in one job (with a margin)."""
+IMAGE_BYTES_GUESS = 4 * 1024 * 1024
+"""Bytes an inline input image adds to a job file when its size is unknown (a URI)."""
+
+
+def plan(journal: Journal, book: RateBook, requests: int) -> None:
+    """Split the queue into parts and check that output names are distinct; may refuse it."""
+    if journal.mode == "sync":
+        sync = Part(
+            "sync", "mixed", "mixed", "sync", requests, tag=f"costguard:{journal.run_id}:sync"
+        )
+        _check_names(journal, book)
+        journal.plan([sync], {})
+        return
+    groups: dict[str, list[int]] = {}
+    sizes: dict[str, int] = {}
+    names: set[str] = set()
+    for request in queue_reader(journal, book):
+        group = group_of(request)
+        limit_n, limit_bytes = LIMITS[request.provider]
+        counts = groups.setdefault(group, [0])
+        weight = _weight(request)
+        if counts[-1] >= limit_n or (counts[-1] and sizes[group] + weight > limit_bytes):
+            counts.append(0)
+            sizes[group] = 0
+        counts[-1] += 1
+        sizes[group] = sizes.get(group, 0) + weight
+        _claim_names(names, request)
+    parts = []
+    for group, counts in sorted(groups.items()):
+        provider, model, endpoint = group.split("|")
+        for index, count in enumerate(counts):
+            part_id = f"{_slug(model)}{'-edits' if endpoint == 'edits' else ''}-{index + 1}"
+            parts.append(
+                Part(
+                    part_id,
+                    provider,
+                    model,
+                    endpoint,
+                    count,
+                    tag=f"costguard:{journal.run_id}:{part_id}",
+                )
+            )
+    journal.plan(parts, groups)
+
+
+def part_requests(journal: Journal, book: RateBook, part: Part) -> Iterator[ImageRequest]:
+    """Re-read the queue and yield the requests of one part (deterministic split)."""
+    if part.endpoint == "sync":
+        yield from queue_reader(journal, book)
+        return
+    group = f"{part.provider}|{part.model}|{part.endpoint}"
+    counts = journal.groups[group]
+    index = int(part.id.rsplit("-", 1)[1]) - 1
+    start = sum(counts[:index])
+    end = start + counts[index]
+    seen = 0
+    for request in queue_reader(journal, book):
+        if group_of(request) != group:
+            continue
+        if start <= seen < end:
+            yield request
+        seen += 1
+        if seen >= end:
+            return
+
+
+def group_of(request: ImageRequest) -> str:
+    """The (provider|model|endpoint) group a request's part belongs to."""
+    endpoint = "edits" if request.images and request.provider == "openai" else "generations"
+    return f"{request.provider}|{request.model}|{endpoint}"
+
+
+def _check_names(journal: Journal, book: RateBook) -> None:
+    names: set[str] = set()
+    for request in queue_reader(journal, book):
+        _claim_names(names, request)
+
+
+def _weight(request: ImageRequest) -> int:
+    """Bytes a request adds to a job's input file (prompt, envelope, inline input images)."""
+    return request.prompt_bytes + 512 + IMAGE_BYTES_GUESS * len(request.images)
+
+
+def _claim_names(names: set[str], request: ImageRequest) -> None:
+    stem = safe_name(request.key)
+    wanted = [stem] if request.n == 1 else [f"{stem}-{i}" for i in range(1, request.n + 1)]
+    for name in wanted:
+        if name in names:
+            msg = (
+                f"line {request.line}: key {request.key!r} would write {name}.*, which another "
+                "request's images also use; rename one of the keys"
+            )
+            raise UsageError(msg)
+        names.add(name)
+
+
+def _slug(model: str) -> str:
+    return safe_name(model.replace("/", "-"))
