@@ -61,22 +61,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from costguard.ledger.core import (
-    MIGRATIONS,
-    PERIODS,
+from costguard.ledger.interface import Ledger
+from costguard.ledger.migrations import MIGRATIONS, migration
+from costguard.ledger.periods import PERIODS, Period, period_window
+from costguard.ledger.postgres import MISSING_DRIVER, PostgresLedger, is_url, redact
+from costguard.ledger.records import (
     Admission,
     Budget,
     BudgetStatus,
     Charge,
-    Ledger,
     OwnerUsage,
-    Period,
     PeriodSpend,
     Run,
-    migration,
-    period_window,
 )
-from costguard.ledger.postgres import MISSING_DRIVER, PostgresLedger, is_url, redact
 from costguard.ledger.sqlite import BUSY_TIMEOUT_S, SqliteLedger
 from costguard.resources import home_dir
 

@@ -43,15 +43,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from costguard.errors import LedgerError
-from costguard.ledger.core import (
-    MIGRATIONS,
-    Ledger,
-    Migration,
-    Row,
-    Schema,
-    Tx,
-    refuse_unknown,
-)
+from costguard.ledger.interface import Ledger
+from costguard.ledger.migrations import MIGRATIONS, Migration, Schema, refuse_unknown
+from costguard.ledger.sql import Row, Tx
 
 if TYPE_CHECKING:
     import psycopg

@@ -16,17 +16,9 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 from costguard.errors import LedgerError
-from costguard.ledger.core import (
-    MIGRATIONS,
-    Ledger,
-    Migration,
-    Row,
-    Schema,
-    Tx,
-    dec_text,
-    refuse_unknown,
-    ts_text,
-)
+from costguard.ledger.interface import Ledger
+from costguard.ledger.migrations import MIGRATIONS, Migration, Schema, refuse_unknown
+from costguard.ledger.sql import Row, Tx, dec_text, ts_text
 
 BUSY_TIMEOUT_S = 30.0
 """How long a write waits for another process's write transaction before failing."""

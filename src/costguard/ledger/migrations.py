@@ -1,0 +1,133 @@
+"""The schema: column types per database, the ordered migrations, refusing newer ledgers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from costguard.errors import LedgerError
+
+Dialect = Literal["sqlite", "postgresql"]
+
+COLUMN_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"text": "TEXT", "money": "TEXT", "moment": "TEXT", "json": "TEXT"},
+    "postgresql": {
+        "text": 'TEXT COLLATE "C"',
+        "money": "NUMERIC",
+        "moment": "TIMESTAMPTZ",
+        "json": "JSONB",
+    },
+}
+"""What the migrations' `{text}`, `{money}`, `{moment}` and `{json}` become per database.
+
+Text is compared byte by byte on both (`COLLATE "C"`: SQLite's order), money is exact decimal
+(`NUMERIC`, or decimal TEXT summed in Python), moments are UTC instants.
+"""
+
+
+class Schema:
+    """What a migration gets: the dialect and `execute(ddl)` with the column types filled in."""
+
+    def __init__(self, dialect: Dialect, execute: Callable[[str], object]) -> None:
+        """Wrap a back end's statement runner."""
+        self.dialect = dialect
+        self._execute = execute
+
+    def execute(self, ddl: str) -> None:
+        """Run `ddl` after replacing `{text}`, `{money}`, `{moment}`, `{json}` (`{{` for `{`)."""
+        self._execute(ddl.format(**COLUMN_TYPES[self.dialect]))
+
+
+Migration = Callable[[Schema], None]
+MIGRATIONS: list[Migration] = []
+"""Every schema migration, oldest first. Never edit or reorder one that has shipped."""
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration; its `__name__` is what `_migrations` records."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@migration
+def m001_initial(db: Schema) -> None:
+    """Budgets, runs and their spend."""
+    db.execute(
+        """
+        CREATE TABLE budgets (
+            name {text} PRIMARY KEY,
+            limit_usd {money} NOT NULL,
+            period {text} NOT NULL CHECK (period IN ('day', 'week', 'month', 'none')),
+            updated_at {moment} NOT NULL
+        )
+        """
+    )
+    # `budget` is no foreign key: a run may name a budget that is not set (yet).
+    db.execute(
+        """
+        CREATE TABLE runs (
+            run_id {text} PRIMARY KEY,
+            budget {text},
+            estimate_usd {money} NOT NULL,
+            max_usd {money},
+            remaining_usd {money},
+            status {text} NOT NULL,
+            owner {text} NOT NULL,
+            created_at {moment} NOT NULL,
+            closed_at {moment},
+            reason {text} NOT NULL DEFAULT '',
+            close_reason {text} NOT NULL DEFAULT '',
+            meta {json} NOT NULL DEFAULT '{{}}'
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE spend (
+            run_id {text} NOT NULL REFERENCES runs (run_id),
+            part_id {text} NOT NULL,
+            amount_usd {money} NOT NULL,
+            recorded_at {moment} NOT NULL,
+            PRIMARY KEY (run_id, part_id)
+        )
+        """
+    )
+
+
+@migration
+def m002_window_indexes(db: Schema) -> None:
+    """Indexes for the period-window sums and the open-run scan done on every admission."""
+    db.execute("CREATE INDEX spend_recorded_at ON spend (recorded_at)")
+    db.execute("CREATE INDEX runs_budget_status ON runs (budget, status)")
+    db.execute("CREATE INDEX runs_created_at ON runs (created_at)")
+
+
+@migration
+def m003_run_journals(db: Schema) -> None:
+    """Run journals kept in the ledger, so another machine can collect a run.
+
+    Used when the ledger is shared (PostgreSQL); a local ledger's runs keep `journal.json`
+    beside their work files. `version` grows with every write, so a writer that lost its run
+    lock cannot overwrite a newer journal.
+    """
+    db.execute(
+        """
+        CREATE TABLE journals (
+            run_id {text} PRIMARY KEY,
+            data {json} NOT NULL,
+            version INTEGER NOT NULL,
+            updated_at {moment} NOT NULL,
+            updated_by {text} NOT NULL DEFAULT ''
+        )
+        """
+    )
+
+
+def refuse_unknown(unknown: set[str], where: str) -> None:
+    """Refuse a ledger that records migrations this costguard does not know."""
+    if unknown:
+        msg = (
+            f"ledger {where}: written by a newer costguard (unknown migrations: "
+            f"{', '.join(sorted(unknown))}); upgrade costguard or use another ledger"
+        )
+        raise LedgerError(msg)
