@@ -33,15 +33,15 @@ from PIL import Image
 from costguard.resources import data_dir
 from costguard.simulator import Simulator
 from costguard.simulator.core import SimRequest
-from costguard.simulator.gemini import (
+from costguard.simulator.gemini import GeminiFace
+from costguard.simulator.gemini.content import (
     MAX_INLINE_BYTES,
     REFUSAL_KINDS,
-    RESULT_CHUNK_BYTES,
-    GeminiFace,
-    load_usage_table,
     refusal_for,
     text_tokens,
 )
+from costguard.simulator.gemini.results import RESULT_CHUNK_BYTES
+from costguard.simulator.gemini.usage import load_usage_table
 from costguard.simulator.mock import mock_transport
 from costguard.simulator.scenario import REFUSE_MARKER, Scenario
 from costguard.simulator.server import serve_in_thread

@@ -1,0 +1,208 @@
+"""The `batches.*` route handlers (create, get, list, cancel, delete) and the Operation a job
+is answered as."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from costguard.simulator.core import SimRequest, SimResponse
+from costguard.simulator.gemini.batches import (
+    CANCELLED,
+    EXPIRED,
+    META_TYPE,
+    OUTPUT_TYPE,
+    SUCCEEDED,
+    BatchStatus,
+    _Batch,
+    batch_status,
+)
+from costguard.simulator.gemini.content import MAX_INLINE_BYTES, validate_request
+from costguard.simulator.gemini.errors import ApiError
+from costguard.simulator.gemini.results import BatchResults
+from costguard.simulator.gemini.wire import JSON, _get, timestamp
+
+BATCH_PAGE_DEFAULT, BATCH_PAGE_MAX = 50, 1000
+
+
+class BatchRoutes(BatchResults):
+    """Batch jobs: create (inline or from a file), read, list, cancel, delete."""
+
+    def _batch_create(self, request: SimRequest, match: re.Match[str]) -> SimResponse:
+        if len(request.body) > MAX_INLINE_BYTES:
+            raise ApiError(
+                400, f"Request payload size exceeds the limit: {MAX_INLINE_BYTES} bytes."
+            )
+        model = self._model_or_404(match, "batchGenerateContent")
+        body = request.json()
+        batch = _get(body, "batch")
+        if not isinstance(batch, dict):
+            raise ApiError(400, "* BatchGenerateContentRequest.batch: batch is not specified")
+        input_config = _get(batch, "inputConfig")
+        if not isinstance(input_config, dict):
+            raise ApiError(400, "* GenerateContentBatch.input_config: input_config is required")
+        requests = _get(input_config, "requests")
+        file_name = _get(input_config, "fileName")
+        if (requests is None) == (file_name is None):
+            raise ApiError(400, "input_config must set exactly one of requests and file_name.")
+        display_name = _get(batch, "displayName") or None
+        if display_name is not None and not isinstance(display_name, str):
+            raise ApiError(400, "display_name must be a string.")
+        if requests is not None:
+            items = _get(requests, "requests")
+            inline, errors = self._check_inline(model, items)
+            count, input_file, invalid = len(inline), None, None
+        else:
+            inline = None
+            input_file, count, invalid, errors = self._check_input_file(model, file_name)
+        scenario = self._sim.scenario_for(display_name)
+        record = _Batch(
+            id=self._new_id(36),
+            model=model,
+            display_name=display_name,
+            create_t=self._now(),
+            scenario=scenario,
+            count=count,
+            inline=inline,
+            input_file=input_file,
+            invalid_input=invalid,
+            error_positions=errors,
+        )
+        self._batches[record.id] = record
+        self._sim.record_job(self.name, record.id, scenario.name, count)
+        return SimResponse.json(self._operation(record))
+
+    def _check_inline(self, model: str, items: object) -> tuple[list[JSON], list[int]]:
+        if not isinstance(items, list) or not items:
+            raise ApiError(400, "* InlinedRequests.requests: requests must not be empty")
+        errors = []
+        for position, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(_get(item, "request"), dict):
+                message = f"inlined request #{position}: expected an object with a 'request' object"
+                raise ApiError(400, message)
+            if self._request_problem(model, item["request"]):
+                errors.append(position)
+        return items, errors
+
+    def _check_input_file(
+        self, model: str, file_name: object
+    ) -> tuple[str, int, str | None, list[int]]:
+        if not isinstance(file_name, str) or not file_name:
+            raise ApiError(400, "input_config.file_name must be a file name (files/...).")
+        file_id = file_name.removeprefix("files/")
+        stored = self._files.get(file_id)
+        if stored is None or stored.deleted:
+            raise ApiError(404, f"File {file_name} not found.")
+        count, errors, invalid = 0, [], None
+        for number, line in enumerate(self._content(stored).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                invalid = f"Invalid JSON on line {number} of {file_name}."
+                break
+            if not isinstance(entry, dict) or not isinstance(_get(entry, "request"), dict):
+                invalid = f"Line {number} of {file_name} has no 'request' object."
+                break
+            if self._request_problem(model, entry["request"]):
+                errors.append(count)
+            count += 1
+        if invalid is None and count == 0:
+            invalid = f"Input file {file_name} contains no requests."
+        return file_id, count, invalid, errors
+
+    def _request_problem(self, model: str, request: JSON) -> str | None:
+        item_model = _get(request, "model")
+        if isinstance(item_model, str) and item_model:
+            model = item_model.removeprefix("models/")
+        return validate_request(model, request, self.table)
+
+    def _batch(self, match: re.Match[str]) -> _Batch:
+        record = self._batches.get(match["id"])
+        if record is None or record.deleted:
+            raise ApiError(404, f"Batch {match['id']} not found.")
+        return record
+
+    def _batch_get(self, _request: SimRequest, match: re.Match[str]) -> SimResponse:
+        return SimResponse.json(self._operation(self._batch(match)))
+
+    def _batch_list(self, request: SimRequest, _match: re.Match[str]) -> SimResponse:
+        size, token = self._page(request, BATCH_PAGE_DEFAULT, BATCH_PAGE_MAX)
+        live = [b for b in self._batches.values() if not b.deleted]
+        live.sort(key=lambda b: (-b.create_t, b.id))
+        keys = [(b.create_t, b.id) for b in live]
+        start, end = self._paginate(keys, size, token)
+        payload: JSON = {}
+        if end > start:
+            payload["operations"] = [self._operation(b, listing=True) for b in live[start:end]]
+        if end < len(live):
+            payload["nextPageToken"] = self._token(keys[end - 1])
+        return SimResponse.json(payload)
+
+    def _batch_cancel(self, _request: SimRequest, match: re.Match[str]) -> SimResponse:
+        record = self._batch(match)
+        now = self._now()
+        if not batch_status(record, now).terminal:
+            record.cancel_t = now
+        return SimResponse.json({})
+
+    def _batch_delete(self, _request: SimRequest, match: re.Match[str]) -> SimResponse:
+        self._batch(match).deleted = True
+        return SimResponse.json({})
+
+    def _operation(self, batch: _Batch, *, listing: bool = False) -> JSON:
+        status = batch_status(batch, self._now())
+        name = f"batches/{batch.id}"
+        meta: JSON = {"@type": META_TYPE, "model": f"models/{batch.model}"}
+        if batch.display_name:
+            meta["displayName"] = batch.display_name
+        if batch.input_file is not None:
+            meta["inputConfig"] = {"fileName": f"files/{batch.input_file}"}
+        output: JSON | None = None
+        if status.terminal and status.kept > 0:
+            if batch.input_file is not None:
+                output = {"responsesFile": f"files/batch-{batch.id}"}
+            elif not listing:
+                results = self._inline_results(batch, status.kept)
+                output = {"inlinedResponses": {"inlinedResponses": results}}
+            if output is not None:
+                meta["output"] = output
+        meta["createTime"] = timestamp(batch.create_t)
+        if status.end_t is not None:
+            meta["endTime"] = timestamp(status.end_t)
+        meta["updateTime"] = timestamp(status.update_t)
+        meta["batchStats"] = self._stats(batch, status)
+        meta["state"] = status.state
+        meta["name"] = name
+        operation: JSON = {"name": name, "metadata": meta}
+        if status.terminal:
+            operation["done"] = True
+            if output is not None:
+                operation["response"] = {"@type": OUTPUT_TYPE, **output}
+            elif status.kept == 0 and status.state != SUCCEEDED:
+                operation["error"] = self._job_error(batch, status)
+        return operation
+
+    @staticmethod
+    def _job_error(batch: _Batch, status: BatchStatus) -> JSON:
+        if status.state == CANCELLED:
+            return {"code": 1, "message": "Batch was cancelled."}
+        if status.state == EXPIRED:
+            return {"code": 4, "message": "Batch expired: it was not finished within 48 hours."}
+        if batch.invalid_input is not None:
+            return {"code": 3, "message": batch.invalid_input}
+        return {"code": 13, "message": "Batch failed due to an internal error."}
+
+    @staticmethod
+    def _stats(batch: _Batch, status: BatchStatus) -> JSON:
+        stats = {"requestCount": str(batch.count)}
+        if not status.terminal:
+            stats["pendingRequestCount"] = str(batch.count)
+            return stats
+        failed = sum(1 for p in batch.error_positions if p < status.kept)
+        if status.kept - failed:
+            stats["successfulRequestCount"] = str(status.kept - failed)
+        if failed:
+            stats["failedRequestCount"] = str(failed)
+        return stats

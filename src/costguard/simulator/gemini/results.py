@@ -1,0 +1,96 @@
+"""Batch results: inline responses and result files, built from the stored requests when they
+are read. Result files are streamed line by line, so a large batch is never held in memory as
+results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from array import array
+from collections.abc import Iterator
+
+from costguard.simulator.gemini.base import FaceBase
+from costguard.simulator.gemini.batches import _Batch, _result_order
+from costguard.simulator.gemini.content import (
+    generate_response,
+    prompt_text,
+    refusal_for,
+    validate_request,
+)
+from costguard.simulator.gemini.wire import JSON, _dump_line, _get
+
+RESULT_CHUNK_BYTES = 256 * 1024
+
+
+class BatchResults(FaceBase):
+    """Results of a job's kept requests, inline or as result-file lines."""
+
+    def _result(self, batch: _Batch, position: int, request: object) -> JSON:
+        """`{"response": ...}` or `{"error": ...}` for the request at `position`."""
+        model = batch.model
+        if isinstance(request, dict):
+            item_model = _get(request, "model")
+            if isinstance(item_model, str) and item_model:
+                model = item_model.removeprefix("models/")
+        problem = validate_request(model, request, self.table)
+        if problem is not None or not isinstance(request, dict):
+            code = 5 if self.table.lookup(model) is None else 3
+            return {"error": {"code": code, "message": problem or "invalid request"}}
+        refusal = refusal_for(batch.scenario, position, prompt_text(request))
+        seed = f"{batch.id}:{position}"
+        response = generate_response(
+            model, request, refusal=refusal, seed=seed, image_for=self._image, table=self.table
+        )
+        return {"response": response}
+
+    def _inline_results(self, batch: _Batch, kept: int) -> list[JSON]:
+        items = batch.inline or []
+        results = []
+        for position in _result_order(batch, kept):
+            item = items[position]
+            result = self._result(batch, position, _get(item, "request"))
+            metadata = _get(item, "metadata")
+            if metadata is not None:
+                result["metadata"] = metadata
+            results.append(result)
+        return results
+
+    def _result_lines(self, batch: _Batch, kept: int) -> Iterator[bytes]:
+        """The result file's JSONL lines, built one at a time."""
+        stored = self._files[batch.input_file or ""]
+        content = self._content(stored)
+        starts: array[int] = array("q")
+        ends: array[int] = array("q")
+        pos = 0
+        for line in content.splitlines(keepends=True):
+            if line.strip():
+                starts.append(pos)
+                ends.append(pos + len(line))
+            pos += len(line)
+        for position in _result_order(batch, kept):
+            entry = json.loads(content[starts[position] : ends[position]])
+            result = self._result(batch, position, _get(entry, "request"))
+            key = entry.get("key")
+            yield _dump_line({"key": key, **result} if key is not None else result)
+
+    def _result_chunks(self, batch: _Batch, kept: int) -> Iterator[bytes]:
+        buffer: list[bytes] = []
+        size = 0
+        for line in self._result_lines(batch, kept):
+            buffer.append(line)
+            size += len(line)
+            if size >= RESULT_CHUNK_BYTES:
+                yield b"".join(buffer)
+                buffer, size = [], 0
+        if buffer:
+            yield b"".join(buffer)
+
+    def _output_digest(self, batch: _Batch, kept: int) -> tuple[int, str]:
+        if batch.output_digest is None:
+            digest = hashlib.sha256()
+            size = 0
+            for line in self._result_lines(batch, kept):
+                digest.update(line)
+                size += len(line)
+            batch.output_digest = (size, digest.hexdigest())
+        return batch.output_digest
