@@ -9,10 +9,12 @@ import re
 import subprocess
 import sys
 from dataclasses import asdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from costguard.providers.base import JobStatus
 from costguard.run.files import write_atomic
 from costguard.run.journal import Journal, JournalError, Part
 from costguard.run.outputs import Outputs, safe_name
@@ -155,6 +157,90 @@ def test_journal_round_trips_and_a_corrupt_one_is_a_clear_error(tmp_path: Path) 
     rundir.journal_path.write_text('{"run_id": "run-0000', encoding="utf-8")
     with pytest.raises(JournalError, match=r"journal\.json: unreadable run journal"):
         rundir.load()
+
+
+def test_transitions_save_themselves_and_a_reload_sees_each_step(tmp_path: Path) -> None:
+    """Every named transition is on disk when it returns: a fresh load sees the new state."""
+    rundir = RunDir(tmp_path / "runs" / "run-000000000001")
+    journal = sample_journal()
+    rundir.save(journal)
+    part = journal.parts[0]
+
+    journal.admit()
+    assert rundir.load().status == "admitted"
+    journal.submitting(part)
+    assert rundir.load().parts[0].state == "submitting"
+    journal.submitted(part, "batch_1", "file_1")
+    saved = rundir.load()
+    assert (saved.status, saved.parts[0].state, saved.parts[0].job_id) == (
+        "submitted",
+        "submitted",
+        "batch_1",
+    )
+    journal.observe({part.id: JobStatus("running", "in_progress", 1, 0)})
+    assert rundir.load().parts[0].job_state == "in_progress"
+    journal.observe({part.id: JobStatus("succeeded", "completed", 1, 1)})
+    assert rundir.load().parts[0].job_state == "terminal:succeeded"
+    journal.collected(part, Decimal("0.25"))
+    journal.complete()
+    saved = rundir.load()
+    assert (saved.status, saved.parts[0].state, saved.parts[0].cost_usd) == (
+        "collected",
+        "collected",
+        "0.25",
+    )
+
+
+def test_a_job_found_after_a_crash_is_journaled_as_submitted(tmp_path: Path) -> None:
+    """`found` takes a part left `submitting` by a crash to `submitted` with the found job."""
+    rundir = RunDir(tmp_path / "runs" / "run-000000000001")
+    journal = sample_journal(status="admitted")
+    journal.parts[0].state = "submitting"
+    rundir.save(journal)
+    loaded = rundir.load()
+    loaded.found(loaded.parts[0], "batch_9")
+    assert (rundir.load().parts[0].state, rundir.load().parts[0].job_id) == ("submitted", "batch_9")
+
+
+@pytest.mark.parametrize(
+    ("status", "state", "step", "message"),
+    [
+        ("planned", "planned", "submitted", "cannot go from planned to submitted"),
+        ("admitted", "planned", "collected", "cannot be collected while planned"),
+        ("submitted", "submitted", "collected", "cannot be collected while submitted"),
+        ("admitted", "collected", "submitting", "cannot go from collected to submitting"),
+        ("submitted", "submitted", "admit", "cannot go from submitted to admitted"),
+        ("admitted", "submitted", "complete", "cannot complete while parts are not collected"),
+    ],
+    ids=["submit-unplanned", "collect-unsubmitted", "collect-running-job", "resubmit-collected",
+         "admit-twice", "complete-early"],
+)  # fmt: skip
+def test_a_transition_from_the_wrong_state_is_refused_and_nothing_is_saved(
+    tmp_path: Path, status: str, state: str, step: str, message: str
+) -> None:
+    """A step the journal's state does not allow raises JournalError; nothing is saved."""
+    rundir = RunDir(tmp_path / "runs" / "run-000000000001")
+    journal = sample_journal(status=status)
+    journal.parts[0].state = state
+    rundir.save(journal)
+    before = rundir.journal_path.read_bytes()
+    part = journal.parts[0]
+    steps = {
+        "submitted": lambda: journal.submitted(part, "batch_1", None),
+        "collected": lambda: journal.collected(part, Decimal(0)),
+        "submitting": lambda: journal.submitting(part),
+        "admit": journal.admit,
+        "complete": journal.complete,
+    }
+    with pytest.raises(JournalError, match=message):
+        steps[step]()
+    assert rundir.journal_path.read_bytes() == before
+
+
+def test_a_journal_not_bound_to_a_run_folder_refuses_to_move() -> None:
+    """A transition on a journal never loaded or saved has nowhere to persist: it raises."""
+    with pytest.raises(JournalError, match="not bound to a run folder"):
+        sample_journal().admit()
 
 
 # --- the manifest -------------------------------------------------------------------------

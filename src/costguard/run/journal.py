@@ -169,12 +169,15 @@ class Journal:
 
     def submitted(self, part: Part, job_id: str, input_file_id: str | None) -> None:
         """The provider created `part`'s job."""
+        self._check_part(part, "submitted")
+        self._check_run("submitted")
         part.job_id, part.input_file_id = job_id, input_file_id
         self._move_part(part, "submitted", save=False)
         self._move_run("submitted")
 
     def found(self, part: Part, job_id: str) -> None:
         """A job created before a crash was found at the provider by `part`'s tag."""
+        self._check_part(part, "submitted")
         part.job_id = job_id
         self._move_part(part, "submitted")
 
@@ -200,10 +203,12 @@ class Journal:
         if early or (part.state == "planned" and part.endpoint != "sync"):
             msg = f"run {self.run_id}: part {part.id} cannot be collected while {part.state}"
             raise JournalError(msg)
-        part.cost_usd = plain(cost)
         if part.state == "collected" and part.endpoint == "sync":
+            part.cost_usd = plain(cost)
             self._save()  # a sync run run again: nothing was left to call, the cost is re-summed
             return
+        self._check_part(part, "collected")
+        part.cost_usd = plain(cost)
         self._move_part(part, "collected")
 
     # mechanics ------------------------------------------------------------------------------
@@ -213,17 +218,23 @@ class Journal:
             msg = f"run {self.run_id}: cannot {action} a run that is {self.status}"
             raise JournalError(msg)
 
-    def _move_run(self, status: str) -> None:
+    def _check_run(self, status: str) -> None:
         if self.status not in RUN_TRANSITIONS[status]:
             msg = f"run {self.run_id}: cannot go from {self.status} to {status}"
             raise JournalError(msg)
+
+    def _move_run(self, status: str) -> None:
+        self._check_run(status)
         self.status = status
         self._save()
 
-    def _move_part(self, part: Part, state: str, *, save: bool = True) -> None:
+    def _check_part(self, part: Part, state: str) -> None:
         if part.state not in PART_TRANSITIONS[state]:
             msg = f"run {self.run_id}: part {part.id} cannot go from {part.state} to {state}"
             raise JournalError(msg)
+
+    def _move_part(self, part: Part, state: str, *, save: bool = True) -> None:
+        self._check_part(part, state)
         part.state = state
         if save:
             self._save()
