@@ -1,10 +1,11 @@
-"""Domain types shared by the queue reader, the pricing engine and the runner."""
+"""Domain types shared by the rate cards, the queue reader, the pricing engine and the runner."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
-from costguard.pricing.schema import Provider
+Provider = Literal["gemini", "openai"]
+"""The providers costguard prices and drives."""
 
 
 class ImageRequest(NamedTuple):

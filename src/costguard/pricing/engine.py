@@ -22,9 +22,9 @@ from decimal import Decimal
 from typing import Any
 
 from costguard.errors import ModelUnavailableError, RateCardError
-from costguard.models import Usage
+from costguard.models import Provider, Usage
 from costguard.money import ZERO, per_mtok
-from costguard.pricing.schema import MODES, Mode, ModelCard, ModeRates, Provider, RateCard
+from costguard.pricing.schema import MODES, Mode, ModelCard, ModeRates, RateCard
 
 SHUTDOWN_WARNING_DAYS = 30
 

@@ -15,7 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Provider = Literal["gemini", "openai"]
+from costguard.models import Provider
+
 Mode = Literal["standard", "batch"]
 MODES: tuple[Mode, ...] = ("standard", "batch")
 

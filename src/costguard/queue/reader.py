@@ -30,9 +30,8 @@ from costguard.errors import (
     RateCardError,
     UsageError,
 )
-from costguard.models import ImageRequest
+from costguard.models import ImageRequest, Provider
 from costguard.pricing.engine import RateBook, Resolved
-from costguard.pricing.schema import Provider
 
 Format = Literal["costguard", "gemini", "openai"]
 FORMATS: tuple[Format, ...] = ("costguard", "gemini", "openai")
