@@ -57,7 +57,7 @@ from costguard.simulator.recording.replay_jobs import JSON, _Job, _Result
 from costguard.simulator.recording.replay_openai import OpenAIAnswers
 
 if TYPE_CHECKING:
-    from costguard.simulator import Simulator
+    from costguard.simulator.host import Simulator
 
 Handler = Callable[[SimRequest, re.Match[str], Route], SimResponse | None]
 

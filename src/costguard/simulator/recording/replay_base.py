@@ -14,7 +14,7 @@ from costguard.simulator.recording.replay_edits import ReplayEdits
 from costguard.simulator.recording.replay_jobs import JSON, _Job, _Result
 
 if TYPE_CHECKING:
-    from costguard.simulator import Simulator
+    from costguard.simulator.host import Simulator
 
 
 class ReplayBase(ReplayEdits):
