@@ -1,0 +1,225 @@
+"""`costguard estimate` and `costguard prices`: price a queue, and show or diff the rate cards.
+
+Nothing here sends anything: both commands read the queue and the rate cards only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from costguard.cli.common import (
+    AsOfOpt,
+    FormatOption,
+    OutputOpt,
+    PricingOpt,
+    load_rate_book,
+    parse_as_of,
+    parse_usd,
+)
+from costguard.errors import UsageError
+
+if TYPE_CHECKING:
+    from costguard.pricing.engine import RateBook
+    from costguard.pricing.schema import Mode
+
+
+class ModeOpt(StrEnum):
+    """--mode for estimate."""
+
+    batch = "batch"
+    sync = "sync"
+    both = "both"
+
+
+class BudgetModeOpt(StrEnum):
+    """Which mode's maximum --max-usd checks."""
+
+    batch = "batch"
+    sync = "sync"
+
+
+def estimate(
+    queue: Annotated[Path, typer.Argument(help="Queue file (JSONL) to price.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model for lines that name none (required for Gemini batch "
+            "format). Also COSTGUARD_DEFAULT_MODEL."
+        ),
+    ] = None,
+    size: Annotated[str | None, typer.Option(help="Size for lines that name none.")] = None,
+    quality: Annotated[str | None, typer.Option(help="Quality for lines that name none.")] = None,
+    aspect_ratio: Annotated[
+        str | None, typer.Option(help="Aspect ratio for lines that name none.")
+    ] = None,
+    mode: Annotated[ModeOpt, typer.Option(help="Which prices to show.")] = ModeOpt.both,
+    as_of: AsOfOpt = None,
+    max_usd: Annotated[
+        str | None,
+        typer.Option("--max-usd", help="Budget: exit 3 unless the maximum cost fits it."),
+    ] = None,
+    budget_mode: Annotated[
+        BudgetModeOpt,
+        typer.Option(help="Which mode's maximum --max-usd checks (what `run` would send)."),
+    ] = BudgetModeOpt.batch,
+    compare: Annotated[
+        str | None,
+        typer.Option(help="Also price the queue on these models, comma-separated (M1,M2)."),
+    ] = None,
+    output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
+    fmt: FormatOption = None,
+    pricing: PricingOpt = None,
+) -> None:
+    """Price a queue before anything is sent: per model, size and quality, batch against sync.
+
+    Example: costguard estimate examples/catalog.jsonl --max-usd 5
+    """
+    from costguard.cli import render
+    from costguard.cli.settings import Settings
+    from costguard.money import usd, usd_exact
+    from costguard.queue.estimate import advise, price_queue
+    from costguard.queue.estimate import compare as compare_models
+    from costguard.queue.reader import Defaults
+
+    at = parse_as_of(as_of)
+    limit = parse_usd(max_usd, "--max-usd") if max_usd is not None else None
+    book = load_rate_book(pricing)
+    defaults = Defaults(
+        model=model or Settings().default_model,
+        size=size,
+        quality=quality,
+        aspect_ratio=aspect_ratio,
+    )
+    priced = price_queue(
+        queue,
+        book,
+        at,
+        defaults=defaults,
+        fmt=fmt.value if fmt else None,
+    )
+    others = [m.strip() for m in (compare or "").split(",") if m.strip()]
+    comparisons = compare_models(priced, book, at, others)
+    budget_card_mode: Mode = "batch" if budget_mode is BudgetModeOpt.batch else "standard"
+    advice = (
+        advise(priced, book, at, budget_card_mode, limit, defaults=defaults)
+        if limit is not None
+        else None
+    )
+    if output is OutputOpt.json:
+        typer.echo(
+            render.estimate_json(
+                priced, budget=advice, budget_mode=budget_card_mode, comparisons=comparisons
+            )
+        )
+    elif output is OutputOpt.csv:
+        typer.echo(render.estimate_csv(priced), nl=False)
+    else:
+        typer.echo(
+            render.estimate_table(
+                priced, book, render.modes_for(mode.value), comparisons=comparisons
+            )
+        )
+    if output is not OutputOpt.table:  # the table lists them; json and csv get them on stderr
+        for warning in priced.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+    if advice is not None:
+        if advice.decision.fits:
+            if output is OutputOpt.table:
+                typer.echo(
+                    f"within budget: the {budget_mode.value} maximum "
+                    f"{usd(advice.decision.needed)} fits --max-usd {usd_exact(limit or Decimal(0))}"
+                )
+        else:
+            for line in render.advice_lines(advice, budget_card_mode):
+                typer.echo(line, err=True)
+            raise typer.Exit(3)
+
+
+def prices(
+    provider: Annotated[str | None, typer.Option(help="gemini or openai.")] = None,
+    model: Annotated[str | None, typer.Option(help="One model (id or alias).")] = None,
+    as_of: AsOfOpt = None,
+    diff: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="Show what changed between two dates: --diff DATE1 DATE2."),
+    ] = None,
+    output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
+    schema: Annotated[
+        bool, typer.Option("--schema", help="Print the rate-card JSON schema.")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="With --schema: fail if pricing/schema.json is stale."),
+    ] = False,
+    pricing: PricingOpt = None,
+) -> None:
+    """Per-image prices for every size and quality, standard (sync) and batch.
+
+    Example: costguard prices --provider gemini --as-of 2026-06-01
+    """
+    from costguard.cli import render
+    from costguard.pricing.loader import json_schema, shipped_dir
+
+    if schema:
+        text = json_schema()
+        if check:
+            current = shipped_dir() / "schema.json"
+            if not current.is_file() or current.read_text(encoding="utf-8") != text:
+                typer.echo(
+                    f"{current} is stale: run `costguard prices --schema > pricing/schema.json`",
+                    err=True,
+                )
+                raise typer.Exit(1)
+            return
+        typer.echo(text, nl=False)
+        return
+    book = load_rate_book(pricing)
+    if diff is not None:
+        _echo(
+            _prices_diff(book, parse_as_of(diff[0]), parse_as_of(diff[1]), provider, model, output)
+        )
+        return
+    at = parse_as_of(as_of)
+    rows: list[dict[str, str]] = []
+    if model is not None:
+        resolved = book.resolve(model, at)
+        rows = render.price_rows(resolved.card, resolved.model)
+        if resolved.warning:
+            typer.echo(f"warning: {resolved.warning}", err=True)
+    else:
+        for resolved in book.models_at(at):
+            if provider is None or resolved.provider == provider:
+                rows += render.price_rows(resolved.card, resolved.model)
+    if not rows:
+        msg = f"no models priced on {at}" + (f" for provider {provider!r}" if provider else "")
+        raise UsageError(msg)
+    _echo(render.prices_table(rows, output.value))
+
+
+def _echo(text: str) -> None:
+    """Print `text` ending in exactly one newline (CSV already ends with one)."""
+    typer.echo(text, nl=not text.endswith("\n"))
+
+
+def _prices_diff(
+    book: RateBook,
+    before: dt.date,
+    after: dt.date,
+    provider: str | None,
+    model: str | None,
+    output: OutputOpt,
+) -> str:
+    from costguard.pricing.diff import diff_books
+
+    rows = diff_books(book, before, after, provider=provider, model=model)
+    from costguard.cli import render
+
+    if not rows:
+        return f"no price or lifecycle changes between {before} and {after}"
+    return render.prices_table(rows, output.value)
