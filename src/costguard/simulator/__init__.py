@@ -2,7 +2,7 @@
 
 One `Simulator` (`host.py`) holds everything: a `Router` (route table), a `CallLog`, a `SimClock`, a
 `BlobStore` for uploaded bytes, the default `Scenario`, and one *face* per provider
-(`openai/`; `gemini/` when present). Two transports feed it `SimRequest`s and send its
+(`openai/`, `gemini/`). Two transports feed it `SimRequest`s and send its
 `SimResponse`s back: the in-process respx mock (`mock.py`, used by `simulate()` and the
 `costguard_sim` pytest fixture) and a real HTTP server (`server.py`, `costguard simulate serve`).
 

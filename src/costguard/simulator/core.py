@@ -1,7 +1,7 @@
 """Simulator core: requests in, responses out, no I/O.
 
 One route table serves both faces (the respx router in `mock.py` and the HTTP server in
-`server.py`). Provider faces (`gemini.py`, `openai.py`) register their routes on a `Router`
+`server.py`). Provider faces (`gemini/`, `openai/`) register their routes on a `Router`
 and keep their state (files, batch jobs) in plain, JSON-serialisable structures so a
 simulator can be saved beside a run's journal and loaded again.
 

@@ -54,7 +54,7 @@ ID_ALPHABET = string.ascii_letters + string.digits
 
 
 def _gemini_face_class() -> type[Any] | None:
-    """`GeminiFace` when `costguard.simulator.gemini` exists (it is written in parallel)."""
+    """`GeminiFace`, or None where `costguard.simulator.gemini` cannot be imported (OpenAI only)."""
     try:
         gemini = importlib.import_module("costguard.simulator.gemini")
     except ModuleNotFoundError as exc:

@@ -1,2 +1,3 @@
-"""Recordings of real provider traffic: the on-disk format and scrubbing (`format.py`), the
-recording proxy (`record.py`) and replaying a recording through the simulator (`replay.py`)."""
+"""Recordings of real provider traffic: the on-disk format (`format.py`) and its job index
+(`index.py`), the recording proxy (`record.py`, on `costguard.proxy`), and replaying a recording
+through the simulator (`replay.py` with `replay_*.py`)."""
