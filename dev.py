@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Developer tasks that need nothing but python3: `python3 dev.py demo|test|lint|bench|wheel-test`.
+"""Developer tasks that need nothing but python3: `python3 dev.py TASK`.
+
+TASK is demo, test, lint, unit, bench, wheel-test or wheel-smoke.
 
 Each task creates `.venv` (and installs the project with its dev extras) when it is missing
 or when `pyproject.toml` changed since it was made.
@@ -18,6 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 WHEEL_VENV = ROOT / ".venv-wheel"
+SMOKE_VENV = ROOT / ".venv-smoke"
+LOCAL_ONLY = shutil.ignore_patterns("node_modules", "__pycache__")
+"""What a user's own `npm install` (the guide's Node example) leaves in examples/: not copied."""
 BIN = "Scripts" if os.name == "nt" else "bin"
 
 
@@ -76,8 +81,8 @@ def demo() -> None:
 def lint() -> None:
     """ruff (lint and format), mypy on src/, and the import contracts."""
     bindir = venv()
-    sh(bindir / "ruff", "check", "src", "tests", "bench", "dev.py")
-    sh(bindir / "ruff", "format", "--check", "src", "tests", "bench", "dev.py")
+    sh(bindir / "ruff", "check", "src", "tests", "bench", ".ci", "dev.py")
+    sh(bindir / "ruff", "format", "--check", "src", "tests", "bench", ".ci", "dev.py")
     sh(bindir / "mypy")
     sh(bindir / "lint-imports")
     sh(bindir / "python", "-m", "costguard", "prices", "--schema", "--check")
@@ -89,12 +94,33 @@ def unit() -> None:
     sh(bindir / "python", "-m", "pytest", "-q", *sys.argv[2:])
 
 
+_WHEELS: list[Path] = []
+
+
+def build_wheel() -> Path:
+    """Build the wheel once per invocation of this script; return its path."""
+    if not _WHEELS:
+        bindir = venv()
+        dist = Path(tempfile.mkdtemp(prefix="costguard-dist-"))
+        sh(bindir / "python", "-m", "build", "--wheel", "--outdir", dist, "-q")
+        _WHEELS.append(next(dist.glob("costguard-*.whl")))
+    return _WHEELS[0]
+
+
+def wheel_smoke() -> None:
+    """The wheel alone in a fresh venv (no extras, no pytest): the commands a new user runs."""
+    wheel = build_wheel()
+    if SMOKE_VENV.exists():
+        shutil.rmtree(SMOKE_VENV)
+    sbin = venv(SMOKE_VENV, editable=False)
+    sh(sbin / "python", "-m", "pip", "--disable-pip-version-check", "-q", "install", wheel)
+    work = Path(tempfile.mkdtemp(prefix="costguard-smoke-"))
+    sh(sbin / "python", ROOT / ".ci" / "wheel_smoke.py", ROOT / "examples", cwd=work)
+
+
 def wheel_test() -> None:
     """Build the wheel, install it in a fresh venv, and run the suite against it from elsewhere."""
-    bindir = venv()
-    dist = Path(tempfile.mkdtemp(prefix="costguard-dist-"))
-    sh(bindir / "python", "-m", "build", "--wheel", "--outdir", dist, "-q")
-    wheel = next(dist.glob("costguard-*.whl"))
+    wheel = build_wheel()
     if WHEEL_VENV.exists():
         shutil.rmtree(WHEEL_VENV)
     wbin = venv(WHEEL_VENV, editable=False)
@@ -102,7 +128,7 @@ def wheel_test() -> None:
     sh(*pip, "install", f"{wheel}[dev]")
     work = Path(tempfile.mkdtemp(prefix="costguard-wheeltest-"))
     shutil.copytree(ROOT / "tests", work / "tests")
-    shutil.copytree(ROOT / "examples", work / "examples")
+    shutil.copytree(ROOT / "examples", work / "examples", ignore=LOCAL_ONLY)
     shutil.copytree(ROOT / "docs", work / "docs")
     shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
     env = {**os.environ, "COSTGUARD_EXPECT_WHEEL": "1"}
@@ -129,10 +155,11 @@ def ensure_postgres() -> None:
 
 
 def test() -> None:
-    """Everything CI runs: lint, the suite, and the suite again against the built wheel."""
+    """Everything CI runs: lint, the suite, the wheel alone, and the suite against the wheel."""
     ensure_postgres()
     lint()
     unit()
+    wheel_smoke()
     wheel_test()
 
 
@@ -149,6 +176,7 @@ TASKS = {
     "lint": lint,
     "unit": unit,
     "wheel-test": wheel_test,
+    "wheel-smoke": wheel_smoke,
     "bench": bench,
 }
 

@@ -111,3 +111,52 @@ def test_installed_wheel_carries_code_and_cards() -> None:
     assert pricing == package / "_data" / "pricing"
     assert (pricing / "schema.json").is_file()
     assert sorted(p.parent.name for p in pricing.glob("*/*.yaml")).count("gemini") >= 11
+
+
+NO_PYTEST = """
+import sys
+for name in ("pytest", "_pytest", "pytest_httpx2", "pytest_httpx2._plugin"):
+    sys.modules[name] = None  # importing any of them now raises ImportError
+"""
+"""Prelude that makes the interpreter behave like the base install, which has no pytest."""
+
+
+def _without_pytest(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter where pytest and pytest plugins cannot be imported."""
+    env = {**os.environ, "COSTGUARD_HOME": str(tmp_path / "home")}
+    return subprocess.run(
+        [sys.executable, "-c", NO_PYTEST + code],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def test_the_public_simulate_works_without_pytest(tmp_path: Path) -> None:
+    """`costguard.simulate()` answers an SDK call in-process on an install without pytest."""
+    done = _without_pytest(
+        "import costguard\n"
+        "from openai import OpenAI\n"
+        "with costguard.simulate() as sim:\n"
+        "    with OpenAI(api_key='sk-test') as client:\n"
+        "        client.batches.list()\n"
+        "print(sim.calls.count('openai.batches.list'))\n",
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
+def test_run_simulate_works_without_pytest(tmp_path: Path) -> None:
+    """`costguard run --simulate` (the quick start) runs to the end on an install without pytest."""
+    queue = Path(__file__).resolve().parent.parent / "examples" / "catalog.jsonl"
+    if not queue.is_file():
+        pytest.skip(f"{queue} is not beside the tests")
+    argv = ["run", str(queue), "--max-usd", "1", "--simulate", "--out", str(tmp_path / "out")]
+    done = _without_pytest(
+        f"import sys\nfrom costguard.cli.app import run\nsys.exit(run({argv!r}))\n", tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "manifest.jsonl").is_file()

@@ -1,11 +1,13 @@
 """In-process face: a respx router that answers the SDKs' HTTP calls from a `Simulator`.
 
 The current `openai` and `google-genai` SDKs send through `httpx2`, whose transport is
-`httpcore2`; respx patches only `httpcore` unless `pytest_httpx2._plugin` has registered its
-`httpcore2` mocker. This module is the one place that knows it: `mock_transport(sim)` patches
-`httpcore2` for the duration of a `with` block, answers every request to the providers' hosts
-(and to any extra origin given) through `Simulator.handle`, and lets other hosts through.
-Downloaded file bodies stay streamed: they are iterated as the client reads them.
+`httpcore2`; respx on its own patches only `httpcore`. This module is the one place that knows
+it: it registers a respx mocker for `httpcore2` (the same patch points as pytest-httpx2's, which
+cannot be used here because it imports pytest, and the base install has no pytest), and
+`mock_transport(sim)` patches `httpcore2` for the duration of a `with` block, answers every
+request to the providers' hosts (and to any extra origin given) through `Simulator.handle`, and
+lets other hosts through. Downloaded file bodies stay streamed: they are iterated as the client
+reads them.
 """
 
 from __future__ import annotations
@@ -15,13 +17,31 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import httpx
-import pytest_httpx2._plugin  # noqa: F401 - registers respx's "httpcore2" mocker
 import respx
+from respx.mocks import HTTPCoreMocker
 
 from costguard.simulator import PROVIDER_HOSTS, Simulator
 from costguard.simulator.core import SimRequest, SimResponse
 
 __all__ = ["mock_transport", "to_httpx_response", "to_sim_request"]
+
+
+class HTTPCore2Mocker(HTTPCoreMocker):
+    """respx's httpcore mocker aimed at `httpcore2`, the transport under httpx2 and the SDKs.
+
+    Registered under its own name, so it lives beside pytest-httpx2's `httpcore2` mocker when a
+    user's test environment has that plugin too.
+    """
+
+    name = "costguard-httpcore2"
+    targets = [  # noqa: RUF012 - respx reads this class attribute as a list
+        "httpcore2._sync.connection.HTTPConnection",
+        "httpcore2._sync.connection_pool.ConnectionPool",
+        "httpcore2._sync.http_proxy.HTTPProxy",
+        "httpcore2._async.connection.AsyncHTTPConnection",
+        "httpcore2._async.connection_pool.AsyncConnectionPool",
+        "httpcore2._async.http_proxy.AsyncHTTPProxy",
+    ]
 
 
 class _ChunkStream(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -90,7 +110,7 @@ def mock_transport(sim: Simulator, *, base_urls: Iterable[str] = ()) -> Iterator
 
     origins = [f"https://{host}/" for host in PROVIDER_HOSTS]
     origins += [_origin(url) for url in base_urls]
-    with respx.mock(using="httpcore2", assert_all_called=False) as router:
+    with respx.mock(using=HTTPCore2Mocker.name, assert_all_called=False) as router:
         for origin in dict.fromkeys(origins):
             router.route(url__startswith=origin).mock(side_effect=answer)
         router.route().pass_through()

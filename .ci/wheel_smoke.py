@@ -1,0 +1,163 @@
+"""The wheel alone, as a user installs it: costguard and its runtime dependencies, nothing else.
+
+`python3 dev.py wheel-smoke` (part of `python3 dev.py test`) builds the wheel, installs it in a
+fresh venv without extras, and runs this file with that venv's python. Each step is a command a
+new user runs first; any import of a test-only library (pytest, a pytest plugin) fails it.
+
+Usage: python wheel_smoke.py EXAMPLES_DIR
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+COSTGUARD = str(BIN / "costguard")
+
+
+def cli(*args: str, env: dict[str, str]) -> str:
+    """Run `costguard ARGS`; its stdout, or stop with its output when it fails."""
+    done = subprocess.run(
+        [COSTGUARD, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    if done.returncode != 0:
+        msg = f"costguard {' '.join(args)} -> exit {done.returncode}\n{done.stdout}{done.stderr}"
+        raise AssertionError(msg)
+    return done.stdout
+
+
+@contextlib.contextmanager
+def served(env: dict[str, str]) -> Iterator[str]:
+    """`costguard simulate serve --port 0` in a subprocess; yields its base URL."""
+    proc = subprocess.Popen(
+        [COSTGUARD, "simulate", "serve", "--port", "0"],
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    found: list[str] = []
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            match = re.search(r"listening on (http://\S+)", line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        ready.wait(timeout=60)
+        if not found:
+            msg = f"costguard simulate serve printed no base URL:\n{''.join(lines)}"
+            raise AssertionError(msg)
+        yield found[0]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        reader.join(timeout=30)
+
+
+def main(examples: Path) -> int:
+    work = Path(tempfile.mkdtemp(prefix="costguard-smoke-"))
+    env = {**os.environ, "COSTGUARD_HOME": str(work / "home")}
+    for name in ("OPENAI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY", "COSTGUARD_LEDGER_URL"):
+        env.pop(name, None)
+    catalog = str(examples / "catalog.jsonl")
+
+    def no_pytest() -> str:
+        if importlib.util.find_spec("pytest") is not None:
+            msg = f"pytest is importable in {sys.prefix}: this venv is not the wheel alone"
+            raise AssertionError(msg)
+        return "pytest is not installed here"
+
+    def estimate() -> str:
+        return cli("estimate", catalog, env=env).strip().splitlines()[-1]
+
+    def run_simulated() -> str:
+        out = work / "out"
+        cli("run", catalog, "--max-usd", "1", "--simulate", "--out", str(out), env=env)
+        lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+        images = [f for line in lines for f in line["files"]]
+        missing = [f for f in images if not (out / f).is_file()]
+        if not lines or missing:
+            msg = f"run --simulate wrote {len(lines)} manifest lines; images missing: {missing}"
+            raise AssertionError(msg)
+        return f"{len(lines)} requests, {len(images)} images in {out}"
+
+    def budget_show() -> str:
+        return cli("budget", "show", env=env).strip().splitlines()[0]
+
+    def serve_and_sdk_call() -> str:
+        from openai import OpenAI
+
+        with served(env) as base_url:
+            client = OpenAI(api_key="sk-smoke", base_url=f"{base_url}/v1")
+            try:
+                uploaded = client.files.create(
+                    file=("q.jsonl", b'{"custom_id":"a"}\n'), purpose="batch"
+                )
+                listed = [f.id for f in client.files.list()]
+            finally:
+                client.close()
+        if uploaded.id not in listed:
+            msg = f"uploaded {uploaded.id}, listed {listed}"
+            raise AssertionError(msg)
+        return f"files.create + files.list through {base_url}"
+
+    def in_process_simulate() -> str:
+        from openai import OpenAI
+
+        import costguard
+
+        with costguard.simulate() as sim:
+            client = OpenAI(api_key="sk-smoke")
+            try:
+                client.batches.list()
+            finally:
+                client.close()
+        count = sim.calls.count("openai.batches.list")
+        if count != 1:
+            msg = f"costguard.simulate() saw {count} batches.list calls, not 1"
+            raise AssertionError(msg)
+        return "costguard.simulate() answered batches.list in-process"
+
+    steps: list[tuple[str, Callable[[], str]]] = [
+        ("no pytest", no_pytest),
+        ("costguard estimate", estimate),
+        ("costguard run --simulate", run_simulated),
+        ("costguard budget show", budget_show),
+        ("costguard simulate serve + SDK call", serve_and_sdk_call),
+        ("costguard.simulate() in-process", in_process_simulate),
+    ]
+    failed = 0
+    for name, step in steps:
+        try:
+            print(f"ok   {name}: {step()}", flush=True)
+        except Exception as exc:  # noqa: BLE001 - every failure is reported, then counted
+            failed += 1
+            print(f"FAIL {name}: {type(exc).__name__}: {exc}", flush=True)
+    print(f"wheel alone: {len(steps) - failed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]).resolve()))
