@@ -72,9 +72,9 @@ def test_set_changes_an_existing_budget(location: str) -> None:
         assert [(b.limit, b.period) for b in ledger.budgets()] == [(Decimal("1250.50"), "week")]
 
 
-@pytest.mark.parametrize("value", ["abc", "-5", "NaN", "Infinity", ""])
+@pytest.mark.parametrize("value", ["abc", "-5", "NaN", "Infinity", "", "1e309", "1000000001"])
 def test_set_rejects_an_amount_that_is_not_usd(value: str) -> None:
-    """--usd must be a finite, non-negative amount; anything else is a usage error."""
+    """--usd must be an amount from 0 to the documented maximum; anything else is a usage error."""
     result = invoke("set", "--usd", value)
     assert isinstance(result.exception, UsageError)
     assert str(result.exception).startswith(f"--usd: {value!r} is not an amount in USD")

@@ -612,10 +612,21 @@ def test_more_than_twenty_bad_lines_shows_twenty_and_the_count(
             ("--max-usd", "abc"), "--max-usd: 'abc' is not an amount in USD", id="max-usd-text"
         ),
         pytest.param(
-            ("--max-usd", "-1"), "--max-usd: must be a non-negative amount", id="max-usd-negative"
+            ("--max-usd", "-1"), "--max-usd: '-1' is not an amount in USD", id="max-usd-negative"
         ),
         pytest.param(
-            ("--max-usd", "NaN"), "--max-usd: must be a non-negative amount", id="max-usd-nan"
+            ("--max-usd", "NaN"), "--max-usd: 'NaN' is not an amount in USD", id="max-usd-nan"
+        ),
+        pytest.param(
+            ("--max-usd", "9e999999999999999999"),
+            "--max-usd: '9e999999999999999999' is not an amount in USD; give one from 0 to "
+            "$1000000000.00",
+            id="max-usd-huge",
+        ),
+        pytest.param(
+            ("--max-usd", "1000000000.01"),
+            "--max-usd: '1000000000.01' is not an amount in USD",
+            id="max-usd-over-the-maximum",
         ),
         pytest.param(("--format", "xml"), "Invalid value for '--format'", id="format"),
         pytest.param(("--mode", "cheap"), "Invalid value for '--mode'", id="mode"),

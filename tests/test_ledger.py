@@ -478,6 +478,7 @@ def test_text_with_nul_characters_is_refused_on_both(ledger: Ledger) -> None:
         ({"usd": Decimal("-1")}, "usd must be a finite amount >= 0"),
         ({"usd": Decimal("NaN")}, "usd must be a finite amount >= 0"),
         ({"usd": Decimal("Infinity")}, "usd must be a finite amount >= 0"),
+        ({"usd": Decimal("1e309")}, r"usd must be at most \$1000000000\.00, got 1E\+309"),
         ({"usd": Decimal("5"), "period": "year"}, "unknown period 'year'"),
         ({"usd": Decimal("5"), "name": " "}, "budget name must be a non-empty string"),
         (
@@ -674,6 +675,7 @@ def test_meta_round_trips_with_decimals_and_paths_as_strings(ledger: Ledger) -> 
         ("r1", 1.5, {}, "amount must be a Decimal, got float"),
         ("r1", Decimal("-2"), {}, "amount must be a finite amount >= 0"),
         ("r1", Decimal("1"), {"max_usd": 3.0}, "max_usd must be a Decimal"),
+        ("r1", Decimal("1"), {"max_usd": Decimal("1e999999")}, "max_usd must be at most"),
     ],
 )
 def test_admit_rejects_bad_arguments(

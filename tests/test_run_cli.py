@@ -192,6 +192,23 @@ def test_over_max_usd_exits_3_and_sends_nothing(
     assert ledger.runs() == []
 
 
+@pytest.mark.parametrize("max_usd", ["1e999999", "1000000000.5", "-1", "lots"])
+def test_an_amount_past_the_maximum_exits_2_and_sends_nothing(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path, max_usd: str
+) -> None:
+    """--max-usd outside 0 to the documented maximum: one line, exit 2, nothing recorded."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES)
+    result = cli("run", queue, "--max-usd", max_usd, "--simulate", *FAST)
+    assert result.code == 2
+    assert result.err == (
+        f"error: --max-usd: {max_usd!r} is not an amount in USD; give one from 0 to "
+        "$1000000000.00, like 500 or 12.50\n"
+    )
+    assert runs_dirs(home) == []
+    assert ledger.runs() == []
+
+
 def test_ledger_budget_short_exits_3_with_the_shortfall(
     tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path
 ) -> None:

@@ -6,6 +6,12 @@ from decimal import ROUND_HALF_UP, Decimal
 
 MILLION = Decimal(1_000_000)
 ZERO = Decimal(0)
+MAX_USD = Decimal(1_000_000_000)
+"""The largest amount costguard takes anywhere (a budget, --max-usd, a ledger entry): USD 1e9.
+
+Anything larger is refused as bad input rather than stored: no real image queue costs more, and
+an amount like 1e309 would be stored exactly but break every sum and display that follows.
+"""
 
 
 def per_mtok(tokens: int, rate_per_million: Decimal) -> Decimal:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard.cli.common import LedgerOpt, open_cli_ledger
+from costguard.cli.common import LedgerOpt, open_cli_ledger, parse_usd
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -49,18 +48,6 @@ class ShowOutputOpt(StrEnum):
 
     table = "table"
     json = "json"
-
-
-def _amount(value: str, option: str) -> Decimal:
-    text = value.strip().removeprefix("$").replace(",", "").replace("_", "")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        amount = Decimal("NaN")
-    if not amount.is_finite() or amount < 0:
-        msg = f"{option}: {value!r} is not an amount in USD; give one like 500 or 12.50"
-        raise UsageError(msg)
-    return amount
 
 
 def _moment(value: str | None) -> dt.datetime:
@@ -179,7 +166,7 @@ def set_budget(
     """
     from costguard.money import usd as show_usd
 
-    limit = _amount(usd, "--usd")
+    limit = parse_usd(usd, "--usd")
     if not name.strip():
         msg = "--name: give a budget name, e.g. default"
         raise UsageError(msg)

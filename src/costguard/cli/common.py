@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from costguard.errors import UsageError
+from costguard.money import MAX_USD, ZERO, usd_exact
 
 if TYPE_CHECKING:
     from costguard.ledger import Ledger
@@ -76,14 +77,17 @@ def parse_as_of(value: str | None) -> dt.date:
 
 
 def parse_usd(value: str, option: str) -> Decimal:
-    """A non-negative USD amount given on the command line, exactly."""
+    """A USD amount given on the command line, exactly: 0 to `MAX_USD` (`$`, `,`, `_` allowed)."""
+    text = value.strip().removeprefix("$").replace(",", "").replace("_", "")
     try:
-        amount = Decimal(value)
+        amount = Decimal(text)
     except InvalidOperation:
-        msg = f"{option}: {value!r} is not an amount in USD (e.g. 100 or 12.50)"
-        raise UsageError(msg) from None
-    if not amount.is_finite() or amount < 0:
-        msg = f"{option}: must be a non-negative amount, got {value!r}"
+        amount = Decimal("NaN")
+    if not amount.is_finite() or not ZERO <= amount <= MAX_USD:
+        msg = (
+            f"{option}: {value!r} is not an amount in USD; give one from 0 to "
+            f"{usd_exact(MAX_USD)}, like 500 or 12.50"
+        )
         raise UsageError(msg)
     return amount
 

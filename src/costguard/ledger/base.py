@@ -18,6 +18,7 @@ from costguard.errors import LedgerError
 from costguard.ledger.migrations import Dialect
 from costguard.ledger.periods import PERIODS, Period
 from costguard.ledger.sql import Tx, _json_default
+from costguard.money import MAX_USD, usd_exact
 
 if TYPE_CHECKING:
     from costguard.ledger.journals import JournalStore
@@ -103,6 +104,9 @@ class LedgerBase(ABC):
         amount = Decimal(value)
         if not amount.is_finite() or amount < 0:
             msg = f"{what} must be a finite amount >= 0, got {value}"
+            raise self._fail(msg)
+        if amount > MAX_USD:
+            msg = f"{what} must be at most {usd_exact(MAX_USD)}, got {value}"
             raise self._fail(msg)
         return amount
 
