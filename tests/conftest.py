@@ -25,6 +25,7 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COSTGUARD_PRICING_DIR", raising=False)
     monkeypatch.delenv("COSTGUARD_LEDGER", raising=False)
     monkeypatch.delenv("COSTGUARD_LEDGER_URL", raising=False)
+    monkeypatch.delenv("COSTGUARD_BUDGET", raising=False)
     monkeypatch.delenv("COSTGUARD_OWNER", raising=False)
     monkeypatch.delenv("COSTGUARD_DEFAULT_MODEL", raising=False)
     for name in (

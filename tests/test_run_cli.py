@@ -209,6 +209,59 @@ def test_an_amount_past_the_maximum_exits_2_and_sends_nothing(
     assert ledger.runs() == []
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        "postgresql:/cg:s3cret@db/cg",
+        "postgresq://cg:s3cret@db/cg",
+        "postgres//cg:s3cret@db/cg",
+        "sqlite:///tmp/ledger.db",
+        "postgresql://cg:s3cret@/cg",
+    ],
+    ids=["one-slash", "scheme-typo", "no-colon", "other-scheme", "no-host"],
+)
+def test_a_ledger_url_that_is_not_valid_exits_5_and_creates_nothing(
+    tmp_path: Path,
+    cli: Callable[..., Any],
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    location: str,
+) -> None:
+    """A mistyped ledger URL is refused (exit 5, password hidden), never a new local ledger."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("COSTGUARD_LEDGER_URL", location)
+    result = cli("run", queue, "--max-usd", "5", "--simulate", *FAST)
+    assert result.code == 5
+    assert result.err.startswith("error: ledger ")
+    assert len(result.err.splitlines()) == 1
+    assert "s3cret" not in result.err
+    assert list(work.iterdir()) == []
+    assert runs_dirs(home) == []
+
+
+def test_a_relative_ledger_path_must_name_an_existing_ledger(
+    tmp_path: Path, cli: Callable[..., Any], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--ledger team.db` where no such file is: exit 5 naming the absolute path to use."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES)
+    monkeypatch.chdir(tmp_path)
+    result = cli("run", queue, "--max-usd", "5", "--simulate", "--ledger", "team.db", *FAST)
+    assert result.code == 5
+    assert f"a new ledger is created only at an absolute path (e.g. {tmp_path / 'team.db'})" in (
+        result.err
+    )
+    assert not (tmp_path / "team.db").exists()
+    absolute = cli("budget", "set", "--usd", "5", "--ledger", tmp_path / "team.db")
+    assert absolute.code == 0
+    again = cli("run", queue, "--max-usd", "5", "--simulate", "--ledger", "team.db", *FAST)
+    assert again.code == 0, again.err
+
+
 def test_ledger_budget_short_exits_3_with_the_shortfall(
     tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path
 ) -> None:

@@ -59,8 +59,11 @@ refused, never recreated. `costguard ledger migrate` applies them explicitly.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from costguard.errors import LedgerError
 from costguard.ledger.interface import Ledger
 from costguard.ledger.migrations import MIGRATIONS, migration
 from costguard.ledger.periods import PERIODS, Period, period_window
@@ -100,6 +103,7 @@ __all__ = [
     "migration",
     "open_ledger",
     "period_window",
+    "resolve_location",
 ]
 
 LEDGER_FILENAME = "ledger.sqlite3"
@@ -115,11 +119,50 @@ def describe_location(location: str | Path | None) -> str:
     """How a ledger location is shown: the URL without its password, or the file."""
     if is_url(location):
         return redact(str(location).strip())
+    if isinstance(location, str) and _looks_like_url(location):
+        return _without_secrets(location.strip())
     return str(default_path() if location in (None, "") else Path(str(location)).expanduser())
 
 
+def resolve_location(location: str | Path | None) -> str | Path:
+    """Where `location` says the ledger is: a PostgreSQL URL, or the SQLite file's path.
+
+    A location is read strictly, so that a typo never becomes a new, empty ledger that caps
+    nothing: anything that looks like a URL (a `scheme:` prefix or a `//`) must be a
+    `postgresql://` (or `postgres://`) URL with a host, and a relative file path must name an
+    existing ledger (a new one is created only at an absolute path, or the default one).
+
+    Raises:
+        LedgerError: the location is neither.
+    """
+    if location is None or (isinstance(location, str) and not location.strip()):
+        return default_path()
+    text = str(location).strip()
+    if is_url(text):
+        if not (urlsplit(text).hostname or "host=" in urlsplit(text).query):
+            msg = (
+                f"ledger {_without_secrets(text)}: a PostgreSQL URL needs a host, like {_URL_HINT}"
+            )
+            raise LedgerError(msg)
+        return text
+    if isinstance(location, str) and _looks_like_url(text):
+        msg = (
+            f"ledger {_without_secrets(text)}: not a PostgreSQL URL; give one like {_URL_HINT}, "
+            "or the path of a SQLite ledger file"
+        )
+        raise LedgerError(msg)
+    path = Path(text).expanduser()
+    if not path.is_absolute() and not path.exists():
+        msg = (
+            f"ledger {text}: no such ledger file in {Path.cwd()}; a new ledger is created only "
+            f"at an absolute path (e.g. {Path.cwd() / path})"
+        )
+        raise LedgerError(msg)
+    return path
+
+
 def open_ledger(location: str | Path | None = None, *, migrate: bool = True) -> Ledger:
-    """Open (creating it if needed) and migrate the ledger at `location`.
+    """Open and migrate the ledger at `location` (see `resolve_location`), creating a new file.
 
     Args:
         location: a `postgresql://` (or `postgres://`) URL for a shared ledger; else the
@@ -127,15 +170,31 @@ def open_ledger(location: str | Path | None = None, *, migrate: bool = True) -> 
         migrate: apply missing migrations now (False: leave that to `Ledger.migrate()`).
 
     Raises:
-        LedgerError: the folder cannot be created, the file is no SQLite database, it stays
-            locked for `BUSY_TIMEOUT_S`; the PostgreSQL driver is missing or the server cannot
-            be reached; or the ledger was written by a newer costguard.
+        LedgerError: the location is no valid URL or names no ledger (`resolve_location`); the
+            folder cannot be created, the file is no SQLite database, it stays locked for
+            `BUSY_TIMEOUT_S`; the PostgreSQL driver is missing or the server cannot be
+            reached; or the ledger was written by a newer costguard.
     """
-    if is_url(location):
+    where = resolve_location(location)
+    if isinstance(where, str):
         from costguard.ledger.postgres import open_postgres
 
-        return open_postgres(str(location).strip(), migrate=migrate)
+        return open_postgres(where, migrate=migrate)
     from costguard.ledger.sqlite import open_sqlite
 
-    path = default_path() if location in (None, "") else Path(str(location)).expanduser()
-    return open_sqlite(path, migrate=migrate)
+    return open_sqlite(where, migrate=migrate)
+
+
+_URL_HINT = "postgresql://user:password@host:5432/costguard"
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:|//")
+_PASSWORD = re.compile(r"(?<=:)[^:@/]*(?=@)")
+
+
+def _looks_like_url(text: str) -> bool:
+    """A `scheme:` prefix or a `//` anywhere: meant as a URL, not a file name."""
+    return bool(_URL_LIKE.search(text.strip()))
+
+
+def _without_secrets(text: str) -> str:
+    """A URL-like location for messages: no password, no query (it may hold one too)."""
+    return _PASSWORD.sub("***", text.split("?", 1)[0])
