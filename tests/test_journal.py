@@ -166,8 +166,9 @@ def test_transitions_save_themselves_and_a_reload_sees_each_step(tmp_path: Path)
     rundir.save(journal)
     part = journal.parts[0]
 
-    journal.admit()
-    assert rundir.load().status == "admitted"
+    journal.admit("fits")
+    saved = rundir.load()
+    assert (saved.status, saved.admission) == ("admitted", "fits")
     journal.submitting(part)
     assert rundir.load().parts[0].state == "submitting"
     journal.submitted(part, "batch_1", "file_1")
@@ -229,7 +230,7 @@ def test_a_transition_from_the_wrong_state_is_refused_and_nothing_is_saved(
         "submitted": lambda: journal.submitted(part, "batch_1", None),
         "collected": lambda: journal.collected(part, Decimal(0)),
         "submitting": lambda: journal.submitting(part),
-        "admit": journal.admit,
+        "admit": lambda: journal.admit("fits"),
         "complete": journal.complete,
     }
     with pytest.raises(JournalError, match=message):
@@ -240,7 +241,7 @@ def test_a_transition_from_the_wrong_state_is_refused_and_nothing_is_saved(
 def test_a_journal_not_bound_to_a_run_folder_refuses_to_move() -> None:
     """A transition on a journal never loaded or saved has nowhere to persist: it raises."""
     with pytest.raises(JournalError, match="not bound to a run folder"):
-        sample_journal().admit()
+        sample_journal().admit("fits")
 
 
 # --- the manifest -------------------------------------------------------------------------

@@ -262,6 +262,52 @@ def test_a_relative_ledger_path_must_name_an_existing_ledger(
     assert again.code == 0, again.err
 
 
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_a_budget_named_but_not_set_exits_5_naming_those_that_are(
+    tmp_path: Path,
+    cli: Callable[..., Any],
+    ledger: Ledger,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    """`--budget defualt` (or COSTGUARD_BUDGET): exit 5 listing the budgets; nothing reserved."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES)
+    ledger.set_budget(usd=Decimal("50"), period="month")
+    ledger.set_budget(usd=Decimal("10"), period="day", name="team")
+    args: tuple[str, ...] = ()
+    if how == "flag":
+        args = ("--budget", "defualt")
+    else:
+        monkeypatch.setenv("COSTGUARD_BUDGET", "defualt")
+    result = cli("run", queue, "--max-usd", "5", "--simulate", *args, *FAST)
+    assert result.code == 5
+    assert result.err.splitlines() == [
+        (
+            f"error: ledger {ledger.location}: no budget named 'defualt' (budgets set: "
+            "'default', 'team'); set it with `costguard budget set --name defualt --usd AMOUNT` "
+            "or name another"
+        )
+    ]
+    assert runs_dirs(home) == []
+    assert ledger.runs() == []
+
+
+def test_the_implicit_default_budget_may_be_absent_and_the_summary_says_so(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """No --budget and no budget set: --max-usd alone caps the run, and the summary says so."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES)
+    result = cli("run", queue, "--max-usd", "5", "--simulate", "--out", tmp_path / "o", *FAST)
+    assert result.code == 0, result.err
+    assert (
+        "budget: admitted: no budget named 'default' is set, so only max_usd caps this run "
+        "(max_usd $5.0000)"
+    ) in result.out.splitlines()
+
+
 def test_ledger_budget_short_exits_3_with_the_shortfall(
     tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path
 ) -> None:

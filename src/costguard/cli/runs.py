@@ -208,7 +208,14 @@ def run(
     retry_refused: Annotated[
         bool, typer.Option("--retry-refused", help="Also write refused requests to retry.jsonl.")
     ] = False,
-    budget: Annotated[str, typer.Option(help="Ledger budget to charge.")] = "default",
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Ledger budget to charge (default: COSTGUARD_BUDGET, else 'default'). A budget "
+            "named here or in COSTGUARD_BUDGET must be set (exit 5 otherwise); only an unset "
+            "'default' leaves --max-usd alone to cap the run."
+        ),
+    ] = None,
     owner: Annotated[
         str | None, typer.Option(help="Who runs this (default: COSTGUARD_OWNER or the user).")
     ] = None,
@@ -225,10 +232,12 @@ def run(
 
     Running the same command again resumes the run (after a crash, Ctrl-C or --detach).
     """
+    from costguard.cli.settings import Settings
     from costguard.queue.reader import Defaults
     from costguard.run.options import RunOptions, run_id_for
 
     date = parse_as_of(as_of) if as_of is not None else None
+    chosen_budget = budget if budget is not None else (Settings().budget or None)
     if not queue.is_file():
         msg = f"{queue}: queue file not found"
         raise UsageError(msg)
@@ -244,7 +253,8 @@ def run(
         timeout=timeout,
         detach=detach,
         retry_refused=retry_refused,
-        budget=budget,
+        budget=chosen_budget or "default",
+        budget_required=chosen_budget is not None,
         owner=owner or os.environ.get("COSTGUARD_OWNER") or getpass.getuser(),
         concurrency=concurrency,
         simulate=simulate,
@@ -459,6 +469,8 @@ def _report(summary: Summary, output: str) -> None:
             f"cost: actual {usd(summary.actual)} against an estimate of "
             f"{usd(summary.estimate_expected)} expected, {usd(summary.estimate_max)} max"
         )
+        if summary.admission:
+            typer.echo(f"budget: {summary.admission}")
         for line in explain(summary):
             typer.echo(line)
         if summary.sync_equivalent:

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     """Ledger file (default: <home>/ledger.sqlite3); `--ledger` overrides it."""
     ledger_url: str | None = None
     """A shared ledger, `postgresql://user:password@host/db`; wins over `ledger`."""
+    budget: str | None = None
+    """The budget `run` charges when --budget is not given; it must be set in the ledger."""
 
     def ledger_location(self, given: str | None = None) -> str | None:
         """The ledger to open: `given` (`--ledger`), else `ledger_url`, else `ledger`.

@@ -114,6 +114,7 @@ class Ledger(LedgerHistory):
         owner: str,
         at: datetime,
         meta: Mapping[str, Any] | None = None,
+        require_budget: bool = False,
     ) -> Admission:
         """Reserve `amount` (the run's maximum cost) for `run_id` if it fits, in one step.
 
@@ -126,8 +127,13 @@ class Ledger(LedgerHistory):
         (`existing=True`) and nothing more is reserved. A refused run may be admitted again
         (the budget may have grown); a closed one may not.
 
+        With `require_budget`, a budget that is not set is an error rather than no cap: a name
+        someone asked for explicitly (and may have mistyped) never runs unguarded.
+
         Raises:
-            LedgerError: the run is already settled or released, or an argument is invalid.
+            LedgerError: the run is already settled or released, `require_budget` and no
+                budget `budget` is set (the message names those that are), or an argument is
+                invalid.
         """
         run_id = self._text(run_id, "run id")
         needed = self._money(amount, "amount")
@@ -172,6 +178,14 @@ class Ledger(LedgerHistory):
             if budget is not None:
                 db.lock("budget", budget)
                 budget_row = db.one(_SELECT_BUDGET, (budget,))
+                if budget_row is None and require_budget:
+                    names = [row["name"] for row in db.rows(_SELECT_BUDGETS)]
+                    known = ", ".join(repr(n) for n in names) if names else "none"
+                    msg = (
+                        f"no budget named {budget!r} (budgets set: {known}); set it with "
+                        f"`costguard budget set --name {budget} --usd AMOUNT` or name another"
+                    )
+                    raise self._fail(msg)
                 found = None if budget_row is None else _status(db, _budget(budget_row), when)
             admitted, shortfall, reason = _decide(needed, cap, budget, found)
             db.run(

@@ -108,7 +108,7 @@ def _decide(
             f"budget {found.name!r} has left {window}"
         )
     elif budget is not None:
-        reason = f"admitted: no budget named {budget!r} is set"
+        reason = f"admitted: no budget named {budget!r} is set, so only max_usd caps this run"
     else:
         reason = "admitted: charged to no budget"
     if cap is not None:

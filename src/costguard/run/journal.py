@@ -110,6 +110,8 @@ class Journal:
     groups: dict[str, list[int]] = field(default_factory=dict)
     """Per (provider|model|endpoint) group, the request count of each of its parts in order."""
     parts: list[Part] = field(default_factory=list)
+    admission: str | None = None
+    """The ledger's reason for admitting the run (which budget, what it had left)."""
     format: int = FORMAT
 
     def __post_init__(self) -> None:
@@ -141,8 +143,10 @@ class Journal:
 
     # the run --------------------------------------------------------------------------------
 
-    def admit(self) -> None:
-        """The ledger reserved the run's maximum."""
+    def admit(self, reason: str) -> None:
+        """The ledger reserved the run's maximum, for `reason` (its own words)."""
+        self._check_run("admitted")
+        self.admission = reason
         self._move_run("admitted")
 
     def relocate(self, *, queue: str | None = None, out: str | None = None) -> None:

@@ -45,6 +45,9 @@ class RunOptions:
     detach: bool = False
     retry_refused: bool = False
     budget: str = "default"
+    budget_required: bool = False
+    """The budget was named explicitly: it must be set in the ledger (else only `default`
+    may be absent, and `max_usd` alone caps the run)."""
     owner: str = "unknown"
     concurrency: int = 4
     simulate: str | None = None

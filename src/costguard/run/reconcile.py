@@ -43,12 +43,15 @@ class Summary:
     part_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per part, requests per status."""
     refused_not_retried: int = 0
+    admission: str | None = None
+    """The ledger's reason for admitting the run: which budget capped it, or that none did."""
 
 
 def finish(ctx: RunContext, outputs: Outputs) -> Summary:
     """The run's summary; once every part is collected, settle the ledger and write retry.jsonl."""
     journal = ctx.journal
     summary = Summary(journal.run_id, Path(journal.out), parts=journal.parts)
+    summary.admission = journal.admission
     summary.estimate_expected = Decimal(journal.estimate["expected_usd"])
     summary.estimate_max = Decimal(journal.estimate["max_usd"])
     if not journal.collected_all:
@@ -146,6 +149,7 @@ def summary_json(summary: Summary) -> str:
                 "max_usd": plain(summary.estimate_max),
             },
             "actual_usd": plain(summary.actual),
+            "admission": summary.admission,
             "sync_equivalent_usd": plain(summary.sync_equivalent)
             if summary.sync_equivalent is not None
             else None,

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from costguard.errors import BudgetExceededError, UsageError
+from costguard.errors import BudgetExceededError, LedgerError, UsageError
 from costguard.ledger import Ledger
 from costguard.money import plain
 from costguard.pricing.budget import check
@@ -196,6 +196,13 @@ class Runner:
         if journal.status == "planned":
             if not journal.parts:
                 plan(journal, self.book, queue.estimate.requests)
+            self._admit(journal, options, rundir)
+        return journal
+
+    def _admit(self, journal: Journal, options: RunOptions, rundir: RunDir) -> None:
+        """Have the ledger reserve the run's maximum; refused, the run leaves no journal."""
+        run_id = journal.run_id
+        try:
             admission = self.ledger.admit(
                 run_id,
                 Decimal(journal.estimate["max_usd"]),
@@ -209,11 +216,14 @@ class Runner:
                     "rate_cards": journal.rate_cards,
                     "expected_usd": journal.estimate["expected_usd"],
                 },
+                require_budget=options.budget_required,
             )
-            if not admission.admitted:
-                self._refuse(rundir, run_id, admission.reason or "the ledger budget is spent")
-            journal.admit()
-        return journal
+        except LedgerError:
+            rundir.forget()  # nothing was reserved: leave no half-started run behind
+            raise
+        if not admission.admitted:
+            self._refuse(rundir, run_id, admission.reason or "the ledger budget is spent")
+        journal.admit(admission.reason)
 
     def _refuse(self, rundir: RunDir, run_id: str, why: str) -> None:
         rundir.forget()
