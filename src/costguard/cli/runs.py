@@ -364,6 +364,8 @@ def status(
         f"estimate: expected ${journal.estimate['expected_usd']}, "
         f"max ${journal.estimate['max_usd']}"
     )
+    if journal.admission:
+        typer.echo(f"budget: {journal.admission}")
     rows = [
         [p.id, p.requests, p.job_id or "-", p.state, p.job_state or "-", p.cost_usd or "-"]
         for p in journal.parts
