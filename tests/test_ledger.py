@@ -194,8 +194,10 @@ SCHEMA = {
         "reason",
         "close_reason",
         "meta",
+        "rehearsal",
     ],
     "spend": ["run_id", "part_id", "amount_usd", "recorded_at"],
+    "ledger_identity": ["id"],
 }
 INDEXES = {"runs_budget_status", "runs_created_at", "spend_recorded_at"}
 ALL = [fn.__name__ for fn in MIGRATIONS]
@@ -994,3 +996,83 @@ def test_threads_racing_admissions_in_one_process_fit_the_budget(budgeted: Ledge
         admitted = list(pool.map(go, range(8)))
     assert admitted.count(True) == 3
     assert budgeted.status(at=MAR).remaining == Decimal("10")
+
+
+# --- rehearsals ----------------------------------------------------------------------------
+
+
+def test_a_rehearsal_gets_the_real_decision_but_counts_as_no_real_money(budgeted: Ledger) -> None:
+    """A rehearsal is admitted against what the budget really has left, and once admitted,
+    spent and settled it changes nothing `status`, `charges` or `spend_by` report."""
+    admit(budgeted, "real", "30")
+    budgeted.record_spend("real", "p1", Decimal("20"), at=MAR)
+    too_big = admit(budgeted, "rehearsal-big", "71", rehearsal=True)
+    assert not too_big.admitted
+    assert too_big.reason.startswith("needs $71.0000, but budget 'default' ($100.0000) has $70")
+    assert too_big.reason.endswith("; a rehearsal: nothing real is reserved or spent")
+    fits = admit(budgeted, "rehearsal", "60", rehearsal=True)
+    assert fits.admitted
+    budgeted.record_spend("rehearsal", "p1", Decimal("55"), at=MAR)
+    budgeted.settle("rehearsal", status="collected", at=MAR)
+    status = budgeted.status(at=MAR)
+    assert (status.reserved, status.spent, status.remaining) == (Decimal(10), Decimal(20), 70)
+    assert [c.run_id for c in budgeted.charges()] == ["real"]
+    assert [p.spent for p in budgeted.spend_by("default")] == [Decimal(20)]
+    runs = {r.run_id: r for r in budgeted.runs()}
+    assert (runs["rehearsal"].rehearsal, runs["rehearsal"].spent) == (True, Decimal(55))
+    assert not runs["real"].rehearsal
+    assert [r.run_id for r in budgeted.history(rehearsals=False)] == ["real"]
+
+
+def test_open_rehearsals_see_each_others_reservations(budgeted: Ledger) -> None:
+    """Concurrent rehearsals take turns for the real remaining amount as real runs would;
+    a finished rehearsal frees its room (its spend is not real), real runs never see them."""
+    assert admit(budgeted, "rehearsal-1", "60", rehearsal=True).admitted
+    second = admit(budgeted, "rehearsal-2", "60", rehearsal=True)
+    assert not second.admitted
+    assert "has $40.0000 left" in second.reason
+    assert admit(budgeted, "real", "100").admitted  # rehearsals hold nothing real
+    budgeted.release("real", at=MAR, reason="test")
+    budgeted.settle("rehearsal-1", status="collected", at=MAR)
+    assert admit(budgeted, "rehearsal-2", "60", rehearsal=True).admitted
+
+
+# --- identity ------------------------------------------------------------------------------
+
+
+def test_every_ledger_has_its_own_identity(ledger: Ledger, tmp_path: Path) -> None:
+    """A new ledger gets a random identity, the same on every open; another ledger differs."""
+    with open_ledger(ledger_url(ledger)) as again:
+        assert again.identity == ledger.identity
+    with open_ledger(tmp_path / "other.sqlite3") as other:
+        assert other.identity != ledger.identity
+    assert len(ledger.identity) == 32
+
+
+def test_a_ledger_replaced_under_an_open_connection_refuses_writes(budgeted: Ledger) -> None:
+    """The database behind an open ledger gets another identity (restored from elsewhere):
+    recording spend fails with LedgerError and records nothing."""
+    admit(budgeted, "r1", "10")
+    raw(ledger_url(budgeted), "UPDATE ledger_identity SET id = 'someone-else'")
+    with pytest.raises(LedgerError, match="is not the ledger this process opened") as caught:
+        budgeted.record_spend("r1", "p1", Decimal("5"), at=MAR)
+    assert "nothing was recorded" in str(caught.value)
+    assert raw(ledger_url(budgeted), "SELECT COUNT(*) FROM spend") == [(0,)]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_sqlite_ledger_file_deleted_or_replaced_while_open_refuses_writes(
+    sqlite_ledger: SqliteLedger, how: str
+) -> None:
+    """The file removed (or another file moved in) under an open ledger: the next write fails
+    with LedgerError instead of going to a file nobody will read again."""
+    sqlite_ledger.set_budget(usd=Decimal("100"), period="month", at=MAR)
+    admit(sqlite_ledger, "r1", "10")
+    path = sqlite_ledger.path
+    for leftover in path.parent.glob(path.name + "*"):
+        leftover.unlink()
+    if how == "replaced":
+        open_ledger(path).close()
+    with pytest.raises(LedgerError, match=f"was {how}") as caught:
+        sqlite_ledger.settle("r1", status="collected", at=MAR)
+    assert str(caught.value).startswith(f"ledger {path}: ")

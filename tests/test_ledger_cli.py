@@ -165,6 +165,7 @@ def test_history_json_is_exact_and_complete(filled: str, cli: Callable[..., Any]
         "queue": None,
         "reason": first["reason"],
         "close_reason": "",
+        "rehearsal": False,
     }
     assert first["reason"].startswith("fits: needs $10.0000")
     free = document["runs"][2]

@@ -304,8 +304,39 @@ def test_the_implicit_default_budget_may_be_absent_and_the_summary_says_so(
     assert result.code == 0, result.err
     assert (
         "budget: admitted: no budget named 'default' is set, so only max_usd caps this run "
-        "(max_usd $5.0000)"
+        "(max_usd $5.0000); a rehearsal: nothing real is reserved or spent"
     ) in result.out.splitlines()
+
+
+def test_a_rehearsal_exercises_the_guard_but_never_counts_as_real_money(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """`run --simulate` is admitted against the real budget, but `budget show` and the finance
+    export do not see it; history lists it as a rehearsal."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES)
+    ledger.set_budget(usd=Decimal("500"), period="month")
+    result = cli("run", queue, "--max-usd", "5", "--simulate", "--out", tmp_path / "o", *FAST)
+    assert result.code == 0, result.err
+    assert "a rehearsal: nothing real is reserved or spent" in result.out
+    (run,) = ledger.runs()
+    assert run.rehearsal
+    assert run.spent > 0
+    assert run.meta["simulate"] == "succeeded"
+    status = ledger.status(at=run.created)
+    assert (status.reserved, status.spent, status.remaining) == (0, 0, Decimal("500"))
+    shown = cli("budget", "show", "--output", "json")
+    assert (
+        json.loads(shown.out)["budgets"][0]["spent"],
+        json.loads(shown.out)["budgets"][0]["reserved"],
+    ) == ("0", "0")
+    exported = cli("ledger", "export")
+    assert exported.out.splitlines()[1:] == []
+    runs_csv = cli("ledger", "export", "--what", "runs")
+    assert runs_csv.out.splitlines()[1:] == []
+    history = cli("ledger", "history")
+    assert "collected (rehearsal)" in history.out
+    assert "0 runs (and 1 rehearsal, not counted); estimated $0.0000" in history.out
 
 
 def test_ledger_budget_short_exits_3_with_the_shortfall(
@@ -333,14 +364,18 @@ def test_ledger_budget_short_exits_3_with_the_shortfall(
 
 
 @pytest.mark.slow
-def test_racing_runs_never_reserve_past_the_budget(
+def test_racing_rehearsals_never_reserve_past_the_budget(
     tmp_path: Path, ledger: Ledger, home: Path, shipped_book: RateBook
 ) -> None:
-    """Six `costguard run` processes race for a budget that fits three: three run, three exit 3."""
+    """Six `run --simulate --detach` race for a budget that fits three: three in, three exit 3.
+
+    Rehearsals take the decision a real run would, and see each other's open reservations;
+    none of it counts as real money (real runs racing: tests/test_team.py).
+    """
     from costguard.queue.estimate import price_queue
 
     n, k = 6, 3
-    sc = scenario_file(tmp_path / "sc", "succeeded")
+    sc = scenario_file(tmp_path / "sc", "slow", name="slow-held", time_scale=1)  # still open
     queues = []
     for i in range(n):
         queue = tmp_path / f"q{i}.jsonl"
@@ -363,6 +398,7 @@ def test_racing_runs_never_reserve_past_the_budget(
                 str(sc),
                 "--out",
                 str(tmp_path / f"o{i}"),
+                "--detach",
                 *FAST,
             ],
             env,
@@ -380,10 +416,9 @@ def test_racing_runs_never_reserve_past_the_budget(
     admitted = [r for r in runs if r.status != "refused"]
     assert len(admitted) == k
     assert sum((r.estimate for r in admitted), Decimal(0)) <= budget
+    assert all(r.rehearsal and r.open for r in admitted)
     status = ledger.status(at=admitted[0].created)
-    assert status.remaining >= 0
-    # Whatever the timing, the settled runs never freed room for a fourth.
-    assert budget - sum((r.spent for r in admitted), Decimal(0)) < each
+    assert (status.reserved, status.spent, status.remaining) == (0, 0, budget)
 
 
 # --- bad input ------------------------------------------------------------------------------

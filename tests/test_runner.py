@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from costguard.errors import BudgetExceededError, QueueError, UsageError
-from costguard.ledger import Ledger, open_ledger
+from costguard.errors import BudgetExceededError, LedgerError, QueueError, UsageError
+from costguard.ledger import Ledger, SqliteLedger, open_ledger
 from costguard.money import usd
 from costguard.pricing.engine import RateBook
 from costguard.providers.base import Provider
@@ -423,6 +423,54 @@ def test_a_finished_runs_actual_cost_counts_for_the_next_run(
     assert spent[one.run_id] == ("collected", one.actual)
     assert spent[two.run_id] == ("collected", two.actual)
     assert spent[run_id_for(options(third, tmp_path))] == ("refused", 0)
+
+
+class DeletesTheLedger(QuietReporter):
+    """Reports nothing, but deletes the ledger file the first time the run polls."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(lambda _text: None)
+        self.path = path
+
+    def progress(self, run_id: str, parts: Any, statuses: Any, elapsed: float) -> None:
+        for leftover in self.path.parent.glob(self.path.name + "*"):
+            leftover.unlink()
+
+
+def test_a_ledger_deleted_while_a_run_is_in_flight_stops_it_and_another_ledger_is_refused(
+    tmp_path: Path, home: Path, ledger: Ledger, shipped_book: RateBook
+) -> None:
+    """The ledger file vanishes after admission: collecting fails with LedgerError (exit 5)
+    rather than recording the spend nowhere; a new ledger at the same path is not the one the
+    run was admitted in, so `collect` against it is refused too."""
+    assert isinstance(ledger, SqliteLedger)
+    queue = tmp_path / "q.jsonl"
+    write_queue(queue, OPENAI_LINES[:2])
+    with simulate("succeeded", time_scale=0) as sim:
+        runner = Runner(
+            home=home,
+            ledger=ledger,
+            book=shipped_book,
+            providers=sim_providers,
+            reporter=DeletesTheLedger(ledger.path),
+            sleep=lambda _s: sim.advance(POLL_ADVANCE_S),
+        )
+        with pytest.raises(LedgerError, match="was deleted while this process had it open"):
+            runner.start(options(queue, tmp_path / "out"))
+        with open_ledger(ledger.path) as fresh:
+            again = Runner(
+                home=home,
+                ledger=fresh,
+                book=shipped_book,
+                providers=sim_providers,
+                reporter=QuietReporter(lambda _text: None),
+                sleep=lambda _s: sim.advance(POLL_ADVANCE_S),
+            )
+            rid = run_id_for(options(queue, tmp_path / "out"))
+            with pytest.raises(LedgerError, match=f"is not the ledger run {rid} was admitted in"):
+                again.collect(rid, options(queue, tmp_path / "out"))
+            assert fresh.runs() == []
+    assert LedgerError.exit_code == 5
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -125,13 +125,15 @@ def _race(
     budget = each * k + each / 2
     with open_ledger(location) as ledger:
         ledger.set_budget("team-covers", usd=budget, period="month")
-    scenario = slow_scenario(tmp_path / "sc", 60.0)  # still running when --detach returns
     shared = (
         {"COSTGUARD_LEDGER_URL": location}
         if location.startswith("postgresql://")
         else {"COSTGUARD_LEDGER": location}
     )
-    with Watch(location, "team-covers") as watch:
+    # Real runs against a served API (rehearsals, `--simulate`, never count as real money);
+    # its jobs take 60 s, so they are still running when --detach returns.
+    with serving(tmp_path / "api", 60.0) as api, Watch(location, "team-covers") as watch:
+        shared = {**shared, **api}
         procs = [
             start(
                 [
@@ -139,8 +141,6 @@ def _race(
                     str(queue),
                     "--max-usd",
                     "1",
-                    "--simulate",
-                    str(scenario),
                     "--detach",
                     "--budget",
                     "team-covers",

@@ -113,6 +113,7 @@ def _run_record(run: Run) -> dict[str, Any]:
         "queue": meta.get("queue"),
         "reason": run.reason,
         "close_reason": run.close_reason,
+        "rehearsal": run.rehearsal,
     }
 
 
@@ -162,6 +163,7 @@ RUN_COLUMNS = [
     "queue",
     "reason",
     "close_reason",
+    "rehearsal",
 ]
 CHARGE_COLUMNS = [
     "recorded",
@@ -188,7 +190,7 @@ def _history_table(runs: list[Run]) -> str:
             r.created.strftime("%Y-%m-%d %H:%M"),
             r.owner,
             r.budget or "-",
-            r.status,
+            f"{r.status} (rehearsal)" if r.rehearsal else r.status,
             usd(r.estimate),
             usd(r.reserved),
             usd(r.spent),
@@ -224,7 +226,9 @@ def history(
     status and the rate cards it was priced with.
 
     Estimate is the maximum cost the run reserved when admitted; actual is what its parts
-    recorded. Refused runs are listed too (they reserved nothing).
+    recorded. Refused runs are listed too (they reserved nothing), and so are rehearsals
+    (`run --simulate`), marked as such: they never count as real money, in the totals below
+    the table, in `budget show` or in `ledger export`.
 
     Example: costguard ledger history --since 30d --output csv
     """
@@ -246,11 +250,14 @@ def history(
     from costguard.money import ZERO, usd
 
     typer.echo(_history_table(runs))
-    estimate = sum((r.estimate for r in runs if r.status != "refused"), ZERO)
-    actual = sum((r.spent for r in runs), ZERO)
+    real = [r for r in runs if not r.rehearsal]
+    estimate = sum((r.estimate for r in real if r.status != "refused"), ZERO)
+    actual = sum((r.spent for r in real), ZERO)
+    rehearsals = len(runs) - len(real)
+    also = f" (and {rehearsals} rehearsal{'s' if rehearsals != 1 else ''}, not counted)"
     typer.echo(
-        f"{len(runs)} runs; estimated {usd(estimate)} (admitted), actual {usd(actual)}; "
-        f"ledger {where}"
+        f"{len(real)} runs{also if rehearsals else ''}; estimated {usd(estimate)} (admitted), "
+        f"actual {usd(actual)}; ledger {where}"
     )
 
 
@@ -274,6 +281,8 @@ def export(
 ) -> None:
     """A CSV for finance: every recorded cost in the window, with its run, budget and owner.
 
+    Rehearsals (`run --simulate`) are left out: they cost nothing real.
+
     Charges are dated when they were recorded (when the provider billed them), so a month's
     export adds up to what that month's budget counted as spent. Amounts are exact decimals.
 
@@ -283,7 +292,7 @@ def export(
     end = parse_moment(until, "--until")
     with open_cli_ledger(ledger) as book:
         if what is ExportOpt.runs:
-            runs = book.history(since=start, until=end)
+            runs = book.history(since=start, until=end, rehearsals=False)
             text = _csv([_run_record(r) for r in runs], RUN_COLUMNS)
             count = len(runs)
         else:

@@ -35,6 +35,7 @@ class LedgerBase(ABC):
     backend: Dialect
     location: str
     """Where the ledger is, for messages: the file, or the URL without its password."""
+    _identity: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -84,6 +85,35 @@ class LedgerBase(ABC):
     @abstractmethod
     def _read(self, work: Callable[[Tx], T]) -> T:
         """Run `work` in one read transaction: one consistent snapshot for several queries."""
+
+    # -- identity ---------------------------------------------------------------------------
+
+    @property
+    def identity(self) -> str:
+        """The ledger's identity: a random id written once, when the ledger was created.
+
+        A run's journal records the identity of the ledger that admitted it, so a run is never
+        settled in, or collected against, another ledger (`run.runner`).
+        """
+        if self._identity is None:
+            self._identity = self._read(_read_identity)
+        return self._identity
+
+    def _remember_identity(self) -> None:
+        """Note the identity now (after migrating): later writes check it has not changed."""
+        self._identity = self._read(_read_identity)
+
+    def _check_identity(self, db: Tx) -> None:
+        """Refuse to write to a database that is no longer the ledger this object opened."""
+        if self._identity is None:
+            return
+        now = _read_identity(db)
+        if now != self._identity:
+            msg = (
+                f"is not the ledger this process opened (identity {self._identity}, now {now}): "
+                "it was replaced or recreated while in use; nothing was recorded"
+            )
+            raise self._fail(msg)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -135,3 +165,8 @@ class LedgerBase(ABC):
             msg = f"unknown period {period!r}; use one of {', '.join(PERIODS)}"
             raise self._fail(msg)
         return period
+
+
+def _read_identity(db: Tx) -> str:
+    row = db.one("SELECT id FROM ledger_identity")
+    return "none" if row is None else str(row["id"])

@@ -48,6 +48,7 @@ class LedgerHistory(LedgerBase):
         until: datetime | None = None,
         budget: str | None = None,
         owner: str | None = None,
+        rehearsals: bool = True,
     ) -> list[Run]:
         """Every run admitted (or refused) in `[since, until)`, oldest first.
 
@@ -56,6 +57,7 @@ class LedgerHistory(LedgerBase):
             until: only runs created before this moment.
             budget: only runs charged to this budget.
             owner: only runs with this owner.
+            rehearsals: include rehearsals (`Run.rehearsal`); False: real runs only.
         """
         start = MIN_MOMENT if since is None else self._utc(since, "since")
         end = MAX_MOMENT if until is None else self._utc(until, "until")
@@ -67,6 +69,8 @@ class LedgerHistory(LedgerBase):
         if owner is not None:
             where.append("owner = ?")
             extra.append(owner)
+        if not rehearsals:
+            where.append("rehearsal = 0")
         fragments = " AND ".join(where)  # fixed fragments; every value is a bound parameter
         sql = (
             f"SELECT {_RUN_COLUMNS} FROM (SELECT * FROM runs WHERE {fragments}) AS r "  # noqa: S608
@@ -79,13 +83,16 @@ class LedgerHistory(LedgerBase):
     def charges(
         self, *, since: datetime | None = None, until: datetime | None = None
     ) -> list[Charge]:
-        """Every spend recorded in `[since, until)` with its run, in the order recorded."""
+        """Every real spend recorded in `[since, until)` with its run, in the order recorded.
+
+        Rehearsals' spend is left out: this is what finance is billed for.
+        """
         start = MIN_MOMENT if since is None else self._utc(since, "since")
         end = MAX_MOMENT if until is None else self._utc(until, "until")
         sql = (
             "SELECT s.recorded_at, s.run_id, s.part_id, s.amount_usd, r.budget, r.owner, "
             "r.status, r.meta FROM spend AS s JOIN runs AS r ON r.run_id = s.run_id "
-            "WHERE s.recorded_at >= ? AND s.recorded_at < ? "
+            "WHERE s.recorded_at >= ? AND s.recorded_at < ? AND r.rehearsal = 0 "
             "ORDER BY s.recorded_at, s.run_id, s.part_id"
         )
 
@@ -109,7 +116,7 @@ class LedgerHistory(LedgerBase):
     def spend_by(
         self, budget: str | None = "default", period: Period = "month"
     ) -> list[PeriodSpend]:
-        """Actual spend per `period` window (UTC), oldest first; windows without spend omitted.
+        """Real spend per `period` window (UTC), oldest first; windows without spend omitted.
 
         Args:
             budget: only runs charged to this budget; None for every run.
@@ -118,13 +125,13 @@ class LedgerHistory(LedgerBase):
         period = self._period(period)
         query = (
             "SELECT s.run_id, s.amount_usd, s.recorded_at FROM spend AS s "
-            "JOIN runs AS r ON r.run_id = s.run_id "
+            "JOIN runs AS r ON r.run_id = s.run_id WHERE r.rehearsal = 0 "
         )
         if budget is None:
             rows = self._read(lambda db: db.rows(query + "ORDER BY s.recorded_at"))
         else:
             rows = self._read(
-                lambda db: db.rows(query + "WHERE r.budget = ? ORDER BY s.recorded_at", (budget,))
+                lambda db: db.rows(query + "AND r.budget = ? ORDER BY s.recorded_at", (budget,))
             )
         windows: dict[tuple[datetime | None, datetime | None], tuple[Decimal, set[str]]] = {}
         for row in rows:
@@ -176,4 +183,5 @@ def _run(row: Row, amounts: Sequence[Decimal]) -> Run:
         close_reason=row["close_reason"],
         meta=_meta_of(row["meta"]),
         remaining_at_admission=_opt_decimal(row["remaining_usd"]),
+        rehearsal=bool(row["rehearsal"]),
     )

@@ -28,7 +28,7 @@ from costguard.ledger.sql import (
     dec_text,
     ts_text,
 )
-from costguard.ledger.usage import _budget, _decide, _status
+from costguard.ledger.usage import _budget, _decide, _for_rehearsal, _status
 from costguard.money import ZERO
 
 _NOT_SETTLE_STATUSES = (OPEN, REFUSED)
@@ -115,6 +115,7 @@ class Ledger(LedgerHistory):
         at: datetime,
         meta: Mapping[str, Any] | None = None,
         require_budget: bool = False,
+        rehearsal: bool = False,
     ) -> Admission:
         """Reserve `amount` (the run's maximum cost) for `run_id` if it fits, in one step.
 
@@ -129,6 +130,11 @@ class Ledger(LedgerHistory):
 
         With `require_budget`, a budget that is not set is an error rather than no cap: a name
         someone asked for explicitly (and may have mistyped) never runs unguarded.
+
+        A `rehearsal` (a run against the simulator) gets the same decision a real run would,
+        against what the budget really has left less what open rehearsals hold, but its
+        reservation and spend never count as real: not in the budget's reserved or spent, not
+        in finance exports (`charges`), not in `spend_by`.
 
         Raises:
             LedgerError: the run is already settled or released, `require_budget` and no
@@ -145,6 +151,7 @@ class Ledger(LedgerHistory):
             budget = self._text(budget, "budget name")
 
         def work(db: Tx) -> Admission:
+            self._check_identity(db)
             db.lock("run", run_id)
             row = db.one(
                 "SELECT status, budget, estimate_usd, remaining_usd, reason, owner, created_at "
@@ -186,8 +193,14 @@ class Ledger(LedgerHistory):
                         f"`costguard budget set --name {budget} --usd AMOUNT` or name another"
                     )
                     raise self._fail(msg)
-                found = None if budget_row is None else _status(db, _budget(budget_row), when)
+                if budget_row is not None:
+                    found = _status(db, _budget(budget_row), when)
+                    if rehearsal:
+                        held = _status(db, _budget(budget_row), when, rehearsals=True)
+                        found = _for_rehearsal(found, held)
             admitted, shortfall, reason = _decide(needed, cap, budget, found)
+            if rehearsal:
+                reason += "; a rehearsal: nothing real is reserved or spent"
             db.run(
                 _UPSERT_RUN,
                 (
@@ -202,6 +215,7 @@ class Ledger(LedgerHistory):
                     None if admitted else db.moment(when),
                     reason,
                     meta_json,
+                    1 if rehearsal else 0,
                 ),
             )
             return Admission(
@@ -234,6 +248,7 @@ class Ledger(LedgerHistory):
         when = self._utc(at)
 
         def work(db: Tx) -> bool:
+            self._check_identity(db)
             db.lock("run", run_id)
             row = db.one("SELECT status FROM runs WHERE run_id = ?", (run_id,))
             if row is None:
@@ -288,6 +303,7 @@ class Ledger(LedgerHistory):
         when = self._utc(at)
 
         def work(db: Tx) -> list[Run]:
+            self._check_identity(db)
             db.lock("run", run_id)
             db.run(
                 "UPDATE runs SET status = ?, closed_at = ?, close_reason = ? "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Literal
 
@@ -121,6 +122,28 @@ def m003_run_journals(db: Schema) -> None:
         )
         """
     )
+
+
+@migration
+def m004_rehearsals(db: Schema) -> None:
+    """Rehearsals (`run --simulate`): admitted like real runs, never counted as real money.
+
+    A rehearsal's reservation and spend count neither in its budget's reserved and spent nor in
+    finance exports; rehearsals see only each other's open reservations (`Ledger.admit`).
+    """
+    db.execute("ALTER TABLE runs ADD COLUMN rehearsal INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m005_ledger_identity(db: Schema) -> None:
+    """A random identity, written once: a run checks it is still in the ledger it was admitted in.
+
+    A ledger file deleted and created again, or another database behind the same URL, has
+    another identity; a run journal records the identity of the ledger that admitted it.
+    """
+    db.execute("CREATE TABLE ledger_identity (id {text} PRIMARY KEY)")
+    identity = uuid.uuid4().hex  # 32 hex digits: safe to write into the statement
+    db.execute(f"INSERT INTO ledger_identity (id) VALUES ('{identity}')")  # noqa: S608
 
 
 def refuse_unknown(unknown: set[str], where: str) -> None:

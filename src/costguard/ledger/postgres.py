@@ -160,6 +160,7 @@ def open_postgres(url: str, *, migrate: bool = True) -> PostgresLedger:
     try:
         if migrate:
             ledger.migrate()
+            ledger._remember_identity()
         else:
             ledger.applied_migrations()  # connect now: a bad URL fails here
     except BaseException:

@@ -111,6 +111,8 @@ class Run:
     meta: dict[str, Any]
     remaining_at_admission: Decimal | None
     """What its budget had left when it was admitted; None when no budget applied."""
+    rehearsal: bool = False
+    """A run against the simulator: never counted as real money."""
 
     @property
     def open(self) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Literal, Protocol
 
 _RUN_COLUMNS = (
     "r.run_id, r.budget, r.estimate_usd, r.max_usd, r.remaining_usd, r.status, r.owner, "
-    "r.created_at, r.closed_at, r.reason, r.close_reason, r.meta, s.amount_usd"
+    "r.created_at, r.closed_at, r.reason, r.close_reason, r.meta, r.rehearsal, s.amount_usd"
 )
 # S608: the f-strings below only join constant fragments; every value is a bound parameter.
 _SELECT_RUN = (
@@ -39,26 +39,28 @@ _SELECT_RUNS_WITH_STATUS = (
 _USAGE_IN_WINDOW = (
     "SELECT 'spent' AS kind, r.run_id, r.owner, NULL AS estimate_usd, s.amount_usd "
     "FROM spend AS s JOIN runs AS r ON r.run_id = s.run_id "
-    "WHERE r.budget = ? AND s.recorded_at >= ? AND s.recorded_at < ? "
+    "WHERE r.budget = ? AND r.rehearsal = ? AND s.recorded_at >= ? AND s.recorded_at < ? "
     "UNION ALL "
     "SELECT 'open' AS kind, r.run_id, r.owner, r.estimate_usd, s.amount_usd "
     "FROM runs AS r LEFT JOIN spend AS s ON s.run_id = r.run_id "
-    "WHERE r.budget = ? AND r.status = 'open' AND r.created_at < ?"
+    "WHERE r.budget = ? AND r.rehearsal = ? AND r.status = 'open' AND r.created_at < ?"
 )
-"""Spend in the window and the open runs with all their spend, in one statement.
+"""Spend in the window and the open runs with all their spend, in one statement; real runs
+(`rehearsal = 0`) or rehearsals (`1`), never both.
 
 One statement reads one snapshot on both databases, so a run settled between two reads can
 never be missed by both (PostgreSQL's READ COMMITTED takes a snapshot per statement).
 """
 _UPSERT_RUN = (
     "INSERT INTO runs (run_id, budget, estimate_usd, max_usd, remaining_usd, status, owner, "
-    "created_at, closed_at, reason, close_reason, meta) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?) "
+    "created_at, closed_at, reason, close_reason, meta, rehearsal) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?) "
     "ON CONFLICT (run_id) DO UPDATE SET budget = excluded.budget, "
     "estimate_usd = excluded.estimate_usd, max_usd = excluded.max_usd, "
     "remaining_usd = excluded.remaining_usd, status = excluded.status, owner = excluded.owner, "
     "created_at = excluded.created_at, closed_at = excluded.closed_at, "
-    "reason = excluded.reason, close_reason = excluded.close_reason, meta = excluded.meta"
+    "reason = excluded.reason, close_reason = excluded.close_reason, meta = excluded.meta, "
+    "rehearsal = excluded.rehearsal"
 )
 _UPSERT_BUDGET = (
     "INSERT INTO budgets (name, limit_usd, period, updated_at) VALUES (?, ?, ?, ?) "

@@ -79,8 +79,10 @@ def open_sqlite(path: Path, *, migrate: bool = True) -> SqliteLedger:
     ledger = SqliteLedger(db, path)
     try:
         ledger._configure()
+        ledger._file = _file_id(path)  # the file exists now (journal_mode = WAL wrote it)
         if migrate:
             ledger.migrate()
+            ledger._remember_identity()
     except BaseException:
         db.close()
         raise
@@ -98,6 +100,7 @@ class SqliteLedger(Ledger):
         self._lock = threading.RLock()
         self.path = path
         self.location = str(path)
+        self._file = _file_id(path)
 
     def close(self) -> None:
         """Close the connection."""
@@ -139,6 +142,7 @@ class SqliteLedger(Ledger):
 
     def _transaction(self, begin: str, work: Callable[[Tx], T]) -> T:
         with self._lock, self._errors():
+            self._check_file()
             self._db.execute(begin)
             try:
                 result = work(_SqliteTx(self._db))
@@ -147,6 +151,19 @@ class SqliteLedger(Ledger):
                 raise
             self._db.execute("COMMIT")
             return result
+
+    def _check_file(self) -> None:
+        """The file at `path` is still the one this connection has open.
+
+        A ledger file deleted (or replaced by another file) while open stays readable and
+        writable through the open connection, so without this check what a run records would
+        go to a file nobody will ever read again.
+        """
+        now = _file_id(self.path)
+        if now != self._file:
+            what = "was deleted" if now is None else "was replaced by another file"
+            msg = f"{what} while this process had it open; nothing was recorded"
+            raise self._fail(msg)
 
     def _write(self, work: Callable[[Tx], T]) -> T:
         """A write transaction: it holds the write lock from its first statement."""
@@ -197,3 +214,12 @@ def apply_migrations(
         raise
     db.execute("COMMIT")
     return applied
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """The file's (device, inode), or None when there is no file at `path`."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
@@ -21,15 +22,20 @@ def _budget(row: Row) -> Budget:
     )
 
 
-def _status(db: Tx, budget: Budget, at: datetime) -> BudgetStatus:
+def _status(db: Tx, budget: Budget, at: datetime, *, rehearsals: bool = False) -> BudgetStatus:
+    """What the budget's real runs used in the window containing `at` (with `rehearsals`:
+    what its rehearsals used, as if they were a budget of their own)."""
     start, end = period_window(budget.period, at)
+    kind = 1 if rehearsals else 0
     rows = db.rows(
         _USAGE_IN_WINDOW,
         (
             budget.name,
+            kind,
             db.moment(MIN_MOMENT if start is None else start),
             db.moment(MAX_MOMENT if end is None else end),
             budget.name,
+            kind,
             db.moment(MAX_MOMENT if end is None else end),
         ),
     )
@@ -75,6 +81,12 @@ def _status(db: Tx, budget: Budget, at: datetime) -> BudgetStatus:
         open_runs=len(held),
         owners=tuple(owners),
     )
+
+
+def _for_rehearsal(real: BudgetStatus, rehearsing: BudgetStatus) -> BudgetStatus:
+    """The budget as a rehearsal sees it: what it really has left, less what open rehearsals
+    hold (so concurrent rehearsals take turns as real runs would)."""
+    return replace(real, remaining=real.remaining - rehearsing.reserved)
 
 
 def _decide(

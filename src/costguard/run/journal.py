@@ -112,6 +112,8 @@ class Journal:
     parts: list[Part] = field(default_factory=list)
     admission: str | None = None
     """The ledger's reason for admitting the run (which budget, what it had left)."""
+    ledger: str | None = None
+    """The identity of the ledger that admitted the run: its spend is recorded there only."""
     format: int = FORMAT
 
     def __post_init__(self) -> None:
@@ -143,10 +145,10 @@ class Journal:
 
     # the run --------------------------------------------------------------------------------
 
-    def admit(self, reason: str) -> None:
-        """The ledger reserved the run's maximum, for `reason` (its own words)."""
+    def admit(self, reason: str, ledger: str | None = None) -> None:
+        """The ledger `ledger` (its identity) reserved the run's maximum, for `reason`."""
         self._check_run("admitted")
-        self.admission = reason
+        self.admission, self.ledger = reason, ledger
         self._move_run("admitted")
 
     def relocate(self, *, queue: str | None = None, out: str | None = None) -> None:

@@ -215,15 +215,17 @@ class Runner:
                     "mode": journal.mode,
                     "rate_cards": journal.rate_cards,
                     "expected_usd": journal.estimate["expected_usd"],
+                    "simulate": options.simulate,
                 },
                 require_budget=options.budget_required,
+                rehearsal=options.simulate is not None,
             )
         except LedgerError:
             rundir.forget()  # nothing was reserved: leave no half-started run behind
             raise
         if not admission.admitted:
             self._refuse(rundir, run_id, admission.reason or "the ledger budget is spent")
-        journal.admit(admission.reason)
+        journal.admit(admission.reason, self.ledger.identity)
 
     def _refuse(self, rundir: RunDir, run_id: str, why: str) -> None:
         rundir.forget()
@@ -273,6 +275,13 @@ class Runner:
     # driving -------------------------------------------------------------------------------
 
     def _drive(self, journal: Journal, rundir: RunDir, options: RunOptions) -> Summary:
+        if journal.ledger is not None and journal.ledger != self.ledger.identity:
+            msg = (
+                f"ledger {self.ledger.location} is not the ledger run {journal.run_id} was "
+                f"admitted in (identity {self.ledger.identity}, not {journal.ledger}); give "
+                "that ledger (--ledger or COSTGUARD_LEDGER_URL) so its spend is recorded there"
+            )
+            raise LedgerError(msg)
         ctx = RunContext(
             journal,
             rundir,
