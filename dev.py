@@ -118,6 +118,19 @@ def wheel_smoke() -> None:
     sh(sbin / "python", ROOT / ".ci" / "wheel_smoke.py", ROOT / "examples", cwd=work)
 
 
+def stage(root: Path, work: Path) -> Path:
+    """Copy what the wheel test runs (tests, examples, docs, pyproject.toml) from `root` to `work`.
+
+    The tests' own node_modules (installed by the Node test) comes along; a user's
+    `npm install` in the guide's examples does not.
+    """
+    shutil.copytree(root / "tests", work / "tests")
+    shutil.copytree(root / "examples", work / "examples", ignore=LOCAL_ONLY)
+    shutil.copytree(root / "docs", work / "docs")
+    shutil.copy(root / "pyproject.toml", work / "pyproject.toml")
+    return work
+
+
 def wheel_test() -> None:
     """Build the wheel, install it in a fresh venv, and run the suite against it from elsewhere."""
     wheel = build_wheel()
@@ -126,11 +139,7 @@ def wheel_test() -> None:
     wbin = venv(WHEEL_VENV, editable=False)
     pip = (wbin / "python", "-m", "pip", "--disable-pip-version-check", "-q")
     sh(*pip, "install", f"{wheel}[dev]")
-    work = Path(tempfile.mkdtemp(prefix="costguard-wheeltest-"))
-    shutil.copytree(ROOT / "tests", work / "tests")
-    shutil.copytree(ROOT / "examples", work / "examples", ignore=LOCAL_ONLY)
-    shutil.copytree(ROOT / "docs", work / "docs")
-    shutil.copy(ROOT / "pyproject.toml", work / "pyproject.toml")
+    work = stage(ROOT, Path(tempfile.mkdtemp(prefix="costguard-wheeltest-")))
     env = {**os.environ, "COSTGUARD_EXPECT_WHEEL": "1"}
     # The multi-process races and kill -9 tests (marked slow) exercise behaviour that does not
     # depend on how costguard was installed; the editable run covers them, this run the rest.
