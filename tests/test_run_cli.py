@@ -143,6 +143,65 @@ def test_json_summary_matches_the_ledger(
     assert summary["retry_count"] == 9
 
 
+def test_a_wholly_expired_run_is_retried_as_a_new_run_with_the_printed_command(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """Every job expired, so retry.jsonl is the queue byte for byte: the summary prints
+    `costguard run --retry RUN --max-usd X`, which sends it as a new run (its own id, folder
+    and ledger row), with the first run's options; running it again resumes that new run."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, GEMINI_LINES[:3])  # an expired Gemini job returns nothing at all
+    expired = scenario_file(tmp_path / "sc", "expired")
+    first = cli("run", queue, "--max-usd", "5", "--simulate", expired, "--out", tmp_path / "o1",
+                *FAST)  # fmt: skip
+    assert first.code == 7
+    rid = run_id(queue, str(expired))
+    assert (tmp_path / "o1" / "retry.jsonl").read_bytes() == queue.read_bytes()
+    command = f"costguard run --retry {rid} --max-usd 5"
+    assert f"to retry them as a new run: {command}" in first.out.splitlines()
+    succeeded = scenario_file(tmp_path / "sc", "succeeded")
+    retried = cli("run", "--retry", rid, "--max-usd", "5", "--simulate", succeeded,
+                  "--out", tmp_path / "o2", *FAST)  # fmt: skip
+    assert retried.code == 0, retried.err
+    new = json.loads(cli("status", "--output", "json", _new_run_id(retried.err)).out)
+    assert new["run_id"] != rid
+    assert {line["status"] for line in manifest(tmp_path / "o2")} == {"ok"}
+    assert len(manifest(tmp_path / "o2")) == 3
+    assert len(ledger.runs()) == 2
+    again = cli("run", "--retry", rid, "--max-usd", "5", "--simulate", succeeded,
+                "--out", tmp_path / "o2", *FAST)  # fmt: skip
+    assert again.code == 0
+    assert "is already complete; nothing was sent" in again.err
+    assert len(ledger.runs()) == 2
+
+
+def _new_run_id(err: str) -> str:
+    """The id in the `new run RUN: ...` line `run --retry` / `--new-run` prints."""
+    match = re.search(r"^new run (run-[0-9a-f]{12}):", err, re.MULTILINE)
+    assert match, err
+    return match[1]
+
+
+def test_new_run_sends_a_queue_that_already_ran_again(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """The same command resumes (nothing sent); with --new-run it is a new run that sends."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES[:2])
+    args = ("run", queue, "--max-usd", "5", "--simulate", *FAST)
+    assert cli(*args, "--out", tmp_path / "o1").code == 0
+    same = cli(*args)
+    assert (
+        "already complete; nothing was sent (to send the same queue again as a new run, "
+        "add --new-run)" in same.err
+    )
+    fresh = cli(*args, "--new-run", "--out", tmp_path / "o2")
+    assert fresh.code == 0, fresh.err
+    assert _new_run_id(fresh.err) != run_id(queue, "succeeded")
+    assert len(manifest(tmp_path / "o2")) == 2
+    assert len(ledger.runs()) == 2
+
+
 def test_sync_mode_says_what_batch_would_have_saved(
     tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, shipped_book: RateBook
 ) -> None:

@@ -37,7 +37,7 @@ from costguard.resources import home_dir
 if TYPE_CHECKING:
     from costguard.ledger.journals import JournalStore
     from costguard.providers.base import JobStatus, Provider
-    from costguard.run.journal import Part
+    from costguard.run.journal import Journal, Part
     from costguard.run.reconcile import Summary
     from costguard.run.runner import Runner
 
@@ -166,13 +166,16 @@ def _maybe_simulated(scenario: str | None, state: Path) -> Iterator[None]:
 
 
 def run(
-    queue: Annotated[Path, typer.Argument(help="Queue file (JSONL) to run.")],
     max_usd: Annotated[
         str, typer.Option("--max-usd", help="Refuse to send anything whose maximum passes this.")
     ],
+    queue: Annotated[
+        Path | None, typer.Argument(help="Queue file (JSONL) to run (none with --retry).")
+    ] = None,
     mode: Annotated[
-        RunModeOpt, typer.Option(help="batch (half price, asynchronous) or sync (full price).")
-    ] = RunModeOpt.batch,
+        RunModeOpt | None,
+        typer.Option(help="batch (half price, asynchronous; the default) or sync (full price)."),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Model for lines that name none.")] = None,
     size: Annotated[str | None, typer.Option(help="Size for lines that name none.")] = None,
     quality: Annotated[str | None, typer.Option(help="Quality for lines that name none.")] = None,
@@ -208,6 +211,22 @@ def run(
     retry_refused: Annotated[
         bool, typer.Option("--retry-refused", help="Also write refused requests to retry.jsonl.")
     ] = False,
+    retry: Annotated[
+        str | None,
+        typer.Option(
+            "--retry",
+            metavar="RUN",
+            help="Send run RUN's retry.jsonl (what did not come back ok) as a new run, with "
+            "RUN's mode, model, size, quality, aspect ratio, budget and scenario unless given.",
+        ),
+    ] = None,
+    new_run: Annotated[
+        bool,
+        typer.Option(
+            "--new-run",
+            help="Start a new run (a new run id) even if this queue ran before with these options.",
+        ),
+    ] = False,
     budget: Annotated[
         str | None,
         typer.Option(
@@ -230,23 +249,49 @@ def run(
 
     Example: costguard run examples/catalog.jsonl --max-usd 1 --simulate
 
-    Running the same command again resumes the run (after a crash, Ctrl-C or --detach).
+    Running the same command again resumes the run (after a crash, Ctrl-C or --detach);
+    --new-run starts another. `costguard run --retry RUN --max-usd X` sends what RUN did not
+    get back ok (its retry.jsonl) as a new run.
     """
+    import datetime as dt
+
     from costguard.cli.settings import Settings
     from costguard.queue.reader import Defaults
     from costguard.run.options import RunOptions, run_id_for
 
     date = parse_as_of(as_of) if as_of is not None else None
     chosen_budget = budget if budget is not None else (Settings().budget or None)
+    run_mode = mode.value if mode is not None else None
+    queue_format = fmt.value if fmt else None
+    if retry is not None:
+        if queue is not None:
+            msg = f"give a queue or --retry {retry}, not both"
+            raise UsageError(msg)
+        earlier = _load_journal(retry, ledger)
+        queue = Path(earlier.out) / "retry.jsonl"
+        if not queue.is_file():
+            msg = f"run {retry} has nothing to retry ({queue} does not exist)"
+            raise UsageError(msg)
+        o = earlier.options
+        run_mode = run_mode or earlier.mode
+        model, size = model or o["model"], size or o["size"]
+        quality, aspect_ratio = quality or o["quality"], aspect_ratio or o["aspect_ratio"]
+        queue_format = queue_format or earlier.queue_format
+        simulate = simulate or earlier.simulate
+        if chosen_budget is None and o.get("budget", "default") != "default":
+            chosen_budget = o["budget"]
+    if queue is None:
+        msg = "give the queue file to run (or --retry RUN)"
+        raise UsageError(msg)
     if not queue.is_file():
         msg = f"{queue}: queue file not found"
         raise UsageError(msg)
     options = RunOptions(
         queue=queue,
         max_usd=parse_usd(max_usd, "--max-usd"),
-        mode=mode.value,
+        mode=run_mode or "batch",  # type: ignore[arg-type]  # a RunModeOpt value or a journal's
         defaults=Defaults(model, size, quality, aspect_ratio),
-        fmt=fmt.value if fmt else None,
+        fmt=queue_format,  # type: ignore[arg-type]  # a FormatOpt value or a journal's
         as_of=date,
         out=out,
         poll_interval=poll_interval if poll_interval is not None else (0.5 if simulate else 30.0),
@@ -258,10 +303,14 @@ def run(
         owner=owner or os.environ.get("COSTGUARD_OWNER") or getpass.getuser(),
         concurrency=concurrency,
         simulate=simulate,
+        retry_of=retry,
+        nonce=dt.datetime.now(tz=dt.UTC).isoformat() if new_run else None,
     )
     from costguard.run.options import RunPendingError
 
     run_id = run_id_for(options)
+    if new_run or retry is not None:
+        typer.echo(f"new run {run_id}: `costguard collect {run_id}` picks it up later", err=True)
     runner = _runner(pricing, ledger, simulate is not None)
     try:
         with _maybe_simulated(simulate, runner.run_dir(run_id).simulator_state):
@@ -327,6 +376,18 @@ def collect(
     _report(summary, output)
 
 
+def _load_journal(run_id: str, ledger: str | None) -> Journal:
+    """Run `run_id`'s journal, from this machine's runs or the shared ledger's."""
+    from costguard.run.rundir import RunDir
+
+    with _shared_journals(ledger) as store:
+        rundir = RunDir(home_dir() / "runs" / run_id, store=store)
+        if not rundir.exists:
+            msg = f"no run {run_id!r} (see `costguard runs`)"
+            raise UsageError(msg)
+        return rundir.load()
+
+
 def status(
     run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
@@ -337,14 +398,8 @@ def status(
     Example: costguard status run-3f2a9c0d1e7b
     """
     from costguard.run.outputs import Outputs
-    from costguard.run.rundir import RunDir
 
-    with _shared_journals(ledger) as store:
-        rundir = RunDir(home_dir() / "runs" / run_id, store=store)
-        if not rundir.exists:
-            msg = f"no run {run_id!r} (see `costguard runs`)"
-            raise UsageError(msg)
-        journal = rundir.load()
+    journal = _load_journal(run_id, ledger)
     counts: dict[str, int] = {}
     for line in Outputs(Path(journal.out)).lines():
         counts[line["status"]] = counts.get(line["status"], 0) + 1
@@ -417,7 +472,7 @@ def runs(
 
     Example: costguard runs
     """
-    from costguard.run.journal import Journal, JournalError, journal_from
+    from costguard.run.journal import JournalError, journal_from
     from costguard.run.rundir import RunDir
 
     journals: list[Journal] = []
@@ -483,6 +538,8 @@ def _report(summary: Summary, output: str) -> None:
             typer.echo(f"batch would have saved {usd(extra)} ({usd(summary.batch_equivalent)})")
         if summary.retry_file is not None:
             typer.echo(f"{summary.retry_count:,} requests to retry: {summary.retry_file}")
+        if summary.retry_command is not None:
+            typer.echo(f"to retry them as a new run: {summary.retry_command}")
     if any(status != "ok" for status in summary.counts):
         raise typer.Exit(EXIT_INCOMPLETE)
 

@@ -51,6 +51,10 @@ class RunOptions:
     owner: str = "unknown"
     concurrency: int = 4
     simulate: str | None = None
+    retry_of: str | None = None
+    """The run whose `retry.jsonl` this run sends again (`run --retry RUN`)."""
+    nonce: str | None = None
+    """Makes a new run of a queue that already ran (`run --new-run`)."""
 
 
 class Reporter(Protocol):
@@ -98,6 +102,9 @@ def run_id_for(options: RunOptions) -> str:
         options.simulate,
     ):
         digest.update(b"\0" + str(value).encode())
+    for label, extra in (("retry_of", options.retry_of), ("nonce", options.nonce)):
+        if extra is not None:  # absent, the id is what it always was: older runs still resume
+            digest.update(f"\0{label}={extra}".encode())
     return "run-" + digest.hexdigest()[:12]
 
 

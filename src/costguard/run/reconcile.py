@@ -45,6 +45,8 @@ class Summary:
     refused_not_retried: int = 0
     admission: str | None = None
     """The ledger's reason for admitting the run: which budget capped it, or that none did."""
+    retry_command: str | None = None
+    """The command that sends `retry_file` as a new run, when there is anything to retry."""
 
 
 def finish(ctx: RunContext, outputs: Outputs) -> Summary:
@@ -85,6 +87,10 @@ def finish(ctx: RunContext, outputs: Outputs) -> Summary:
     else:
         summary.batch_equivalent = equivalent
     summary.retry_file, summary.retry_count = write_retry(journal, outputs, retry)
+    if summary.retry_count:
+        summary.retry_command = (
+            f"costguard run --retry {journal.run_id} --max-usd {journal.options['max_usd']}"
+        )
     if journal.status != "collected":
         ctx.ledger.settle(journal.run_id, status="collected", at=ctx.clock())
         journal.complete()
@@ -158,6 +164,7 @@ def summary_json(summary: Summary) -> str:
             else None,
             "retry_file": str(summary.retry_file) if summary.retry_file else None,
             "retry_count": summary.retry_count,
+            "retry_command": summary.retry_command,
             "parts": [
                 {
                     "id": p.id,

@@ -190,7 +190,10 @@ class Runner:
         else:
             journal = rundir.load()
             if journal.status == "collected":
-                self.reporter.message(f"run {run_id} is already complete; nothing was sent")
+                self.reporter.message(
+                    f"run {run_id} is already complete; nothing was sent (to send the same "
+                    "queue again as a new run, add --new-run)"
+                )
             else:
                 self.reporter.message(f"resuming run {run_id} ({journal.status})")
         if journal.status == "planned":
@@ -261,6 +264,7 @@ class Runner:
                 "retry_refused": options.retry_refused,
                 "budget": options.budget,
                 "owner": options.owner,
+                "retry_of": options.retry_of,
             },
             estimate={
                 "requests": queue.estimate.requests,
