@@ -280,7 +280,9 @@ def test_a_torn_last_manifest_line_is_dropped(tmp_path: Path, torn: bytes) -> No
 
 
 def test_images_are_named_by_key_and_never_rewritten(tmp_path: Path) -> None:
-    """Images go to `<safe key>.<ext>` (`-<i>` for several); an existing file is left untouched."""
+    """Images go to `<safe key>.<ext>` (`-<i>` for several); an existing file is left untouched:
+    the same bytes are that image (written before a crash), other bytes are someone else's
+    file, and the image goes beside it, reported under its own name."""
     outputs = Outputs(tmp_path)
     outputs.open("run-1 t")
     assert outputs.write_images("Hero", 1, [(b"png-1", "image/png")]) == [
@@ -290,10 +292,13 @@ def test_images_are_named_by_key_and_never_rewritten(tmp_path: Path) -> None:
     assert names == ["pair-1.jpg", "pair-2.webp"]
     first = tmp_path / "pair-1.jpg"
     stamp = (first.stat().st_ino, first.stat().st_mtime_ns)
-    assert (
-        outputs.write_images("pair", 2, [(b"other", "image/jpeg"), (b"b", "image/webp")]) == names
-    )
+    assert outputs.write_images("pair", 2, [(b"a", "image/jpeg"), (b"b", "image/webp")]) == names
+    assert outputs.write_images("pair", 2, [(b"other", "image/jpeg"), (b"b", "image/webp")]) == [
+        "pair-1.costguard-2.jpg",
+        "pair-2.webp",
+    ]
     assert first.read_bytes() == b"a"
+    assert (tmp_path / "pair-1.costguard-2.jpg").read_bytes() == b"other"
     assert (first.stat().st_ino, first.stat().st_mtime_ns) == stamp
     assert outputs.write_images("odd", 1, [(b"?", "image/x-unknown")]) == ["odd.bin"]
     outputs.close()

@@ -202,6 +202,79 @@ def test_new_run_sends_a_queue_that_already_ran_again(
     assert len(ledger.runs()) == 2
 
 
+def test_a_users_file_in_the_way_is_refused_before_anything_is_reserved(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path
+) -> None:
+    """--out already holding `<key>.png` (not costguard's): exit 2 naming it, the file left as
+    it was, nothing sent or reserved."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES[:3])
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / f"{OPENAI_LINES[0]['key']}.png"
+    mine.write_bytes(b"my own picture")
+    result = cli("run", queue, "--max-usd", "5", "--simulate", "--out", out, *FAST)
+    assert result.code == 2
+    assert result.err.splitlines() == [
+        (
+            f"error: {out} already holds 1 file(s) this run would write: {mine.name}; "
+            "costguard never overwrites or reports a file it did not write: move them or choose "
+            "another --out (nothing was sent)"
+        )
+    ]
+    assert mine.read_bytes() == b"my own picture"
+    assert ledger.runs() == []
+    assert runs_dirs(home) == []
+
+
+def test_a_manifest_cut_mid_line_is_collected_again_not_reported_short(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """manifest.jsonl cut in the middle of a line after a finished run: running the same
+    command again collects the lost results from the finished jobs (images recognised, not
+    rewritten), so the summary and the ledger agree with what was paid for."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    out = tmp_path / "out"
+    args = ("run", queue, "--max-usd", "5", "--simulate", "--out", out, "--output", "json", *FAST)
+    first = cli(*args)
+    assert first.code == 0, first.err
+    before = json.loads(first.out)
+    manifest_file = out / "manifest.jsonl"
+    whole = manifest_file.read_bytes()
+    manifest_file.write_bytes(whole[: len(whole) // 2 + 7])
+    again = cli(*args)
+    assert again.code == 0, again.err
+    assert "collecting them again from the finished job" in again.err
+    after = json.loads(again.out)
+    assert after["counts"] == before["counts"]
+    assert after["actual_usd"] == before["actual_usd"]
+    lines = manifest(out)
+    assert sorted(line["key"] for line in lines) == sorted(line["key"] for line in MIXED)
+    assert all((out / name).is_file() for line in lines for name in line["files"])
+    assert not list(out.glob("*.costguard-[0-9]*"))
+    (run,) = ledger.runs()
+    assert str(run.spent) == after["actual_usd"] or run.spent == Decimal(after["actual_usd"])
+
+
+def test_a_manifest_damaged_before_its_last_line_is_refused(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """A damaged line in the middle of manifest.jsonl is named (file:line) and refused, never
+    dropped together with every result recorded after it."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES[:3])
+    out = tmp_path / "out"
+    args = ("run", queue, "--max-usd", "5", "--simulate", "--out", out, *FAST)
+    assert cli(*args).code == 0
+    lines = (out / "manifest.jsonl").read_bytes().splitlines(keepends=True)
+    (out / "manifest.jsonl").write_bytes(lines[0] + b"garbage\n" + b"".join(lines[2:]))
+    result = cli(*args)
+    assert result.code == 2
+    assert f"error: {out / 'manifest.jsonl'}:2: damaged line" in result.err
+    assert len((out / "manifest.jsonl").read_bytes().splitlines()) == 3
+
+
 def test_sync_mode_says_what_batch_would_have_saved(
     tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, shipped_book: RateBook
 ) -> None:

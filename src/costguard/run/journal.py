@@ -10,6 +10,7 @@ The run:      planned -> admitted -> submitted -> collected
 A batch part: planned -> submitting -> submitted -> collected
               (`submitting` is written before the provider is asked to create the job, so a
               restart looks for the job by its tag before creating it again)
+              (collected -> submitted: `reopen`, when the manifest lost some of its lines)
 The sync part (the whole queue in sync mode): planned -> collected
 
 Where a journal is saved (a run folder's `journal.json`, or a shared ledger's journal rows) is
@@ -45,7 +46,7 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
 
 PART_TRANSITIONS: dict[str, frozenset[str]] = {
     "submitting": frozenset({"planned", "submitting"}),
-    "submitted": frozenset({"submitting"}),
+    "submitted": frozenset({"submitting", "collected"}),
     "collected": frozenset({"submitted", "planned"}),
 }
 """Per part state, the states it may be reached from (`planned -> collected`: the sync part)."""
@@ -183,8 +184,23 @@ class Journal:
 
     def found(self, part: Part, job_id: str) -> None:
         """A job created before a crash was found at the provider by `part`'s tag."""
+        if part.state != "submitting":
+            msg = f"run {self.run_id}: part {part.id} is {part.state}, not being submitted"
+            raise JournalError(msg)
         self._check_part(part, "submitted")
         part.job_id = job_id
+        self._move_part(part, "submitted")
+
+    def reopen(self, part: Part) -> None:
+        """A collected part must be collected again: the manifest lost some of its results.
+
+        Only a batch part whose job finished can be: its results are fetched again from the
+        provider (images already on disk are recognised, not rewritten) and its cost, summed
+        again from the manifest, is the one the ledger already holds.
+        """
+        if part.state != "collected" or not part.job_finished or part.endpoint == "sync":
+            msg = f"run {self.run_id}: part {part.id} ({part.state}) cannot be collected again"
+            raise JournalError(msg)
         self._move_part(part, "submitted")
 
     def observe(self, statuses: Mapping[str, JobStatus]) -> None:

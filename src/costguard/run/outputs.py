@@ -18,6 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
+from costguard.errors import UsageError
 from costguard.run.files import write_atomic
 from costguard.run.journal import JournalError
 
@@ -47,33 +48,72 @@ class Outputs:
         self.out = out
         self.manifest_path = out / "manifest.jsonl"
         self._manifest: TextIO | None = None
+        self.per_part: dict[str, int] = {}
+        """Manifest lines per part, as found by `open`."""
 
     def open(self, owner: str) -> set[str]:
         """Create the folder, drop a torn last manifest line; return the keys collected.
 
         `owner` identifies the run (id and creation time); a folder holding another run's
-        results is refused rather than mixed with this one.
+        results is refused rather than mixed with this one. Only the last line may be torn
+        (a write cut short by a crash: it is dropped, and its request collected again); a
+        damaged line before it is refused, naming it, rather than silently dropping every
+        recorded result after it.
         """
         self.out.mkdir(parents=True, exist_ok=True)
         if not self.check(owner):
             write_atomic(self.out / ".costguard-run", owner.encode() + b"\n")
         collected: set[str] = set()
+        self.per_part = {}
         good = 0
         if self.manifest_path.exists():
             with self.manifest_path.open("rb") as handle:
-                for raw in handle:
-                    try:
-                        line = json.loads(raw)
-                    except ValueError:
-                        break
-                    if not raw.endswith(b"\n"):
+                for number, raw in enumerate(handle, start=1):
+                    line = _manifest_line(raw)
+                    if line is None:
+                        if handle.read(1):
+                            msg = (
+                                f"{self.manifest_path}:{number}: damaged line (not a manifest "
+                                "record); costguard does not drop the results recorded after "
+                                "it: repair or restore the file, then run again"
+                            )
+                            raise JournalError(msg)
                         break
                     collected.add(line["key"])
+                    self.per_part[line["part"]] = self.per_part.get(line["part"], 0) + 1
                     good += len(raw)
             with self.manifest_path.open("rb+") as handle:
                 handle.truncate(good)
         self._manifest = self.manifest_path.open("a", encoding="utf-8")
         return collected
+
+    def check_free(self, stems: set[str]) -> None:
+        """Refuse a folder holding files the run would write (a user's `o5.png` for key `o5`).
+
+        Called before a new run reserves anything: costguard never overwrites, reuses or
+        reports a file it did not write.
+        """
+        if self.out.exists() and not self.out.is_dir():
+            msg = f"--out {self.out} is a file, not a folder; choose another --out"
+            raise UsageError(msg)
+        if not self.out.is_dir():
+            return
+        ours = {"manifest.jsonl", "retry.jsonl"}
+        taken = sorted(
+            entry.name
+            for entry in os.scandir(self.out)
+            if entry.name in ours or _image_stem(entry.name) in stems
+        )
+        if taken:
+            shown = ", ".join(taken[:5]) + (
+                f" and {len(taken) - 5:,} more" if len(taken) > 5 else ""
+            )
+            msg = (
+                f"{self.out} already holds {len(taken):,} file(s) this run would write: {shown}; "
+                "costguard never overwrites or reports a file it did not write: move them or "
+                "choose another --out (nothing was sent)"
+            )
+            raise UsageError(msg)
 
     def check(self, owner: str) -> bool:
         """Refuse a folder holding another run's results; True when it is already `owner`'s.
@@ -103,15 +143,24 @@ class Outputs:
             self._manifest = None
 
     def write_images(self, key: str, n: int, images: list[tuple[bytes, str]]) -> list[str]:
-        """Save a request's images atomically; never rewrite one that exists."""
+        """Save a request's images atomically; return the names written.
+
+        A file already at the name is never rewritten: if it holds these very bytes (written
+        before a crash) it is this image; otherwise (a file that appeared since the run
+        started) the image is written beside it under `<name>.costguard-<k>.<ext>`.
+        """
         names = []
         stem = safe_name(key)
         for i, (data, mime) in enumerate(images, start=1):
             ext = EXTENSIONS.get(mime, "bin")
-            name = f"{stem}.{ext}" if n == 1 and len(images) == 1 else f"{stem}-{i}.{ext}"
-            target = self.out / name
-            if not target.exists():
-                write_atomic(target, data)
+            base = stem if n == 1 and len(images) == 1 else f"{stem}-{i}"
+            name = f"{base}.{ext}"
+            k = 1
+            while (self.out / name).exists() and not _holds(self.out / name, data):
+                k += 1
+                name = f"{base}.costguard-{k}.{ext}"
+            if not (self.out / name).exists():
+                write_atomic(self.out / name, data)
             names.append(name)
         return names
 
@@ -136,3 +185,35 @@ class Outputs:
             for raw in handle:
                 if raw.endswith(b"\n"):
                     yield json.loads(raw)
+
+
+def _manifest_line(raw: bytes) -> dict[str, Any] | None:
+    """A complete manifest record, or None for a torn or damaged line."""
+    if not raw.endswith(b"\n"):
+        return None
+    try:
+        line = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(line, dict) or "key" not in line or "part" not in line:
+        return None
+    return line
+
+
+def _image_stem(name: str) -> str:
+    """`o5` for `o5.png` (the name less an image extension costguard writes), else the name."""
+    stem, dot, ext = name.rpartition(".")
+    return stem if dot and ext in _IMAGE_EXTENSIONS else name
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the file at `path` is exactly `data` (compared only when the sizes agree)."""
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
+
+
+_IMAGE_EXTENSIONS = frozenset({*EXTENSIONS.values(), "bin"})

@@ -25,15 +25,18 @@ IMAGE_BYTES_GUESS = 4 * 1024 * 1024
 """Bytes an inline input image adds to a job file when its size is unknown (a URI)."""
 
 
-def plan(journal: Journal, book: RateBook, requests: int) -> None:
-    """Split the queue into parts and check that output names are distinct; may refuse it."""
+def plan(journal: Journal, book: RateBook, requests: int) -> set[str]:
+    """Split the queue into parts and check that output names are distinct; may refuse it.
+
+    Returns the file stems the run's images will have (`<stem>.<ext>`).
+    """
     if journal.mode == "sync":
         sync = Part(
             "sync", "mixed", "mixed", "sync", requests, tag=f"costguard:{journal.run_id}:sync"
         )
-        _check_names(journal, book)
+        stems = _check_names(journal, book)
         journal.plan([sync], {})
-        return
+        return stems
     groups: dict[str, list[int]] = {}
     sizes: dict[str, int] = {}
     names: set[str] = set()
@@ -64,6 +67,7 @@ def plan(journal: Journal, book: RateBook, requests: int) -> None:
                 )
             )
     journal.plan(parts, groups)
+    return names
 
 
 def part_requests(journal: Journal, book: RateBook, part: Part) -> Iterator[ImageRequest]:
@@ -93,10 +97,11 @@ def group_of(request: ImageRequest) -> str:
     return f"{request.provider}|{request.model}|{endpoint}"
 
 
-def _check_names(journal: Journal, book: RateBook) -> None:
+def _check_names(journal: Journal, book: RateBook) -> set[str]:
     names: set[str] = set()
     for request in queue_reader(journal, book):
         _claim_names(names, request)
+    return names
 
 
 def _weight(request: ImageRequest) -> int:

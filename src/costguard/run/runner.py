@@ -175,8 +175,10 @@ class Runner:
         self.clients.open(providers, options.queue.resolve().parent)
         if not rundir.exists:
             journal = self._new_journal(options, run_id, queue, at, total.expected, total.max)
-            Outputs(Path(journal.out)).check(f"{journal.run_id} {journal.created}")
-            plan(journal, self.book, queue.estimate.requests)  # may refuse: before saving
+            outputs = Outputs(Path(journal.out))
+            outputs.check(f"{journal.run_id} {journal.created}")
+            stems = plan(journal, self.book, queue.estimate.requests)  # may refuse: before saving
+            outputs.check_free(stems)
             decision = check(total.max, options.max_usd)
             if not decision.fits:
                 self._refuse(
@@ -229,6 +231,30 @@ class Runner:
         if not admission.admitted:
             self._refuse(rundir, run_id, admission.reason or "the ledger budget is spent")
         journal.admit(admission.reason, self.ledger.identity)
+
+    def _recover(self, journal: Journal, outputs: Outputs) -> None:
+        """Collect again what the manifest lost: a collected part with fewer lines than requests.
+
+        The manifest is never silently shorter than what was paid for: a batch part is fetched
+        again from its finished job; a sync run's lost results cannot be, so it is refused.
+        """
+        for part in journal.parts:
+            missing = part.requests - outputs.per_part.get(part.id, 0)
+            if part.state != "collected" or missing <= 0:
+                continue
+            if part.endpoint == "sync":
+                msg = (
+                    f"{outputs.manifest_path}: {missing:,} result(s) of run {journal.run_id} are "
+                    "missing (the file was cut short or edited); sync calls were paid for and "
+                    "cannot be fetched again: restore manifest.jsonl from a backup (nothing was "
+                    "sent)"
+                )
+                raise JournalError(msg)
+            self.reporter.message(
+                f"{part.id}: manifest.jsonl lacks {missing:,} of its {part.requests:,} results; "
+                "collecting them again from the finished job"
+            )
+            journal.reopen(part)
 
     def _refuse(self, rundir: RunDir, run_id: str, why: str) -> None:
         rundir.forget()
@@ -299,6 +325,7 @@ class Runner:
         outputs = Outputs(Path(journal.out))
         collected = outputs.open(f"{journal.run_id} {journal.created}")
         try:
+            self._recover(journal, outputs)
             if journal.mode == "sync":
                 run_sync(ctx, outputs, collected, options.concurrency)
             else:
