@@ -42,6 +42,7 @@ from runkit import (
     wait_until,
     write_queue,
 )
+from sim_cli import serve_process
 
 MIXED = GEMINI_LINES + OPENAI_LINES
 FAST = ["--poll-interval", "0.05", "--as-of", AS_OF.isoformat()]
@@ -273,6 +274,77 @@ def test_a_manifest_damaged_before_its_last_line_is_refused(
     assert result.code == 2
     assert f"error: {out / 'manifest.jsonl'}:2: damaged line" in result.err
     assert len((out / "manifest.jsonl").read_bytes().splitlines()) == 3
+
+
+def test_a_wrong_api_key_exits_8_and_releases_what_was_not_accepted(
+    tmp_path: Path, ledger: Ledger, home: Path
+) -> None:
+    """A provider that refuses the key (401): one line without the key, exit 8, the run's
+    reservation released; with the right key the same command is admitted again and runs."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES[:2])
+    ledger.set_budget(usd=Decimal("50"), period="month")
+    with serve_process("--api-key", "sk-right-key-0123456789") as (base_url, _):
+
+        def attempt(key: str) -> tuple[int, str, str]:
+            env = cli_env(home, OPENAI_API_KEY=key, OPENAI_BASE_URL=f"{base_url}/v1")
+            env["COSTGUARD_LEDGER"] = ledger.location
+            args = ["run", str(queue), "--max-usd", "5", "--out", str(tmp_path / "o"), *FAST]
+            return finish(start(args, env, tmp_path))
+
+        code, _, err = attempt("sk-wrong-key-9876543210")
+        assert code == 8, err
+        (line,) = err.splitlines()
+        assert line.startswith("error: OpenAI answered 401: ")
+        assert "the provider accepted nothing" in line
+        assert "sk-wrong" not in err
+        (run,) = ledger.runs()
+        assert (run.status, run.spent) == ("released", 0)
+        assert ledger.status(at=run.created).reserved == 0
+        code, out, err = attempt("sk-right-key-0123456789")
+        assert code == 0, err
+        assert "ok 2" in out
+    (run,) = ledger.runs()
+    assert run.status == "collected"
+
+
+@pytest.mark.parametrize("where", ["file", "inside-a-file"])
+def test_an_out_that_cannot_be_a_folder_exits_2_before_anything_is_reserved(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger, home: Path, where: str
+) -> None:
+    """--out naming a file (or a path under one): exit 2, one line, nothing reserved."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES[:2])
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file")
+    out = blocker if where == "file" else blocker / "images"
+    result = cli("run", queue, "--max-usd", "5", "--simulate", "--out", out, *FAST)
+    assert result.code == 2
+    assert result.err == (
+        f"error: --out {out}: {blocker} is a file, not a folder; choose another --out\n"
+    )
+    assert ledger.runs() == []
+    assert runs_dirs(home) == []
+
+
+def test_an_input_image_past_the_providers_limit_is_refused_before_pricing(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """A 200 MB edit image (sparse: no disk used) is refused by estimate and run alike, with
+    file:line and field, without reading it and before anything is reserved."""
+    big = tmp_path / "huge.png"
+    with big.open("wb") as handle:
+        handle.truncate(200 * 1024 * 1024)
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, [dict(OPENAI_LINES[0], images=["huge.png"])])
+    for command in (("estimate", queue), ("run", queue, "--max-usd", "5", "--simulate", *FAST)):
+        result = cli(*command)
+        assert result.code == 2
+        assert (
+            f"error: {queue}:1: images[0]: input image {big} is 200.0 MB; openai takes at most "
+            "50 MB per image"
+        ) in result.err
+    assert ledger.runs() == []
 
 
 def test_sync_mode_says_what_batch_would_have_saved(

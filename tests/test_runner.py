@@ -8,6 +8,7 @@ window plays out in a few polls and no test waits on wall time.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
 import re
@@ -19,7 +20,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from costguard.errors import BudgetExceededError, LedgerError, QueueError, UsageError
+from costguard.errors import (
+    BudgetExceededError,
+    LedgerError,
+    OutputError,
+    QueueError,
+    UsageError,
+)
 from costguard.ledger import Ledger, SqliteLedger, open_ledger
 from costguard.money import usd
 from costguard.pricing.engine import RateBook
@@ -27,6 +34,7 @@ from costguard.providers.base import Provider
 from costguard.providers.gemini import GeminiProvider
 from costguard.providers.openai import OpenAIProvider
 from costguard.queue.estimate import price_queue
+from costguard.run.files import write_atomic
 from costguard.run.options import QuietReporter, RunOptions, run_id_for
 from costguard.run.reconcile import Summary, explain
 from costguard.run.rundir import RunDir
@@ -471,6 +479,47 @@ def test_a_ledger_deleted_while_a_run_is_in_flight_stops_it_and_another_ledger_i
                 again.collect(rid, options(queue, tmp_path / "out"))
             assert fresh.runs() == []
     assert LedgerError.exit_code == 5
+
+
+def test_a_full_disk_while_saving_images_is_one_error_and_collect_finishes_later(
+    tmp_path: Path,
+    make_runner: Callable[..., tuple[Runner, list[str]]],
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ENOSPC while writing an image: OutputError (exit 9) naming the folder and the fix, the
+    run still open with what it reserved (the images are paid for); once there is room,
+    `collect` finishes it with every image."""
+    queue = tmp_path / "q.jsonl"
+    write_queue(queue, OPENAI_LINES[:3])
+    out = tmp_path / "out"
+
+    real = write_atomic
+
+    def full(path: Path, data: bytes) -> None:
+        if path.suffix in (".png", ".jpg", ".webp"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    with simulate("succeeded", time_scale=0) as sim:
+        runner, _ = make_runner(sim)
+        monkeypatch.setattr("costguard.run.outputs.write_atomic", full)
+        with pytest.raises(OutputError) as caught:
+            runner.start(options(queue, out))
+        assert OutputError.exit_code == 9
+        message = str(caught.value)
+        assert message.startswith(f"{out}: cannot write ")
+        assert ": No space left on device; what was paid for stays at the provider" in message
+        rid = run_id_for(options(queue, out))
+        assert f"`costguard collect {rid}`" in message
+        run = ledger.run(rid)
+        assert run is not None
+        assert run.open
+        monkeypatch.undo()
+        summary = runner.collect(rid, options(queue, out))
+    assert summary.counts == {"ok": 3}
+    lines = [json.loads(raw) for raw in (out / "manifest.jsonl").read_text().splitlines()]
+    assert all((out / name).is_file() for line in lines for name in line["files"])
 
 
 # --- bad input ------------------------------------------------------------------------------

@@ -50,6 +50,24 @@ class BudgetExceededError(CostguardError):
     exit_code = 3
 
 
+class ProviderError(CostguardError):
+    """The provider refused or failed a call after the run was admitted (wrong key, bad request,
+    unreachable). `rejected`: the provider answered that it will not do it (a 4xx), so nothing of
+    that call was accepted."""
+
+    exit_code = 8
+
+    def __init__(self, message: str, *, rejected: bool) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+
+
+class OutputError(CostguardError):
+    """Results could not be written to the output folder (full disk, read-only, removed)."""
+
+    exit_code = 9
+
+
 class LedgerError(CostguardError):
     """The ledger cannot be opened or used (locked, not a database, newer schema) or lacks a run."""
 
@@ -66,5 +84,9 @@ EXIT_CODES: dict[int, str] = {
     6: "still running at the provider when --timeout passed: `costguard collect RUN` later",
     7: "the run finished but some requests are not ok (refused, failed, expired, cancelled); "
     "see manifest.jsonl and retry.jsonl",
+    8: "the provider refused or failed a call after admission (wrong key, bad request, "
+    "unreachable); what it did not accept was released: fix the cause, run the same command",
+    9: "the output folder could not be written (full disk, read-only); the results stay at the "
+    "provider: fix the folder, then `costguard collect RUN`",
     130: "interrupted (Ctrl-C)",
 }

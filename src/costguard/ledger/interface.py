@@ -32,6 +32,7 @@ from costguard.ledger.usage import _budget, _decide, _for_rehearsal, _status
 from costguard.money import ZERO
 
 _NOT_SETTLE_STATUSES = (OPEN, REFUSED)
+_ANY_SPEND = "SELECT 1 AS spent FROM spend WHERE run_id = ? LIMIT 1"
 
 
 class Ledger(LedgerHistory):
@@ -126,7 +127,8 @@ class Ledger(LedgerHistory):
 
         Idempotent per run id: a run already open gets its earlier admission back
         (`existing=True`) and nothing more is reserved. A refused run may be admitted again
-        (the budget may have grown); a closed one may not.
+        (the budget may have grown), and so may one released with nothing spent (the provider
+        accepted none of it); a closed one may not.
 
         With `require_budget`, a budget that is not set is an error rather than no cap: a name
         someone asked for explicitly (and may have mistyped) never runs unguarded.
@@ -175,7 +177,11 @@ class Ledger(LedgerHistory):
                     budget=row["budget"],
                     existing=not mine,
                 )
-            if row is not None and row["status"] != REFUSED:
+            again = row is not None and (
+                row["status"] == REFUSED
+                or (row["status"] == RELEASED and db.one(_ANY_SPEND, (run_id,)) is None)
+            )
+            if row is not None and not again:
                 msg = (
                     f"run {run_id!r} is already closed ({row['status']}); "
                     "admit it again under a new run id"

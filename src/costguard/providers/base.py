@@ -7,13 +7,19 @@ the official SDKs (imported lazily). They never price anything: they report usag
 from __future__ import annotations
 
 import base64
+import functools
+import inspect
 import mimetypes
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
+from costguard.errors import ProviderError
 from costguard.models import ImageRequest, Usage
+
+T = TypeVar("T")
 
 JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "expired"]
 TERMINAL: frozenset[JobState] = frozenset({"succeeded", "failed", "cancelled", "expired"})
@@ -57,10 +63,6 @@ class SubmittedJob:
 
     job_id: str
     input_file_id: str | None = None
-
-
-class ProviderError(Exception):
-    """A provider call failed after the SDK's own retries (the message names the call)."""
 
 
 class Provider(Protocol):
@@ -107,3 +109,60 @@ def read_image(ref: str, base: Path) -> tuple[bytes, str] | None:
 def data_url(data: bytes, mime: str) -> str:
     """A `data:` URL for inline image input."""
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+Translate = Callable[[BaseException], ProviderError | None]
+"""A provider's reading of its SDK's exceptions: a ProviderError, or None (not the SDK's)."""
+
+PROVIDER_CALLS = ("find_job", "submit", "status", "results", "cancel", "generate")
+"""The `Provider` methods that call the provider."""
+
+_SECRETS = re.compile(r"\b(?:sk-[\w*-]{6,}|AIza[\w-]{20,})|(?<=[?&]key=)[^&\s]+")
+
+
+def scrub(text: str) -> str:
+    """A provider's message with anything that looks like an API key (even masked) removed."""
+    return _SECRETS.sub("***", text)
+
+
+def translating(translate: Translate) -> Callable[[type[T]], type[T]]:
+    """Class decorator: the provider's calls raise ProviderError instead of the SDK's errors.
+
+    One line, no key, exit code 8, and whether the provider rejected the call (so the runner
+    knows what was not accepted and can release its reservation).
+    """
+
+    def wrap(cls: type[T]) -> type[T]:
+        for name in PROVIDER_CALLS:
+            setattr(cls, name, _translated(getattr(cls, name), translate))
+        return cls
+
+    return wrap
+
+
+def _translated(method: Callable[..., Any], translate: Translate) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from method(*args, **kwargs)
+            except Exception as exc:
+                mapped = translate(exc)
+                if mapped is None:
+                    raise
+                raise mapped from exc
+
+        return stream
+
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            mapped = translate(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    return call

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from costguard.errors import ProviderError
 from costguard.models import ImageRequest, Usage
 from costguard.providers.base import (
     JobState,
@@ -26,6 +27,8 @@ from costguard.providers.base import (
     Outcome,
     SubmittedJob,
     read_image,
+    scrub,
+    translating,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +61,22 @@ def takes_image_size(model: str) -> bool:
     return not model.removeprefix("models/").startswith("gemini-2.")
 
 
+def translate(exc: BaseException) -> ProviderError | None:
+    """The `google-genai` SDK's errors (and its transport's) as ProviderError."""
+    import httpx2
+    from google.genai import errors
+
+    if isinstance(exc, errors.APIError):
+        code = int(exc.code or 0)
+        said = f"{exc.status or ''} {exc.message or ''}".strip()
+        rejected = 400 <= code < 500 and code not in (408, 409, 429)
+        return ProviderError(f"Gemini answered {code}: {scrub(said)}", rejected=rejected)
+    if isinstance(exc, httpx2.TransportError):
+        return ProviderError(f"Gemini could not be reached: {scrub(str(exc))}", rejected=False)
+    return None
+
+
+@translating(translate)
 class GeminiProvider:
     """`Provider` for the Gemini Developer API."""
 

@@ -15,16 +15,18 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from costguard.errors import ProviderError
 from costguard.models import ImageRequest, Usage
 from costguard.providers.base import (
     JobState,
     JobStatus,
     Outcome,
-    ProviderError,
     Status,
     SubmittedJob,
     data_url,
     read_image,
+    scrub,
+    translating,
 )
 
 if TYPE_CHECKING:
@@ -62,6 +64,22 @@ def endpoint_for(request: ImageRequest) -> str:
     return EDITS if request.images else GENERATIONS
 
 
+def translate(exc: BaseException) -> ProviderError | None:
+    """The `openai` SDK's errors as ProviderError (None for anything else)."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        code = exc.status_code
+        error = _error_body(exc.body) or {}
+        said = str(error.get("message") or exc.message)
+        rejected = 400 <= code < 500 and code not in (408, 409, 429)
+        return ProviderError(f"OpenAI answered {code}: {scrub(said)}", rejected=rejected)
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderError(f"OpenAI could not be reached: {scrub(str(exc))}", rejected=False)
+    return None
+
+
+@translating(translate)
 class OpenAIProvider:
     """`Provider` for OpenAI."""
 
@@ -119,13 +137,13 @@ class OpenAIProvider:
                     endpoint = url
                 elif url != endpoint:
                     msg = "one OpenAI batch takes one endpoint: split generations from edits"
-                    raise ProviderError(msg)
+                    raise ProviderError(msg, rejected=True)
                 line = {"custom_id": request.key, "method": "POST", "url": url}
                 line["body"] = self.body(request)  # type: ignore[assignment]
                 out.write(json.dumps(line, separators=(",", ":")) + "\n")
         if endpoint is None:
             msg = f"no requests to submit for {model}"
-            raise ProviderError(msg)
+            raise ProviderError(msg, rejected=True)
         with path.open("rb") as handle:
             uploaded = self.client.files.create(file=handle, purpose="batch")
         batch = self.client.batches.create(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +39,13 @@ FORMATS: tuple[Format, ...] = ("costguard", "gemini", "openai")
 MAX_ERRORS_KEPT = 20
 OPENAI_URLS = ("/v1/images/generations", "/v1/images/edits")
 _URI_PREFIXES = ("http://", "https://", "gs://", "data:", "file-", "files/")
+MB = 1024 * 1024
+INPUT_IMAGE_LIMITS: dict[Provider, int] = {"openai": 50 * MB, "gemini": 15 * MB}
+"""The largest local input image each provider takes, in bytes.
+
+OpenAI's image edits take files under 50 MB each. Gemini takes images inline, in requests of
+at most 20 MB, and base64 makes an image a third larger: about 15 MB of image per request.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -468,8 +476,9 @@ class QueueReader:
                     if ref.startswith(_URI_PREFIXES):
                         continue
                     path = Path(ref) if Path(ref).is_absolute() else self._base / ref
-                    if not path.is_file():
-                        raise _LineError(f"images[{i}]", f"input image not found: {path}")
+                    problem = _local_image_problem(path, provider)
+                    if problem is not None:
+                        raise _LineError(f"images[{i}]", problem)
         return ImageRequest(
             key,
             prompt,
@@ -561,3 +570,18 @@ def _optional_string(obj: dict[str, Any], name: str, field: str | None = None) -
     if not isinstance(value, str) or not value:
         raise _LineError(field or name, f"must be a non-empty string, got {value!r}")
     return value
+
+
+def _local_image_problem(path: Path, provider: Provider) -> str | None:
+    """Why a local input image cannot be sent (checked before anything is priced), or None."""
+    if not path.is_file():
+        return f"input image not found: {path}"
+    if not os.access(path, os.R_OK):
+        return f"input image cannot be read: {path}"
+    size, limit = path.stat().st_size, INPUT_IMAGE_LIMITS[provider]
+    if size > limit:
+        return (
+            f"input image {path} is {size / MB:,.1f} MB; {provider} takes at most "
+            f"{limit // MB} MB per image"
+        )
+    return None

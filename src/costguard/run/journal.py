@@ -6,7 +6,8 @@ saves the journal before returning, so the runner's stages read straight through
 between any two lines leaves a journal that tells the next process what may have happened.
 
 The run:      planned -> admitted -> submitted -> collected
-              (planned until the ledger admits it; a run refused there is forgotten, not kept)
+              (planned until the ledger admits it; a run refused there is forgotten, not kept;
+              admitted -> planned: `release`, when the provider accepted nothing)
 A batch part: planned -> submitting -> submitted -> collected
               (`submitting` is written before the provider is asked to create the job, so a
               restart looks for the job by its tag before creating it again)
@@ -38,6 +39,7 @@ TERMINAL_JOB_STATES = frozenset(
 """`Part.job_state` once the provider reported a final state (`terminal:<state>`)."""
 
 RUN_TRANSITIONS: dict[str, frozenset[str]] = {
+    "planned": frozenset({"admitted"}),
     "admitted": frozenset({"planned"}),
     "submitted": frozenset({"admitted", "submitted"}),
     "collected": frozenset({"admitted", "submitted"}),
@@ -45,6 +47,7 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
 """Per run status, the statuses it may be reached from."""
 
 PART_TRANSITIONS: dict[str, frozenset[str]] = {
+    "planned": frozenset({"submitting"}),
     "submitting": frozenset({"planned", "submitting"}),
     "submitted": frozenset({"submitting", "collected"}),
     "collected": frozenset({"submitted", "planned"}),
@@ -151,6 +154,19 @@ class Journal:
         self._check_run("admitted")
         self.admission, self.ledger = reason, ledger
         self._move_run("admitted")
+
+    def release(self) -> None:
+        """The provider accepted nothing and the ledger released the reservation: back to
+        `planned`, so running the same command again is admitted and submits afresh."""
+        if any(p.job_id or p.state not in ("planned", "submitting") for p in self.parts):
+            msg = f"run {self.run_id}: a provider accepted some of it; it cannot be released"
+            raise JournalError(msg)
+        self._check_run("planned")
+        for part in self.parts:
+            if part.state == "submitting":
+                self._move_part(part, "planned", save=False)
+        self.admission = None
+        self._move_run("planned")
 
     def relocate(self, *, queue: str | None = None, out: str | None = None) -> None:
         """The queue or the output folder is elsewhere on this machine (`collect --queue/--out`)."""

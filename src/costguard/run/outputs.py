@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
 
-from costguard.errors import UsageError
+from costguard.errors import OutputError, UsageError
 from costguard.run.files import write_atomic
 from costguard.run.journal import JournalError
 
@@ -60,9 +61,10 @@ class Outputs:
         damaged line before it is refused, naming it, rather than silently dropping every
         recorded result after it.
         """
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not self.check(owner):
-            write_atomic(self.out / ".costguard-run", owner.encode() + b"\n")
+        with self._writing("the output folder"):
+            self.out.mkdir(parents=True, exist_ok=True)
+            if not self.check(owner):
+                write_atomic(self.out / ".costguard-run", owner.encode() + b"\n")
         collected: set[str] = set()
         self.per_part = {}
         good = 0
@@ -82,21 +84,29 @@ class Outputs:
                     collected.add(line["key"])
                     self.per_part[line["part"]] = self.per_part.get(line["part"], 0) + 1
                     good += len(raw)
-            with self.manifest_path.open("rb+") as handle:
+            with self._writing("manifest.jsonl"), self.manifest_path.open("rb+") as handle:
                 handle.truncate(good)
-        self._manifest = self.manifest_path.open("a", encoding="utf-8")
+        with self._writing("manifest.jsonl"):
+            self._manifest = self.manifest_path.open("a", encoding="utf-8")
         return collected
 
     def check_free(self, stems: set[str]) -> None:
-        """Refuse a folder holding files the run would write (a user's `o5.png` for key `o5`).
+        """Refuse an output folder the run cannot use, before it reserves anything.
 
-        Called before a new run reserves anything: costguard never overwrites, reuses or
-        reports a file it did not write.
+        The folder (or the nearest folder above it that exists) must be a writable folder,
+        and hold no file the run would write (a user's `o5.png` for key `o5`): costguard never
+        overwrites, reuses or reports a file it did not write.
         """
-        if self.out.exists() and not self.out.is_dir():
-            msg = f"--out {self.out} is a file, not a folder; choose another --out"
+        existing = self.out
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            msg = f"--out {self.out}: {existing} is a file, not a folder; choose another --out"
             raise UsageError(msg)
-        if not self.out.is_dir():
+        if not os.access(existing, os.W_OK | os.X_OK):
+            msg = f"--out {self.out}: cannot write in {existing} (permission denied)"
+            raise UsageError(msg)
+        if existing != self.out:
             return
         ours = {"manifest.jsonl", "retry.jsonl"}
         taken = sorted(
@@ -137,10 +147,22 @@ class Outputs:
 
     def close(self) -> None:
         if self._manifest is not None:
-            self._manifest.flush()
-            os.fsync(self._manifest.fileno())
-            self._manifest.close()
-            self._manifest = None
+            manifest, self._manifest = self._manifest, None
+            with self._writing("manifest.jsonl"):
+                try:
+                    manifest.flush()
+                    os.fsync(manifest.fileno())
+                finally:
+                    manifest.close()
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """An OSError while writing results becomes one line naming the folder and the cause."""
+        try:
+            yield
+        except OSError as exc:
+            msg = f"{self.out}: cannot write {what}: {exc.strerror or exc}"
+            raise OutputError(msg) from exc
 
     def write_images(self, key: str, n: int, images: list[tuple[bytes, str]]) -> list[str]:
         """Save a request's images atomically; return the names written.
@@ -160,15 +182,17 @@ class Outputs:
                 k += 1
                 name = f"{base}.costguard-{k}.{ext}"
             if not (self.out / name).exists():
-                write_atomic(self.out / name, data)
+                with self._writing(name):
+                    write_atomic(self.out / name, data)
             names.append(name)
         return names
 
     def record(self, line: dict[str, Any]) -> None:
         """Append one manifest line and flush it (a kill -9 keeps every flushed line)."""
         assert self._manifest is not None
-        self._manifest.write(json.dumps(line, separators=(",", ":")) + "\n")
-        self._manifest.flush()
+        with self._writing("manifest.jsonl"):
+            self._manifest.write(json.dumps(line, separators=(",", ":")) + "\n")
+            self._manifest.flush()
 
     def part_cost(self, part_id: str) -> Decimal:
         """Sum of `cost_usd` over a part's manifest lines (however many processes wrote them)."""

@@ -18,13 +18,20 @@ there can repeat (and pay again for) only the calls that were in flight.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from costguard.errors import BudgetExceededError, LedgerError, UsageError
+from costguard.errors import (
+    BudgetExceededError,
+    LedgerError,
+    OutputError,
+    ProviderError,
+    UsageError,
+)
 from costguard.ledger import Ledger
 from costguard.money import plain
 from costguard.pricing.budget import check
@@ -323,8 +330,8 @@ class Runner:
             self.sleep,
         )
         outputs = Outputs(Path(journal.out))
-        collected = outputs.open(f"{journal.run_id} {journal.created}")
         try:
+            collected = outputs.open(f"{journal.run_id} {journal.created}")
             self._recover(journal, outputs)
             if journal.mode == "sync":
                 run_sync(ctx, outputs, collected, options.concurrency)
@@ -335,6 +342,43 @@ class Runner:
                     if part.state == "submitted" and part.job_finished:
                         collect_part(ctx, part, outputs, collected)
             return finish(ctx, outputs)
+        except ProviderError as exc:
+            raise self._after_provider_error(journal, outputs, exc) from exc
+        except OutputError as exc:
+            sent = any(p.job_id for p in journal.parts) or journal.mode == "sync"
+            where = "what was paid for stays at the provider" if sent else "nothing was sent yet"
+            msg = (
+                f"{exc}; {where}: fix the folder, then run the same command again (or "
+                f"`costguard collect {journal.run_id}`)"
+            )
+            raise OutputError(msg) from exc
         finally:
-            outputs.close()
+            with contextlib.suppress(OutputError):  # the error above already says so
+                outputs.close()
             self.reporter.done()
+
+    def _after_provider_error(
+        self, journal: Journal, outputs: Outputs, exc: ProviderError
+    ) -> ProviderError:
+        """Release the reservation when the provider accepted nothing; say what happened."""
+        accepted = [p for p in journal.parts if p.job_id]
+        recorded = next(iter(outputs.lines()), None) is not None
+        if exc.rejected and not accepted and not recorded and journal.status == "admitted":
+            maximum = journal.estimate["max_usd"]
+            self.ledger.release(journal.run_id, at=self.clock(), reason=f"nothing accepted: {exc}")
+            journal.release()
+            msg = (
+                f"{exc}; the provider accepted nothing, so the ${maximum} reserved for run "
+                f"{journal.run_id} was released: fix the cause and run the same command again"
+            )
+            return ProviderError(msg, rejected=True)
+        held = (
+            f"{len(accepted)} job(s) the provider accepted keep running and keep their reservation"
+            if accepted
+            else "the reservation stays (the provider may have accepted part of it)"
+        )
+        msg = (
+            f"{exc}; {held}: fix the cause and run the same command again, which resumes "
+            f"(or `costguard cancel {journal.run_id}`)"
+        )
+        return ProviderError(msg, rejected=exc.rejected)
