@@ -85,15 +85,19 @@ def make_runner(
     """Factory: a Runner on the shipped cards whose sleeps advance `sim`'s clock."""
 
     def make(
-        sim: Simulator, providers: Callable[[str, Path], Provider] = sim_providers
+        sim: Simulator,
+        providers: Callable[[str, Path], Provider] = sim_providers,
+        *,
+        reporter: QuietReporter | None = None,
+        on: Ledger | None = None,
     ) -> tuple[Runner, list[str]]:
         messages: list[str] = []
         runner = Runner(
             home=home,
-            ledger=ledger,
+            ledger=on or ledger,
             book=shipped_book,
             providers=providers,
-            reporter=QuietReporter(messages.append),
+            reporter=reporter or QuietReporter(messages.append),
             sleep=lambda _s: sim.advance(POLL_ADVANCE_S),
         )
         return runner, messages
@@ -446,7 +450,7 @@ class DeletesTheLedger(QuietReporter):
 
 
 def test_a_ledger_deleted_while_a_run_is_in_flight_stops_it_and_another_ledger_is_refused(
-    tmp_path: Path, home: Path, ledger: Ledger, shipped_book: RateBook
+    tmp_path: Path, make_runner: Callable[..., tuple[Runner, list[str]]], ledger: Ledger
 ) -> None:
     """The ledger file vanishes after admission: collecting fails with LedgerError (exit 5)
     rather than recording the spend nowhere; a new ledger at the same path is not the one the
@@ -455,25 +459,11 @@ def test_a_ledger_deleted_while_a_run_is_in_flight_stops_it_and_another_ledger_i
     queue = tmp_path / "q.jsonl"
     write_queue(queue, OPENAI_LINES[:2])
     with simulate("succeeded", time_scale=0) as sim:
-        runner = Runner(
-            home=home,
-            ledger=ledger,
-            book=shipped_book,
-            providers=sim_providers,
-            reporter=DeletesTheLedger(ledger.path),
-            sleep=lambda _s: sim.advance(POLL_ADVANCE_S),
-        )
+        runner, _ = make_runner(sim, reporter=DeletesTheLedger(ledger.path))
         with pytest.raises(LedgerError, match="was deleted while this process had it open"):
             runner.start(options(queue, tmp_path / "out"))
         with open_ledger(ledger.path) as fresh:
-            again = Runner(
-                home=home,
-                ledger=fresh,
-                book=shipped_book,
-                providers=sim_providers,
-                reporter=QuietReporter(lambda _text: None),
-                sleep=lambda _s: sim.advance(POLL_ADVANCE_S),
-            )
+            again, _ = make_runner(sim, on=fresh)
             rid = run_id_for(options(queue, tmp_path / "out"))
             with pytest.raises(LedgerError, match=f"is not the ledger run {rid} was admitted in"):
                 again.collect(rid, options(queue, tmp_path / "out"))
