@@ -18,7 +18,6 @@ there can repeat (and pay again for) only the calls that were in flight.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -330,6 +329,7 @@ class Runner:
             self.sleep,
         )
         outputs = Outputs(Path(journal.out))
+        failing = True
         try:
             collected = outputs.open(f"{journal.run_id} {journal.created}")
             self._recover(journal, outputs)
@@ -341,7 +341,7 @@ class Runner:
                 for part in journal.parts:
                     if part.state == "submitted" and part.job_finished:
                         collect_part(ctx, part, outputs, collected)
-            return finish(ctx, outputs)
+            summary = finish(ctx, outputs)
         except ProviderError as exc:
             raise self._after_provider_error(journal, outputs, exc) from exc
         except OutputError as exc:
@@ -352,9 +352,15 @@ class Runner:
                 f"`costguard collect {journal.run_id}`)"
             )
             raise OutputError(msg) from exc
+        else:
+            failing = False
+            return summary
         finally:
-            with contextlib.suppress(OutputError):  # the error above already says so
+            try:
                 outputs.close()
+            except OutputError:
+                if not failing:  # else the error on its way out already names the folder
+                    raise
             self.reporter.done()
 
     def _after_provider_error(
