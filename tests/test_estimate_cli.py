@@ -224,7 +224,7 @@ def test_format_option_overrides_detection(cli: Cli, make_queue: MakeQueue) -> N
     path = make_queue({"key": "x", "prompt": "looks like costguard"}, *_gemini_lines())
     detected = cli("estimate", path, "--as-of", AS_OF, "--model", "gemini-3.1-flash-image")
     assert detected.code == 2
-    assert "this line is in the gemini format but the file was read as costguard" in detected.err
+    assert "this line is in the gemini format but the file is read as costguard" in detected.err
     forced = cli(
         "estimate",
         path,
@@ -236,7 +236,9 @@ def test_format_option_overrides_detection(cli: Cli, make_queue: MakeQueue) -> N
         "gemini",
     )
     assert forced.code == 2
-    assert f"{path}:1: request: missing or not an object" in forced.err
+    assert "this line is in the costguard format but the file is read as gemini (--format)" in (
+        forced.err
+    )
     assert "1 bad line; nothing was priced" in forced.err
 
 
@@ -484,8 +486,8 @@ BAD_INPUT = [
         [_gem({"contents": [{"parts": [{"video": "x"}]}]})],
         GEMINI_ARGS,
         1,
-        "request.contents[0].parts[0]",
-        "expected text, inlineData or fileData",
+        "request.contents[0].parts[0].video",
+        "cannot be priced: costguard prices text, inlineData and fileData parts",
         id="gemini-unknown-part",
     ),
     pytest.param(
@@ -544,7 +546,7 @@ BAD_INPUT = [
         (),
         2,
         "(line)",
-        "this line is in the gemini format but the file was read as costguard",
+        "this line is in the gemini format but the file is read as costguard",
         id="gemini-line-in-costguard-file",
     ),
     pytest.param(
@@ -691,7 +693,7 @@ def test_card_in_force_sets_input_image_tokens(
     sync_expected: str,
 ) -> None:
     """2.5 Flash Image input images cost 1290 tokens before 2025-11-04 and 258 from then."""
-    (tmp_path / "ref.png").write_bytes(b"\x89PNG")
+    (tmp_path / "ref.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     path = make_queue(
         {"key": "a", "prompt": "x" * 40, "model": "gemini-2.5-flash-image", "images": ["ref.png"]}
     )

@@ -196,7 +196,7 @@ def test_gemini_line_fields(make_queue: MakeQueue, shipped_book: RateBook) -> No
                 {
                     "parts": [
                         {"text": "a cat"},
-                        {"inlineData": {"mimeType": "image/png", "data": "AAAA"}},
+                        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
                         {"fileData": {"fileUri": "files/abc", "mimeType": "image/png"}},
                         {"text": "on a mat"},
                     ]
@@ -355,7 +355,7 @@ def test_input_image_paths_are_relative_to_the_queue(
 ) -> None:
     """Local input images are looked up next to the queue file; URIs are not checked."""
     (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "ref.png").write_bytes(b"\x89PNG")
+    (tmp_path / "sub" / "ref.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     line = {
         "key": "a",
         "prompt": "p",

@@ -30,6 +30,13 @@ class ImageRequest(NamedTuple):
     """1-based line in the queue file, for error messages and retry files."""
     prompt_bytes: int = 0
     """UTF-8 length of the prompt (and any system text), the basis of the token estimate."""
+    text_tokens_max: int = 0
+    """Text output tokens the request may produce besides thinking: a Gemini request asking
+    for TEXT as well as IMAGE, bounded by its `maxOutputTokens` (0: it asks for no text)."""
+    passthrough: str = ""
+    """Request fields sent as written, a JSON object in the provider's wire form (Gemini:
+    `contents`, `systemInstruction`, `safetySettings`, price-neutral `generationConfig`
+    fields; OpenAI: `background`, `output_format`, ...). Empty: costguard builds the request."""
 
 
 class Usage(NamedTuple):

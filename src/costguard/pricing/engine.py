@@ -6,6 +6,8 @@ A request is priced before any tokens exist, from its parameters:
   + prompt tokens  (estimated from the prompt's UTF-8 length)  x input text rate
   + input images   x tokens per input image                      x input image rate
   + thinking       (models that always think)                    x output text rate
+  + text output    (requests that ask for text: up to maxOutputTokens, maximum only)
+                                                                 x output text rate
 
 Each part has an expected and a maximum figure; the maximum is what a budget must hold.
 Prompt tokens: expected = ceil(bytes / 4) (the usual ~4 bytes a token for English text),
@@ -22,7 +24,7 @@ from decimal import Decimal
 from typing import Any
 
 from costguard.errors import ModelUnavailableError, RateCardError
-from costguard.models import Provider, Usage
+from costguard.models import ImageRequest, Provider, Usage
 from costguard.money import ZERO, per_mtok
 from costguard.pricing.schema import MODES, Mode, ModelCard, ModeRates, RateCard
 
@@ -165,15 +167,29 @@ class Totals:
     prompt_tokens: int = 0
     prompt_tokens_max: int = 0
     input_images: int = 0
+    text_tokens_max: int = 0
+    """Text output tokens the requests may produce besides thinking (their maxOutputTokens)."""
 
-    def add_request(self, *, n: int, prompt_bytes: int, input_images: int) -> None:
+    def add(self, request: ImageRequest) -> None:
         """Count one request."""
+        self.add_request(
+            n=request.n,
+            prompt_bytes=request.prompt_bytes,
+            input_images=len(request.images),
+            text_tokens_max=request.text_tokens_max,
+        )
+
+    def add_request(
+        self, *, n: int, prompt_bytes: int, input_images: int, text_tokens_max: int = 0
+    ) -> None:
+        """Count one request from its quantities."""
         expected, maximum = prompt_tokens(prompt_bytes)
         self.requests += 1
         self.images += n
         self.prompt_tokens += expected
         self.prompt_tokens_max += maximum
         self.input_images += input_images
+        self.text_tokens_max += text_tokens_max
 
     def merge(self, other: Totals) -> None:
         """Add another set's totals into this one."""
@@ -182,6 +198,7 @@ class Totals:
         self.prompt_tokens += other.prompt_tokens
         self.prompt_tokens_max += other.prompt_tokens_max
         self.input_images += other.input_images
+        self.text_tokens_max += other.text_tokens_max
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,15 +260,17 @@ def price(
             per_mtok(per.typical * totals.input_images, image_rate),
             per_mtok(per.max * totals.input_images, image_rate),
         )
+    out_rate = rates.output_text_per_mtok or ZERO
     thinking = NO_COST
     if model.thinking_tokens is not None:
-        out_rate = rates.output_text_per_mtok or ZERO
         think = model.thinking_tokens
         thinking = Cost(
             per_mtok(think.typical * totals.requests, out_rate),
             per_mtok(think.max * totals.requests, out_rate),
         )
-    return Cost(images, images) + prompt + inputs + thinking
+    # the length of text output cannot be known: none is expected, all of it is held
+    text = Cost(ZERO, per_mtok(totals.text_tokens_max, out_rate))
+    return Cost(images, images) + prompt + inputs + thinking + text
 
 
 def usage_cost(

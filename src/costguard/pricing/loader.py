@@ -61,7 +61,18 @@ def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     return loader.construct_mapping(node)
 
 
+def _timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> dt.date | dt.datetime:
+    """A YAML date or time; an impossible one (2026-13-40) is a YAML error at its line."""
+    try:
+        return loader.construct_yaml_timestamp(node)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a valid date ({exc})", node.start_mark
+        ) from exc
+
+
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _decimal)
+_DecimalLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
 _DecimalLoader.add_constructor("tag:yaml.org,2002:map", _mapping)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import functools
 import inspect
-import mimetypes
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 
 from costguard.errors import ProviderError
+from costguard.media import HEAD_BYTES, sniff
 from costguard.models import ImageRequest, Usage
 
 T = TypeVar("T")
@@ -98,12 +98,26 @@ class Provider(Protocol):
 
 
 def read_image(ref: str, base: Path) -> tuple[bytes, str] | None:
-    """Bytes and mime type of a local input image; None for a URI the provider fetches."""
-    if ref.startswith(("http://", "https://", "gs://", "data:", "file-", "files/")):
+    """Bytes and type of an input image given inline: a local file or a `data:` URL.
+
+    None for a URI the provider fetches itself. The type comes from the bytes, not the name
+    (the queue reader has refused anything the provider does not take).
+    """
+    if ref.startswith("data:"):
+        header, _, data = ref.partition(",")
+        mime = header.removeprefix("data:").removesuffix(";base64")
+        return decode_base64(data), mime
+    if ref.startswith(("http://", "https://", "gs://", "file-", "files/")):
         return None
     path = Path(ref) if Path(ref).is_absolute() else base / ref
-    mime = mimetypes.guess_type(path.name)[0] or "image/png"
-    return path.read_bytes(), mime
+    content = path.read_bytes()
+    return content, sniff(content[:HEAD_BYTES]) or "application/octet-stream"
+
+
+def decode_base64(text: str) -> bytes:
+    """Base64 in the standard or URL-safe alphabet, padded or not (as protobuf JSON takes it)."""
+    text = text.rstrip("=").replace("-", "+").replace("_", "/")
+    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
 
 
 def data_url(data: bytes, mime: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from costguard.providers.base import (
     JobStatus,
     Outcome,
     SubmittedJob,
+    decode_base64,
     read_image,
     scrub,
     translating,
@@ -97,7 +99,27 @@ class GeminiProvider:
     # wire ----------------------------------------------------------------------------------
 
     def request_json(self, request: ImageRequest) -> dict[str, Any]:
-        """The GenerateContentRequest for one request, in REST (camelCase) form."""
+        """The GenerateContentRequest for one request, in REST (camelCase) form.
+
+        Fields a Gemini-format queue line set are sent as written (its `passthrough`); size
+        and aspect ratio are always costguard's, the values it priced.
+        """
+        sent: dict[str, Any] = json.loads(request.passthrough) if request.passthrough else {}
+        contents = sent.pop("contents", None) or [{"role": "user", "parts": self._parts(request)}]
+        config: dict[str, Any] = {
+            "responseModalities": ["IMAGE"],
+            **sent.pop("generationConfig", {}),
+        }
+        image_config: dict[str, str] = {}
+        if request.aspect_ratio:
+            image_config["aspectRatio"] = request.aspect_ratio
+        if takes_image_size(request.model):
+            image_config["imageSize"] = request.size
+        if image_config:
+            config["imageConfig"] = image_config
+        return {"contents": contents, **sent, "generationConfig": config}
+
+    def _parts(self, request: ImageRequest) -> list[dict[str, Any]]:
         parts: list[dict[str, Any]] = [{"text": request.prompt}]
         for ref in request.images:
             local = read_image(ref, self.base)
@@ -108,15 +130,7 @@ class GeminiProvider:
                 parts.append(
                     {"inlineData": {"mimeType": mime, "data": base64.b64encode(data).decode()}}
                 )
-        image_config: dict[str, str] = {}
-        if request.aspect_ratio:
-            image_config["aspectRatio"] = request.aspect_ratio
-        if takes_image_size(request.model):
-            image_config["imageSize"] = request.size
-        config: dict[str, Any] = {"responseModalities": ["IMAGE"]}
-        if image_config:
-            config["imageConfig"] = image_config
-        return {"contents": [{"role": "user", "parts": parts}], "generationConfig": config}
+        return parts
 
     # batch -----------------------------------------------------------------------------------
 
@@ -206,50 +220,64 @@ class GeminiProvider:
             response = self.client.models.generate_content(
                 model=request.model,
                 contents=wire["contents"],
-                config=_config(wire["generationConfig"]),  # type: ignore[arg-type]
+                config=_config(wire),  # type: ignore[arg-type]
             )
         except errors.APIError as exc:
             return Outcome(request.key, "failed", reason=f"{exc.code} {exc.status}: {exc.message}")
         return parse_response(request.key, response.model_dump(mode="json", by_alias=True))
 
 
-def _config(generation_config: dict[str, Any]) -> dict[str, Any]:
-    """REST generationConfig -> the SDK's snake_case GenerateContentConfig dict."""
-    config: dict[str, Any] = {"response_modalities": generation_config["responseModalities"]}
-    image = generation_config.get("imageConfig")
+def _config(request: dict[str, Any]) -> dict[str, Any]:
+    """A REST request's generationConfig, systemInstruction and safetySettings -> the SDK's
+    snake_case GenerateContentConfig dict."""
+    generation = request["generationConfig"]
+    config: dict[str, Any] = {_snake(k): v for k, v in generation.items() if k != "imageConfig"}
+    image = generation.get("imageConfig")
     if image:
-        config["image_config"] = {
-            k: v
-            for k, v in (
-                ("aspect_ratio", image.get("aspectRatio")),
-                ("image_size", image.get("imageSize")),
-            )
-            if v
-        }
+        config["image_config"] = {_snake(k): v for k, v in image.items() if v}
+    if "systemInstruction" in request:
+        config["system_instruction"] = _sdk_content(request["systemInstruction"])
+    if "safetySettings" in request:
+        config["safety_settings"] = request["safetySettings"]
     return config
 
 
 def _inlined(line: dict[str, Any]) -> dict[str, Any]:
     """A file line -> the SDK's InlinedRequest dict (contents, config, metadata.key)."""
     request = line["request"]
-    contents = []
-    for content in request["contents"]:
-        parts = []
-        for part in content["parts"]:
-            if "text" in part:
-                parts.append({"text": part["text"]})
-            elif "inlineData" in part:
-                inline = part["inlineData"]
-                data = base64.b64decode(inline["data"])
-                parts.append({"inline_data": {"mime_type": inline["mimeType"], "data": data}})
-            else:
-                parts.append({"file_data": {"file_uri": part["fileData"]["fileUri"]}})
-        contents.append({"role": content["role"], "parts": parts})
     return {
-        "contents": contents,
-        "config": _config(request["generationConfig"]),
+        "contents": [_sdk_content(content) for content in request["contents"]],
+        "config": _config(request),
         "metadata": {"key": line["key"]},
     }
+
+
+def _sdk_content(content: dict[str, Any]) -> dict[str, Any]:
+    """A REST Content -> the SDK's: snake_case names, inline data and signatures as bytes."""
+    parts = []
+    for part in content["parts"]:
+        sdk: dict[str, Any] = {}
+        for name, value in part.items():
+            if name == "inlineData":
+                sdk["inline_data"] = {
+                    "mime_type": value["mimeType"],
+                    "data": decode_base64(value["data"]),
+                }
+            elif name == "thoughtSignature":
+                sdk["thought_signature"] = decode_base64(value)
+            elif isinstance(value, dict):
+                sdk[_snake(name)] = {_snake(k): v for k, v in value.items()}
+            else:
+                sdk[_snake(name)] = value
+        parts.append(sdk)
+    out: dict[str, Any] = {"parts": parts}
+    if "role" in content:
+        out["role"] = content["role"]
+    return out
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), name)
 
 
 def parse_file_line(line: dict[str, Any]) -> Outcome:
@@ -276,7 +304,7 @@ def parse_response(key: str, response: dict[str, Any]) -> Outcome:
     for part in (candidate.get("content") or {}).get("parts") or []:
         inline = part.get("inlineData")
         if inline and inline.get("data") and not part.get("thought"):
-            images.append((_b64decode(inline["data"]), inline.get("mimeType", "image/png")))
+            images.append((decode_base64(inline["data"]), inline.get("mimeType", "image/png")))
     finish = candidate.get("finishReason")
     if usage is not None:
         usage = usage._replace(images=len(images))
@@ -284,15 +312,6 @@ def parse_response(key: str, response: dict[str, Any]) -> Outcome:
         return Outcome(key, "ok", images, reason=None, usage=usage)
     reason = f"finishReason: {finish}" if finish not in SUCCESS_FINISH else "no image returned"
     return Outcome(key, "refused", reason=reason, usage=usage)
-
-
-def _b64decode(data: str) -> bytes:
-    """Standard or URL-safe base64: REST JSON uses the first, the SDK's `model_dump` the second.
-
-    (`base64.b64decode` silently drops `-` and `_`, corrupting URL-safe data.)
-    """
-    urlsafe = data.replace("+", "-").replace("/", "_")
-    return base64.urlsafe_b64decode(urlsafe + "=" * (-len(urlsafe) % 4))
 
 
 def _usage(raw: object) -> Usage | None:

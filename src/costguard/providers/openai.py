@@ -105,7 +105,8 @@ class OpenAIProvider:
 
     def body(self, request: ImageRequest) -> dict[str, Any]:
         """The Images API body for a request (batch line body and sync call alike)."""
-        body: dict[str, Any] = {"model": request.model, "prompt": request.prompt}
+        body: dict[str, Any] = json.loads(request.passthrough) if request.passthrough else {}
+        body.update(model=request.model, prompt=request.prompt)
         body["size"] = request.size
         if request.quality is not None:
             body["quality"] = request.quality
@@ -114,8 +115,10 @@ class OpenAIProvider:
         if request.images:
             refs = []
             for ref in request.images:
-                local = read_image(ref, self.base)
-                if local is not None:
+                local = None if ref.startswith("data:") else read_image(ref, self.base)
+                if ref.startswith("data:"):
+                    refs.append({"image_url": ref})
+                elif local is not None:
                     refs.append({"image_url": data_url(*local)})
                 elif ref.startswith(("file-",)):
                     refs.append({"file_id": ref})
@@ -205,11 +208,12 @@ class OpenAIProvider:
         try:
             if request.images:
                 files = []
-                for ref in request.images:
+                for i, ref in enumerate(request.images, start=1):
                     local = read_image(ref, self.base)
                     if local is None:
                         return Outcome(request.key, "failed", reason="sync edits need local images")
-                    files.append((Path(ref).name, local[0], local[1]))
+                    name = f"image-{i}" if ref.startswith("data:") else Path(ref).name
+                    files.append((name, local[0], local[1]))
                 del body["images"]
                 raw = self.client.images.edit(image=files, **body)
             else:

@@ -53,12 +53,17 @@ def price_queue(
         totals = grouped.get(key)
         if totals is None:
             totals = grouped[key] = Totals()
-        totals.add_request(
-            n=request.n, prompt_bytes=request.prompt_bytes, input_images=len(request.images)
-        )
+        totals.add(request)
     reader.check()
     result = estimate(grouped, book, at)
     warnings = list(dict.fromkeys([*reader.warnings, *result.warnings]))
+    text = sum(totals.text_tokens_max for totals in grouped.values())
+    if text:
+        warnings.append(
+            f"requests ask for text output (responseModalities TEXT): the maximum holds their "
+            f"maxOutputTokens ({text:,} tokens in all) at the output text rate; the expected "
+            "figure counts no text, whose length cannot be known before the response"
+        )
     return QueueEstimate(path, reader.format, grouped, result, warnings)
 
 
@@ -127,9 +132,7 @@ def _first_fitting(
     count = 0
     for request in reader:
         one = Totals()
-        one.add_request(
-            n=request.n, prompt_bytes=request.prompt_bytes, input_images=len(request.images)
-        )
+        one.add(request)
         cost = price(
             book.resolve(request.model, at).model, mode, request.size, request.quality, one
         )

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
+import re
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -31,21 +31,27 @@ from costguard.errors import (
     RateCardError,
     UsageError,
 )
+from costguard.media import file_problem
 from costguard.models import ImageRequest, Provider
 from costguard.pricing.engine import RateBook, Resolved
+from costguard.queue.lines import (
+    Line,
+    LineError,
+    costguard_line,
+    data_url_problem,
+    gemini_line,
+    openai_line,
+)
 
 Format = Literal["costguard", "gemini", "openai"]
 FORMATS: tuple[Format, ...] = ("costguard", "gemini", "openai")
 MAX_ERRORS_KEPT = 20
-OPENAI_URLS = ("/v1/images/generations", "/v1/images/edits")
-_URI_PREFIXES = ("http://", "https://", "gs://", "data:", "file-", "files/")
-MB = 1024 * 1024
-INPUT_IMAGE_LIMITS: dict[Provider, int] = {"openai": 50 * MB, "gemini": 15 * MB}
-"""The largest local input image each provider takes, in bytes.
-
-OpenAI's image edits take files under 50 MB each. Gemini takes images inline, in requests of
-at most 20 MB, and base64 makes an image a third larger: about 15 MB of image per request.
-"""
+_URI_PREFIXES = ("http://", "https://", "gs://", "file-", "files/")
+_PARSERS: dict[Format, Callable[[dict[str, Any]], Line]] = {
+    "costguard": costguard_line,
+    "gemini": gemini_line,
+    "openai": openai_line,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +122,8 @@ class KeySet:
         return self._count
 
 
-_DECODER = json.JSONDecoder()
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner, public in practice
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
 
 _GEMINI_FIELDS = {
     "size": "request.generationConfig.imageConfig.imageSize",
@@ -138,15 +145,6 @@ def _json_problem(text: str) -> str:
     return "not a single JSON value"
 
 
-class _LineError(Exception):
-    """One bad line: the field and the message (the reader adds file and line)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
-        self.message = message
-
-
 def detect_format(path: Path) -> Format:
     """The format of a queue file, from its first non-blank line (costguard when unsure)."""
     with path.open("rb") as handle:
@@ -156,8 +154,8 @@ def detect_format(path: Path) -> Format:
                 continue
             try:
                 first = json.loads(line)
-            except (ValueError, UnicodeDecodeError):
-                return "costguard"
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                return "costguard"  # the reader reports the line
             return _format_of(first) or "costguard"
     return "costguard"
 
@@ -200,22 +198,17 @@ class QueueReader:
             msg = f"{path}: queue file not found"
             raise UsageError(msg)
         self.format: Format = fmt or detect_format(path)
+        self._format_from = "--format" if fmt else "from its first line"
         self.errors: list[str] = []
         self.error_count = 0
         self.warnings: list[str] = []
         self.lines = 0
         self._keys = KeySet()
-        self._models: dict[str, Resolved | _LineError] = {}
-        self._combos: dict[object, _Checked | _LineError] = {}
+        self._models: dict[str, Resolved | LineError] = {}
+        self._combos: dict[object, _Checked | LineError] = {}
         self._base = path.parent
 
     def __iter__(self) -> Iterator[ImageRequest]:
-        parse = {
-            "costguard": self._costguard,
-            "gemini": self._gemini,
-            "openai": self._openai,
-        }[self.format]
-        scan = _DECODER.scan_once  # type: ignore[attr-defined]  # the C scanner, public in practice
         with self.path.open("rb") as handle:
             for number, raw in enumerate(handle, start=1):
                 data = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
@@ -229,18 +222,8 @@ class QueueReader:
                     continue
                 self.lines += 1
                 try:
-                    obj, end = scan(text, 0)
-                except (StopIteration, ValueError):  # ValueError: JSONDecodeError mid-value
-                    end = -1
-                if end != len(text):
-                    self._error(number, "(line)", f"invalid JSON: {_json_problem(text)}")
-                    continue
-                if not isinstance(obj, dict):
-                    self._error(number, "(line)", "each line must be a JSON object")
-                    continue
-                try:
-                    request = parse(obj, number)
-                except _LineError as exc:
+                    request = self._read(number, text)
+                except LineError as exc:
                     self._error(number, exc.field, exc.message)
                     continue
                 first = self._keys.add(request.key, number)
@@ -256,6 +239,35 @@ class QueueReader:
         if self.lines == 0 and not self.errors:
             self._error(0, "(file)", "the queue is empty")
 
+    def _read(self, number: int, text: str) -> ImageRequest:
+        """One non-blank line as a request, or LineError."""
+        try:
+            obj, end = _SCAN(text, 0)
+        except (StopIteration, ValueError):  # ValueError: JSONDecodeError mid-value
+            end = -1
+        except RecursionError:
+            raise LineError("(line)", "invalid JSON: nested too deeply") from None
+        if end != len(text):
+            raise LineError("(line)", f"invalid JSON: {_json_problem(text)}")
+        if not isinstance(obj, dict):
+            raise LineError("(line)", "each line must be a JSON object")
+        if _ESCAPED_SURROGATE.search(text):
+            where = _lone_surrogate(obj)
+            if where is not None:
+                raise LineError(
+                    where,
+                    "holds a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair): "
+                    "not valid Unicode text",
+                )
+        found = _format_of(obj)
+        if found is not None and found != self.format:
+            raise LineError(
+                "(line)",
+                f"this line is in the {found} format but the file is read as {self.format} "
+                f"({self._format_from}); use one format per file, or --format",
+            )
+        return self._request(number, _PARSERS[self.format](obj))
+
     @property
     def _key_field(self) -> str:
         return "custom_id" if self.format == "openai" else "key"
@@ -270,146 +282,6 @@ class QueueReader:
         if len(self.errors) < MAX_ERRORS_KEPT:
             where = f"{self.path}:{line}" if line else str(self.path)
             self.errors.append(f"{where}: {field}: {message}")
-
-    # formats -----------------------------------------------------------------------------
-
-    def _costguard(self, obj: dict[str, Any], line: int) -> ImageRequest:
-        if "prompt" not in obj and _format_of(obj) not in (None, "costguard"):
-            raise _LineError(
-                "(line)",
-                f"this line is in the {_format_of(obj)} format but the file was read as "
-                f"{self.format} (from its first line); use one format per file or --format",
-            )
-        key = obj.get("key")
-        if type(key) is not str or not key.strip():
-            key = _string(obj, "key")
-        prompt = obj.get("prompt")
-        if type(prompt) is not str or not prompt.strip():
-            prompt = _string(obj, "prompt")
-        images = obj.get("images")
-        if images is not None and (
-            not isinstance(images, list) or not all(isinstance(i, str) and i for i in images)
-        ):
-            raise _LineError("images", "must be a list of paths or URIs (strings)")
-        get = obj.get
-        return self._request(
-            line,
-            key=key,
-            prompt=prompt,
-            model=_optional_string(obj, "model") if "model" in obj else None,
-            size=s if type(s := get("size")) is str and s else _optional_string(obj, "size"),
-            quality=_optional_string(obj, "quality") if "quality" in obj else None,
-            aspect_ratio=_optional_string(obj, "aspect_ratio") if "aspect_ratio" in obj else None,
-            n=get("n", 1),
-            images=tuple(images) if images else (),
-            extra_bytes=0,
-        )
-
-    def _gemini(self, obj: dict[str, Any], line: int) -> ImageRequest:  # noqa: PLR0912 - walks a nested request
-        key = _string(obj, "key")
-        request = obj.get("request")
-        if not isinstance(request, dict):
-            raise _LineError("request", "missing or not an object (GenerateContentRequest)")
-        texts: list[str] = []
-        images: list[str] = []
-        contents = request.get("contents")
-        if not isinstance(contents, list) or not contents:
-            raise _LineError("request.contents", "missing or empty")
-        for i, content in enumerate(contents):
-            parts = content.get("parts") if isinstance(content, dict) else None
-            if not isinstance(parts, list):
-                raise _LineError(f"request.contents[{i}].parts", "missing or not a list")
-            for j, part in enumerate(parts):
-                where = f"request.contents[{i}].parts[{j}]"
-                if not isinstance(part, dict):
-                    raise _LineError(where, "must be an object")
-                if isinstance(part.get("text"), str):
-                    texts.append(part["text"])
-                elif "inlineData" in part or "inline_data" in part:
-                    images.append(f"inline:{where}")
-                elif "fileData" in part or "file_data" in part:
-                    data = part.get("fileData") or part.get("file_data") or {}
-                    images.append(str(data.get("fileUri") or data.get("file_uri") or where))
-                else:
-                    raise _LineError(where, "expected text, inlineData or fileData")
-        prompt = "\n".join(texts)
-        if not prompt.strip():
-            raise _LineError("request.contents", "no text part: the prompt is missing")
-        system = request.get("systemInstruction") or request.get("system_instruction") or {}
-        system_bytes = sum(
-            len(p["text"].encode())
-            for p in (system.get("parts", []) if isinstance(system, dict) else [])
-            if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-        config = request.get("generationConfig") or request.get("generation_config") or {}
-        image_config: Any = {}
-        if isinstance(config, dict):
-            image_config = config.get("imageConfig") or config.get("image_config") or {}
-        if not isinstance(image_config, dict):
-            raise _LineError("request.generationConfig.imageConfig", "must be an object")
-        model = request.get("model")
-        model = model.removeprefix("models/") if isinstance(model, str) else None
-        return self._request(
-            line,
-            key=key,
-            prompt=prompt,
-            model=model,
-            size=_optional_string(
-                image_config,
-                "imageSize" if "imageSize" in image_config else "image_size",
-                "request.generationConfig.imageConfig.imageSize",
-            ),
-            quality=None,
-            aspect_ratio=_optional_string(
-                image_config,
-                "aspectRatio" if "aspectRatio" in image_config else "aspect_ratio",
-                "request.generationConfig.imageConfig.aspectRatio",
-            ),
-            n=config.get("candidateCount", 1) if isinstance(config, dict) else 1,
-            images=tuple(images),
-            extra_bytes=system_bytes,
-            check_local=False,
-        )
-
-    def _openai(self, obj: dict[str, Any], line: int) -> ImageRequest:
-        key = _string(obj, "custom_id")
-        if obj.get("method") != "POST":
-            raise _LineError("method", f'must be "POST", got {obj.get("method")!r}')
-        url = obj.get("url")
-        if url not in OPENAI_URLS:
-            allowed = " or ".join(OPENAI_URLS)
-            raise _LineError("url", f"must be {allowed}, got {url!r}")
-        body = obj.get("body")
-        if not isinstance(body, dict):
-            raise _LineError("body", "missing or not an object")
-        prompt = _string(body, "prompt", "body.prompt")
-        images: list[str] = []
-        if url == "/v1/images/edits":
-            raw_images = body.get("images", body.get("image"))
-            if isinstance(raw_images, (str, dict)):
-                raw_images = [raw_images]
-            if not isinstance(raw_images, list) or not raw_images:
-                raise _LineError("body.images", "an edit needs at least one input image")
-            for i, ref in enumerate(raw_images):
-                if isinstance(ref, dict):
-                    ref = ref.get("image_url") or ref.get("file_id")  # noqa: PLW2901
-                if not isinstance(ref, str) or not ref:
-                    raise _LineError(f"body.images[{i}]", "needs an image_url or a file_id")
-                images.append(ref)
-        return self._request(
-            line,
-            key=key,
-            prompt=prompt,
-            model=_optional_string(body, "model", "body.model"),
-            size=_optional_string(body, "size", "body.size"),
-            quality=_optional_string(body, "quality", "body.quality"),
-            aspect_ratio=None,
-            n=body.get("n", 1),
-            images=tuple(images),
-            extra_bytes=0,
-            field_prefix="body.",
-            check_local=False,
-        )
 
     # shared validation ------------------------------------------------------------------
 
@@ -429,69 +301,82 @@ class QueueReader:
             except RateCardError:
                 raise  # no card in force at all: not this line's fault (exit 4)
             except ModelUnavailableError as exc:
-                cached = _LineError(field, str(exc))
+                cached = LineError(field, str(exc))
             except CostguardError as exc:
-                cached = _LineError(field, str(exc))
+                cached = LineError(field, str(exc))
             self._models[model_id] = cached
-        if isinstance(cached, _LineError):
+        if isinstance(cached, LineError):
             raise cached
         return cached
 
-    def _request(
-        self,
-        line: int,
-        *,
-        key: str,
-        prompt: str,
-        model: str | None,
-        size: str | None,
-        quality: str | None,
-        aspect_ratio: str | None,
-        n: object,
-        images: tuple[str, ...],
-        extra_bytes: int,
-        field_prefix: str = "",
-        check_local: bool = True,
-    ) -> ImageRequest:
-        """Validate one request's parameters (each distinct combination is checked once)."""
-        signature = (model, size, quality, aspect_ratio, n) if type(n) is int else None
+    def _request(self, number: int, line: Line) -> ImageRequest:
+        """Validate one line's parameters (each distinct combination is checked once)."""
+        n = line.n
+        signature = (
+            (line.model, line.size, line.quality, line.aspect_ratio, n) if type(n) is int else None
+        )
         checked = self._combos.get(signature) if signature is not None else None
         if checked is None:
             try:
-                checked = self._validate(model, size, quality, aspect_ratio, n, field_prefix)
-            except _LineError as exc:
+                checked = self._validate(
+                    line.model, line.size, line.quality, line.aspect_ratio, n, line.field_prefix
+                )
+            except LineError as exc:
                 checked = exc
             if signature is not None:
                 self._combos[signature] = checked
-        if isinstance(checked, _LineError):
-            raise _LineError(checked.field, checked.message)
+        if isinstance(checked, LineError):
+            raise LineError(checked.field, checked.message)
         model_id, provider, size, quality, aspect_ratio, takes_images = checked
-        if images:
-            if not takes_images:
-                raise _LineError(
-                    self._field("images", field_prefix), f"{model_id} does not take input images"
+        if line.provider is not None and provider != line.provider:
+            raise LineError(
+                f"{line.field_prefix}model",
+                f"{model_id} is a {provider} model, but this is a {line.provider} queue line",
+            )
+        if line.text_tokens_max:
+            rates = self._resolve(model_id, f"{line.field_prefix}model").model.modes.values()
+            if any(r.output_text_per_mtok is None for r in rates):
+                raise LineError(
+                    "request.generationConfig.responseModalities",
+                    f"{model_id} has no text output price on its rate card, so TEXT cannot be "
+                    "priced; ask for IMAGE only",
                 )
-            if check_local and self.check_images:
-                for i, ref in enumerate(images):
-                    if ref.startswith(_URI_PREFIXES):
-                        continue
-                    path = Path(ref) if Path(ref).is_absolute() else self._base / ref
-                    problem = _local_image_problem(path, provider)
-                    if problem is not None:
-                        raise _LineError(f"images[{i}]", problem)
+        if line.images:
+            if not takes_images:
+                raise LineError(
+                    self._field("images", line.field_prefix),
+                    f"{model_id} does not take input images",
+                )
+            if line.local_images:
+                self._check_images(line.images, provider)
         return ImageRequest(
-            key,
-            prompt,
+            line.key,
+            line.prompt,
             model_id,
             provider,
             size,
             quality,
             aspect_ratio,
             n,  # type: ignore[arg-type]  # _validate checked it is an int
-            images,
-            line,
-            len(prompt.encode()) + extra_bytes,
+            line.images,
+            number,
+            len(line.prompt.encode()) + line.extra_bytes,
+            line.text_tokens_max,
+            line.passthrough,
         )
+
+    def _check_images(self, images: tuple[str, ...], provider: Provider) -> None:
+        """Refuse an input image the provider would not take (type, size, data: URL)."""
+        for i, ref in enumerate(images):
+            if ref.startswith("data:"):
+                problem = data_url_problem(ref, provider)
+                if problem:
+                    raise LineError(f"images[{i}]", f"the image {problem}")
+            elif self.check_images and not ref.startswith(_URI_PREFIXES):
+                path = Path(ref) if Path(ref).is_absolute() else self._base / ref
+                problem = file_problem(path, provider)
+                if problem is not None:
+                    raise LineError(f"images[{i}]", problem)
 
     def _validate(
         self,
@@ -505,7 +390,7 @@ class QueueReader:
         model_field = f"{field_prefix}model"
         model_id = model or self.defaults.model
         if model_id is None:
-            raise _LineError(model_field, "no model: set it on the line or pass --model")
+            raise LineError(model_field, "no model: set it on the line or pass --model")
         resolved = self._resolve(model_id, model_field)
         card = resolved.model
         size = size or self.defaults.size or card.default_size
@@ -515,7 +400,7 @@ class QueueReader:
                 if size == "auto"
                 else ""
             )
-            raise _LineError(
+            raise LineError(
                 self._field("size", field_prefix),
                 f"{model_id} does not support size {size!r}; allowed: "
                 f"{', '.join(card.sizes)}{hint}",
@@ -523,65 +408,56 @@ class QueueReader:
         if card.qualities:
             quality = quality or self.defaults.quality or card.default_quality
             if quality not in card.qualities:
-                raise _LineError(
+                raise LineError(
                     f"{field_prefix}quality",
                     f"{model_id} does not support quality {quality!r}; allowed: "
                     f"{', '.join(card.qualities)}",
                 )
         elif quality is not None:
-            raise _LineError(f"{field_prefix}quality", f"{model_id} has no quality setting")
+            raise LineError(f"{field_prefix}quality", f"{model_id} has no quality setting")
         aspect_ratio = aspect_ratio or self.defaults.aspect_ratio
         if aspect_ratio is not None:
             if not card.aspect_ratios:
-                raise _LineError(
+                raise LineError(
                     self._field("aspect_ratio", field_prefix),
                     f"{model_id} takes no aspect ratio; the size sets the shape",
                 )
             if aspect_ratio not in card.aspect_ratios:
-                raise _LineError(
+                raise LineError(
                     self._field("aspect_ratio", field_prefix),
                     f"{model_id} does not support aspect ratio {aspect_ratio!r}; allowed: "
                     f"{', '.join(card.aspect_ratios)}",
                 )
         n_field = self._field("n", field_prefix)
         if isinstance(n, bool) or not isinstance(n, int):
-            raise _LineError(n_field, f"must be a whole number, got {n!r}")
+            raise LineError(n_field, f"must be a whole number, got {n!r}")
         if not 1 <= n <= card.max_n:
-            raise _LineError(n_field, f"{n} is out of range for {model_id} (1 to {card.max_n})")
+            raise LineError(n_field, f"{n} is out of range for {model_id} (1 to {card.max_n})")
         takes_images = card.input_image_tokens is not None
         return model_id, resolved.provider, size, quality, aspect_ratio, takes_images
 
 
-def _string(obj: dict[str, Any], name: str, field: str | None = None) -> str:
-    value = obj.get(name)
-    if value is None:
-        raise _LineError(field or name, "missing")
-    if not isinstance(value, str):
-        raise _LineError(field or name, f"must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise _LineError(field or name, "is empty")
-    return value
-
-
-def _optional_string(obj: dict[str, Any], name: str, field: str | None = None) -> str | None:
-    value = obj.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value:
-        raise _LineError(field or name, f"must be a non-empty string, got {value!r}")
-    return value
-
-
-def _local_image_problem(path: Path, provider: Provider) -> str | None:
-    """Why a local input image cannot be sent (checked before anything is priced), or None."""
-    if not path.is_file():
-        return f"input image not found: {path}"
-    if not os.access(path, os.R_OK):
-        return f"input image cannot be read: {path}"
-    size, limit = path.stat().st_size, INPUT_IMAGE_LIMITS[provider]
-    if size > limit:
-        return (
-            f"input image {path} is {size / MB:,.1f} MB; {provider} takes at most "
-            f"{limit // MB} MB per image"
-        )
+def _lone_surrogate(obj: object) -> str | None:
+    """The field (`key`, `request.contents[0]`) of the first string holding a lone surrogate."""
+    stack: list[tuple[str, object]] = [("", obj)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not _encodes(value):
+                return where or "(line)"
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                if not _encodes(name):
+                    return f"{where}.(name)" if where else "(field name)"
+                stack.append((f"{where}.{name}" if where else name, item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
     return None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -80,8 +80,6 @@ def actual_cost(ctx: RunContext, request: ImageRequest, outcome: Outcome) -> Dec
     if outcome.status != "ok":
         return ZERO
     one = Totals()
-    one.add_request(
-        n=request.n, prompt_bytes=request.prompt_bytes, input_images=len(request.images)
-    )
+    one.add(request)
     cost = price(model, mode, request.size, request.quality, one)
     return cost.expected if cost is not None else ZERO

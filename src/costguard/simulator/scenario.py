@@ -140,7 +140,8 @@ def load_scenario(name_or_path: str) -> Scenario:
         where = ".".join(str(part) for part in err["loc"]) or "(top level)"
         msg = f"{path}: invalid scenario: {where}: {err['msg']}"
         raise UnknownScenarioError(msg) from exc
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, ValueError, RecursionError) as exc:
+        # ValueError: an impossible date (2026-13-40); RecursionError: nesting past Python's stack
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         msg = f"{path}: invalid scenario: {first}"
         raise UnknownScenarioError(msg) from exc

@@ -352,7 +352,8 @@ def load_manifest(path: str | os.PathLike[str]) -> tuple[Path, Manifest]:
         where = ".".join(str(part) for part in err["loc"]) or "(top level)"
         msg = f"{found}: invalid recording: {where}: {err['msg']}"
         raise RecordingError(msg) from exc
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, yaml.YAMLError, ValueError, RecursionError) as exc:
+        # ValueError: an impossible date (2026-13-40); RecursionError: nesting past Python's stack
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         msg = f"{found}: invalid recording: {first}"
         raise RecordingError(msg) from exc
