@@ -52,9 +52,13 @@ def test_safe_lowercase_keys_are_their_own_name(key: str, name: str) -> None:
         ("a b", "a_b"),
         ("x" * 150, "x" * 100),
         ("tab\there", "tab_here"),
+        ("aux", "aux"),
+        ("con.png", "con_png"),
+        ("lpt1.tar.gz", "lpt1_tar.gz"),
+        ("nul", "nul"),
     ],
     ids=["slash-hash", "traversal", "uppercase", "non-ascii", "leading-dot", "dots", "space",
-         "long", "tab"],
+         "long", "tab", "windows-aux", "windows-con-ext", "windows-lpt1", "windows-nul"],
 )  # fmt: skip
 def test_unsafe_or_uppercase_keys_get_a_cleaned_name_and_a_hash(key: str, cleaned: str) -> None:
     """Other keys are cleaned to [A-Za-z0-9._-], cut to 100 chars, and get 8 hex of their sha256."""

@@ -21,6 +21,7 @@ from costguard.ledger import Ledger, open_ledger
 from costguard.money import usd
 from costguard.pricing.engine import RateBook
 from costguard.queue.reader import NO_DEFAULTS
+from costguard.resources import home_dir
 from costguard.run.options import RunOptions, run_id_for
 from costguard.run.rundir import RunDir
 from costguard.simulator import simulate
@@ -974,3 +975,23 @@ def test_console_script_exit_7_and_collect_of_a_finished_run(tmp_path: Path, hom
     assert again.returncode == 7
     assert f"run {rid}: ok 5, refused 1" in again.stdout
     assert state.read_bytes() == before, "collect of a finished run made a provider call"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("status", "run-000000000000"),
+        ("status", "run-000000000000", "--output", "json"),
+        ("collect", "run-000000000000"),
+        ("cancel", "run-000000000000"),
+        ("run", "--retry", "run-000000000000", "--max-usd", "1"),
+    ],
+    ids=["status", "status-json", "collect", "cancel", "retry"],
+)
+def test_an_unknown_run_is_exit_5(cli: Callable[..., Any], argv: tuple[str, ...]) -> None:
+    """No such run is a ledger-side "not found" (exit 5, as --help says), in one line."""
+    result = cli(*argv)
+    assert result.code == 5
+    assert result.err.strip().splitlines() == [
+        f"error: no run 'run-000000000000' under {home_dir() / 'runs'} (see `costguard runs`)"
+    ]

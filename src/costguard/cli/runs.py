@@ -382,9 +382,7 @@ def _load_journal(run_id: str, ledger: str | None) -> Journal:
 
     with _shared_journals(ledger) as store:
         rundir = RunDir(home_dir() / "runs" / run_id, store=store)
-        if not rundir.exists:
-            msg = f"no run {run_id!r} (see `costguard runs`)"
-            raise UsageError(msg)
+        rundir.require()
         return rundir.load()
 
 
@@ -449,9 +447,7 @@ def cancel(
     from costguard.run.context import Clients
 
     runner = _runner(pricing, ledger, simulated=False)
-    if not runner.run_dir(run_id).exists:
-        msg = f"no run {run_id!r} (see `costguard runs`)"
-        raise UsageError(msg)
+    runner.run_dir(run_id).require()
     journal = runner.run_dir(run_id).load()
     if journal.simulate:
         runner.clients = Clients(_providers(simulated=True))

@@ -25,6 +25,8 @@ from costguard.run.journal import JournalError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _HASHED = re.compile(r"-[0-9a-f]{8}$")
+_RESERVED = re.compile(r"(?i)(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?")
+"""Names Windows reserves in any case and with any extension (`aux`, `con.png`, `LPT1.x`)."""
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
 
 
@@ -32,11 +34,14 @@ def safe_name(key: str) -> str:
     """A file name for `key`: the key itself when safe, else a cleaned form plus a hash.
 
     Two different keys never get the same name: any key that needs cleaning, could clash on a
-    case-insensitive file system, or already ends like a hashed name (`-` and 8 hex digits)
-    carries 8 hex digits of its own sha256.
+    case-insensitive file system, is a name Windows reserves (`aux`, `con.png`), or already ends
+    like a hashed name (`-` and 8 hex digits) carries 8 hex digits of its own sha256.
     """
     cleaned = _SAFE.sub("_", key)[:100].strip(".") or "key"
-    if cleaned == key and key.lower() == key and not _HASHED.search(key):
+    plain = key.lower() == key and not _HASHED.search(key) and not _RESERVED.fullmatch(key)
+    if _RESERVED.fullmatch(cleaned):  # `con.png-<hash>.png` is still CON to Windows
+        cleaned = cleaned.replace(".", "_", 1)
+    if cleaned == key and plain:
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return f"{cleaned}-{digest}"

@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from costguard.errors import CostguardError
+from costguard.errors import CostguardError, LedgerError
 from costguard.run.files import write_atomic
 from costguard.run.journal import Journal, JournalError, journal_from
 
@@ -52,6 +52,18 @@ class RunDir:
         if self.store is not None:
             return self.store.read_journal(self.path.name) is not None
         return self.journal_path.is_file()
+
+    def require(self) -> None:
+        """Raise LedgerError (exit 5: no such run) unless the run exists."""
+        if self.exists:
+            return
+        where = (
+            f"in ledger {self.store.location}"
+            if self.store is not None
+            else f"under {self.path.parent}"
+        )
+        msg = f"no run {self.path.name!r} {where} (see `costguard runs`)"
+        raise LedgerError(msg)
 
     def workdir(self, part_id: str) -> Path:
         return self.path / "parts" / part_id

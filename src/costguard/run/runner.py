@@ -111,14 +111,7 @@ class Runner:
         this machine writes what it collects.
         """
         rundir = self.run_dir(run_id)
-        if not rundir.exists:
-            where = (
-                f"in ledger {rundir.store.location}"
-                if rundir.store is not None
-                else f"under {self.home / 'runs'}"
-            )
-            msg = f"no run {run_id!r} {where} (see `costguard runs`)"
-            raise UsageError(msg)
+        rundir.require()
         rundir.lock()
         try:
             journal = rundir.load()
