@@ -8,6 +8,11 @@ Provider = Literal["gemini", "openai"]
 """The providers costguard prices and drives."""
 
 
+INLINE_IMAGE = "inline:"
+"""Prefix of an `ImageRequest.images` entry for an image carried in the request itself (a
+Gemini line's `inlineData`, sent with its `passthrough`), followed by where it is in the line."""
+
+
 class ImageRequest(NamedTuple):
     """One image request from a queue, normalised across the three queue formats.
 

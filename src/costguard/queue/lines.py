@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from costguard.media import base64_problem, type_problem
-from costguard.models import Provider
+from costguard.models import INLINE_IMAGE, Provider
 
 
 class LineError(Exception):
@@ -295,7 +295,7 @@ def _part(part: object, where: str, texts: list[str], images: list[str] | None) 
         problem = base64_problem(data, mime, "gemini")
         if problem:
             raise LineError(f"{where}.inlineData.data", f"the image {problem}")
-        images.append(f"inline:{where}")
+        images.append(f"{INLINE_IMAGE}{where}")
         return
     _known(value, ("mimeType", "fileUri"), f"{where}.fileData.")
     uri = string(value, "fileUri", f"{where}.fileData.fileUri")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from costguard.errors import UsageError
-from costguard.models import ImageRequest
+from costguard.models import INLINE_IMAGE, ImageRequest
 from costguard.pricing.engine import RateBook
 from costguard.run.context import queue_reader
 from costguard.run.journal import Journal, Part
@@ -105,8 +105,13 @@ def _check_names(journal: Journal, book: RateBook) -> set[str]:
 
 
 def _weight(request: ImageRequest) -> int:
-    """Bytes a request adds to a job's input file (prompt, envelope, inline input images)."""
-    return request.prompt_bytes + 512 + IMAGE_BYTES_GUESS * len(request.images)
+    """Bytes a request adds to a job's input file (prompt, envelope, inline input images).
+
+    Fields sent as written (`passthrough`, which holds a Gemini line's own contents and inline
+    images) count at their length.
+    """
+    images = sum(1 for ref in request.images if not ref.startswith(INLINE_IMAGE))
+    return request.prompt_bytes + 512 + len(request.passthrough) + IMAGE_BYTES_GUESS * images
 
 
 def _claim_names(names: set[str], request: ImageRequest) -> None:
