@@ -54,7 +54,9 @@ def simulate_process(
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
-            match = re.search(r"(?:listening on|forwarding) (http://\S+)", line)
+            match = re.search(
+                r"(?:listening on|forwarding) (?:.*?local clients use )?(http://[^\s,]+)", line
+            )
             if match and not found:
                 found.append(match.group(1))
                 ready.set()

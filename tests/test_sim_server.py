@@ -226,3 +226,75 @@ def test_help_imports_no_sdk_server_or_mock() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["serve", "record"])
+@pytest.mark.parametrize("port", ["99999", "-1", "65536"])
+def test_a_port_outside_the_tcp_range_is_a_usage_error(
+    tmp_path: Path, command: str, port: str
+) -> None:
+    """`--port` outside 0..65535 exits 2 with one line naming --port and the range."""
+    extra = ["--upstream", "http://127.0.0.1:9", "--out", str(tmp_path / "rec")]
+    args = ["simulate", command, "--port", port, *(extra if command == "record" else [])]
+    try:
+        done = subprocess.run(
+            [*costguard_command(), *args], check=False, capture_output=True, text=True, timeout=20
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"--port {port} was not refused: the command kept running ({exc.stdout!r})")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1
+    assert "--port" in done.stderr
+    assert "0..65535" in done.stderr
+    assert not (tmp_path / "rec").exists()
+
+
+def started_banner(*args: str) -> tuple[list[str], str]:
+    """`costguard simulate ARGS --port 0` until its banner is out: (stdout lines, stderr)."""
+    with subprocess.Popen(
+        [*costguard_command(), "simulate", *args, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Stop with Ctrl-C"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    return lines, err
+
+
+@pytest.mark.parametrize("command", ["serve", "record"])
+def test_binding_all_interfaces_warns_and_shows_the_real_address(
+    tmp_path: Path, command: str
+) -> None:
+    """`--host 0.0.0.0` warns once on stderr; the banner says all interfaces, exports loopback."""
+    extra = ["--upstream", "http://127.0.0.1:9", "--out", str(tmp_path / "rec")]
+    lines, err = started_banner(
+        command, "--host", "0.0.0.0", *(extra if command == "record" else [])
+    )
+    text = "\n".join(lines)
+    found = re.search(r"all interfaces \(0\.0\.0\.0:(\d+)\)", lines[0])
+    assert found is not None, text
+    local = f"http://127.0.0.1:{found.group(1)}"
+    assert local in lines[0]
+    assert f"export OPENAI_BASE_URL={local}/v1" in text
+    assert f"export GOOGLE_GEMINI_BASE_URL={local}\n" in text + "\n"
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1, err
+    assert "0.0.0.0" in warnings[0]
+    assert "other machines" in warnings[0]
+
+
+def test_binding_loopback_prints_no_warning() -> None:
+    """The default 127.0.0.1 bind prints the plain banner and nothing on stderr."""
+    lines, err = started_banner("serve")
+    assert re.match(r"costguard-sim: listening on http://127\.0\.0\.1:\d+ ", lines[0])
+    assert err == ""

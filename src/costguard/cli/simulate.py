@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from costguard.errors import CostguardError, UsageError
+
+if TYPE_CHECKING:
+    from costguard.simulator.server import Listening
+
+MAX_PORT = 65535
 
 simulate_app = typer.Typer(
     help="Offline simulators of the Gemini and OpenAI batch + files APIs.",
@@ -23,6 +28,25 @@ simulate_app = typer.Typer(
 def _fail(exc: Exception, code: int) -> typer.Exit:
     typer.echo(f"costguard: {exc}", err=True)
     return typer.Exit(code)
+
+
+def _check_port(port: int) -> None:
+    """Refuse a port TCP does not have (exit 2) before anything is started."""
+    if not 0 <= port <= MAX_PORT:
+        message = f"--port {port}: use a port in 0..{MAX_PORT} (0 picks a free one)"
+        raise _fail(UsageError(message), UsageError.exit_code)
+
+
+def _warn_if_public(listening: Listening, what: str) -> None:
+    """One stderr line when `listening` is reachable from other machines (not loopback)."""
+    if listening.loopback_only:
+        return
+    where = "all interfaces" if listening.all_interfaces else "a non-loopback address"
+    typer.echo(
+        f"costguard: warning: listening on {listening.bound} ({where}): {what}; "
+        "bind 127.0.0.1 to keep it on this machine",
+        err=True,
+    )
 
 
 def _recordings_home() -> Path:
@@ -68,6 +92,7 @@ def serve(
 
     Example: costguard simulate serve --port 0 --scenario expired --state sim.json
     """
+    _check_port(port)
     from costguard.simulator import Simulator
     from costguard.simulator.scenario import builtin_names
     from costguard.simulator.server import serve as run_server
@@ -84,10 +109,17 @@ def serve(
         sim.autosave = state
         sim.save(state)
 
-    def ready(base_url: str) -> None:
+    def ready(listening: Listening) -> None:
+        if api_key:
+            what = "the simulator is reachable from other machines (only --api-key keys)"
+        else:
+            what = "the simulator is reachable from other machines and accepts any API key"
+        _warn_if_public(listening, what)
+        base_url = listening.base_url
         names = ", ".join(builtin_names())
+        where = listening.describe()
         lines = [
-            f"costguard-sim: listening on {base_url} (default scenario: {sim.scenario.name})",
+            f"costguard-sim: listening on {where} (default scenario: {sim.scenario.name})",
             "Point the SDKs at it (any API key works unless --api-key is given):",
             f"  export OPENAI_BASE_URL={base_url}/v1",
             f"  export GOOGLE_GEMINI_BASE_URL={base_url}",
@@ -156,6 +188,7 @@ def record(
     Both providers: --upstream openai=https://api.openai.com
     --upstream gemini=https://generativelanguage.googleapis.com
     """
+    _check_port(port)
     from costguard.simulator.recording.record import Recorder
     from costguard.simulator.recording.record import record as run_proxy
 
@@ -175,9 +208,15 @@ def record(
     except CostguardError as exc:
         raise _fail(exc, exc.exit_code) from None
 
-    def ready(base_url: str) -> None:
+    def ready(listening: Listening) -> None:
+        _warn_if_public(
+            listening,
+            "the recording proxy is reachable from other machines and forwards their requests",
+        )
+        base_url = listening.base_url
+        where = listening.describe()
         lines = [
-            f"costguard-record: forwarding {base_url} -> {recorder.upstream}, recording into {out}",
+            f"costguard-record: forwarding {where} -> {recorder.upstream}, recording into {out}",
             "Point the SDKs at it (with your real keys; they are never written):",
             f"  export OPENAI_BASE_URL={base_url}/v1",
             f"  export GOOGLE_GEMINI_BASE_URL={base_url}",

@@ -14,10 +14,12 @@ client may put its key in the query string: `log=` gets one line per request wit
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Literal
 
 import uvicorn
@@ -31,8 +33,18 @@ from starlette.types import ASGIApp
 from costguard.simulator import Simulator
 from costguard.simulator.core import SimRequest
 
-__all__ = ["app_in_thread", "bind", "create_app", "serve", "serve_app", "serve_in_thread"]
+__all__ = [
+    "Listening",
+    "app_in_thread",
+    "bind",
+    "create_app",
+    "listening_on",
+    "serve",
+    "serve_app",
+    "serve_in_thread",
+]
 
+MAX_PORT = 65535
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 Lifespan = Literal["auto", "on", "off"]
 
@@ -71,7 +83,11 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
     Raises:
         OSError: when the address is taken or cannot be bound.
+        ValueError: when `port` is outside 0..65535.
     """
+    if not 0 <= port <= MAX_PORT:
+        msg = f"port {port} is outside 0..{MAX_PORT}"
+        raise ValueError(msg)
     family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -86,12 +102,51 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 def base_url_of(sock: socket.socket) -> str:
     """`http://host:port` for a bound socket (a wildcard address shows as loopback)."""
+    return listening_on(sock).base_url
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """Where a server listens: the address actually bound, and the URL a local client uses."""
+
+    host: str
+    """The bound address (`0.0.0.0` and `::` mean every interface)."""
+    port: int
+    base_url: str
+    """`http://host:port` a client on this machine can reach (loopback for a wildcard bind)."""
+
+    @property
+    def all_interfaces(self) -> bool:
+        """Whether the wildcard address was bound (every interface)."""
+        return self.host in _WILDCARDS
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether only this machine can connect (a loopback address was bound)."""
+        return not self.all_interfaces and ipaddress.ip_address(self.host).is_loopback
+
+    @property
+    def bound(self) -> str:
+        """`host:port` as bound (IPv6 in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def describe(self) -> str:
+        """The base URL, or for a wildcard bind what was bound and the URL for local clients."""
+        if self.all_interfaces:
+            return f"all interfaces ({self.bound}), local clients use {self.base_url}"
+        return self.base_url
+
+
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - read from the bound socket
+
+
+def listening_on(sock: socket.socket) -> Listening:
+    """What a bound socket listens on (see `Listening`)."""
     host, port = sock.getsockname()[:2]
-    if host in ("0.0.0.0", "::"):  # noqa: S104 - reading the bound address, not binding it
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"  # noqa: S104
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
+    local = _WILDCARDS.get(host, host)
+    shown = f"[{local}]" if ":" in local else local
+    return Listening(host, port, f"http://{shown}:{port}")
 
 
 def _server(app: ASGIApp, *, lifespan: Lifespan = "off") -> uvicorn.Server:
@@ -111,10 +166,10 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    ready: Callable[[str], None] | None = None,
+    ready: Callable[[Listening], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> None:
-    """Serve `sim` until interrupted (Ctrl-C / SIGTERM); `ready(base_url)` once listening."""
+    """Serve `sim` until interrupted (Ctrl-C / SIGTERM); `ready(listening)` once listening."""
     serve_app(create_app(sim, log=log), host=host, port=port, ready=ready)
 
 
@@ -123,14 +178,14 @@ def serve_app(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    ready: Callable[[str], None] | None = None,
+    ready: Callable[[Listening], None] | None = None,
     lifespan: Lifespan = "off",
 ) -> None:
     """Serve any ASGI app (the simulator, the recording proxy) until interrupted."""
     sock = bind(host, port)
     try:
         if ready is not None:
-            ready(base_url_of(sock))
+            ready(listening_on(sock))
         _server(app, lifespan=lifespan).run(sockets=[sock])
     finally:
         sock.close()

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from costguard.proxy.forward import create_proxy_app
@@ -46,6 +46,9 @@ from costguard.simulator.recording.format import (
     write_manifest,
 )
 from costguard.simulator.recording.index import Indexer, facts_of
+
+if TYPE_CHECKING:
+    from costguard.simulator.server import Listening
 
 __all__ = ["Recorder", "record", "record_in_thread", "shrink_images"]
 
@@ -273,11 +276,11 @@ def record(
     *,
     host: str = "127.0.0.1",
     port: int = 8766,
-    ready: Callable[[str], None] | None = None,
+    ready: Callable[[Listening], None] | None = None,
     log: Callable[[str], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> None:
-    """Serve the recording proxy until interrupted; `ready(base_url)` once listening."""
+    """Serve the recording proxy until interrupted; `ready(listening)` once listening."""
     from costguard.simulator.server import serve_app
 
     app = create_proxy_app(recorder, log=log, on_stop=on_stop)
