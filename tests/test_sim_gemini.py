@@ -630,6 +630,118 @@ def test_invalid_request_in_a_batch_is_a_per_request_error(gem: Gem, tmp_path: P
     }
 
 
+BAD_PARTS = [
+    (
+        [{"text": 5}],
+        "Invalid value at 'contents[0].parts[0].text' (TYPE_STRING), 5",
+    ),
+    (
+        [{"text": "x"}, {"inlineData": {"mimeType": "image/png", "data": "!!!"}}],
+        (
+            "Invalid value at 'contents[0].parts[1].inline_data.data' (TYPE_BYTES), "
+            'Base64 decoding failed for "!!!"'
+        ),
+    ),
+    (
+        [{"text": "x"}, {"inline_data": {"mime_type": 7, "data": ""}}],
+        "Invalid value at 'contents[0].parts[1].inline_data.mime_type' (TYPE_STRING), 7",
+    ),
+    (
+        ["just text"],
+        (
+            "Invalid value at 'contents[0].parts[0]' "
+            '(type.googleapis.com/google.ai.generativelanguage.v1beta.Part), "just text"'
+        ),
+    ),
+]
+
+
+def post_json(gem: Gem, path: str, body: dict[str, Any]) -> httpx2.Response:
+    """POST `body` as JSON to `path` with the test key."""
+    with gem.http() as http:
+        return http.post(path, headers={"x-goog-api-key": KEY}, json=body)
+
+
+@pytest.mark.parametrize(("parts", "message"), BAD_PARTS)
+def test_generate_content_refuses_parts_of_the_wrong_type(
+    gem: Gem, parts: list[Any], message: str
+) -> None:
+    """A part field of the wrong type or undecodable bytes is a 400 naming its path."""
+    answer = post_json(
+        gem, f"/v1beta/models/{MODEL}:generateContent", {"contents": [{"parts": parts}]}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        base64.b64encode(TINY_PNG).decode(),
+        base64.b64encode(TINY_PNG).decode().rstrip("="),
+        base64.urlsafe_b64encode(b"\xfb\xff" + TINY_PNG).decode(),
+        base64.urlsafe_b64encode(b"\xfb\xff" + TINY_PNG).decode().rstrip("="),
+    ],
+    ids=["standard", "standard-unpadded", "url-safe", "url-safe-unpadded"],
+)
+def test_generate_content_takes_base64_in_either_alphabet(gem: Gem, data: str) -> None:
+    """Bytes are accepted as proto3 JSON takes them: standard or URL-safe, padded or not."""
+    parts = [{"text": "x"}, {"inlineData": {"mimeType": "image/png", "data": data}}]
+    answer = post_json(
+        gem, f"/v1beta/models/{MODEL}:generateContent", {"contents": [{"parts": parts}]}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["usageMetadata"]["promptTokensDetails"][1]["modality"] == "IMAGE"
+
+
+@pytest.mark.parametrize(("parts", "message"), BAD_PARTS)
+def test_inline_batch_with_a_bad_part_is_refused_whole(
+    gem: Gem, parts: list[Any], message: str
+) -> None:
+    """A bad part in an inlined request is a 400 whose path starts at that request; no job."""
+    good = {"request": {"contents": [{"parts": [{"text": "fine"}]}]}}
+    bad = {"request": {"contents": [{"parts": parts}]}}
+    body = {"batch": {"inputConfig": {"requests": {"requests": [good, bad]}}}}
+    answer = post_json(gem, f"/v1beta/models/{MODEL}:batchGenerateContent", body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT"
+    prefix = "Invalid value at 'batch.input_config.requests.requests[1].request.contents[0]"
+    assert error["message"] == message.replace("Invalid value at 'contents[0]", prefix)
+    assert gem.sim.jobs == []
+
+
+def test_bad_part_in_a_batch_file_is_that_lines_error(gem: Gem, tmp_path: Path) -> None:
+    """In an input file, a bad part fails only its line (code 3, the path in the message)."""
+    client = gem.client()
+    lines = [
+        {"key": "good", "request": {"contents": [{"parts": [{"text": "x"}]}]}},
+        {"key": "bad", "request": {"contents": [{"parts": [{"text": 5}]}]}},
+        {"key": "bytes", "request": {"contents": [{"parts": [
+            {"text": "x"}, {"inlineData": {"mimeType": "image/png", "data": "!!!"}}]}]}},
+    ]  # fmt: skip
+    uploaded = client.files.upload(
+        file=str(jsonl_file(tmp_path, lines)), config={"mime_type": "jsonl"}
+    )
+    job = client.batches.create(model=MODEL, src=uploaded.name)
+    done, _ = poll(gem, client, job.name or "", 3600)
+    assert done.state == types.JobState.JOB_STATE_SUCCEEDED
+    rows = {
+        row["key"]: row
+        for row in map(json.loads, client.files.download(file=done.dest.file_name).splitlines())
+    }
+    assert "response" in rows["good"]
+    assert rows["bad"]["error"] == {
+        "code": 3,
+        "message": "Invalid value at 'contents[0].parts[0].text' (TYPE_STRING), 5",
+    }
+    assert rows["bytes"]["error"] == {
+        "code": 3,
+        "message": "Invalid value at 'contents[0].parts[1].inline_data.data' (TYPE_BYTES), "
+        'Base64 decoding failed for "!!!"',
+    }
+
+
 def test_inline_batch_over_20_mb_is_rejected(gem: Gem) -> None:
     """An inline batch body over 20 MB is a 400 before any job exists."""
     big = "x" * (MAX_INLINE_BYTES // 2)

@@ -13,7 +13,8 @@ in the Operation (`metadata.output.inlinedResponses.inlinedResponses`, repeated 
 `response`); a file job's results are the JSONL file `files/batch-<job id>`.
 
 Modules, lowest first: `wire` (proto JSON helpers), `errors` (Google error bodies), `usage`
-(the token table), `content` (request validation, refusals, generateContent responses),
+(the token table), `parts` (proto JSON type checks of contents), `content` (request
+validation, refusals, generateContent responses),
 `files` and `batches` (stored records, the job timeline), `base` (the host protocol and
 helpers every route group shares), `results` (batch results), `model_routes`,
 `batch_routes`, `file_routes` (handlers by resource) and `face` (`GeminiFace`: routes, auth,

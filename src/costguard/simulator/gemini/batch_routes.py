@@ -19,6 +19,7 @@ from costguard.simulator.gemini.batches import (
 )
 from costguard.simulator.gemini.content import MAX_INLINE_BYTES, validate_request
 from costguard.simulator.gemini.errors import ApiError
+from costguard.simulator.gemini.parts import contents_problem
 from costguard.simulator.gemini.results import BatchResults
 from costguard.simulator.gemini.wire import JSON, _get, timestamp
 
@@ -80,6 +81,10 @@ class BatchRoutes(BatchResults):
             if not isinstance(item, dict) or not isinstance(_get(item, "request"), dict):
                 message = f"inlined request #{position}: expected an object with a 'request' object"
                 raise ApiError(400, message)
+            at = f"batch.input_config.requests.requests[{position}].request."
+            unparsed = contents_problem(item["request"], at=at)
+            if unparsed:
+                raise ApiError(400, unparsed)
             if self._request_problem(model, item["request"]):
                 errors.append(position)
         return items, errors

@@ -9,8 +9,10 @@ synchronous call's position is its per-simulator call index, under the default s
   `REFUSE_MARKER` (under every scenario). The Gemini refusal kind is
   `REFUSAL_KINDS[(i // every) % 4]` for the scenario's positions (successive refusals cycle
   through the four kinds) and `REFUSAL_KINDS[i % 4]` for marker-only refusals;
-* a request the API would reject (unsupported `imageSize`/`aspectRatio`, no `contents`,
-  unknown per-request `model`) becomes a per-request error (`{"code": 3, "message": ...}`);
+* a request the API would reject (a part field of the wrong type or bytes that are not
+  base64, see `parts.py`; unsupported `imageSize`/`aspectRatio`, no `contents`, unknown
+  per-request `model`) becomes a per-request error (`{"code": 3, "message": ...}`); in an
+  inline batch create, the part errors refuse the whole create instead (`batch_routes.py`);
 * everything else yields one image.
 """
 
@@ -22,6 +24,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
+from costguard.simulator.gemini.parts import contents_problem
 from costguard.simulator.gemini.usage import UsageTable
 from costguard.simulator.gemini.wire import JSON, _derived_id, _get
 from costguard.simulator.scenario import Scenario
@@ -94,6 +97,9 @@ def validate_request(  # noqa: PLR0911 - one check per return, in the API's orde
     """Why the API would reject this GenerateContentRequest for `model` (None when valid)."""
     if not isinstance(request, dict):
         return "Invalid JSON payload received. Expected an object for GenerateContentRequest."
+    unparsed = contents_problem(request)
+    if unparsed:
+        return unparsed
     usage = table.lookup(model)
     if usage is None:
         return f"models/{model} is not found."
