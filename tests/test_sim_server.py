@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -10,6 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
+import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -20,6 +23,7 @@ from typer.testing import CliRunner
 from costguard.cli.app import app
 from costguard.simulator import Simulator
 from costguard.simulator.core import SimRequest, SimResponse
+from costguard.simulator.openai import OpenAILimits
 from costguard.simulator.server import serve_in_thread
 from sim_cli import costguard_command, serve_process
 
@@ -298,3 +302,179 @@ def test_binding_loopback_prints_no_warning() -> None:
     lines, err = started_banner("serve")
     assert re.match(r"costguard-sim: listening on http://127\.0\.0\.1:\d+ ", lines[0])
     assert err == ""
+
+
+MIB = 1 << 20
+BOUNDARY = "costguard-test-boundary"
+
+
+def form_around(size: int, purpose: str = "batch") -> tuple[bytes, bytes, int]:
+    """The multipart bytes before and after a `size`-byte file, and the whole body's length."""
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\n{purpose}\r\n'
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{BOUNDARY}--\r\n".encode()
+    return head, tail, len(head) + size + len(tail)
+
+
+def form_stream(size: int, purpose: str = "batch") -> Iterator[bytes]:
+    """A multipart upload of a `size`-byte file, generated 64 KiB at a time (one buffer)."""
+    head, tail, _ = form_around(size, purpose)
+    yield head
+    block = b"x" * (64 * 1024)
+    for _ in range(size // len(block)):
+        yield block
+    yield b"x" * (size % len(block))
+    yield tail
+
+
+def headers_only(
+    base_url: str, path: str, headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    """Send a POST's headers and no body; the answer (a server waiting for the body times out)."""
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        connection.putrequest("POST", path)
+        for name, value in headers.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        try:
+            answer = connection.getresponse()
+        except TimeoutError:
+            pytest.fail(f"POST {path}: the server waited for the body instead of answering")
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+    finally:
+        connection.close()
+
+
+def test_upload_over_the_limit_is_refused_from_its_content_length() -> None:
+    """An upload declaring more than 512 MB gets OpenAI's 400 file_too_large before any body."""
+    sim = Simulator(time_scale=0)
+    with serve_in_thread(sim) as base_url:
+        status, _, body = headers_only(
+            base_url,
+            "/v1/files",
+            {
+                "Authorization": f"Bearer {KEY}",
+                "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+                "Content-Length": str(600 * MIB),
+            },
+        )
+    assert status == 400
+    assert json.loads(body) == {
+        "error": {
+            "message": "File is too large.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    assert sim.calls.statuses("openai.files.create") == [400]
+    assert sim.uploads == []
+
+
+@pytest.mark.parametrize(
+    ("size", "declared"),
+    [(64 * MIB, False), (6 * MIB, True)],
+    ids=["over-the-file-limit-chunked", "over-the-batch-limit-with-length"],
+)
+def test_upload_over_the_limit_is_refused_without_holding_it(size: int, declared: bool) -> None:
+    """An over-limit upload is refused with file_too_large; the server never holds it in memory.
+
+    Limits are lowered (8 MiB per file, 4 MiB per batch input) so the upload stays cheap: one
+    sent chunked is cut off once past the file limit, one with its length under the file
+    limit but over the batch limit is spooled to disk and refused from its part's size.
+    """
+    sim = Simulator(time_scale=0)
+    sim.openai.limits = OpenAILimits(max_file_bytes=8 * MIB, max_batch_input_bytes=4 * MIB)
+    headers = {**AUTH, "content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    if declared:
+        headers["content-length"] = str(form_around(size)[2])
+    with serve_in_thread(sim) as base_url, httpx2.Client(timeout=60) as http:
+        tracemalloc.start()
+        try:
+            answer = http.post(f"{base_url}/v1/files", headers=headers, content=form_stream(size))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "File is too large."
+    assert sim.uploads == []
+    assert peak < 4 * MIB, f"peak {peak / MIB:.1f} MiB for a {size / MIB:.0f} MiB upload"
+
+
+def test_upload_under_the_limit_is_stored_from_the_spool() -> None:
+    """An upload larger than the in-memory spool is stored byte for byte and listed."""
+    sim = Simulator(time_scale=0)
+    size = 3 * MIB + 17
+    length = form_around(size)[2]
+    with serve_in_thread(sim) as base_url, httpx2.Client(timeout=60) as http:
+        answer = http.post(
+            f"{base_url}/v1/files",
+            headers={
+                **AUTH,
+                "content-type": f"multipart/form-data; boundary={BOUNDARY}",
+                "content-length": str(length),
+            },
+            content=form_stream(size),
+        )
+        content = http.get(f"{base_url}/v1/files/{answer.json()['id']}/content", headers=AUTH)
+    assert answer.status_code == 200
+    assert answer.json()["bytes"] == size
+    assert content.content == b"x" * size
+
+
+def test_gemini_bodies_over_their_limits_are_refused_before_reading() -> None:
+    """Gemini: a chunk past the 2 GB file limit, or a 20 MB+ generateContent, gets a 400 at once."""
+    sim = Simulator(time_scale=0)
+    with serve_in_thread(sim) as base_url, httpx2.Client(timeout=30) as http:
+        start = http.post(
+            f"{base_url}/upload/v1beta/files",
+            headers={
+                "x-goog-api-key": KEY,
+                "X-Goog-Upload-Protocol": "resumable",
+                "X-Goog-Upload-Command": "start",
+            },
+            json={"file": {"mimeType": "jsonl"}},
+        )
+        upload_path = start.headers["x-goog-upload-url"].removeprefix(base_url)
+        too_big_start = http.post(
+            f"{base_url}/upload/v1beta/files",
+            headers={
+                "x-goog-api-key": KEY,
+                "X-Goog-Upload-Protocol": "resumable",
+                "X-Goog-Upload-Command": "start",
+            },
+            json={"file": {"mimeType": "jsonl", "sizeBytes": str(3 * 1024 * MIB)}},
+        )
+        chunk = headers_only(
+            base_url,
+            upload_path,
+            {"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0",
+             "Content-Length": str(3 * 1024 * MIB)},
+        )  # fmt: skip
+        generate = headers_only(
+            base_url,
+            "/v1beta/models/gemini-2.5-flash-image:generateContent",
+            {"x-goog-api-key": KEY, "Content-Type": "application/json",
+             "Content-Length": str(30 * MIB)},
+        )  # fmt: skip
+    limit = "Request payload size exceeds the limit: 2147483648 bytes."
+    assert too_big_start.status_code == 400
+    assert too_big_start.json()["error"]["message"] == limit
+    status, headers, body = chunk
+    assert status == 400
+    assert headers["x-goog-upload-status"] == "final"
+    assert json.loads(body)["error"] == {
+        "code": 400,
+        "message": limit,
+        "status": "INVALID_ARGUMENT",
+    }
+    status, _, body = generate
+    assert status == 400
+    assert json.loads(body)["error"]["message"] == (
+        "Request payload size exceeds the limit: 20971520 bytes."
+    )

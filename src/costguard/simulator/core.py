@@ -12,6 +12,7 @@ Time is simulated: `SimClock.now()` runs `time_scale` times faster than the wall
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import threading
@@ -19,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs
 
 
@@ -36,6 +37,9 @@ class SimRequest:
     body: bytes
     base_url: str
     """`scheme://host[:port]` as the client addressed us, for absolute URLs we hand back."""
+    spooled: IO[bytes] | None = None
+    """The body when the HTTP server spooled it to a temporary file (large uploads, see
+    `BodyLimit`); `body` is then empty. Handlers of such routes read `body_file()`."""
 
     @classmethod
     def build(
@@ -47,6 +51,7 @@ class SimRequest:
         headers: Iterable[tuple[str, str]] = (),
         body: bytes = b"",
         base_url: str = "http://127.0.0.1",
+        spooled: IO[bytes] | None = None,
     ) -> SimRequest:
         """Build from raw parts, normalising header case and parsing the query string."""
         return cls(
@@ -56,7 +61,20 @@ class SimRequest:
             headers={k.lower(): v for k, v in headers},
             body=body,
             base_url=base_url.rstrip("/"),
+            spooled=spooled,
         )
+
+    def body_file(self) -> IO[bytes]:
+        """The body as a binary file at its start: the server's spool, else `body` in memory."""
+        if self.spooled is None:
+            return io.BytesIO(self.body)
+        self.spooled.seek(0)
+        return self.spooled
+
+    def declared_length(self) -> int | None:
+        """The `Content-Length` the client declared (None when absent or not a number)."""
+        raw = self.headers.get("content-length", "").strip()
+        return int(raw) if raw.isdigit() else None
 
     def json(self) -> Any:
         """The body parsed as JSON (an empty body is `{}`)."""
@@ -94,6 +112,26 @@ class SimResponse:
 
 
 Handler = Callable[[SimRequest, "re.Match[str]"], SimResponse]
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimit:
+    """How large a request body a route takes, asked before the body is read.
+
+    The HTTP server refuses a declared `Content-Length` over `max_bytes` without reading the
+    body, and stops reading (answering `refusal`) once more than `max_bytes` arrived; bodies
+    are streamed into a temporary file that holds at most `SPOOL_MEMORY_BYTES` in memory.
+    """
+
+    max_bytes: int
+    refusal: SimResponse
+    """The provider's own error for a body over the limit."""
+    spool: bool = False
+    """Hand the handler the spooled file (`SimRequest.spooled`) instead of the bytes."""
+
+
+SPOOL_MEMORY_BYTES = 1 << 20
+"""A streamed request body moves from memory to a temporary file past this size."""
 
 
 class NotSimulatedError(AssertionError):

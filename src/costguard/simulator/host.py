@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from costguard.simulator.core import (
     BlobStore,
+    BodyLimit,
     CallLog,
     NotSimulatedError,
     Router,
@@ -269,6 +270,28 @@ class Simulator:
             self.uploads.append(UploadRecord(provider, file_id, filename, nbytes, purpose))
 
     # -- the request path ------------------------------------------------------------------
+
+    def body_limit(self, request: SimRequest) -> BodyLimit | None:
+        """The body limit of the route `request` goes to (asked before its body is read)."""
+        provider = provider_of(request)
+        face = self.faces.get(provider)
+        found = self.router.match(request, prefix=f"{provider}.")
+        hook = getattr(face, "body_limit", None)
+        if found is None or hook is None:
+            return None
+        with self._lock:
+            limit: BodyLimit | None = hook(request, found[0].name)
+        return limit
+
+    def refuse_body(self, request: SimRequest, limit: BodyLimit) -> SimResponse:
+        """Log and answer a request refused for its body size (its body was never read)."""
+        provider = provider_of(request)
+        found = self.router.match(request, prefix=f"{provider}.")
+        with self._lock:
+            self.calls.record(
+                found[0].name if found else "unmatched", request, limit.refusal.status
+            )
+        return limit.refusal
 
     def handle(self, request: SimRequest) -> SimResponse:
         """Answer one request as the provider would (see the module docstring)."""

@@ -2,7 +2,10 @@
 
 Every request, whatever its path, becomes a `SimRequest` (its base URL taken from the `Host`
 header, so absolute upload URLs point back here) and is answered by `Simulator.handle` in a
-worker thread; streamed bodies (downloads) are sent as they are generated. The server binds
+worker thread; streamed bodies (downloads) are sent as they are generated. A route with a
+body limit (`Simulator.body_limit`: uploads, Gemini's 20 MB requests) is refused from its
+`Content-Length` before its body is read, and otherwise its body is streamed into a spooled
+temporary file with the limit enforced as it arrives. The server binds
 127.0.0.1 by default; port 0 picks a free port. The access log is off, because a Gemini
 client may put its key in the query string: `log=` gets one line per request without it.
 
@@ -16,10 +19,11 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import uvicorn
@@ -31,7 +35,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from costguard.simulator import Simulator
-from costguard.simulator.core import SimRequest
+from costguard.simulator.core import SPOOL_MEMORY_BYTES, SimRequest
 
 __all__ = [
     "Listening",
@@ -58,17 +62,30 @@ def create_app(sim: Simulator, *, log: Callable[[str], None] | None = None) -> S
     """
 
     async def answer(request: Request) -> Response:
-        body = await request.body()
         host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
-        sim_request = SimRequest.build(
+        head = SimRequest.build(
             request.method,
             request.url.path,
             query_string=request.url.query,
             headers=request.headers.items(),
-            body=body,
             base_url=f"{request.url.scheme}://{host}",
         )
-        response = await run_in_threadpool(sim.handle, sim_request)
+        limit = sim.body_limit(head)
+        if limit is None:
+            sim_request = replace(head, body=await request.body())
+            response = await run_in_threadpool(sim.handle, sim_request)
+        else:
+            spool = await _spooled_body(request, head, limit.max_bytes)
+            if spool is None:
+                response = sim.refuse_body(head, limit)
+            else:
+                with spool:
+                    if limit.spool:
+                        sim_request = replace(head, spooled=spool)
+                    else:
+                        spool.seek(0)
+                        sim_request = replace(head, body=spool.read())
+                    response = await run_in_threadpool(sim.handle, sim_request)
         if log is not None:
             log(f"{request.method} {request.url.path} -> {response.status}")
         if isinstance(response.body, bytes):
@@ -76,6 +93,31 @@ def create_app(sim: Simulator, *, log: Callable[[str], None] | None = None) -> S
         return StreamingResponse(response.body, response.status, headers=response.headers)
 
     return Starlette(routes=[Route("/{path:path}", answer, methods=METHODS)])
+
+
+async def _spooled_body(
+    request: Request, head: SimRequest, max_bytes: int
+) -> tempfile.SpooledTemporaryFile[bytes] | None:
+    """The body streamed into a temporary file, or None once it is known to exceed `max_bytes`
+    (from `Content-Length` before reading anything, else as soon as that much arrived).
+
+    What the client still sends after a refusal is read and dropped by the server, so the
+    client gets the answer once it has sent its body.
+    """
+    declared = head.declared_length()
+    if declared is not None and declared > max_bytes:
+        return None
+    spool: tempfile.SpooledTemporaryFile[bytes] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned open, closed by the caller
+        max_size=SPOOL_MEMORY_BYTES, prefix="costguard-sim-"
+    )
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            spool.close()
+            return None
+        spool.write(chunk)
+    return spool
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:

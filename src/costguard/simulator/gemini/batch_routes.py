@@ -18,7 +18,7 @@ from costguard.simulator.gemini.batches import (
     batch_status,
 )
 from costguard.simulator.gemini.content import MAX_INLINE_BYTES, validate_request
-from costguard.simulator.gemini.errors import ApiError
+from costguard.simulator.gemini.errors import ApiError, payload_too_large
 from costguard.simulator.gemini.parts import contents_problem
 from costguard.simulator.gemini.results import BatchResults
 from costguard.simulator.gemini.wire import JSON, _get, timestamp
@@ -31,9 +31,7 @@ class BatchRoutes(BatchResults):
 
     def _batch_create(self, request: SimRequest, match: re.Match[str]) -> SimResponse:
         if len(request.body) > MAX_INLINE_BYTES:
-            raise ApiError(
-                400, f"Request payload size exceeds the limit: {MAX_INLINE_BYTES} bytes."
-            )
+            raise ApiError(400, payload_too_large(MAX_INLINE_BYTES))
         model = self._model_or_404(match, "batchGenerateContent")
         body = request.json()
         batch = _get(body, "batch")

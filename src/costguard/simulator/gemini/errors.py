@@ -77,3 +77,8 @@ class ApiError(Exception):
         self.status = status
         self.message = message
         self.reason = reason
+
+
+def payload_too_large(limit: int) -> str:
+    """The message of a 400 for a body over `limit` bytes (Google front ends' wording)."""
+    return f"Request payload size exceeds the limit: {limit} bytes."

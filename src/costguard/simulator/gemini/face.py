@@ -8,13 +8,14 @@ import re
 import threading
 from collections.abc import Callable
 
-from costguard.simulator.core import Router, SimRequest, SimResponse
+from costguard.simulator.core import BodyLimit, Router, SimRequest, SimResponse
 from costguard.simulator.gemini.base import GeminiHost
 from costguard.simulator.gemini.batch_routes import BatchRoutes
 from costguard.simulator.gemini.batches import _Batch
-from costguard.simulator.gemini.errors import ApiError, error_body
+from costguard.simulator.gemini.content import MAX_INLINE_BYTES
+from costguard.simulator.gemini.errors import ApiError, error_body, payload_too_large
 from costguard.simulator.gemini.file_routes import FileRoutes
-from costguard.simulator.gemini.files import _File, _Upload
+from costguard.simulator.gemini.files import MAX_FILE_BYTES, _File, _Upload
 from costguard.simulator.gemini.model_routes import ModelRoutes
 from costguard.simulator.gemini.usage import load_usage_table
 from costguard.simulator.gemini.wire import JSON, _get
@@ -150,6 +151,22 @@ class GeminiFace(ModelRoutes, BatchRoutes, FileRoutes):
         if not self._sim.key_allowed(key):
             return self.error(400, reason="API_KEY_INVALID")
         return None
+
+    def body_limit(self, request: SimRequest, route: str) -> BodyLimit | None:
+        """The body limits checked before reading: 20 MB for generateContent and batch creates,
+        and for an upload chunk what is left of the 2 GB file limit."""
+        if route in ("gemini.models.generateContent", "gemini.batches.create"):
+            return BodyLimit(MAX_INLINE_BYTES, self.error(400, payload_too_large(MAX_INLINE_BYTES)))
+        if route != "gemini.files.upload":
+            return None
+        with self._lock:
+            upload = self._uploads.get(request.arg("upload_id") or "")
+            if upload is None:
+                return None
+            left = MAX_FILE_BYTES - len(upload.buffer)
+        refusal = self.error(400, payload_too_large(MAX_FILE_BYTES))
+        refusal.headers["X-Goog-Upload-Status"] = "final"
+        return BodyLimit(left, refusal)
 
     def request_scenario(
         self, request: SimRequest, route: str, match: re.Match[str]

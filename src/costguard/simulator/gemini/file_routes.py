@@ -8,8 +8,8 @@ import re
 
 from costguard.simulator.core import SimRequest, SimResponse
 from costguard.simulator.gemini.batches import BatchStatus, _Batch, batch_status
-from costguard.simulator.gemini.errors import ApiError
-from costguard.simulator.gemini.files import _File, _Upload
+from costguard.simulator.gemini.errors import ApiError, payload_too_large
+from costguard.simulator.gemini.files import MAX_FILE_BYTES, _File, _Upload
 from costguard.simulator.gemini.results import BatchResults
 from costguard.simulator.gemini.wire import JSON, _get, timestamp
 
@@ -155,6 +155,8 @@ class FileRoutes(BatchResults):
             size = None if declared is None else int(declared)
         except (TypeError, ValueError):
             raise ApiError(400, f"Invalid size_bytes {declared!r}.") from None
+        if size is not None and size > MAX_FILE_BYTES:
+            raise ApiError(400, payload_too_large(MAX_FILE_BYTES))
         mime = (
             _get(meta, "mimeType")
             or request.headers.get("x-goog-upload-header-content-type")
@@ -195,6 +197,8 @@ class FileRoutes(BatchResults):
             message = f"X-Goog-Upload-Offset {offset} does not match {len(upload.buffer)} received."
             raise ApiError(400, message)
         if "upload" in commands:
+            if len(upload.buffer) + len(request.body) > MAX_FILE_BYTES:
+                raise ApiError(400, payload_too_large(MAX_FILE_BYTES))
             upload.buffer.extend(request.body)
         if "finalize" not in commands:
             return SimResponse(200, {"X-Goog-Upload-Status": "active"}, b"")

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 
 from costguard.simulator.gemini.wire import JSON
 
+MAX_FILE_BYTES = 2 * 1024**3
+"""The largest file the Files API takes (docs: input file <= 2 GB)."""
+
 
 @dataclass(slots=True)
 class _File:

@@ -13,7 +13,7 @@ from costguard.simulator.gemini.content import (
     refusal_for,
     validate_request,
 )
-from costguard.simulator.gemini.errors import ApiError
+from costguard.simulator.gemini.errors import ApiError, payload_too_large
 
 
 class ModelRoutes(FaceBase):
@@ -21,9 +21,7 @@ class ModelRoutes(FaceBase):
 
     def _generate_content(self, request: SimRequest, match: re.Match[str]) -> SimResponse:
         if len(request.body) > MAX_INLINE_BYTES:
-            raise ApiError(
-                400, f"Request payload size exceeds the limit: {MAX_INLINE_BYTES} bytes."
-            )
+            raise ApiError(400, payload_too_large(MAX_INLINE_BYTES))
         model = self._model_or_404(match, "generateContent")
         body = request.json()
         problem = validate_request(model, body, self.table)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from costguard.simulator.core import Handler, Router, SimRequest, SimResponse
+from costguard.simulator.core import BodyLimit, Handler, Router, SimRequest, SimResponse
 from costguard.simulator.openai.batch_routes import BatchRoutes
 from costguard.simulator.openai.batches import BatchJob
 from costguard.simulator.openai.errors import ApiError, api_error, error_body
@@ -90,6 +90,10 @@ class OpenAIFace(BatchRoutes):
         if message is not None:
             body["error"]["message"] = message
         return self._respond(ApiError(status, body))
+
+    def body_limit(self, request: SimRequest, route: str) -> BodyLimit | None:  # noqa: ARG002 - by route
+        """Uploads are the only bodies limited before reading (see `upload_limit`)."""
+        return self.upload_limit() if route == "openai.files.create" else None
 
     def request_scenario(
         self, request: SimRequest, route: str, match: re.Match[str]

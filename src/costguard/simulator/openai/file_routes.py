@@ -10,14 +10,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from costguard.simulator.core import SimRequest, SimResponse
+from costguard.simulator.core import BodyLimit, SimRequest, SimResponse
 from costguard.simulator.openai.errors import _supported, api_error
 from costguard.simulator.openai.files import FILE_PURPOSES, FILE_TTL_S, FileRecord
 from costguard.simulator.openai.results import BatchResults
-from costguard.simulator.openai.wire import _part_bytes, _part_text, parse_multipart
+from costguard.simulator.openai.wire import parse_multipart
 
 if TYPE_CHECKING:
     import re
+
+FORM_OVERHEAD_BYTES = 64 * 1024
+"""Room for the form fields and part headers around an uploaded file."""
 
 
 class FileRoutes(BatchResults):
@@ -38,6 +41,14 @@ class FileRoutes(BatchResults):
             "status_details": None,
         }
 
+    def upload_limit(self) -> BodyLimit:
+        """The largest upload body: the file limit plus room for the form around the file."""
+        return BodyLimit(
+            self.limits.max_file_bytes + FORM_OVERHEAD_BYTES,
+            self._respond(api_error(400, "400_file_too_large")),
+            spool=True,
+        )
+
     def _file(self, file_id: str) -> FileRecord:
         self._publish_due()
         record = self.files.get(file_id)
@@ -46,12 +57,16 @@ class FileRoutes(BatchResults):
         return record
 
     def files_create(self, request: SimRequest, match: re.Match[str]) -> SimResponse:  # noqa: ARG002
-        """POST /v1/files (multipart: purpose, file[, expires_after[anchor|seconds]])."""
+        """POST /v1/files (multipart: purpose, file[, expires_after[anchor|seconds]]).
+
+        Over HTTP the body arrives spooled to a file (`upload_limit`), so an upload over its
+        purpose's limit is refused from its part's size, never read into memory.
+        """
         fields = parse_multipart(request)
         purpose_parts = fields.get("purpose")
         if not purpose_parts:
             raise api_error(400, "400_missing_required_parameter", param="purpose")
-        purpose = _part_text(purpose_parts[0]).strip()
+        purpose = purpose_parts[0].text().strip()
         file_parts = fields.get("file")
         if not file_parts:
             raise api_error(400, "400_missing_required_parameter", param="file")
@@ -64,20 +79,20 @@ class FileRoutes(BatchResults):
                 param="purpose",
             )
         part = file_parts[0]
-        filename = Path(part.get_filename() or "file").name
-        data = _part_bytes(part)
+        filename = Path(part.filename or "file").name
         if purpose == "batch" and not filename.lower().endswith(".jsonl"):
             raise api_error(400, "400_invalid_file_format")
-        too_big = len(data) > self.limits.max_file_bytes or (
-            purpose == "batch" and len(data) > self.limits.max_batch_input_bytes
+        too_big = part.size > self.limits.max_file_bytes or (
+            purpose == "batch" and part.size > self.limits.max_batch_input_bytes
         )
         if too_big:
-            raise api_error(400, "400_file_too_large")
+            raise api_error(400, "400_file_too_large")  # refused before its bytes are read
+        data = part.read()
         now = self._now()
         expires_at = now + FILE_TTL_S if purpose == "batch" else None
         seconds = fields.get("expires_after[seconds]")
         if seconds:
-            expires_at = now + self._expiry_seconds(_part_text(seconds[0]), "expires_after")
+            expires_at = now + self._expiry_seconds(seconds[0].text(), "expires_after")
         record = FileRecord(
             id="file-" + self.sim.new_id(22),
             filename=filename,

@@ -19,7 +19,7 @@ from costguard.simulator.openai.usage import (
     _json_images_count,
     parse_image_call,
 )
-from costguard.simulator.openai.wire import _part_text, json_body, parse_multipart
+from costguard.simulator.openai.wire import json_body, parse_multipart
 
 if TYPE_CHECKING:
     import re
@@ -58,7 +58,7 @@ class ImageRoutes(OpenAIBase):
             body = {}
             for name, parts in fields.items():
                 if name not in ("image", "image[]", "mask", "markup"):
-                    value: Any = _part_text(parts[0])
+                    value: Any = parts[0].text()
                     body[name] = int(value) if name == "n" and value.isdigit() else value
             images = len(fields.get("image", [])) + len(fields.get("image[]", []))
         call = parse_image_call(body, self.usage, edit=True, input_images=images)
