@@ -283,6 +283,27 @@ def test_a_torn_last_manifest_line_is_dropped(tmp_path: Path, torn: bytes) -> No
     assert str(reopened.part_cost("p1")) == "0.06"
 
 
+def test_part_cost_is_kept_as_lines_are_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part's cost is summed as its lines are recorded, never by reading the manifest again
+    (which made collecting N parts read the manifest N times)."""
+    outputs = Outputs(tmp_path)
+    outputs.open("run-1 t")
+    for i in range(3):
+        outputs.record(line(f"k{i}", cost="0.01", part="p2"))
+    outputs.record(line("other", cost="5", part="p3"))
+
+    def reread(self: Outputs) -> None:
+        raise AssertionError("part_cost read the manifest again")
+
+    monkeypatch.setattr(Outputs, "lines", reread)
+    assert str(outputs.part_cost("p2")) == "0.03"
+    assert str(outputs.part_cost("p3")) == "5"
+    assert str(outputs.part_cost("never")) == "0"
+    outputs.close()
+
+
 def test_images_are_named_by_key_and_never_rewritten(tmp_path: Path) -> None:
     """Images go to `<safe key>.<ext>` (`-<i>` for several); an existing file is left untouched:
     the same bytes are that image (written before a crash), other bytes are someone else's

@@ -995,3 +995,31 @@ def test_an_unknown_run_is_exit_5(cli: Callable[..., Any], argv: tuple[str, ...]
     assert result.err.strip().splitlines() == [
         f"error: no run 'run-000000000000' under {home_dir() / 'runs'} (see `costguard runs`)"
     ]
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["default", "keep-raw"])
+def test_raw_files_are_deleted_once_collected(
+    tmp_path: Path, cli: Callable[..., Any], keep: bool
+) -> None:
+    """The run folder keeps bookkeeping only: each part's job input and downloaded result files
+    go once it is collected, unless --keep-raw."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, [*OPENAI_LINES, *GEMINI_LINES])
+    flag = ("--keep-raw",) if keep else ()
+    result = cli(
+        "run", queue, "--max-usd", "5", "--simulate", *FAST, "--out", tmp_path / "o", *flag
+    )
+    assert result.code == 0, result.err
+    rundir = home_dir() / "runs" / run_id(queue, "succeeded")
+    raw = sorted(p.name for p in rundir.glob("parts/*/*"))
+    if keep:
+        assert {"input.jsonl", "output.jsonl"} <= set(raw)
+    else:
+        assert raw == []
+        kept = [
+            p
+            for p in rundir.rglob("*")
+            if p.is_file() and not str(p.relative_to(rundir)).startswith("simulator")
+        ]
+        assert sorted(p.name for p in kept) == ["journal.json", "lock"]
+    assert len(manifest(tmp_path / "o")) == len(OPENAI_LINES) + len(GEMINI_LINES)

@@ -35,7 +35,7 @@ from costguard.providers.gemini import GeminiProvider
 from costguard.providers.openai import OpenAIProvider
 from costguard.queue.estimate import price_queue
 from costguard.run.files import write_atomic
-from costguard.run.options import QuietReporter, RunOptions, run_id_for
+from costguard.run.options import QuietReporter, RunOptions, RunPendingError, run_id_for
 from costguard.run.reconcile import Summary, explain
 from costguard.run.rundir import RunDir
 from costguard.run.runner import Runner
@@ -248,6 +248,56 @@ def test_gemini_submits_inline_or_through_the_files_api(
     assert_reconciled(summary, ledger, out, parts=2)
 
 
+@pytest.mark.parametrize(
+    ("size", "count", "inline"),
+    [("1K", 10, True), ("1K", 11, False), ("4K", 1, True), ("4K", 2, False), ("512", 32, True)],
+    ids=["1K-x10-inline", "1K-x11-file", "4K-x1-inline", "4K-x2-file", "512-x32-inline"],
+)
+def test_gemini_goes_inline_only_when_its_images_are_few(
+    size: str,
+    count: int,
+    inline: bool,
+    tmp_path: Path,
+    make_runner: Callable[..., tuple[Runner, list[str]]],
+) -> None:
+    """The inline rule counts the images a job returns (x typical bytes for the size), not
+    only its request bytes: 11 images at 1K (16.5 MiB expected) or two at 4K go as a file."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(
+        queue,
+        [
+            {"key": f"k{i}", "prompt": "a cube", "model": "gemini-3.1-flash-image", "size": size}
+            for i in range(count)
+        ],
+    )
+    with simulate("succeeded", time_scale=0) as sim:
+        runner, _ = make_runner(sim)
+        summary = runner.start(options(queue, tmp_path / "out"))
+    assert summary.counts == {"ok": count}
+    assert len(sim.uploads) == (0 if inline else 1)
+
+
+def test_a_finished_inline_job_is_downloaded_once(
+    tmp_path: Path, make_runner: Callable[..., tuple[Runner, list[str]]]
+) -> None:
+    """The poll that sees an inline job finished is the body its results are read from: its
+    images are not downloaded a second time by `results`."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, GEMINI_LINES)
+    out = tmp_path / "out"
+    with simulate("succeeded", time_scale=0) as sim:
+        runner, _ = make_runner(sim)
+        with pytest.raises(RunPendingError):
+            runner.start(options(queue, out, detach=True))
+        assert sim.calls.count("gemini.files.upload") == 0
+        sim.advance(10 * 24 * 3600)  # every job has finished
+        before = sim.calls.count("gemini.batches.get")
+        summary = runner.collect(run_id_for(options(queue, out)), options(queue, out))
+        gets = sim.calls.count("gemini.batches.get") - before
+    assert summary.counts == {"ok": len(GEMINI_LINES)}
+    assert gets == sim.calls.count("gemini.batches.create")  # one GET per job, no second
+
+
 def write_png(path: Path, colour: str) -> Path:
     """A small real PNG (an input image for an edit)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +333,7 @@ def test_openai_edits_and_generations_go_to_separate_jobs(
     out = tmp_path / "out"
     with simulate("succeeded", time_scale=0) as sim:
         runner, _ = make_runner(sim)
-        summary = runner.start(options(queue, out))
+        summary = runner.start(options(queue, out, keep_raw=True))  # to read what was sent
         endpoints = sorted(batch.endpoint for batch in sim.openai.batches.values())
     assert endpoints == ["/v1/images/edits", "/v1/images/generations"]
     assert {p.id: p.requests for p in summary.parts} == {
@@ -592,7 +642,7 @@ def test_no_api_key_in_any_file_the_runner_writes(
     state.parent.mkdir(parents=True)
     with simulate("refusals", api_keys=SECRETS.values(), time_scale=0, state=state) as sim:
         runner, messages = make_runner(sim, providers=real_keys)
-        batch = runner.start(options(batch_queue, tmp_path / "out-batch"))
+        batch = runner.start(options(batch_queue, tmp_path / "out-batch", keep_raw=True))
         sync = runner.start(options(sync_queue, tmp_path / "out-sync", mode="sync"))
     assert batch.counts == {"ok": 10, "refused": 2}
     assert sync.counts == {"ok": 2, "refused": 1}

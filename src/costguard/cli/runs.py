@@ -165,6 +165,16 @@ def _maybe_simulated(scenario: str | None, state: Path) -> Iterator[None]:
         yield
 
 
+KeepRawOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep-raw",
+        help="Keep each job's raw files (its input, the provider's result files) in the run "
+        "folder after collecting it; by default they are deleted once the part is collected.",
+    ),
+]
+
+
 def run(
     max_usd: Annotated[
         str, typer.Option("--max-usd", help="Refuse to send anything whose maximum passes this.")
@@ -239,6 +249,7 @@ def run(
         str | None, typer.Option(help="Who runs this (default: COSTGUARD_OWNER or the user).")
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Parallel calls in sync mode.", min=1)] = 4,
+    keep_raw: KeepRawOpt = False,
     as_of: AsOfOpt = None,
     fmt: FormatOption = None,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
@@ -302,6 +313,7 @@ def run(
         budget_required=chosen_budget is not None,
         owner=owner or os.environ.get("COSTGUARD_OWNER") or getpass.getuser(),
         concurrency=concurrency,
+        keep_raw=keep_raw,
         simulate=simulate,
         retry_of=retry,
         nonce=dt.datetime.now(tz=dt.UTC).isoformat() if new_run else None,
@@ -347,6 +359,7 @@ def collect(
         Path | None,
         typer.Option("--out", help="Write what this machine collects here instead."),
     ] = None,
+    keep_raw: KeepRawOpt = False,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -370,6 +383,7 @@ def collect(
         max_usd=Decimal(0),
         poll_interval=poll_interval if poll_interval is not None else (0.5 if simulated else 30.0),
         timeout=timeout,
+        keep_raw=keep_raw,
     )
     with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
         summary = runner.collect(run_id, options, queue=queue, out=out)

@@ -1,11 +1,19 @@
 """Gemini image models through the official `google-genai` SDK: Batch API, Files API, sync.
 
-A job is submitted inline when its requests fit under the 20 MB request limit, otherwise as
-a JSONL file uploaded through the Files API (up to 2 GB). The job's display name carries the
-costguard tag so a crashed run finds its job instead of creating another. Result files are
-streamed to disk (`files.download(destination=...)`) and parsed line by line; results are
-matched by each request's `key`. The SDK honours `GOOGLE_GEMINI_BASE_URL`; retries on 408,
-429 and 5xx are switched on (the SDK does none by default).
+A job is submitted inline only when the whole job is small: its requests fit under the 20 MB
+request limit AND the images it will return (images x typical bytes for their size) come to at
+most `INLINE_OUTPUT_LIMIT`. Otherwise it goes as a JSONL file uploaded through the Files API (up
+to 2 GB), and its results come back as a file. The reason: an inline job's results come back
+inside the job itself, and the SDK reads and parses a whole `batches.get` body at once (every
+image of the job in memory, several times over while parsing); a result file is streamed to
+disk (`files.download(destination=...)`) and read one line at a time, in flat memory. For an
+inline job, the `batches.get` that sees it finished is the one its results are read from (never
+downloaded twice), and each response is let go as soon as its images are handed over.
+
+The job's display name carries the costguard tag so a crashed run finds its job instead of
+creating another. Results are matched by each request's `key`. The SDK honours
+`GOOGLE_GEMINI_BASE_URL`; retries on 408, 429 and 5xx are switched on (the SDK does none by
+default).
 
 Gemini 2.x image models take no `imageSize` (their output is about 1 MP whatever the ratio),
 so it is sent only to later models.
@@ -23,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from costguard.errors import ProviderError
 from costguard.models import ImageRequest, Usage
 from costguard.providers.base import (
+    TERMINAL,
     JobState,
     JobStatus,
     Outcome,
@@ -41,6 +50,16 @@ INLINE_LIMIT = 20 * 1024 * 1024
 FILE_LIMIT = 2 * 1024 * 1024 * 1024
 INLINE_MARGIN = 64 * 1024
 """Room for the envelope around inline requests."""
+MIB = 1024 * 1024
+INLINE_OUTPUT_LIMIT = 16 * MIB
+"""The most image bytes (expected) an inline job may return; larger jobs go as files."""
+TYPICAL_IMAGE_BYTES: dict[str, int] = {
+    "512": MIB // 2,
+    "1K": 3 * MIB // 2,
+    "2K": 5 * MIB,
+    "4K": 16 * MIB,
+}
+"""Typical bytes of one returned image by size (PNG; 1-2 MB at 1K, 10-20 MB at 4K)."""
 SUCCESS_FINISH = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
 
 _STATES: dict[str, JobState] = {
@@ -95,6 +114,8 @@ class GeminiProvider:
             api_key=api_key, http_options=types.HttpOptions(retry_options=retry)
         )
         self.base = base
+        self._finished: dict[str, Any] = {}
+        """Finished inline jobs as `status` fetched them, kept for `results` (one download)."""
 
     # wire ----------------------------------------------------------------------------------
 
@@ -145,7 +166,7 @@ class GeminiProvider:
     ) -> SubmittedJob:
         workdir.mkdir(parents=True, exist_ok=True)
         path = workdir / "input.jsonl"
-        size = 0
+        size = output = 0
         with path.open("w", encoding="utf-8") as out:
             for request in requests:
                 line = json.dumps(
@@ -153,8 +174,9 @@ class GeminiProvider:
                     separators=(",", ":"),
                 )
                 size += len(line) + 1
+                output += request.n * TYPICAL_IMAGE_BYTES.get(request.size, 2 * MIB)
                 out.write(line + "\n")
-        if size + INLINE_MARGIN < INLINE_LIMIT:
+        if inline_fits(size, output):
             with path.open(encoding="utf-8") as lines:
                 inline = [_inlined(json.loads(line)) for line in lines]
             job = self.client.batches.create(
@@ -180,15 +202,23 @@ class GeminiProvider:
         error = None
         if job.error is not None:
             error = f"{job.error.code}: {job.error.message}"
-        return JobStatus(_STATES.get(raw, "running"), raw, error=error)
+        state = _STATES.get(raw, "running")
+        if state in TERMINAL and job.dest is not None and job.dest.inlined_responses:
+            self._finished[job_id] = job  # its results are in it: `results` reads this copy
+        return JobStatus(state, raw, error=error)
 
     def results(self, job_id: str, workdir: Path) -> Iterator[Outcome]:
-        job = self.client.batches.get(name=job_id)
+        job = self._finished.pop(job_id, None) or self.client.batches.get(name=job_id)
         dest = job.dest
         if dest is None:
             return
         if dest.inlined_responses:
-            for item in dest.inlined_responses:
+            responses = dest.inlined_responses
+            dest.inlined_responses = None
+            responses.reverse()
+            del job, dest
+            while responses:  # each response is dropped once its images are handed over
+                item = responses.pop()
                 key = (item.metadata or {}).get("key", "")
                 if item.error is not None:
                     yield Outcome(key, "failed", reason=f"{item.error.code}: {item.error.message}")
@@ -225,6 +255,12 @@ class GeminiProvider:
         except errors.APIError as exc:
             return Outcome(request.key, "failed", reason=f"{exc.code} {exc.status}: {exc.message}")
         return parse_response(request.key, response.model_dump(mode="json", by_alias=True))
+
+
+def inline_fits(input_bytes: int, output_bytes: int) -> bool:
+    """Whether a job goes inline: its requests fit one API request and its expected images
+    are few enough to read back from one `batches.get` body."""
+    return input_bytes + INLINE_MARGIN < INLINE_LIMIT and output_bytes <= INLINE_OUTPUT_LIMIT
 
 
 def _config(request: dict[str, Any]) -> dict[str, Any]:

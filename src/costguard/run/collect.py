@@ -1,5 +1,9 @@
 """Collecting: save a finished job's images by key, write its manifest lines, record its cost.
 
+Once the part is collected, its raw files (the job's input, the provider's result files) are
+deleted from the run folder, unless `--keep-raw`: the images and the manifest hold everything,
+and a manifest cut short is collected again from the provider.
+
 Every request of the part gets one manifest line: its outcome as the provider reported it, or
 `expired`/`cancelled`/`failed` for a request the job ended without. A request already in the
 manifest (an earlier, interrupted collection) is skipped. Each line carries the request's
@@ -47,6 +51,8 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
     cost = outputs.part_cost(part.id)
     ctx.ledger.record_spend(journal.run_id, part.id, cost, at=ctx.clock())
     journal.collected(part, cost)
+    if not ctx.keep_raw:
+        ctx.rundir.discard_work(part.id)
 
 
 def record(

@@ -63,6 +63,8 @@ class RunContext:
     reporter: Reporter
     clock: Callable[[], dt.datetime]
     sleep: Callable[[float], None]
+    keep_raw: bool = False
+    """Keep each part's raw files after collecting it (`--keep-raw`)."""
 
     def client(self, provider: str) -> Provider:
         return self.clients.get(provider, Path(self.journal.queue).parent)

@@ -50,6 +50,8 @@ class RunOptions:
     may be absent, and `max_usd` alone caps the run)."""
     owner: str = "unknown"
     concurrency: int = 4
+    keep_raw: bool = False
+    """Keep each job's raw files (input, result files) after its part is collected."""
     simulate: str | None = None
     retry_of: str | None = None
     """The run whose `retry.jsonl` this run sends again (`run --retry RUN`)."""

@@ -56,6 +56,8 @@ class Outputs:
         self._manifest: TextIO | None = None
         self.per_part: dict[str, int] = {}
         """Manifest lines per part, as found by `open`."""
+        self._costs: dict[str, Decimal] = {}
+        """`cost_usd` summed per part: the lines `open` found plus those recorded since."""
 
     def open(self, owner: str) -> set[str]:
         """Create the folder, drop a torn last manifest line; return the keys collected.
@@ -72,6 +74,7 @@ class Outputs:
                 write_atomic(self.out / ".costguard-run", owner.encode() + b"\n")
         collected: set[str] = set()
         self.per_part = {}
+        self._costs = {}
         good = 0
         if self.manifest_path.exists():
             with self.manifest_path.open("rb") as handle:
@@ -88,6 +91,7 @@ class Outputs:
                         break
                     collected.add(line["key"])
                     self.per_part[line["part"]] = self.per_part.get(line["part"], 0) + 1
+                    self._add_cost(line)
                     good += len(raw)
             with self._writing("manifest.jsonl"), self.manifest_path.open("rb+") as handle:
                 handle.truncate(good)
@@ -198,13 +202,16 @@ class Outputs:
         with self._writing("manifest.jsonl"):
             self._manifest.write(json.dumps(line, separators=(",", ":")) + "\n")
             self._manifest.flush()
+        self._add_cost(line)
 
     def part_cost(self, part_id: str) -> Decimal:
-        """Sum of `cost_usd` over a part's manifest lines (however many processes wrote them)."""
-        return sum(
-            (Decimal(line["cost_usd"]) for line in self.lines() if line["part"] == part_id),
-            Decimal(0),
-        )
+        """Sum of `cost_usd` over a part's manifest lines, kept as lines are read and recorded
+        (never by reading the manifest again: that made collecting quadratic in parts)."""
+        return self._costs.get(part_id, Decimal(0))
+
+    def _add_cost(self, line: dict[str, Any]) -> None:
+        part = line["part"]
+        self._costs[part] = self._costs.get(part, Decimal(0)) + Decimal(line["cost_usd"])
 
     def lines(self) -> Iterator[dict[str, Any]]:
         """Every manifest line."""

@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -67,6 +68,10 @@ class RunDir:
 
     def workdir(self, part_id: str) -> Path:
         return self.path / "parts" / part_id
+
+    def discard_work(self, part_id: str) -> None:
+        """Delete a collected part's raw files (job input, downloaded results)."""
+        shutil.rmtree(self.workdir(part_id), ignore_errors=True)
 
     @property
     def simulator_state(self) -> Path:

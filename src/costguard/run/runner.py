@@ -320,6 +320,7 @@ class Runner:
             self.reporter,
             self.clock,
             self.sleep,
+            keep_raw=options.keep_raw,
         )
         outputs = Outputs(Path(journal.out))
         failing = True
