@@ -9,12 +9,19 @@ also the kernel's high-water mark, VmHWM). Memory that stays bounded shows as a 
 with the input file (kept, like the real API keeps it) but not with the output, which is
 generated while it is streamed.
 
-    .venv/bin/python bench/simulator.py [--sizes 5000 50000]
+    .venv/bin/python bench/simulator.py [--sizes 5000 50000] [--scenario realistic]
+    .venv/bin/python bench/simulator.py --images [--count 300]
+
+`--scenario` is passed to the server (`realistic`: 1K images padded to 1.5 MiB). `--images` is a
+micro-benchmark of image generation alone: images/s and MB/s of a 1K PNG padded to 1.5 MiB,
+base64-encoded into a Gemini result line, against a baseline in the same run (the same number
+of `os.urandom` bytes base64-encoded into the same line).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
@@ -24,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,12 +108,19 @@ def input_file(count: int) -> bytes:
     )
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
+def start_server(scenario: str | None = None) -> tuple[subprocess.Popen[str], str]:
     """A fresh `costguard simulate serve --port 0`; its process and base URL."""
     script = Path(sys.executable).with_name("costguard")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "costguard"]
     proc = subprocess.Popen(
-        [*command, "simulate", "serve", "--port", "0"],
+        [
+            *command,
+            "simulate",
+            "serve",
+            "--port",
+            "0",
+            *(["--scenario", scenario] if scenario else []),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -121,10 +136,10 @@ def start_server() -> tuple[subprocess.Popen[str], str]:
     raise RuntimeError(msg)
 
 
-def run(count: int, workdir: Path) -> Result:
+def run(count: int, workdir: Path, scenario: str | None = None) -> Result:
     """One upload -> completion -> download cycle of `count` requests."""
     data = input_file(count)
-    proc, base_url = start_server()
+    proc, base_url = start_server(scenario)
     try:
         client = OpenAI(base_url=base_url + "/v1", api_key=KEY, timeout=600)
         client.batches.list()  # warm: the server has imported everything it needs
@@ -178,11 +193,51 @@ def run(count: int, workdir: Path) -> Result:
         proc.wait(timeout=30)
 
 
+def line_of(b64: str) -> bytes:
+    """A Gemini result line carrying one base64 image, as the result file has it."""
+    part = {"inlineData": {"mimeType": "image/png", "data": b64}}
+    response = {"candidates": [{"content": {"parts": [part], "role": "model"}}]}
+    return json.dumps({"key": "k", "response": response}, separators=(",", ":")).encode() + b"\n"
+
+
+def images_micro(count: int, size: int = 1572864) -> None:
+    """Print images/s and MB/s of padded 1K PNGs as result lines, and of the urandom baseline."""
+    from costguard.simulator.images import image_for
+
+    image_for("warm", size=(1024, 1024), pad_to=size)  # base per size, Pillow, font
+    print(f"image generation: 1024x1024 PNG padded to {size:,} bytes, base64 in a JSON line")
+    print(f"{'what':<28} {'images':>7} {'seconds':>8} {'images/s':>9} {'MB/s':>8}")
+    makers: tuple[tuple[str, Callable[[int], bytes]], ...] = (
+        (
+            "costguard image + line",
+            lambda i: image_for(f"batch:{i}", size=(1024, 1024), pad_to=size),
+        ),
+        ("baseline os.urandom + line", lambda _i: os.urandom(size)),
+    )
+    for label, make in makers:
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(count):
+            total += len(line_of(base64.b64encode(make(i)).decode("ascii")))
+        seconds = time.perf_counter() - t0
+        print(
+            f"{label:<28} {count:>7} {seconds:>8.2f} {count / seconds:>9.1f} "
+            f"{total / MB / seconds:>8.1f}",
+            flush=True,
+        )
+
+
 def main() -> int:
     """Run the sizes asked and print one row each."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 50_000])
+    parser.add_argument("--scenario", help="the server's default scenario (e.g. realistic)")
+    parser.add_argument("--images", action="store_true", help="image generation micro-benchmark")
+    parser.add_argument("--count", type=int, default=300, help="images for --images")
     args = parser.parse_args()
+    if args.images:
+        images_micro(args.count)
+        return 0
     header = (
         f"{'requests':>9} {'in MB':>7} {'out MB':>7} {'upload s':>9} {'create s':>9} "
         f"{'wait s':>7} {'download s':>11} {'total s':>8} {'rest RSS':>9} {'peak RSS':>9} "
@@ -192,7 +247,7 @@ def main() -> int:
     print(header)
     with tempfile.TemporaryDirectory(prefix="costguard-bench-") as tmp:
         for count in args.sizes:
-            r = run(count, Path(tmp))
+            r = run(count, Path(tmp), args.scenario)
             hwm = f"{r.hwm_mb:6.1f}M" if r.hwm_mb is not None else "    n/a"
             print(
                 f"{r.requests:>9,} {r.input_mb:>7.1f} {r.output_mb:>7.1f} {r.upload_s:>9.2f} "

@@ -57,6 +57,8 @@ The simulator offers faces:
   `scenario.refuses(position, prompt)` and `scenario.order(n)` are the shared refusal and
   shuffle rules;
 - `sim.images.image_for(seed, mime)` / `sim.images.b64(seed, mime)`: real, tiny, deterministic;
+  `sim.images.render(seed, mime, size, pad_to)` / `render_b64(...)`: what a request gets (tiny
+  when `size` is None, else that pixel size; padded to `pad_to` bytes);
 - `sim.blobs.put(data) -> key`, `.get(key)`, `.discard(key)`: upload storage saved with the state;
 - `sim.new_id(length, alphabet)`: deterministic ids; `sim.next_index(counter)`: per-simulator
   counters (sync-call positions); `sim.key_allowed(key)`;

@@ -1,11 +1,18 @@
 """Deterministic, real, decodable images for simulated responses.
 
-The simulator never draws pixels: it replays the tiny images recorded under
-`fixtures/images/` (made once with Pillow, see `fixtures/README.md`), picking one by a hash of
-the seed. PNG and JPEG images also carry the seed's digest in a comment chunk (`tEXt` /
-`COM`), so two seeds give two different files that both still decode; WebP files are
-replayed as recorded. Nothing here is stored with the simulator's state: the same seed
-always gives the same bytes.
+Two kinds, both the same bytes for the same seed, nothing stored with the simulator's state:
+
+- **Sized** (`image_for(seed, mime, size=(w, h))`, what the faces answer by default): an image
+  of exactly the pixel size the request asks for, drawn by `pictures/` (a pattern per size,
+  recoloured and labelled with the seed), optionally padded to `pad_to` bytes
+  (`pictures/padding.py`). PNG and JPEG are spliced from a per-size base (well under a
+  millisecond per image at 1K); WebP is encoded whole.
+- **Tiny** (no `size`): the 32x32 images recorded under `fixtures/images/` (made once with
+  Pillow, see `fixtures/README.md`), one picked by a hash of the seed; PNG and JPEG also carry
+  the seed's digest in a comment chunk (`tEXt` / `COM`), so two seeds give two files. Scenarios
+  with `image_pixels: tiny` answer these; recordings shrink real images to them.
+
+Pillow is imported only when a sized image is drawn.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ MIME_SUFFIXES: dict[str, tuple[str, ...]] = {
 }
 """The image types the simulator can answer with, and their fixture file suffixes."""
 
+MIN_SIDE, MAX_SIDE = 16, 16383
+"""The pixel sizes a sized image may have (16383: WebP's largest side)."""
+
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SEED_KEYWORD = b"costguard-seed"
 
@@ -35,13 +45,18 @@ def images_dir() -> Path:
     return data_dir("fixtures") / "images"
 
 
-@cache
-def _recorded(mime: str) -> tuple[bytes, ...]:
+def _check_mime(mime: str) -> tuple[str, ...]:
     suffixes = MIME_SUFFIXES.get(mime)
     if suffixes is None:
         known = ", ".join(MIME_SUFFIXES)
-        msg = f"costguard-sim: no recorded images of type {mime!r}; known types: {known}"
+        msg = f"costguard-sim: no images of type {mime!r}; known types: {known}"
         raise ValueError(msg)
+    return suffixes
+
+
+@cache
+def _recorded(mime: str) -> tuple[bytes, ...]:
+    suffixes = _check_mime(mime)
     paths = sorted(p for p in images_dir().iterdir() if p.suffix.lower() in suffixes)
     if not paths:
         msg = f"costguard-sim: {images_dir()} holds no {mime} images"
@@ -66,16 +81,7 @@ def _tag_jpeg(data: bytes, digest: str) -> bytes:
     return data[:2] + segment + data[2:]
 
 
-def image_for(seed: str, mime: str = "image/png") -> bytes:
-    """A small real image of type `mime`, the same bytes for the same seed.
-
-    Args:
-        seed: Anything that identifies the request (batch id, custom id, image index).
-        mime: `image/png`, `image/jpeg` or `image/webp`.
-
-    Returns:
-        The encoded image.
-    """
+def _tiny(seed: str, mime: str) -> bytes:
     recorded = _recorded(mime)
     digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()
     data = recorded[int(digest[:8], 16) % len(recorded)]
@@ -86,13 +92,82 @@ def image_for(seed: str, mime: str = "image/png") -> bytes:
     return data
 
 
+def _sized(seed: str, mime: str, width: int, height: int) -> bytes:
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        msg = f"costguard-sim: cannot draw a {width}x{height} image ({MIN_SIDE}..{MAX_SIDE} px)"
+        raise ValueError(msg)
+    if mime == "image/png":
+        from costguard.simulator.pictures.png import png_image
+
+        return png_image(seed, width, height)
+    if mime == "image/jpeg":
+        from costguard.simulator.pictures.jpeg import jpeg_image
+
+        return jpeg_image(seed, width, height)
+    from costguard.simulator.pictures.webp import webp_image
+
+    return webp_image(seed, width, height)
+
+
+def _pad(data: bytes, mime: str, size: tuple[int, int], pad_to: int) -> bytes:
+    from costguard.simulator.pictures import padding
+
+    if mime == "image/png":
+        return padding.pad_png(data, pad_to)
+    if mime == "image/jpeg":
+        return padding.pad_jpeg(data, pad_to)
+    return padding.pad_webp(data, pad_to, *size)
+
+
+def image_for(
+    seed: str,
+    mime: str = "image/png",
+    *,
+    size: tuple[int, int] | None = None,
+    pad_to: int | None = None,
+) -> bytes:
+    """A real image of type `mime`, the same bytes for the same arguments.
+
+    Args:
+        seed: Anything that identifies the request (batch id, custom id, image index); it is
+            written on a sized image and picks its colours.
+        mime: `image/png`, `image/jpeg` or `image/webp`.
+        size: (width, height) in pixels; None for a tiny recorded image.
+        pad_to: Grow the file to about this many bytes (see `pictures/padding.py`).
+
+    Returns:
+        The encoded image.
+    """
+    _check_mime(mime)
+    data = _tiny(seed, mime) if size is None else _sized(seed, mime, *size)
+    if pad_to is not None:
+        width, height = size or (32, 32)
+        data = _pad(data, mime, (width, height), pad_to)
+    return data
+
+
 class ImageSource:
     """What faces read as `sim.images`: images and their base64 text by seed."""
 
     def image_for(self, seed: str, mime: str = "image/png") -> bytes:
-        """See `costguard.simulator.images.image_for`."""
+        """A tiny recorded image (see `costguard.simulator.images.image_for`)."""
         return image_for(seed, mime)
 
     def b64(self, seed: str, mime: str = "image/png") -> str:
-        """The image for `seed`, base64-encoded as both providers put it in JSON."""
-        return base64.b64encode(image_for(seed, mime)).decode("ascii")
+        """The tiny image for `seed`, base64-encoded as both providers put it in JSON."""
+        return base64.b64encode(self.image_for(seed, mime)).decode("ascii")
+
+    def render(
+        self, seed: str, mime: str, size: tuple[int, int] | None, pad_to: int | None = None
+    ) -> bytes:
+        """The image a request gets: `size` pixels (None: tiny, through `image_for`), padded
+        to `pad_to` bytes when given."""
+        if size is None and pad_to is None:
+            return self.image_for(seed, mime)
+        return image_for(seed, mime, size=size, pad_to=pad_to)
+
+    def render_b64(
+        self, seed: str, mime: str, size: tuple[int, int] | None, pad_to: int | None = None
+    ) -> str:
+        """`render(...)` base64-encoded."""
+        return base64.b64encode(self.render(seed, mime, size, pad_to)).decode("ascii")

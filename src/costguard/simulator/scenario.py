@@ -28,6 +28,10 @@ SCENARIO_MARKER = re.compile(r"cg_scenario=([A-Za-z0-9_.\-]+)")
 """How free text (a Gemini display name) asks for a scenario: `cg_scenario=expired`."""
 
 
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+"""The largest `image_bytes` a scenario may ask for."""
+
+
 class UnknownScenarioError(UsageError, ValueError):
     """A scenario name or file that does not exist or does not validate."""
 
@@ -80,6 +84,18 @@ class Scenario(_Model):
     """Wall seconds to hold the answer of these endpoints (route names such as
     `openai.batches.create`), after the provider has acted and the state is saved: a slow API
     or network. Lets a test stop a client while a call it made is still unanswered."""
+    image_pixels: Literal["tiny", "requested"] = "tiny"
+    """`tiny` (default): the 32x32 recorded images, a few hundred bytes, so a 50,000-request
+    batch streams in seconds; `requested`: every image has the pixel size its request asks for
+    (Gemini: model, `imageSize`, `aspectRatio`; OpenAI: `size`), tens of KB at 1K unpadded and
+    about a millisecond each to draw."""
+    image_bytes: int | None = Field(None, gt=0, le=MAX_IMAGE_BYTES)
+    """Pad each image to about this many bytes (data decoders skip: a PNG chunk, JPEG comments,
+    a WebP chunk), so downloads weigh what real ones do (1-2 MB at 1K); None: no padding."""
+
+    def image_size(self, requested: tuple[int, int]) -> tuple[int, int] | None:
+        """The pixel size to draw for a request asking `requested` (None: a tiny image)."""
+        return requested if self.image_pixels == "requested" else None
 
     def refuses(self, position: int | None, prompt: str) -> bool:
         """Whether the provider refuses this request on safety grounds.

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from costguard.simulator.core import BlobStore, SimClock, SimRequest
 from costguard.simulator.gemini.batches import _Batch
+from costguard.simulator.gemini.content import ImageFn
 from costguard.simulator.gemini.errors import ApiError
 from costguard.simulator.gemini.files import _File, _Upload
 from costguard.simulator.gemini.usage import UsageTable
@@ -30,7 +31,7 @@ class GeminiHost(Protocol):
 
     @property
     def images(self) -> ImageSource:
-        """Small real images by seed."""
+        """Real images by seed, tiny or at a pixel size."""
         ...
 
     @property
@@ -78,8 +79,14 @@ class FaceBase:
     def _now(self) -> float:
         return self._sim.clock.now()
 
-    def _image(self, seed: str, mime: str) -> bytes:
-        return self._sim.images.image_for(seed, mime)
+    def _images(self, scenario: Scenario) -> ImageFn:
+        """How the images of a job under `scenario` are drawn (pixel mode, padding)."""
+        images = self._sim.images
+
+        def draw(seed: str, mime: str, pixels: tuple[int, int]) -> bytes:
+            return images.render(seed, mime, scenario.image_size(pixels), scenario.image_bytes)
+
+        return draw
 
     def _new_id(self, length: int) -> str:
         return self._sim.new_id(length, _ID_ALPHABET)

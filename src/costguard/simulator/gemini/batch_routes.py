@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+from collections.abc import Iterator
 
 from costguard.simulator.core import SimRequest, SimResponse
 from costguard.simulator.gemini.batches import (
@@ -128,7 +130,25 @@ class BatchRoutes(BatchResults):
         return record
 
     def _batch_get(self, _request: SimRequest, match: re.Match[str]) -> SimResponse:
-        return SimResponse.json(self._operation(self._batch(match)))
+        """The Operation; a finished inline job's results stream inside it (twice, as the API
+        sends them: in `metadata.output` and in `response`), generated one at a time."""
+        batch = self._batch(match)
+        placeholder = f"costguard-sim:inlined:{secrets.token_hex(16)}"
+        operation = self._operation(batch, inline_placeholder=placeholder)
+        text = json.dumps(operation, separators=(",", ":")).encode()
+        pieces = text.split(json.dumps(placeholder).encode())
+        if len(pieces) == 1:
+            return SimResponse.json(operation)
+        kept = batch_status(batch, self._now()).kept
+
+        def body() -> Iterator[bytes]:
+            for number, piece in enumerate(pieces):
+                if number:
+                    yield from self._inline_chunks(batch, kept)
+                yield piece
+
+        headers = {"content-type": "application/json; charset=utf-8"}
+        return SimResponse(200, headers, body())
 
     def _batch_list(self, request: SimRequest, _match: re.Match[str]) -> SimResponse:
         size, token = self._page(request, BATCH_PAGE_DEFAULT, BATCH_PAGE_MAX)
@@ -154,7 +174,11 @@ class BatchRoutes(BatchResults):
         self._batch(match).deleted = True
         return SimResponse.json({})
 
-    def _operation(self, batch: _Batch, *, listing: bool = False) -> JSON:
+    def _operation(
+        self, batch: _Batch, *, listing: bool = False, inline_placeholder: str | None = None
+    ) -> JSON:
+        """The Operation of `batch`. A finished inline job's results are left out of a listing;
+        elsewhere they are `inline_placeholder` (the caller streams them in its place)."""
         status = batch_status(batch, self._now())
         name = f"batches/{batch.id}"
         meta: JSON = {"@type": META_TYPE, "model": f"models/{batch.model}"}
@@ -166,9 +190,8 @@ class BatchRoutes(BatchResults):
         if status.terminal and status.kept > 0:
             if batch.input_file is not None:
                 output = {"responsesFile": f"files/batch-{batch.id}"}
-            elif not listing:
-                results = self._inline_results(batch, status.kept)
-                output = {"inlinedResponses": {"inlinedResponses": results}}
+            elif not listing and inline_placeholder is not None:
+                output = {"inlinedResponses": {"inlinedResponses": inline_placeholder}}
             if output is not None:
                 meta["output"] = output
         meta["createTime"] = timestamp(batch.create_t)

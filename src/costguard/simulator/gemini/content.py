@@ -13,7 +13,9 @@ synchronous call's position is its per-simulator call index, under the default s
   base64, see `parts.py`; unsupported `imageSize`/`aspectRatio`, no `contents`, unknown
   per-request `model`) becomes a per-request error (`{"code": 3, "message": ...}`); in an
   inline batch create, the part errors refuse the whole create instead (`batch_routes.py`);
-* everything else yields one image.
+* everything else yields one PNG image (the Developer API has no output type option), at the
+  pixel size of the model's table for the request's `imageSize` and `aspectRatio` (default
+  1K, 1:1), drawn as the job's scenario says (`Scenario.image_pixels`, `image_bytes`).
 """
 
 from __future__ import annotations
@@ -140,11 +142,12 @@ def refusal_for(scenario: Scenario, position: int, prompt: str) -> RefusalKind |
     return REFUSAL_KINDS[position % len(REFUSAL_KINDS)]
 
 
-ImageFn = Callable[[str, str], bytes]
+ImageFn = Callable[[str, str, tuple[int, int]], bytes]
+"""Draws the image of a seed: (seed, mime, (width, height)) -> encoded bytes."""
 
 
 def _image_candidate(
-    model: str, modalities: list[Any], seed: str, image_for: ImageFn
+    model: str, modalities: list[Any], seed: str, image_for: ImageFn, pixels: tuple[int, int]
 ) -> tuple[JSON, int]:
     """A STOP candidate carrying one image (and a short text when TEXT was asked for)."""
     parts: list[JSON] = []
@@ -152,7 +155,7 @@ def _image_candidate(
     if "TEXT" in [str(m).upper() for m in modalities]:
         parts.append({"text": _IMAGE_TEXT})
         out_text = text_tokens(_IMAGE_TEXT)
-    data = base64.b64encode(image_for(seed, "image/png")).decode("ascii")
+    data = base64.b64encode(image_for(seed, "image/png", pixels)).decode("ascii")
     image_part: JSON = {"inlineData": {"mimeType": "image/png", "data": data}}
     if model.removeprefix("models/").startswith("gemini-3"):
         signature = hashlib.sha256(f"sig:{seed}".encode()).digest()
@@ -208,10 +211,13 @@ def generate_response(
         metered["candidatesTokenCount"] = out
         metered["candidatesTokensDetails"] = [{"modality": "TEXT", "tokenCount": out}]
     else:
-        size = _get(_get(config, "imageConfig") or {}, "imageSize")
+        image_config = _get(config, "imageConfig") or {}
+        size = _get(image_config, "imageSize")
         out_image = usage.image_tokens(size, table.default_image_size)
+        ratio = _get(image_config, "aspectRatio")
+        pixels = usage.pixel_size(size, ratio, table.default_image_size)
         modalities = _get(config, "responseModalities") or ["TEXT", "IMAGE"]
-        candidate, out_text = _image_candidate(model, modalities, seed, image_for)
+        candidate, out_text = _image_candidate(model, modalities, seed, image_for, pixels)
         response["candidates"] = [candidate]
         metered["candidatesTokenCount"] = out_text + out_image
         metered["candidatesTokensDetails"] = [{"modality": "IMAGE", "tokenCount": out_image}]

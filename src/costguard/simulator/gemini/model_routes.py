@@ -32,6 +32,11 @@ class ModelRoutes(FaceBase):
         refusal = refusal_for(scenario, position, prompt_text(body))
         seed = f"sync:{model}:{position}:{prompt_text(body)}"
         response = generate_response(
-            model, body, refusal=refusal, seed=seed, image_for=self._image, table=self.table
+            model,
+            body,
+            refusal=refusal,
+            seed=seed,
+            image_for=self._images(scenario),
+            table=self.table,
         )
         return SimResponse.json(response)

@@ -1,6 +1,7 @@
 """Batch results: inline responses and result files, built from the stored requests when they
-are read. Result files are streamed line by line, so a large batch is never held in memory as
-results."""
+are read. Both are generated one result at a time while the body streams (the inline list
+inside `batches.get`, `inline_chunks`; the result file, `_result_chunks`), so a large batch
+is never held in memory as results, whatever its images weigh."""
 
 from __future__ import annotations
 
@@ -39,21 +40,31 @@ class BatchResults(FaceBase):
         refusal = refusal_for(batch.scenario, position, prompt_text(request))
         seed = f"{batch.id}:{position}"
         response = generate_response(
-            model, request, refusal=refusal, seed=seed, image_for=self._image, table=self.table
+            model,
+            request,
+            refusal=refusal,
+            seed=seed,
+            image_for=self._images(batch.scenario),
+            table=self.table,
         )
         return {"response": response}
 
-    def _inline_results(self, batch: _Batch, kept: int) -> list[JSON]:
+    def _inline_chunks(self, batch: _Batch, kept: int) -> Iterator[bytes]:
+        """The `inlinedResponses` JSON list, one result generated at a time."""
         items = batch.inline or []
-        results = []
-        for position in _result_order(batch, kept):
-            item = items[position]
-            result = self._result(batch, position, _get(item, "request"))
-            metadata = _get(item, "metadata")
-            if metadata is not None:
-                result["metadata"] = metadata
-            results.append(result)
-        return results
+
+        def elements() -> Iterator[bytes]:
+            for number, position in enumerate(_result_order(batch, kept)):
+                item = items[position]
+                result = self._result(batch, position, _get(item, "request"))
+                metadata = _get(item, "metadata")
+                if metadata is not None:
+                    result["metadata"] = metadata
+                text = json.dumps(result, separators=(",", ":")).encode()
+                yield (b"," if number else b"[") + text
+            yield b"]" if kept else b"[]"
+
+        return _chunked(elements())
 
     def _result_lines(self, batch: _Batch, kept: int) -> Iterator[bytes]:
         """The result file's JSONL lines, built one at a time."""
@@ -74,16 +85,7 @@ class BatchResults(FaceBase):
             yield _dump_line({"key": key, **result} if key is not None else result)
 
     def _result_chunks(self, batch: _Batch, kept: int) -> Iterator[bytes]:
-        buffer: list[bytes] = []
-        size = 0
-        for line in self._result_lines(batch, kept):
-            buffer.append(line)
-            size += len(line)
-            if size >= RESULT_CHUNK_BYTES:
-                yield b"".join(buffer)
-                buffer, size = [], 0
-        if buffer:
-            yield b"".join(buffer)
+        return _chunked(self._result_lines(batch, kept))
 
     def _output_digest(self, batch: _Batch, kept: int) -> tuple[int, str]:
         if batch.output_digest is None:
@@ -94,3 +96,20 @@ class BatchResults(FaceBase):
                 size += len(line)
             batch.output_digest = (size, digest.hexdigest())
         return batch.output_digest
+
+
+def _chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """`pieces` joined into chunks of about `RESULT_CHUNK_BYTES` (a large piece goes alone)."""
+    buffer: list[bytes] = []
+    size = 0
+    for piece in pieces:
+        if size and size + len(piece) > RESULT_CHUNK_BYTES:
+            yield b"".join(buffer)
+            buffer, size = [], 0
+        if len(piece) >= RESULT_CHUNK_BYTES:
+            yield piece
+            continue
+        buffer.append(piece)
+        size += len(piece)
+    if buffer:
+        yield b"".join(buffer)

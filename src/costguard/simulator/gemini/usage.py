@@ -1,13 +1,19 @@
-"""The usage table (`fixtures/gemini/usage.yaml`): the models served and their token figures."""
+"""The usage table (`fixtures/gemini/usage.yaml`): the models served, their token figures and
+the pixel sizes of their images."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costguard.resources import data_dir
+
+_PIXELS = re.compile(r"[1-9][0-9]*x[1-9][0-9]*")
+DEFAULT_ASPECT_RATIO = "1:1"
+"""The ratio of an image whose request names none."""
 
 
 class _Data(BaseModel):
@@ -29,6 +35,9 @@ class ModelUsage(_Data):
     """`thoughtsTokenCount` per request; 0 for models that do not think."""
     aspect_ratios: list[str] = Field(min_length=1)
     """Accepted `imageConfig.aspectRatio` values."""
+    pixels: dict[str, dict[str, str]] = Field(min_length=1)
+    """Image pixel sizes (`WxH`) by `imageSize`, then `aspectRatio`; a model without
+    `imageSize` lists its one size under the table's default size."""
 
     @model_validator(mode="after")
     def _one_table(self) -> ModelUsage:
@@ -49,6 +58,12 @@ class ModelUsage(_Data):
         table = self.output_image_tokens_by_size or {}
         return table[size or default_size]
 
+    def pixel_size(self, size: str | None, ratio: str | None, default_size: str) -> tuple[int, int]:
+        """(width, height) of one image of `size` and `ratio` (defaults: `default_size`, 1:1)."""
+        by_ratio = self.pixels[size if size and self.sizes else default_size]
+        width, height = by_ratio[ratio or DEFAULT_ASPECT_RATIO].split("x")
+        return int(width), int(height)
+
 
 class UsageTable(_Data):
     """The whole `usage.yaml`."""
@@ -56,6 +71,8 @@ class UsageTable(_Data):
     default_image_size: str
     aspect_ratios: dict[str, list[str]] = {}
     """Named lists referenced by YAML anchors."""
+    pixels: dict[str, dict[str, dict[str, str]]] = {}
+    """Named pixel tables referenced by YAML anchors."""
     models: dict[str, ModelUsage] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -64,6 +81,13 @@ class UsageTable(_Data):
             if usage.sizes and self.default_image_size not in usage.sizes:
                 msg = f"models.{name}: default_image_size {self.default_image_size!r} not in sizes"
                 raise ValueError(msg)
+            for size in usage.sizes or [self.default_image_size]:
+                table = usage.pixels.get(size, {})
+                ratios = usage.aspect_ratios
+                missing = [r for r in ratios if not _PIXELS.fullmatch(table.get(r, ""))]
+                if missing:
+                    msg = f"models.{name}.pixels.{size}: no WxH size for {', '.join(missing)}"
+                    raise ValueError(msg)
         return self
 
     def lookup(self, model: str) -> ModelUsage | None:

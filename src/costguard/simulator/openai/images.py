@@ -3,7 +3,8 @@
 Generations are JSON. Edits arrive as multipart as the SDKs send them (one image as field
 `image`, several as repeated `image[]`, plus `mask` / `markup` files), or as JSON naming images
 by reference. A refused prompt is answered 400 with code `moderation_blocked`. GPT image models
-always return `b64_json` data.
+always return `b64_json` data: images of the requested `size` (`auto` is 1024x1024) and
+`output_format`.
 """
 
 from __future__ import annotations
@@ -24,16 +25,28 @@ from costguard.simulator.openai.wire import json_body, parse_multipart
 if TYPE_CHECKING:
     import re
 
+    from costguard.simulator.scenario import Scenario
+
 
 class ImageRoutes(OpenAIBase):
     """The images endpoints, and the images response body batch results reuse."""
 
-    def _images_body(self, call: ImageCall, seed: str, created: int) -> dict[str, Any]:
+    def _images_body(
+        self, call: ImageCall, seed: str, created: int, scenario: Scenario
+    ) -> dict[str, Any]:
+        """The images response: `n` images of the call's size and format, drawn as `scenario`
+        says (pixel mode, padding)."""
         mime = OUTPUT_FORMATS[call.output_format]
+        size = scenario.image_size(call.pixels)
+        images = self.sim.images
+        data = [
+            {"b64_json": images.render_b64(f"{seed}/{i}", mime, size, scenario.image_bytes)}
+            for i in range(call.n)
+        ]
         return {
             "created": created,
             "background": call.background,
-            "data": [{"b64_json": self.sim.images.b64(f"{seed}/{i}", mime)} for i in range(call.n)],
+            "data": data,
             "output_format": call.output_format,
             "quality": call.quality,
             "size": call.size,
@@ -72,5 +85,5 @@ class ImageRoutes(OpenAIBase):
                 "400_moderation_blocked", request_id=request_id, category=MODERATION_CATEGORY
             )
             return SimResponse.json(body, 400, {"x-request-id": request_id})
-        payload = self._images_body(call, f"openai/sync/{position}", self._now())
+        payload = self._images_body(call, f"openai/sync/{position}", self._now(), self.sim.scenario)
         return SimResponse.json(payload, 200, {"x-request-id": request_id})

@@ -219,4 +219,4 @@ class BatchResults(ImageRoutes):
                 "400_moderation_blocked", request_id=request_id, category=MODERATION_CATEGORY
             )
         seed = f"openai/{job.id}/{position}"
-        return 200, self._images_body(call, seed, plan.finished_at(position))
+        return 200, self._images_body(call, seed, plan.finished_at(position), job.scenario)

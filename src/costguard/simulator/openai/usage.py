@@ -63,6 +63,12 @@ class ImageCall:
     input_images: int
 
     @property
+    def pixels(self) -> tuple[int, int]:
+        """(width, height) of each output image, from `size` (`WxH`)."""
+        width, height = self.size.split("x")
+        return int(width), int(height)
+
+    @property
     def input_text_tokens(self) -> int:
         """Estimated prompt tokens."""
         return text_tokens(self.prompt)
