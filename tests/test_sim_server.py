@@ -189,6 +189,7 @@ def test_scenarios_command_lists_every_builtin() -> None:
         "expired",
         "failed",
         "flaky",
+        "realistic",
         "refusals",
         "shuffled",
         "slow",
