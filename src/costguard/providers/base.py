@@ -114,10 +114,14 @@ def read_image(ref: str, base: Path) -> tuple[bytes, str] | None:
     return content, sniff(content[:HEAD_BYTES]) or "application/octet-stream"
 
 
-def decode_base64(text: str) -> bytes:
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
+def decode_base64(text: str | bytes) -> bytes:
     """Base64 in the standard or URL-safe alphabet, padded or not (as protobuf JSON takes it)."""
-    text = text.rstrip("=").replace("-", "+").replace("_", "/")
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    data = (text.encode("ascii") if isinstance(text, str) else text).rstrip(b"=")
+    data = data.translate(_URLSAFE)
+    return base64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
 
 
 def data_url(data: bytes, mime: str) -> str:

@@ -41,6 +41,7 @@ from costguard.providers.base import (
     scrub,
     translating,
 )
+from costguard.providers.resultfiles import download_lines, loads
 
 if TYPE_CHECKING:
     from google.genai import Client
@@ -227,15 +228,13 @@ class GeminiProvider:
             return
         if dest.file_name:
             workdir.mkdir(parents=True, exist_ok=True)
-            target = workdir / "results.jsonl"
-            if not target.exists():
-                partial = target.with_name("results.jsonl.part")
-                self.client.files.download(file=dest.file_name, destination=str(partial))
-                partial.replace(target)
-            with target.open("rb") as lines:
-                for raw in lines:
-                    if raw.strip():
-                        yield parse_file_line(json.loads(raw))
+            name = dest.file_name
+
+            def download(partial: Path) -> None:
+                self.client.files.download(file=name, destination=str(partial))
+
+            for raw in download_lines(download, workdir / "results.jsonl"):
+                yield parse_file_line(loads(raw, "data"))
 
     def cancel(self, job_id: str) -> None:
         self.client.batches.cancel(name=job_id)

@@ -8,7 +8,7 @@ Output and error files are streamed to disk and parsed line by line. The SDK ret
 
 from __future__ import annotations
 
-import base64
+import functools
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -24,10 +24,12 @@ from costguard.providers.base import (
     Status,
     SubmittedJob,
     data_url,
+    decode_base64,
     read_image,
     scrub,
     translating,
 )
+from costguard.providers.resultfiles import download_lines, loads
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -180,21 +182,14 @@ class OpenAIProvider:
         for name, file_id in (("output", batch.output_file_id), ("errors", batch.error_file_id)):
             if not file_id:
                 continue
-            path = self._download(file_id, workdir / f"{name}.jsonl")
-            with path.open("rb") as lines:
-                for raw in lines:
-                    if raw.strip():
-                        yield parse_line(json.loads(raw))
+            target = workdir / f"{name}.jsonl"
+            for raw in download_lines(functools.partial(self._download, file_id), target):
+                yield parse_line(loads(raw, "b64_json"))
 
-    def _download(self, file_id: str, target: Path) -> Path:
-        """Stream a result file to disk once (a resumed collect reuses a complete download)."""
-        if target.exists():
-            return target
-        partial = target.with_name(target.name + ".part")
+    def _download(self, file_id: str, partial: Path) -> None:
+        """Stream a result file to disk (read as it arrives: see `download_lines`)."""
         with self.client.files.with_streaming_response.content(file_id) as response:
             response.stream_to_file(partial)
-        partial.replace(target)
-        return target
 
     def cancel(self, job_id: str) -> None:
         self.client.batches.cancel(job_id)
@@ -241,7 +236,7 @@ def _error_outcome(key: str, error: dict[str, Any]) -> Outcome:
 def _success(key: str, body: dict[str, Any]) -> Outcome:
     mime = _MIME.get(str(body.get("output_format") or "png"), "image/png")
     images = [
-        (base64.b64decode(item["b64_json"]), mime)
+        (decode_base64(item["b64_json"]), mime)
         for item in body.get("data") or []
         if item.get("b64_json")
     ]

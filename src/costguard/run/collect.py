@@ -13,6 +13,8 @@ that came back; the part's sum is recorded in the ledger once, under the part's 
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
@@ -34,12 +36,13 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
     state = (part.job_state or "terminal:failed").removeprefix("terminal:")
     client = ctx.client(part.provider)
     requests = {r.key: r for r in part_requests(journal, ctx.book, part)}
-    for outcome in client.results(part.job_id, ctx.rundir.workdir(part.id)):
-        request = requests.get(outcome.key)
-        if request is None or outcome.key in collected:
-            continue
-        record(ctx, outputs, part, request, outcome)
-        collected.add(outcome.key)
+    with Writer(ctx, outputs, part) as writer:
+        for outcome in client.results(part.job_id, ctx.rundir.workdir(part.id)):
+            request = requests.get(outcome.key)
+            if request is None or outcome.key in collected:
+                continue
+            writer.record(request, outcome)
+            collected.add(outcome.key)
     missing_status = {"expired": "expired", "cancelled": "cancelled"}.get(state, "failed")
     reason = part.job_error or f"job {state} before this request finished"
     for key, request in requests.items():
@@ -53,6 +56,45 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
     journal.collected(part, cost)
     if not ctx.keep_raw:
         ctx.rundir.discard_work(part.id)
+
+
+class Writer:
+    """Records outcomes in a thread of its own, one at a time and in order, while the caller
+    parses the next ones: writing and fsyncing an image waits on the disk without holding the
+    GIL, so it overlaps the parsing and decoding of the next (which holds it).
+
+    At most `AHEAD` outcomes wait (their images in memory); an error writing one is raised by
+    the next `record` or on leaving the block, after the writes already started have ended.
+    """
+
+    AHEAD = 2
+
+    def __init__(self, ctx: RunContext, outputs: Outputs, part: Part) -> None:
+        self.ctx, self.outputs, self.part = ctx, outputs, part
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costguard-writer")
+        self._pending: deque[Future[dict[str, Any]]] = deque()
+
+    def record(self, request: ImageRequest, outcome: Outcome) -> None:
+        """Queue one outcome; wait while `AHEAD` are already waiting."""
+        while len(self._pending) >= self.AHEAD:
+            self._pending.popleft().result()
+        self._pending.append(
+            self._pool.submit(record, self.ctx, self.outputs, self.part, request, outcome)
+        )
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            while self._pending:
+                future = self._pending.popleft()
+                if kind is None:
+                    future.result()
+                else:  # the error on its way out wins; the writes it interrupted end first
+                    future.exception()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def record(
