@@ -119,9 +119,13 @@ _URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 def decode_base64(text: str | bytes) -> bytes:
     """Base64 in the standard or URL-safe alphabet, padded or not (as protobuf JSON takes it)."""
-    data = (text.encode("ascii") if isinstance(text, str) else text).rstrip(b"=")
-    data = data.translate(_URLSAFE)
-    return base64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
+    data = text.encode("ascii") if isinstance(text, str) else text
+    if b"-" in data or b"_" in data:
+        data = data.translate(_URLSAFE)
+    if len(data) % 4:
+        data = data.rstrip(b"=")
+        data += b"=" * (-len(data) % 4)
+    return base64.b64decode(data, validate=True)
 
 
 def data_url(data: bytes, mime: str) -> str:

@@ -61,7 +61,7 @@ def download_lines(download: Callable[[Path], None], target: Path) -> Iterator[b
 
     worker = threading.Thread(target=fetch, name=f"download {target.name}", daemon=True)
     worker.start()
-    pending = b""
+    pending: list[bytes] = []  # the start of a line, in the chunks it arrived in
     with partial.open("rb") as handle:
         while True:
             chunk = handle.read(CHUNK)
@@ -72,17 +72,21 @@ def download_lines(download: Callable[[Path], None], target: Path) -> Iterator[b
                 chunk = handle.read()  # what arrived between the last read and the end
                 if not chunk:
                     break
-            pending += chunk
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            for raw in lines:
+            start = 0
+            while (end := chunk.find(b"\n", start)) >= 0:  # only new bytes are searched
+                pending.append(chunk[start:end])
+                raw = b"".join(pending)
+                pending.clear()
+                start = end + 1
                 if raw.strip():
                     yield raw
+            pending.append(chunk[start:])
     worker.join()
     if failure:
         raise failure[0]
-    if pending.strip():
-        yield pending
+    rest = b"".join(pending)
+    if rest.strip():
+        yield rest
     partial.replace(target)
 
 
