@@ -103,6 +103,23 @@ def main(examples: Path) -> int:
             raise AssertionError(msg)
         return f"{len(lines)} requests, {len(images)} images in {out}"
 
+    def run_realistic() -> str:
+        from PIL import Image
+
+        out = work / "out-realistic"
+        cli("run", catalog, "--max-usd", "1", "--simulate", "realistic", "--out", str(out), env=env)
+        lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+        sizes = {}
+        for name in (f for line in lines for f in line["files"]):
+            with Image.open(out / name) as image:
+                image.load()
+                sizes[name] = (image.size, (out / name).stat().st_size)
+        hero = sizes.get("sku-1001-hero.png")
+        if hero is None or hero[0] != (1024, 1024) or hero[1] < 1_500_000:
+            msg = f"sku-1001-hero.png (1K, 1:1, padded to 1.5 MiB) came back as {hero}"
+            raise AssertionError(msg)
+        return f"{len(sizes)} images drawn with Pillow at the sizes asked, 1.5 MiB each"
+
     def budget_show() -> str:
         return cli("budget", "show", env=env).strip().splitlines()[0]
 
@@ -144,6 +161,7 @@ def main(examples: Path) -> int:
         ("no pytest", no_pytest),
         ("costguard estimate", estimate),
         ("costguard run --simulate", run_simulated),
+        ("costguard run --simulate realistic (Pillow)", run_realistic),
         ("costguard budget show", budget_show),
         ("costguard simulate serve + SDK call", serve_and_sdk_call),
         ("costguard.simulate() in-process", in_process_simulate),

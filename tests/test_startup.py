@@ -15,7 +15,7 @@ import costguard
 from costguard.errors import EXIT_CODES
 from costguard.resources import data_dir
 
-HEAVY = ("openai", "google", "respx", "uvicorn", "starlette", "httpx2")
+HEAVY = ("openai", "google", "respx", "uvicorn", "starlette", "httpx2", "PIL")
 """Top-level packages that only `run`, `simulate` and the providers may import."""
 
 PROBE = """
