@@ -11,11 +11,16 @@ generated while it is streamed.
 
     .venv/bin/python bench/simulator.py [--sizes 5000 50000] [--scenario realistic]
     .venv/bin/python bench/simulator.py --images [--count 300]
+    .venv/bin/python bench/simulator.py --stream [--count 200]
 
 `--scenario` is passed to the server (`realistic`: 1K images padded to 1.5 MiB). `--images` is a
-micro-benchmark of image generation alone: images/s and MB/s of a 1K PNG padded to 1.5 MiB,
-base64-encoded into a Gemini result line, against a baseline in the same run (the same number
-of `os.urandom` bytes base64-encoded into the same line).
+micro-benchmark of image generation alone: images/s and MB/s of a 1K PNG padded to 1.5 MiB in
+a Gemini result line, as the simulator serves it (cached head, `splice.dump_pieces`, pieces not
+joined) and as it was built before (whole image, base64, `json.dumps`), against a baseline in
+the same run (the same number of `os.urandom` bytes base64-encoded into the same line).
+`--stream` times raw downloads from `costguard simulate serve --scenario realistic`: an OpenAI
+output file and a Gemini result file of `--count` 1K PNGs (1.5 MiB each), read with httpx
+streaming and thrown away, in MB/s.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 from openai import OpenAI
 
@@ -193,38 +199,124 @@ def run(count: int, workdir: Path, scenario: str | None = None) -> Result:
         proc.wait(timeout=30)
 
 
-def line_of(b64: str) -> bytes:
-    """A Gemini result line carrying one base64 image, as the result file has it."""
-    part = {"inlineData": {"mimeType": "image/png", "data": b64}}
+def line_object(data: object) -> dict[str, object]:
+    """A Gemini result line's object carrying one base64 image, as the result file has it."""
+    part = {"inlineData": {"mimeType": "image/png", "data": data}}
     response = {"candidates": [{"content": {"parts": [part], "role": "model"}}]}
-    return json.dumps({"key": "k", "response": response}, separators=(",", ":")).encode() + b"\n"
+    return {"key": "k", "response": response}
+
+
+def dumped_line(b64: str) -> bytes:
+    """The line as the simulator wrote it before splicing: json.dumps over the whole text."""
+    return json.dumps(line_object(b64), separators=(",", ":")).encode() + b"\n"
 
 
 def images_micro(count: int, size: int = 1572864) -> None:
-    """Print images/s and MB/s of padded 1K PNGs as result lines, and of the urandom baseline."""
-    from costguard.simulator.images import image_for
+    """Print images/s and MB/s of padded 1K PNGs as result lines (as served now, and as built
+    before splicing), and of the urandom baseline."""
+    from costguard.simulator.images import image_base64, image_for
+    from costguard.simulator.splice import dump_pieces
 
+    seeds = [f"{'b' * 36}:{i}" for i in range(count)]  # a Gemini batch id and a position
     image_for("warm", size=(1024, 1024), pad_to=size)  # base per size, Pillow, font
+    image_base64("warm", size=(1024, 1024), pad_to=size)  # the cached head's base64
     print(f"image generation: 1024x1024 PNG padded to {size:,} bytes, base64 in a JSON line")
-    print(f"{'what':<28} {'images':>7} {'seconds':>8} {'images/s':>9} {'MB/s':>8}")
-    makers: tuple[tuple[str, Callable[[int], bytes]], ...] = (
-        (
-            "costguard image + line",
-            lambda i: image_for(f"batch:{i}", size=(1024, 1024), pad_to=size),
-        ),
-        ("baseline os.urandom + line", lambda _i: os.urandom(size)),
+    print(f"{'what':<34} {'images':>7} {'seconds':>8} {'images/s':>9} {'MB/s':>8}")
+
+    def spliced(seed: str) -> int:
+        data = image_base64(seed, size=(1024, 1024), pad_to=size)
+        return sum(len(piece) for piece in dump_pieces(line_object(data))) + 1
+
+    def dumped(seed: str) -> int:
+        data = image_for(seed, size=(1024, 1024), pad_to=size)
+        return len(dumped_line(base64.b64encode(data).decode("ascii")))
+
+    def baseline(_seed: str) -> int:
+        return len(dumped_line(base64.b64encode(os.urandom(size)).decode("ascii")))
+
+    makers: tuple[tuple[str, Callable[[str], int]], ...] = (
+        ("costguard line, spliced (served)", spliced),
+        ("costguard line, json.dumps (was)", dumped),
+        ("baseline os.urandom + json.dumps", baseline),
     )
     for label, make in makers:
         t0 = time.perf_counter()
-        total = 0
-        for i in range(count):
-            total += len(line_of(base64.b64encode(make(i)).decode("ascii")))
+        total = sum(make(seed) for seed in seeds)
         seconds = time.perf_counter() - t0
         print(
-            f"{label:<28} {count:>7} {seconds:>8.2f} {count / seconds:>9.1f} "
+            f"{label:<34} {count:>7} {seconds:>8.2f} {count / seconds:>9.1f} "
             f"{total / MB / seconds:>8.1f}",
             flush=True,
         )
+
+
+def timed_download(url: str, headers: dict[str, str]) -> tuple[int, float]:
+    """(bytes, seconds) of streaming `url` to nowhere with httpx."""
+    total = 0
+    t0 = time.perf_counter()
+    with httpx.stream("GET", url, headers=headers, timeout=600) as response:
+        response.raise_for_status()
+        for chunk in response.iter_raw(1 << 20):
+            total += len(chunk)
+    return total, time.perf_counter() - t0
+
+
+def openai_output(base_url: str, count: int) -> str:
+    """A finished realistic OpenAI batch of `count` requests; its output file's content URL."""
+    client = OpenAI(base_url=base_url + "/v1", api_key=KEY, timeout=600)
+    file = client.files.create(file=("bench.jsonl", input_file(count)), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=file.id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    while batch.status != "completed":
+        time.sleep(0.05)
+        batch = client.batches.retrieve(batch.id)
+    return f"{base_url}/v1/files/{batch.output_file_id}/content"
+
+
+def gemini_output(base_url: str, count: int, workdir: Path) -> str:
+    """A finished realistic Gemini file batch of `count` requests; its result file's URL."""
+    from google import genai
+
+    client = genai.Client(api_key=KEY, http_options={"base_url": base_url})
+    config = {"responseModalities": ["IMAGE"], "imageConfig": {"imageSize": "1K"}}
+    lines = (
+        {"key": f"k{i}", "request": {"contents": [{"parts": [{"text": f"item {i}"}]}],
+                                     "generationConfig": config}}
+        for i in range(count)
+    )  # fmt: skip
+    path = workdir / "gemini.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
+    job = client.batches.create(model="gemini-3.1-flash-image", src=uploaded.name or "")
+    while job.done is not True:
+        time.sleep(0.05)
+        job = client.batches.get(name=job.name or "")
+    assert job.dest is not None
+    return f"{base_url}/download/v1beta/{job.dest.file_name}:download?alt=media"
+
+
+def stream_bench(count: int) -> None:
+    """Print MB/s of streamed realistic result files from `simulate serve`."""
+    print(f"streamed download from simulate serve --scenario realistic, {count} 1K PNGs")
+    print(f"{'what':<28} {'MB':>8} {'seconds':>8} {'MB/s':>8}")
+    proc, base_url = start_server("realistic")
+    try:
+        with tempfile.TemporaryDirectory(prefix="costguard-bench-") as tmp:
+            urls = (
+                ("OpenAI output file", openai_output(base_url, count), "Authorization"),
+                ("Gemini result file", gemini_output(base_url, count, Path(tmp)), "x-goog-api-key"),
+            )
+            for label, url, header in urls:
+                value = f"Bearer {KEY}" if header == "Authorization" else KEY
+                size, seconds = timed_download(url, {header: value})
+                print(
+                    f"{label:<28} {size / MB:>8.1f} {seconds:>8.2f} {size / MB / seconds:>8.1f}",
+                    flush=True,
+                )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def main() -> int:
@@ -233,10 +325,14 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 50_000])
     parser.add_argument("--scenario", help="the server's default scenario (e.g. realistic)")
     parser.add_argument("--images", action="store_true", help="image generation micro-benchmark")
-    parser.add_argument("--count", type=int, default=300, help="images for --images")
+    parser.add_argument("--stream", action="store_true", help="streamed result file downloads")
+    parser.add_argument("--count", type=int, help="images for --images (300), --stream (200)")
     args = parser.parse_args()
     if args.images:
-        images_micro(args.count)
+        images_micro(args.count or 300)
+        return 0
+    if args.stream:
+        stream_bench(args.count or 200)
         return 0
     header = (
         f"{'requests':>9} {'in MB':>7} {'out MB':>7} {'upload s':>9} {'create s':>9} "

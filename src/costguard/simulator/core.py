@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 from urllib.parse import parse_qs
 
+from costguard.simulator.splice import dump
+
 
 @dataclass(frozen=True, slots=True)
 class SimRequest:
@@ -100,9 +102,9 @@ class SimResponse:
     def json(
         cls, payload: Any, status: int = 200, headers: dict[str, str] | None = None
     ) -> SimResponse:
-        """A JSON response."""
+        """A JSON response (compact; `splice.Base64` values are spliced in as strings)."""
         merged = {"content-type": "application/json; charset=utf-8", **(headers or {})}
-        return cls(status, merged, json.dumps(payload, separators=(",", ":")).encode())
+        return cls(status, merged, dump(payload))
 
     def read(self) -> bytes:
         """The whole body (joins a streamed body)."""

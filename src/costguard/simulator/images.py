@@ -6,7 +6,9 @@ Two kinds, both the same bytes for the same seed, nothing stored with the simula
   of exactly the pixel size the request asks for, drawn by `pictures/` (a pattern per size,
   recoloured and labelled with the seed), optionally padded to `pad_to` bytes
   (`pictures/padding.py`). PNG and JPEG are spliced from a per-size base (well under a
-  millisecond per image at 1K); WebP is encoded whole.
+  millisecond per image at 1K); WebP is encoded whole. `image_base64` gives the base64 text
+  in pieces for responses: a padded PNG's or JPEG's head (signature and most of the padding,
+  the same for every image of that size) is encoded once.
 - **Tiny** (no `size`): the 32x32 images recorded under `fixtures/images/` (made once with
   Pillow, see `fixtures/README.md`), one picked by a hash of the seed; PNG and JPEG also carry
   the seed's digest in a comment chunk (`tEXt` / `COM`), so two seeds give two files. Scenarios
@@ -21,10 +23,11 @@ import base64
 import hashlib
 import struct
 import zlib
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from costguard.resources import data_dir
+from costguard.simulator.splice import Base64
 
 MIME_SUFFIXES: dict[str, tuple[str, ...]] = {
     "image/png": (".png",),
@@ -109,14 +112,33 @@ def _sized(seed: str, mime: str, width: int, height: int) -> bytes:
     return webp_image(seed, width, height)
 
 
-def _pad(data: bytes, mime: str, size: tuple[int, int], pad_to: int) -> bytes:
+def _padded(data: bytes, mime: str, size: tuple[int, int], pad_to: int) -> tuple[bytes, bytes]:
+    """`data` padded to `pad_to` bytes as (head, tail): a PNG's or JPEG's head is cached and
+    shared with other images (`pictures/padding.py`); a WebP is all tail."""
     from costguard.simulator.pictures import padding
 
     if mime == "image/png":
-        return padding.pad_png(data, pad_to)
+        return padding.split_png(data, pad_to)
     if mime == "image/jpeg":
-        return padding.pad_jpeg(data, pad_to)
-    return padding.pad_webp(data, pad_to, *size)
+        return padding.split_jpeg(data, pad_to)
+    return b"", padding.pad_webp(data, pad_to, *size)
+
+
+@lru_cache(maxsize=16)
+def _head_b64(head: bytes) -> bytes:
+    """The base64 of a cached head (the same object each time, so its hash is kept)."""
+    return base64.b64encode(head)
+
+
+def _parts(
+    seed: str, mime: str, size: tuple[int, int] | None, pad_to: int | None
+) -> tuple[bytes, bytes]:
+    """The image as (head, tail), the head empty unless padding made a shareable one."""
+    _check_mime(mime)
+    data = _tiny(seed, mime) if size is None else _sized(seed, mime, *size)
+    if pad_to is None:
+        return b"", data
+    return _padded(data, mime, size or (32, 32), pad_to)
 
 
 def image_for(
@@ -138,12 +160,22 @@ def image_for(
     Returns:
         The encoded image.
     """
-    _check_mime(mime)
-    data = _tiny(seed, mime) if size is None else _sized(seed, mime, *size)
-    if pad_to is not None:
-        width, height = size or (32, 32)
-        data = _pad(data, mime, (width, height), pad_to)
-    return data
+    return b"".join(_parts(seed, mime, size, pad_to))
+
+
+def image_base64(
+    seed: str,
+    mime: str = "image/png",
+    *,
+    size: tuple[int, int] | None = None,
+    pad_to: int | None = None,
+) -> Base64:
+    """`image_for(...)` base64-encoded, in pieces: a padded PNG's or JPEG's head is encoded
+    once and cached (its length is a multiple of 3), only the tail per image."""
+    head, tail = _parts(seed, mime, size, pad_to)
+    if not head:
+        return Base64.of(tail)
+    return Base64((_head_b64(head), base64.b64encode(tail)))
 
 
 class ImageSource:
@@ -170,4 +202,13 @@ class ImageSource:
         self, seed: str, mime: str, size: tuple[int, int] | None, pad_to: int | None = None
     ) -> str:
         """`render(...)` base64-encoded."""
-        return base64.b64encode(self.render(seed, mime, size, pad_to)).decode("ascii")
+        return self.render_base64(seed, mime, size, pad_to).text()
+
+    def render_base64(
+        self, seed: str, mime: str, size: tuple[int, int] | None, pad_to: int | None = None
+    ) -> Base64:
+        """`render(...)` base64-encoded in pieces, for `splice.dump_pieces` (what responses
+        carry: the text is never copied into a JSON string)."""
+        if size is None and pad_to is None:
+            return Base64.of(self.image_for(seed, mime))
+        return image_base64(seed, mime, size=size, pad_to=pad_to)

@@ -17,6 +17,7 @@ from costguard.simulator.gemini.files import _File, _Upload
 from costguard.simulator.gemini.usage import UsageTable
 from costguard.simulator.images import ImageSource
 from costguard.simulator.scenario import Scenario
+from costguard.simulator.splice import Base64
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 
@@ -83,8 +84,9 @@ class FaceBase:
         """How the images of a job under `scenario` are drawn (pixel mode, padding)."""
         images = self._sim.images
 
-        def draw(seed: str, mime: str, pixels: tuple[int, int]) -> bytes:
-            return images.render(seed, mime, scenario.image_size(pixels), scenario.image_bytes)
+        def draw(seed: str, mime: str, pixels: tuple[int, int]) -> Base64:
+            size = scenario.image_size(pixels)
+            return images.render_base64(seed, mime, size, scenario.image_bytes)
 
         return draw
 

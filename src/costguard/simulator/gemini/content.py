@@ -30,6 +30,7 @@ from costguard.simulator.gemini.parts import contents_problem
 from costguard.simulator.gemini.usage import UsageTable
 from costguard.simulator.gemini.wire import JSON, _derived_id, _get
 from costguard.simulator.scenario import Scenario
+from costguard.simulator.splice import Base64
 
 MAX_INLINE_BYTES = 20 * 1024 * 1024
 """Request body limit for `generateContent` and inline `batchGenerateContent` (docs: 20 MB)."""
@@ -142,8 +143,9 @@ def refusal_for(scenario: Scenario, position: int, prompt: str) -> RefusalKind |
     return REFUSAL_KINDS[position % len(REFUSAL_KINDS)]
 
 
-ImageFn = Callable[[str, str, tuple[int, int]], bytes]
-"""Draws the image of a seed: (seed, mime, (width, height)) -> encoded bytes."""
+ImageFn = Callable[[str, str, tuple[int, int]], Base64]
+"""Draws the image of a seed: (seed, mime, (width, height)) -> its base64 (`splice.Base64`:
+responses are dumped with `splice.dump_pieces`)."""
 
 
 def _image_candidate(
@@ -155,7 +157,7 @@ def _image_candidate(
     if "TEXT" in [str(m).upper() for m in modalities]:
         parts.append({"text": _IMAGE_TEXT})
         out_text = text_tokens(_IMAGE_TEXT)
-    data = base64.b64encode(image_for(seed, "image/png", pixels)).decode("ascii")
+    data = image_for(seed, "image/png", pixels)
     image_part: JSON = {"inlineData": {"mimeType": "image/png", "data": data}}
     if model.removeprefix("models/").startswith("gemini-3"):
         signature = hashlib.sha256(f"sig:{seed}".encode()).digest()

@@ -1,7 +1,9 @@
 """Batch results: inline responses and result files, built from the stored requests when they
 are read. Both are generated one result at a time while the body streams (the inline list
 inside `batches.get`, `inline_chunks`; the result file, `_result_chunks`), so a large batch
-is never held in memory as results, whatever its images weigh."""
+is never held in memory as results, whatever its images weigh. Each result is dumped with
+`splice.dump_pieces`, so an image's base64 (a cached head, then its own tail) is never copied
+into a JSON string; a cached head is streamed as it is."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from costguard.simulator.gemini.content import (
     refusal_for,
     validate_request,
 )
-from costguard.simulator.gemini.wire import JSON, _dump_line, _get
+from costguard.simulator.gemini.wire import JSON, _get
+from costguard.simulator.splice import chunked, dump_pieces
 
 RESULT_CHUNK_BYTES = 256 * 1024
 
@@ -60,14 +63,14 @@ class BatchResults(FaceBase):
                 metadata = _get(item, "metadata")
                 if metadata is not None:
                     result["metadata"] = metadata
-                text = json.dumps(result, separators=(",", ":")).encode()
-                yield (b"," if number else b"[") + text
+                yield b"," if number else b"["
+                yield from dump_pieces(result)
             yield b"]" if kept else b"[]"
 
-        return _chunked(elements())
+        return chunked(elements(), RESULT_CHUNK_BYTES)
 
-    def _result_lines(self, batch: _Batch, kept: int) -> Iterator[bytes]:
-        """The result file's JSONL lines, built one at a time."""
+    def _result_pieces(self, batch: _Batch, kept: int) -> Iterator[bytes]:
+        """The result file's JSONL lines, built one at a time, in pieces."""
         stored = self._files[batch.input_file or ""]
         content = self._content(stored)
         starts: array[int] = array("q")
@@ -82,34 +85,18 @@ class BatchResults(FaceBase):
             entry = json.loads(content[starts[position] : ends[position]])
             result = self._result(batch, position, _get(entry, "request"))
             key = entry.get("key")
-            yield _dump_line({"key": key, **result} if key is not None else result)
+            yield from dump_pieces({"key": key, **result} if key is not None else result)
+            yield b"\n"
 
     def _result_chunks(self, batch: _Batch, kept: int) -> Iterator[bytes]:
-        return _chunked(self._result_lines(batch, kept))
+        return chunked(self._result_pieces(batch, kept), RESULT_CHUNK_BYTES)
 
     def _output_digest(self, batch: _Batch, kept: int) -> tuple[int, str]:
         if batch.output_digest is None:
             digest = hashlib.sha256()
             size = 0
-            for line in self._result_lines(batch, kept):
-                digest.update(line)
-                size += len(line)
+            for piece in self._result_pieces(batch, kept):
+                digest.update(piece)
+                size += len(piece)
             batch.output_digest = (size, digest.hexdigest())
         return batch.output_digest
-
-
-def _chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
-    """`pieces` joined into chunks of about `RESULT_CHUNK_BYTES` (a large piece goes alone)."""
-    buffer: list[bytes] = []
-    size = 0
-    for piece in pieces:
-        if size and size + len(piece) > RESULT_CHUNK_BYTES:
-            yield b"".join(buffer)
-            buffer, size = [], 0
-        if len(piece) >= RESULT_CHUNK_BYTES:
-            yield piece
-            continue
-        buffer.append(piece)
-        size += len(piece)
-    if buffer:
-        yield b"".join(buffer)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from functools import cache
@@ -40,7 +39,3 @@ def timestamp(t: float) -> str:
     seconds, frac = divmod(nanos, 1_000_000_000)
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{frac:09d}Z"
-
-
-def _dump_line(obj: JSON) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"

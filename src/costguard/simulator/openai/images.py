@@ -40,7 +40,7 @@ class ImageRoutes(OpenAIBase):
         size = scenario.image_size(call.pixels)
         images = self.sim.images
         data = [
-            {"b64_json": images.render_b64(f"{seed}/{i}", mime, size, scenario.image_bytes)}
+            {"b64_json": images.render_base64(f"{seed}/{i}", mime, size, scenario.image_bytes)}
             for i in range(call.n)
         ]
         return {

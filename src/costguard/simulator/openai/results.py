@@ -31,6 +31,7 @@ from costguard.simulator.openai.files import FILE_TTL_S, FileRecord
 from costguard.simulator.openai.images import ImageRoutes
 from costguard.simulator.openai.usage import ImageCall, _json_images_count, parse_image_call
 from costguard.simulator.openai.wire import CHUNK_BYTES, _digest, _dump
+from costguard.simulator.splice import chunked, dump_pieces
 
 
 class BatchResults(ImageRoutes):
@@ -156,18 +157,11 @@ class BatchResults(ImageRoutes):
                 yield data[start : start + (1 << 20)]
             return
         job = self.batches[record.result_of or ""]
-        buffer: list[bytes] = []
-        size = 0
-        for line in self._result_lines(job, record.kind or "output"):
-            buffer.append(line)
-            size += len(line)
-            if size >= CHUNK_BYTES:
-                yield b"".join(buffer)
-                buffer, size = [], 0
-        if buffer:
-            yield b"".join(buffer)
+        yield from chunked(self._result_pieces(job, record.kind or "output"), CHUNK_BYTES)
 
-    def _result_lines(self, job: BatchJob, kind: str) -> Iterator[bytes]:
+    def _result_pieces(self, job: BatchJob, kind: str) -> Iterator[bytes]:
+        """The lines of a result file, one request at a time, in pieces (`splice.dump_pieces`:
+        images' base64 is not copied into JSON strings)."""
         plan = timeline(job)
         analysis = self._analysis(job)
         finished = plan.finished(plan.terminal_at)
@@ -202,7 +196,7 @@ class BatchResults(ImageRoutes):
             request_id = "req_" + _digest(job.id, position, "req")[:32]
             status, body = self._batch_response(job, plan, position, line["body"], request_id)
             response = {"status_code": status, "request_id": request_id, "body": body}
-            yield _dump(
+            yield from dump_pieces(
                 {"id": line_id, "custom_id": custom_id, "response": response, "error": None}
             )
             yield b"\n"

@@ -4,7 +4,9 @@ A PNG's pixels are one zlib stream. Per size, the rows above and below the banne
 compressed once as raw deflate (the upper part ending on a sync flush, so it stops on a byte
 boundary); per seed only the banner's rows are compressed, and the three pieces are joined
 under one zlib header with the Adler-32 of the whole, combined from the pieces' checksums
-(`adler32_combine`, as zlib does it). The seed's colours are the palette (`PLTE`), so the whole
+(`adler32_combine`, as zlib does it). The banner (paper with a line of ink) is compressed with
+run-length matches only (`Z_RLE`): a fifth of the time of the default strategy, about 1 KB
+more at 1K. The seed's colours are the palette (`PLTE`), so the whole
 image changes colour per seed at no cost.
 """
 
@@ -82,7 +84,7 @@ def png_image(seed: str, width: int, height: int) -> bytes:
     base = _base(width, height)
     layout = banner_for(width, height)
     middle_raw = _rows(banner(seed, layout).tobytes(), width)
-    squeeze = zlib.compressobj(6, zlib.DEFLATED, -15)
+    squeeze = zlib.compressobj(6, zlib.DEFLATED, -15, 8, zlib.Z_RLE)
     middle = squeeze.compress(middle_raw) + squeeze.flush(zlib.Z_SYNC_FLUSH)
     adler = zlib.adler32(middle_raw, base.above_adler)
     adler = adler32_combine(adler, base.below_adler, base.below_length)
