@@ -20,7 +20,8 @@ joined) and as it was built before (whole image, base64, `json.dumps`), against 
 the same run (the same number of `os.urandom` bytes base64-encoded into the same line).
 `--stream` times raw downloads from `costguard simulate serve --scenario realistic`: an OpenAI
 output file and a Gemini result file of `--count` 1K PNGs (1.5 MiB each), read with httpx
-streaming and thrown away, in MB/s.
+streaming and thrown away (the first download, then again), and with curl when installed
+(what the server sends, without a Python client's own cost). MB here is 2**20 bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import base64
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -261,6 +263,23 @@ def timed_download(url: str, headers: dict[str, str]) -> tuple[int, float]:
     return total, time.perf_counter() - t0
 
 
+def curl_download(url: str, headers: dict[str, str]) -> tuple[int, float] | None:
+    """(bytes, seconds) of `curl` fetching `url` to /dev/null (None without curl): what the
+    server can send, without a Python client's own cost."""
+    curl = shutil.which("curl")
+    if curl is None:
+        return None
+    flags = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    out = subprocess.run(
+        [curl, "-sf", "-o", os.devnull, "-w", "%{size_download} %{time_total}", *flags, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    size, seconds = out.split()
+    return int(size), float(seconds)
+
+
 def openai_output(base_url: str, count: int) -> str:
     """A finished realistic OpenAI batch of `count` requests; its output file's content URL."""
     client = OpenAI(base_url=base_url + "/v1", api_key=KEY, timeout=600)
@@ -297,9 +316,10 @@ def gemini_output(base_url: str, count: int, workdir: Path) -> str:
 
 
 def stream_bench(count: int) -> None:
-    """Print MB/s of streamed realistic result files from `simulate serve`."""
+    """Print MB/s of streamed realistic result files from `simulate serve`: the first download
+    (the server draws its per-size bases then), then again with httpx and with curl."""
     print(f"streamed download from simulate serve --scenario realistic, {count} 1K PNGs")
-    print(f"{'what':<28} {'MB':>8} {'seconds':>8} {'MB/s':>8}")
+    print(f"{'what':<40} {'MB':>8} {'seconds':>8} {'MB/s':>8}")
     proc, base_url = start_server("realistic")
     try:
         with tempfile.TemporaryDirectory(prefix="costguard-bench-") as tmp:
@@ -308,12 +328,22 @@ def stream_bench(count: int) -> None:
                 ("Gemini result file", gemini_output(base_url, count, Path(tmp)), "x-goog-api-key"),
             )
             for label, url, header in urls:
-                value = f"Bearer {KEY}" if header == "Authorization" else KEY
-                size, seconds = timed_download(url, {header: value})
-                print(
-                    f"{label:<28} {size / MB:>8.1f} {seconds:>8.2f} {size / MB / seconds:>8.1f}",
-                    flush=True,
+                headers = {header: f"Bearer {KEY}" if header == "Authorization" else KEY}
+                runs = (
+                    ("httpx, first", timed_download),
+                    ("httpx, again", timed_download),
+                    ("curl, again", curl_download),
                 )
+                for how, download in runs:
+                    figures = download(url, headers)
+                    if figures is None:
+                        continue
+                    size, seconds = figures
+                    print(
+                        f"{label + ', ' + how:<40} {size / MB:>8.1f} {seconds:>8.2f} "
+                        f"{size / MB / seconds:>8.1f}",
+                        flush=True,
+                    )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

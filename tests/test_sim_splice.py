@@ -179,3 +179,22 @@ def test_a_realistic_openai_output_file_line_decodes() -> None:
         image = Image.open(io.BytesIO(raw))
         image.load()
         assert (image.size, image.format) == ((1536, 1024), "PNG")
+
+
+@pytest.mark.parametrize("mime", ["image/png", "image/jpeg"])
+@pytest.mark.parametrize("extra", [12, 100, 7000])
+def test_images_padded_by_a_little_weigh_the_target_and_keep_their_pixels(
+    mime: str, extra: int
+) -> None:
+    """A target just above the image (no room for a shared head, or barely) is still met
+    exactly, the pixels unchanged, the base64 that of the bytes."""
+    plain_image = image_for("k", mime, size=(256, 256))
+    target = len(plain_image) + extra
+    padded = image_for("k", mime, size=(256, 256), pad_to=target)
+    assert len(padded) == target
+    decoded = [
+        Image.open(io.BytesIO(data)).convert("RGB").tobytes() for data in (plain_image, padded)
+    ]
+    assert decoded[0] == decoded[1]
+    encoded = image_base64("k", mime, size=(256, 256), pad_to=target)
+    assert encoded.decoded() == padded

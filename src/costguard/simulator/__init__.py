@@ -58,7 +58,9 @@ The simulator offers faces:
   shuffle rules;
 - `sim.images.image_for(seed, mime)` / `sim.images.b64(seed, mime)`: real, tiny, deterministic;
   `sim.images.render(seed, mime, size, pad_to)` / `render_b64(...)`: what a request gets (tiny
-  when `size` is None, else that pixel size; padded to `pad_to` bytes);
+  when `size` is None, else that pixel size; padded to `pad_to` bytes); `render_base64(...)`:
+  the same as a `splice.Base64` (pieces, a padded image's cached head first), which response
+  bodies carry: `SimResponse.json` and `splice.dump_pieces` write it as a JSON string;
 - `sim.blobs.put(data) -> key`, `.get(key)`, `.discard(key)`: upload storage saved with the state;
 - `sim.new_id(length, alphabet)`: deterministic ids; `sim.next_index(counter)`: per-simulator
   counters (sync-call positions); `sim.key_allowed(key)`;
@@ -71,11 +73,11 @@ State: `sim.save(path)` writes `path` (JSON: clock, default scenario, counters, 
 continues from there; generated images and result files are regenerated, never stored. API
 keys are never written.
 
-Modules, lowest first: `core` (requests, responses, routes, clock, call log, blobs), `scenario`
-and `images`, `face` (the `Face` protocol, `provider_of`), `records` (`JobRecord`,
-`UploadRecord`, the state format), `host` (`Simulator`, `simulate()`), the faces `openai/` and
-`gemini/`, `recording/` (record and replay), and the transports `mock` (with the pytest fixture
-in `plugin`) and `server`.
+Modules, lowest first: `splice` (JSON with base64 spliced in), `core` (requests, responses,
+routes, clock, call log, blobs), `scenario` and `images`, `face` (the `Face` protocol,
+`provider_of`), `records` (`JobRecord`, `UploadRecord`, the state format), `host`
+(`Simulator`, `simulate()`), the faces `openai/` and `gemini/`, `recording/` (record and
+replay), and the transports `mock` (with the pytest fixture in `plugin`) and `server`.
 
 This package re-exports the names other modules use: `Simulator`, `simulate`, `Face`,
 `JobRecord`, `UploadRecord`, `SimulatorStateError`, `PROVIDER_HOSTS`, `provider_of`, and from
