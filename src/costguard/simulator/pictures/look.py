@@ -69,8 +69,10 @@ def digest(seed: str) -> bytes:
     return hashlib.sha256(seed.encode("utf-8")).digest()
 
 
+@lru_cache(maxsize=8)
 def palette(seed: str | None) -> bytes:
-    """RGB triplets for every index: the seed's hues, or a neutral grey one for None."""
+    """RGB triplets for every index: the seed's hues, or a neutral grey one for None (cached:
+    an image asks twice, for its banner and its `PLTE`)."""
     if seed is None:
         hue, saturation = 0.0, 0.0
     else:
