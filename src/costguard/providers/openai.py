@@ -29,7 +29,7 @@ from costguard.providers.base import (
     scrub,
     translating,
 )
-from costguard.providers.resultfiles import download_lines, loads
+from costguard.providers.resultfiles import Sink, download_lines, loads
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -176,20 +176,21 @@ class OpenAIProvider:
             error=error,
         )
 
-    def results(self, job_id: str, workdir: Path) -> Iterator[Outcome]:
+    def results(self, job_id: str, workdir: Path, *, keep: bool = False) -> Iterator[Outcome]:
         batch = self.client.batches.retrieve(job_id)
         workdir.mkdir(parents=True, exist_ok=True)
         for name, file_id in (("output", batch.output_file_id), ("errors", batch.error_file_id)):
             if not file_id:
                 continue
-            target = workdir / f"{name}.jsonl"
-            for raw in download_lines(functools.partial(self._download, file_id), target):
+            download = functools.partial(self._download, file_id)
+            for raw in download_lines(download, workdir / f"{name}.jsonl", keep=keep):
                 yield parse_line(loads(raw, "b64_json"))
 
-    def _download(self, file_id: str, partial: Path) -> None:
-        """Stream a result file to disk (read as it arrives: see `download_lines`)."""
+    def _download(self, file_id: str, sink: Sink) -> None:
+        """Stream a result file into `sink` (read as it arrives: see `download_lines`)."""
         with self.client.files.with_streaming_response.content(file_id) as response:
-            response.stream_to_file(partial)
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
 
     def cancel(self, job_id: str) -> None:
         self.client.batches.cancel(job_id)

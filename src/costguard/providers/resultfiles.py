@@ -4,8 +4,9 @@ A result file of N images is N lines of a few MB each, nearly all of it one base
 image. Three things keep collecting near disk speed:
 
 - `download_lines` reads the lines while the file is still downloading (the download runs in a
-  thread, which waits on the network without holding the GIL), so parsing and writing images
-  overlap the transfer instead of following it;
+  thread, which waits on the network without holding the GIL), from memory, so parsing and
+  writing images overlap the transfer, and the raw file is not written to disk and read back
+  (it was half the disk traffic of a collect) unless it is kept (`--keep-raw`);
 - `loads` parses a line without a JSON pass over its payloads: each long base64 value of the
   named field is cut out by byte search (base64 needs no JSON escapes) and put back, still
   encoded, as `bytes`; `json` only sees the small rest of the line;
@@ -14,15 +15,18 @@ image. Three things keep collecting near disk speed:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import queue
 import secrets
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-CHUNK = 1024 * 1024
+QUEUED = 16
+"""Chunks a download may get ahead of the reader (the SDKs' chunks are 64 KB to 1 MB)."""
 MIN_PAYLOAD = 1024
 """Values shorter than this are left to `json` (nothing to gain, and fewer cases to get right)."""
 _WHITESPACE = b" \t\r\n"
@@ -36,42 +40,69 @@ def read_lines(path: Path) -> Iterator[bytes]:
                 yield raw.removesuffix(b"\n")
 
 
-def download_lines(download: Callable[[Path], None], target: Path) -> Iterator[bytes]:
-    """The non-blank lines of a result file (without their newline) while `download(partial)`
-    writes it.
+class Sink(io.RawIOBase):
+    """Where a download thread writes: a bounded queue of chunks, and the raw file if kept."""
 
-    `download` runs in a thread and writes `<target>.part`; lines are yielded as they complete.
-    Once the whole file is read it is renamed to `target`, and a later call reads `target` as
-    it is (a resumed collect does not download again). An error in the download is raised here
-    after the lines that arrived before it.
+    def __init__(self, keep: Path | None) -> None:
+        super().__init__()
+        self.chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=QUEUED)
+        self.file = keep.open("wb") if keep is not None else None
+        self.stopped = False
+        """Set when the reader stops early: the download then ends at its next write."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, chunk: bytes) -> int:  # type: ignore[override]  # bytes, as the SDKs write
+        if self.stopped:
+            msg = "the reader of this download stopped"
+            raise OSError(msg)
+        if chunk:
+            if self.file is not None:
+                self.file.write(chunk)
+            self.chunks.put(bytes(chunk))
+        return len(chunk)
+
+    def finish(self, failure: BaseException | None) -> None:
+        """The download ended (with `failure`, or None when it completed)."""
+        if self.file is not None:
+            self.file.close()
+        self.chunks.put(failure)
+
+
+def download_lines(
+    download: Callable[[Sink], None], target: Path, *, keep: bool = False
+) -> Iterator[bytes]:
+    """The non-blank lines of a result file (without their newline) while it downloads.
+
+    `download(sink)` runs in a thread and writes the file's bytes to `sink` (the SDKs take a
+    writable object); lines are yielded as they complete, from memory: at most `QUEUED` chunks
+    wait. With `keep`, the bytes also go to `<target>.part`, renamed to `target` once the whole
+    file is read, and a later call reads `target` instead of downloading again. Without it
+    nothing touches the disk (the images are written once, by the caller). An error in the
+    download is raised here after the lines that arrived before it.
     """
     if target.exists():
         yield from read_lines(target)
         return
     partial = target.with_name(target.name + ".part")
-    partial.unlink(missing_ok=True)
-    partial.touch()
-    failure: list[BaseException] = []
+    sink = Sink(partial if keep else None)
 
     def fetch() -> None:
+        failure: BaseException | None = None
         try:
-            download(partial)
+            download(sink)
         except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-            failure.append(exc)
+            failure = exc
+        sink.finish(failure)
 
     worker = threading.Thread(target=fetch, name=f"download {target.name}", daemon=True)
     worker.start()
     pending: list[bytes] = []  # the start of a line, in the chunks it arrived in
-    with partial.open("rb") as handle:
-        while True:
-            chunk = handle.read(CHUNK)
-            if not chunk:
-                if worker.is_alive():
-                    time.sleep(0.002)
-                    continue
-                chunk = handle.read()  # what arrived between the last read and the end
-                if not chunk:
-                    break
+    try:
+        while (chunk := sink.chunks.get()) is not None:
+            if isinstance(chunk, BaseException):
+                raise chunk
             start = 0
             while (end := chunk.find(b"\n", start)) >= 0:  # only new bytes are searched
                 pending.append(chunk[start:end])
@@ -81,13 +112,18 @@ def download_lines(download: Callable[[Path], None], target: Path) -> Iterator[b
                 if raw.strip():
                     yield raw
             pending.append(chunk[start:])
+    finally:
+        if worker.is_alive():  # the reader stopped early: let the download end too
+            sink.stopped = True
+            while worker.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    sink.chunks.get(timeout=0.05)
     worker.join()
-    if failure:
-        raise failure[0]
     rest = b"".join(pending)
     if rest.strip():
         yield rest
-    partial.replace(target)
+    if keep:
+        partial.replace(target)
 
 
 def loads(raw: bytes, field: str) -> Any:

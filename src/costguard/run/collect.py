@@ -37,7 +37,8 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
     client = ctx.client(part.provider)
     requests = {r.key: r for r in part_requests(journal, ctx.book, part)}
     with Writer(ctx, outputs, part) as writer:
-        for outcome in client.results(part.job_id, ctx.rundir.workdir(part.id)):
+        workdir = ctx.rundir.workdir(part.id)
+        for outcome in client.results(part.job_id, workdir, keep=ctx.keep_raw):
             request = requests.get(outcome.key)
             if request is None or outcome.key in collected:
                 continue
