@@ -266,6 +266,74 @@ def test_openai_price_neutral_fields_are_sent(
     assert sent["size"] == "1024x1024"  # costguard's explicit, priced size
 
 
+@pytest.mark.parametrize(
+    ("config", "field", "fragment"),
+    [
+        ({"temperature": "warm"}, "request.generationConfig.temperature", "must be a number"),
+        ({"seed": 1.5}, "request.generationConfig.seed", "must be a whole number"),
+        ({"stopSequences": "END"}, "request.generationConfig.stopSequences", "list of strings"),
+    ],
+    ids=["temperature", "seed", "stop-sequences"],
+)
+def test_gemini_sent_fields_are_type_checked(
+    cli: Cli, make_queue: MakeQueue, config: dict[str, Any], field: str, fragment: str
+) -> None:
+    """A value sent as written that the API (or its SDK) would refuse fails at read time, not
+    after admission with a traceback."""
+    path = make_queue(_gem({"generationConfig": config}))
+    error = _error(_estimate(cli, path, *GEMINI))
+    assert error.startswith(f"error: {path}:1: {field}: ")
+    assert fragment in error
+
+
+def test_gemini_safety_settings_are_checked(cli: Cli, make_queue: MakeQueue) -> None:
+    """A misspelt key in a safety setting is named, with the key it should be."""
+    setting = {"category": "HARM_CATEGORY_HARASSMENT", "treshold": "BLOCK_NONE"}
+    path = make_queue(_gem({"safetySettings": [setting]}))
+    error = _error(_estimate(cli, path, *GEMINI))
+    assert error.startswith(f"error: {path}:1: request.safetySettings[0].treshold: ")
+    assert "did you mean 'threshold'?" in error
+
+
+@pytest.mark.parametrize(
+    ("images", "field", "fragment"),
+    [
+        ({"image": ["missing.png"]}, "body.image[0]", "input image not found"),
+        ({"image": "notes.png"}, "body.image[0]", "is not an image"),
+        ({"images": [{"image_url": "anim.gif"}]}, "body.images[0]", "is a GIF image"),
+    ],
+    ids=["missing", "text-file", "gif-image-url"],
+)
+def test_openai_edit_images_are_checked_like_any_other(
+    cli: Cli,
+    make_queue: MakeQueue,
+    tmp_path: Path,
+    images: dict[str, Any],
+    field: str,
+    fragment: str,
+) -> None:
+    """A local path in an OpenAI edit line is checked by its bytes, before anything is
+    reserved (it used to crash the run after admission, or be uploaded as it was)."""
+    (tmp_path / "notes.png").write_text("not an image")
+    (tmp_path / "anim.gif").write_bytes(_png(fmt="GIF"))
+    body = {"model": "gpt-image-1.5", "prompt": "edit", **images}
+    path = make_queue({"custom_id": "a", "method": "POST", "url": "/v1/images/edits", "body": body})
+    error = _error(_estimate(cli, path))
+    assert error.startswith(f"error: {path}:1: {field}: ")
+    assert fragment in error
+
+
+def test_a_folder_is_not_a_queue_or_an_image(
+    cli: Cli, make_queue: MakeQueue, tmp_path: Path
+) -> None:
+    """A folder given as the queue, or as an input image, is named as a folder."""
+    result = _estimate(cli, tmp_path)
+    assert result.code == 2
+    assert f"{tmp_path}: is a folder, not a queue file" in result.err
+    path = make_queue({"key": "a", "prompt": "e", "model": "gpt-image-1.5", "images": ["."]})
+    assert "is a folder, not an image" in _error(_estimate(cli, path))
+
+
 def test_costguard_format_refuses_a_misspelt_field(cli: Cli, make_queue: MakeQueue) -> None:
     """`qualty: high` would have been priced (and sent) at the default quality."""
     path = make_queue({"key": "a", "prompt": "a cube", "model": "gpt-image-1.5", "qualty": "high"})

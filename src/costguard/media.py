@@ -93,6 +93,8 @@ def file_problem(path: Path, provider: Provider) -> str | None:
 
     Reads only the file's first bytes: its size comes from the file system.
     """
+    if path.is_dir():
+        return f"input image {path} is a folder, not an image"
     if not path.is_file():
         return f"input image not found: {path}"
     try:

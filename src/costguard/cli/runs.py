@@ -291,14 +291,8 @@ def run(
         simulate = simulate or earlier.simulate
         if chosen_budget is None and o.get("budget", "default") != "default":
             chosen_budget = o["budget"]
-    if queue is None:
-        msg = "give the queue file to run (or --retry RUN)"
-        raise UsageError(msg)
-    if not queue.is_file():
-        msg = f"{queue}: queue file not found"
-        raise UsageError(msg)
     options = RunOptions(
-        queue=queue,
+        queue=_queue_file(queue),
         max_usd=parse_usd(max_usd, "--max-usd"),
         mode=run_mode or "batch",  # type: ignore[arg-type]  # a RunModeOpt value or a journal's
         defaults=Defaults(model, size, quality, aspect_ratio),
@@ -388,6 +382,18 @@ def collect(
     with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
         summary = runner.collect(run_id, options, queue=queue, out=out)
     _report(summary, output)
+
+
+def _queue_file(queue: Path | None) -> Path:
+    """The queue file `run` was given: it must be one (not missing, not a folder)."""
+    if queue is None:
+        msg = "give the queue file to run (or --retry RUN)"
+        raise UsageError(msg)
+    if not queue.is_file():
+        what = "is a folder, not a queue file" if queue.is_dir() else "queue file not found"
+        msg = f"{queue}: {what}"
+        raise UsageError(msg)
+    return queue
 
 
 def _load_journal(run_id: str, ledger: str | None) -> Journal:

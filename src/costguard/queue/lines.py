@@ -56,7 +56,10 @@ class Line:
     """The provider the format belongs to (None: the costguard format, any provider)."""
     field_prefix: str = ""
     local_images: bool = False
-    """Whether `images` may name local files (only the costguard format's may)."""
+    """Whether `images` may name local files, checked by the reader (costguard and OpenAI
+    lines; a Gemini line carries its images inline or as URIs)."""
+    images_field: str = "images"
+    """How the line names its images, for errors (`images`, `body.image`, `body.images`)."""
 
 
 # costguard ---------------------------------------------------------------------------------
@@ -170,10 +173,7 @@ def gemini_line(obj: dict[str, Any]) -> Line:  # noqa: PLR0912 - one walk over a
         )
         extra_bytes = sum(len(t.encode()) for t in system_texts)
     if "safetySettings" in request:
-        settings = request["safetySettings"]
-        if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
-            raise LineError("request.safetySettings", "must be a list of objects")
-        sent["safetySettings"] = settings
+        sent["safetySettings"] = _safety_settings(request["safetySettings"])
     config = request.get("generationConfig", {})
     if not isinstance(config, dict):
         raise LineError("request.generationConfig", "must be an object")
@@ -185,7 +185,7 @@ def gemini_line(obj: dict[str, Any]) -> Line:  # noqa: PLR0912 - one walk over a
     if not isinstance(image_config, dict):
         raise LineError("request.generationConfig.imageConfig", "must be an object")
     _known(image_config, _IMAGE_CONFIG, "request.generationConfig.imageConfig.")
-    sent_config = {name: config[name] for name in _CONFIG_SENT if name in config}
+    sent_config = {name: _sent_value(name, config[name]) for name in _CONFIG_SENT if name in config}
     text_tokens_max = _text_output(config, sent_config)
     if sent_config:
         sent["generationConfig"] = sent_config
@@ -210,6 +210,47 @@ def gemini_line(obj: dict[str, Any]) -> Line:  # noqa: PLR0912 - one walk over a
         passthrough=json.dumps(sent, ensure_ascii=False, separators=(",", ":")),
         provider="gemini",
     )
+
+
+_NUMBERS = ("temperature", "topP", "presencePenalty", "frequencyPenalty")
+_INTEGERS = ("topK", "seed")
+
+
+def _sent_value(name: str, value: object) -> object:
+    """A price-neutral generationConfig value, checked for the type the API takes (a value the
+    API would refuse must fail here, not after the run is admitted)."""
+    where = f"request.generationConfig.{name}"
+    if name in _NUMBERS and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise LineError(where, f"must be a number, got {value!r}")
+    if name in _INTEGERS and (isinstance(value, bool) or not isinstance(value, int)):
+        raise LineError(where, f"must be a whole number, got {value!r}")
+    if name == "stopSequences" and (
+        not isinstance(value, list) or not all(isinstance(s, str) for s in value)
+    ):
+        raise LineError(where, f"must be a list of strings, got {value!r}")
+    return value
+
+
+def _safety_settings(settings: object) -> list[dict[str, str]]:
+    """`safetySettings`, each `{"category", "threshold"}` strings (a misspelt key would make
+    the SDK refuse the whole batch after admission)."""
+    if not isinstance(settings, list):
+        raise LineError("request.safetySettings", "must be a list of objects")
+    out = []
+    for i, setting in enumerate(settings):
+        where = f"request.safetySettings[{i}]"
+        if not isinstance(setting, dict):
+            raise LineError(where, "must be an object")
+        setting = _camel_keys_of(setting)  # noqa: PLW2901
+        _known(setting, ("category", "threshold"), f"{where}.")
+        for name in ("category", "threshold"):
+            string(setting, name, f"{where}.{name}")
+        out.append(setting)
+    return out
+
+
+def _camel_keys_of(obj: dict[str, Any]) -> dict[str, Any]:
+    return {_CAMEL.sub(lambda m: m[1].upper(), k): v for k, v in obj.items()}
 
 
 def _text_output(config: dict[str, Any], sent: dict[str, Any]) -> int:
@@ -395,11 +436,13 @@ def openai_line(obj: dict[str, Any]) -> Line:
         passthrough=json.dumps(sent, ensure_ascii=False, separators=(",", ":")) if sent else "",
         provider="openai",
         field_prefix="body.",
+        local_images=True,
+        images_field=_openai_images_field(body),
     )
 
 
 def _openai_images(body: dict[str, Any]) -> tuple[str, ...]:
-    field = "body.image" if "image" in body and "images" not in body else "body.images"
+    field = _openai_images_field(body)
     raw = body.get("images", body.get("image"))
     if isinstance(raw, (str, dict)):
         raw = [raw]
@@ -411,12 +454,12 @@ def _openai_images(body: dict[str, Any]) -> tuple[str, ...]:
             ref = ref.get("image_url") or ref.get("file_id")  # noqa: PLW2901
         if not isinstance(ref, str) or not ref:
             raise LineError(f"{field}[{i}]", "needs an image_url or a file_id")
-        if ref.startswith("data:"):
-            problem = data_url_problem(ref, "openai")
-            if problem:
-                raise LineError(f"{field}[{i}]", f"the image {problem}")
         refs.append(ref)
     return tuple(refs)
+
+
+def _openai_images_field(body: dict[str, Any]) -> str:
+    return "body.image" if "image" in body and "images" not in body else "body.images"
 
 
 # shared ------------------------------------------------------------------------------------

@@ -195,7 +195,8 @@ class QueueReader:
         self.defaults = defaults
         self.check_images = check_images
         if not path.is_file():
-            msg = f"{path}: queue file not found"
+            what = "is a folder, not a queue file" if path.is_dir() else "queue file not found"
+            msg = f"{path}: {what}"
             raise UsageError(msg)
         self.format: Format = fmt or detect_format(path)
         self._format_from = "--format" if fmt else "from its first line"
@@ -348,7 +349,7 @@ class QueueReader:
                     f"{model_id} does not take input images",
                 )
             if line.local_images:
-                self._check_images(line.images, provider)
+                self._check_images(line.images, provider, line.images_field)
         return ImageRequest(
             line.key,
             line.prompt,
@@ -365,18 +366,18 @@ class QueueReader:
             line.passthrough,
         )
 
-    def _check_images(self, images: tuple[str, ...], provider: Provider) -> None:
+    def _check_images(self, images: tuple[str, ...], provider: Provider, field: str) -> None:
         """Refuse an input image the provider would not take (type, size, data: URL)."""
         for i, ref in enumerate(images):
             if ref.startswith("data:"):
                 problem = data_url_problem(ref, provider)
                 if problem:
-                    raise LineError(f"images[{i}]", f"the image {problem}")
+                    raise LineError(f"{field}[{i}]", f"the image {problem}")
             elif self.check_images and not ref.startswith(_URI_PREFIXES):
                 path = Path(ref) if Path(ref).is_absolute() else self._base / ref
                 problem = file_problem(path, provider)
                 if problem is not None:
-                    raise LineError(f"images[{i}]", problem)
+                    raise LineError(f"{field}[{i}]", problem)
 
     def _validate(
         self,
