@@ -231,6 +231,9 @@ OPENAI_REFUSED = [
     pytest.param({"stream": True}, "body.stream", "cannot stream", id="stream"),
     pytest.param({"input_fidelity": "high"}, "body.input_fidelity", "tokens each", id="fidelity"),
     pytest.param({"qualty": "high"}, "body.qualty", "did you mean 'quality'?", id="misspelt"),
+    pytest.param({"output_format": "gif"}, "body.output_format", "png, jpeg, webp", id="format"),
+    pytest.param({"background": 5}, "body.background", "transparent, opaque, auto", id="bg"),
+    pytest.param({"output_compression": 101}, "body.output_compression", "0 to 100", id="cmp"),
 ]
 
 

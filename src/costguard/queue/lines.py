@@ -423,7 +423,7 @@ def openai_line(obj: dict[str, Any]) -> Line:
     _known(body, (*_OPENAI_PRICED, *_OPENAI_SENT, *image_fields), "body.")
     prompt = string(body, "prompt", "body.prompt")
     images = _openai_images(body) if edits else ()
-    sent = {name: body[name] for name in _OPENAI_SENT if name in body}
+    sent = {name: _openai_sent(name, body[name]) for name in _OPENAI_SENT if name in body}
     return Line(
         key=key,
         prompt=prompt,
@@ -439,6 +439,29 @@ def openai_line(obj: dict[str, Any]) -> Line:
         local_images=True,
         images_field=_openai_images_field(body),
     )
+
+
+_OPENAI_CHOICES = {
+    "background": ("transparent", "opaque", "auto"),
+    "moderation": ("low", "auto"),
+    "output_format": ("png", "jpeg", "webp"),
+}
+
+
+def _openai_sent(name: str, value: object) -> object:
+    """A price-neutral Images API value, checked against what the API takes (a request it
+    would refuse must fail here, not fail again and again through retry.jsonl)."""
+    where = f"body.{name}"
+    choices = _OPENAI_CHOICES.get(name)
+    if choices is not None and value not in choices:
+        raise LineError(where, f"must be one of {', '.join(choices)}, got {value!r}")
+    if name == "output_compression" and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100
+    ):
+        raise LineError(where, f"must be a whole number from 0 to 100, got {value!r}")
+    if name == "user" and not isinstance(value, str):
+        raise LineError(where, f"must be a string, got {value!r}")
+    return value
 
 
 def _openai_images(body: dict[str, Any]) -> tuple[str, ...]:
