@@ -1023,3 +1023,18 @@ def test_raw_files_are_deleted_once_collected(
         ]
         assert sorted(p.name for p in kept) == ["journal.json", "lock"]
     assert len(manifest(tmp_path / "o")) == len(OPENAI_LINES) + len(GEMINI_LINES)
+
+
+def test_a_misspelt_scenario_after_simulate_is_named(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """`--simulate realistc` is an unknown scenario (exit 2, the built-in names listed), not
+    a stray argument; a queue right after --simulate is still the queue."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES[:1])
+    result = cli("run", queue, "--max-usd", "1", "--simulate", "realistc", *FAST)
+    assert result.code == 2
+    assert "unknown scenario 'realistc'; built-in scenarios: " in result.err
+    assert not (tmp_path / "costguard-out").exists()
+    ran = cli("run", "--simulate", queue, "--max-usd", "1", *FAST, "--out", tmp_path / "o")
+    assert ran.code == 0, ran.err

@@ -564,7 +564,9 @@ def normalise_simulate(argv: list[str]) -> list[str]:
     """Let `--simulate` stand alone: give it `succeeded` unless a scenario follows.
 
     What follows counts as a scenario when it is a built-in scenario name or a .yaml/.yml
-    path; anything else (the queue, another option) is left alone.
+    path, or a word close to a built-in name that is no file (a misspelt `realistc`, refused
+    by the scenario loader naming the built-in ones); anything else (the queue, another
+    option) is left alone.
     """
     out: list[str] = []
     for i, arg in enumerate(argv):
@@ -580,6 +582,12 @@ def normalise_simulate(argv: list[str]) -> list[str]:
 def _is_scenario(token: str) -> bool:
     if token.endswith((".yaml", ".yml")):
         return True
+    import difflib
+
     from costguard.simulator.scenario import builtin_names
 
-    return token in builtin_names()
+    names = builtin_names()
+    if token in names:
+        return True
+    misspelt = difflib.get_close_matches(token, names, n=1, cutoff=0.75)
+    return bool(misspelt) and not token.startswith("-") and not Path(token).exists()
