@@ -117,15 +117,11 @@ class OpenAIProvider:
         if request.images:
             refs = []
             for ref in request.images:
-                local = None if ref.startswith("data:") else read_image(ref, self.base)
-                if ref.startswith("data:"):
-                    refs.append({"image_url": ref})
-                elif local is not None:
-                    refs.append({"image_url": data_url(*local)})
-                elif ref.startswith(("file-",)):
+                if ref.startswith("file-"):
                     refs.append({"file_id": ref})
-                else:
-                    refs.append({"image_url": ref})
+                    continue
+                local = None if ref.startswith("data:") else read_image(ref, self.base)
+                refs.append({"image_url": data_url(*local) if local is not None else ref})
             body["images"] = refs
         return body
 

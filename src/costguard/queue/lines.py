@@ -241,16 +241,11 @@ def _safety_settings(settings: object) -> list[dict[str, str]]:
         where = f"request.safetySettings[{i}]"
         if not isinstance(setting, dict):
             raise LineError(where, "must be an object")
-        setting = _camel_keys_of(setting)  # noqa: PLW2901
         _known(setting, ("category", "threshold"), f"{where}.")
         for name in ("category", "threshold"):
             string(setting, name, f"{where}.{name}")
         out.append(setting)
     return out
-
-
-def _camel_keys_of(obj: dict[str, Any]) -> dict[str, Any]:
-    return {_CAMEL.sub(lambda m: m[1].upper(), k): v for k, v in obj.items()}
 
 
 def _text_output(config: dict[str, Any], sent: dict[str, Any]) -> int:
