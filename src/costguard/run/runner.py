@@ -170,6 +170,8 @@ class Runner:
             raise UsageError(msg)
         for warning in queue.warnings:
             self.reporter.message(f"warning: {warning}")
+        if queue.estimate.assumption_line:
+            self.reporter.message(queue.estimate.assumption_line)
         providers = (g.provider for g in queue.estimate.groups)
         self.clients.open(providers, options.queue.resolve().parent)
         if not rundir.exists:
