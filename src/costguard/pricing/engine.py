@@ -472,4 +472,4 @@ def _assumptions(groups: Iterable[tuple[Resolved, Totals]]) -> list[Assumption]:
             if fact == "input_image_tokens" and not totals.input_images:
                 continue
             found.setdefault((model.id, fact), Assumption(model.id, fact, assumed))
-    return list(found.values())
+    return [found[key] for key in sorted(found)]
