@@ -332,3 +332,55 @@ def test_thinking_allowance_is_named_as_assumed(cli: Cli, make_queue: MakeQueue)
         "assumed": "400 typical / 4,000 max per request (no published count; one real response "
         "showed 217)",
     }
+
+
+# Through a run ----------------------------------------------------------------------------------
+
+
+def test_run_at_custom_sizes_and_by_nickname_costs_what_was_estimated(
+    cli: Cli, make_queue: MakeQueue, tmp_path: Path
+) -> None:
+    """`run --simulate`: a 4K gpt-image-2 image, a gpt-image-2.6 image at a custom size and a
+    nano-banana-2 request are sent, saved at the size asked, and cost exactly the estimate."""
+    from PIL import Image
+
+    path = make_queue(
+        {
+            "key": "4k",
+            "prompt": "p",
+            "model": "gpt-image-2",
+            "size": "3840x2160",
+            "quality": "high",
+        },
+        {"key": "wide", "prompt": "p", "model": "gpt-image-2.6-sunburst", "size": "1536x864"},
+        {"key": "nb", "prompt": "p", "model": "nano-banana-2", "size": "1K"},
+    )
+    scenario = tmp_path / "pixels.yaml"
+    scenario.write_text(
+        "name: pixels\ndescription: images at the size asked\ntime_scale: 7200\npending_s: 60\n"
+        "running_s: 60\nfinalizing_s: 0\nterminal: succeeded\nimage_pixels: requested\n",
+        encoding="utf-8",
+    )
+    estimate = estimate_json(cli, path, "--as-of", TODAY.isoformat(), "--mode", "batch")
+    out = tmp_path / "out"
+    result = cli(
+        "run", path, "--max-usd", "5", "--simulate", scenario, "--out", out,
+        "--poll-interval", "0.05", "--as-of", TODAY.isoformat(), "--output", "json",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    lines = {
+        line["key"]: line
+        for line in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())
+    }
+    assert {k: v["model"] for k, v in lines.items()} == {
+        "4k": "gpt-image-2",
+        "wide": "gpt-image-2.6-sunburst",
+        "nb": "gemini-3.1-flash-image",
+    }
+    with Image.open(out / lines["4k"]["files"][0]) as image:
+        assert image.size == (3840, 2160)
+    with Image.open(out / lines["wide"]["files"][0]) as image:
+        assert image.size == (1536, 864)
+    assert lines["4k"]["tokens"]["output_image_tokens"] == 13342
+    actual = sum(Decimal(line["cost_usd"]) for line in lines.values())
+    assert actual == Decimal(estimate["totals"]["batch"]["expected_usd"])
