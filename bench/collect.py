@@ -40,7 +40,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 IMAGE_BYTES = 1572864
 MODELS = {
-    "openai": {"model": "gpt-image-1.5", "size": "1024x1024", "quality": "low"},
+    "openai": {"model": "gpt-image-2", "size": "1024x1024", "quality": "low"},
     "gemini": {"model": "gemini-3.1-flash-image", "size": "1K"},
 }
 INLINE_N = 10

@@ -26,7 +26,7 @@ MIX = [
     ("gemini-3.1-flash-image", "1K", None),
     ("gemini-3.1-flash-image", "512", None),
     ("gemini-3-pro-image", "2K", None),
-    ("gpt-image-1.5", "1024x1024", "medium"),
+    ("gpt-image-2", "3840x2160", "high"),
     ("gpt-image-2", "1536x1024", "low"),
 ]
 WORDS = [
@@ -98,7 +98,7 @@ def main() -> None:
     size_mb = queue.stat().st_size / 1e6
     print(f"queue: {args.lines:,} lines, {size_mb:.1f} MB ({queue})")
 
-    costguard = [str(BIN / "costguard"), "estimate", str(queue), "--as-of", "2026-11-24"]
+    costguard = [str(BIN / "costguard"), "estimate", str(queue), "--as-of", "2026-11-26"]
     bare = [sys.executable, "-c", BARE_LOOP, str(queue)]
     runs: dict[str, list[tuple[float, float]]] = {
         "bare json.loads loop": [],

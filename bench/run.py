@@ -21,7 +21,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 MODELS = {
-    "openai": ("gpt-image-1.5", "1024x1024", "low"),
+    "openai": ("gpt-image-2", "1024x1024", "low"),
     "gemini": ("gemini-3.1-flash-image", "512", None),
 }
 

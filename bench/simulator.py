@@ -104,7 +104,7 @@ def input_file(count: int) -> bytes:
                 "method": "POST",
                 "url": "/v1/images/generations",
                 "body": {
-                    "model": "gpt-image-1.5",
+                    "model": "gpt-image-2",
                     "prompt": f"a product photo of item {i}, studio light",
                     "size": "1024x1024",
                     "quality": "low",

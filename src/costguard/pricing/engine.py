@@ -119,8 +119,12 @@ class RateBook:
                 f"model {model_id!r} is not priced until {listed.effective_from} "
                 f"(the cards in force on {at} do not list it)"
             )
-        known = sorted({i for c in self.cards_in_force(at) for m in c.models for i in m.names})
-        close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.6)
+        listed = {i for c in self.cards_in_force(at) for m in c.models for i in m.names}
+        known = sorted({i for r in self.models_at(at) for i in r.model.names})
+        # suggest models that can still be called; a shut-down one only if nothing else is close
+        close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.6) or (
+            difflib.get_close_matches(model_id, sorted(listed), n=3, cutoff=0.6)
+        )
         hint = (
             f". Did you mean: {', '.join(close)}?"
             if close

@@ -128,6 +128,8 @@ def advise(
     for candidate in book.models_at(at):
         if candidate.model.id in current or not has_mode(candidate.model, mode):
             continue
+        if candidate.warning is not None:  # shutting down soon: no model to move a queue to
+            continue
         priced = estimate(queue.grouped, book, at, substitute=candidate.model.id).total(mode)
         if priced is not None and priced.max <= limit:
             options.append((candidate.model.id, priced.max))
