@@ -384,3 +384,24 @@ def test_run_at_custom_sizes_and_by_nickname_costs_what_was_estimated(
     assert lines["4k"]["tokens"]["output_image_tokens"] == 13342
     actual = sum(Decimal(line["cost_usd"]) for line in lines.values())
     assert actual == Decimal(estimate["totals"]["batch"]["expected_usd"])
+
+
+def test_advice_and_suggestions_skip_models_about_to_shut_down(
+    cli: Cli, make_queue: MakeQueue
+) -> None:
+    """gpt-image-1-mini would fit but shuts down in 5 days: not suggested; a misspelt id is
+    matched to models that can still be called first."""
+    line = {"prompt": "p", "model": "gpt-image-2", "size": "3840x2160", "quality": "high"}
+    path = make_queue(*({"key": f"k{i}", **line} for i in range(10)))
+    result = cli(
+        "estimate", path, "--as-of", TODAY.isoformat(), "--max-usd", "1.50", "--output", "json"
+    )
+    assert result.code == 3
+    cheaper = [c["model"] for c in json.loads(result.out)["budget"]["cheaper_models"]]
+    assert cheaper
+    assert "gpt-image-1-mini" not in cheaper
+    assert "gpt-image-1.5" not in cheaper
+    typo = make_queue({"key": "a", "prompt": "p", "model": "gpt-image-2.6"}, name="typo.jsonl")
+    later = cli("estimate", typo, "--as-of", SHUTDOWN.isoformat())
+    assert later.code == 2
+    assert "Did you mean: gpt-image-2, gpt-image-2.6-flare, gpt-image-2.5-flare?" in later.err
