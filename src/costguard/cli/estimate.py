@@ -15,9 +15,12 @@ import typer
 
 from costguard.cli.common import (
     AsOfOpt,
+    CalibratedOpt,
     FormatOption,
+    LedgerOpt,
     OutputOpt,
     PricingOpt,
+    calibration_for,
     load_rate_book,
     parse_as_of,
     parse_usd,
@@ -75,6 +78,8 @@ def estimate(
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
     fmt: FormatOption = None,
     pricing: PricingOpt = None,
+    calibrated: CalibratedOpt = None,
+    ledger: LedgerOpt = None,
 ) -> None:
     """Price a queue before anything is sent: per model, size and quality, batch against sync.
 
@@ -102,6 +107,7 @@ def estimate(
         at,
         defaults=defaults,
         fmt=fmt.value if fmt else None,
+        calibration=calibration_for(calibrated, ledger),
     )
     others = [m.strip() for m in (compare or "").split(",") if m.strip()]
     comparisons = compare_models(priced, book, at, others)
@@ -125,6 +131,9 @@ def estimate(
                 priced, book, render.modes_for(mode.value), comparisons=comparisons
             )
         )
+    if output is OutputOpt.csv:  # json and the table show it; csv on stderr
+        for line in render.calibration_lines(priced):
+            typer.echo(line, err=True)
     if output is not OutputOpt.table:  # the table lists them; json and csv get them on stderr
         for warning in priced.warnings:
             typer.echo(f"warning: {warning}", err=True)

@@ -21,12 +21,15 @@ import datetime as dt
 import difflib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from costguard.errors import ModelUnavailableError, RateCardError
 from costguard.models import ImageRequest, Provider, Usage
 from costguard.money import ZERO, per_mtok
 from costguard.pricing.schema import MODES, Mode, ModelCard, ModeRates, RateCard
+
+if TYPE_CHECKING:
+    from costguard.pricing.calibration import Calibration
 
 SHUTDOWN_WARNING_DAYS = 30
 
@@ -169,6 +172,8 @@ class Totals:
     input_images: int = 0
     text_tokens_max: int = 0
     """Text output tokens the requests may produce besides thinking (their maxOutputTokens)."""
+    prompt_bytes: int = 0
+    """UTF-8 bytes of their prompts (calibrated prompts are priced per byte)."""
 
     def add(self, request: ImageRequest) -> None:
         """Count one request."""
@@ -190,6 +195,7 @@ class Totals:
         self.prompt_tokens_max += maximum
         self.input_images += input_images
         self.text_tokens_max += text_tokens_max
+        self.prompt_bytes += prompt_bytes
 
     def merge(self, other: Totals) -> None:
         """Add another set's totals into this one."""
@@ -199,6 +205,7 @@ class Totals:
         self.prompt_tokens_max += other.prompt_tokens_max
         self.input_images += other.input_images
         self.text_tokens_max += other.text_tokens_max
+        self.prompt_bytes += other.prompt_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,21 +248,33 @@ def has_mode(model: ModelCard, mode: Mode) -> bool:
 
 
 def price(
-    model: ModelCard, mode: Mode, size: str, quality: str | None, totals: Totals
+    model: ModelCard,
+    mode: Mode,
+    size: str,
+    quality: str | None,
+    totals: Totals,
+    *,
+    calibration: Calibration | None = None,
 ) -> Cost | None:
-    """Expected and maximum cost of `totals` requests at one size and quality; None if no mode."""
+    """Expected and maximum cost of `totals` requests at one size and quality; None if no mode.
+
+    With `calibration`, the thinking, input-image and prompt allowances it has learned for
+    this model, size and quality replace the card's (`pricing.calibration`).
+    """
     if mode not in model.modes:
         return None
     rates = model.modes[mode]
     images = image_unit_price(model, mode, size, quality) * totals.images
     text_rate = rates.input_text_per_mtok or ZERO
-    prompt = Cost(
-        per_mtok(totals.prompt_tokens, text_rate), per_mtok(totals.prompt_tokens_max, text_rate)
-    )
+    prompt_tokens, prompt_tokens_max = totals.prompt_tokens, totals.prompt_tokens_max
+    learned = calibration.allowances(model, size, quality) if calibration is not None else None
+    if learned is not None and learned.prompt is not None:
+        prompt_tokens, prompt_tokens_max = learned.prompt.tokens(totals.prompt_bytes)
+    prompt = Cost(per_mtok(prompt_tokens, text_rate), per_mtok(prompt_tokens_max, text_rate))
     inputs = NO_COST
     if totals.input_images and model.input_image_tokens is not None:
         image_rate = _or(rates.input_image_per_mtok, text_rate)
-        per = model.input_image_tokens
+        per = (learned and learned.input_image) or model.input_image_tokens
         inputs = Cost(
             per_mtok(per.typical * totals.input_images, image_rate),
             per_mtok(per.max * totals.input_images, image_rate),
@@ -263,7 +282,7 @@ def price(
     out_rate = rates.output_text_per_mtok or ZERO
     thinking = NO_COST
     if model.thinking_tokens is not None:
-        think = model.thinking_tokens
+        think = (learned and learned.thinking) or model.thinking_tokens
         thinking = Cost(
             per_mtok(think.typical * totals.requests, out_rate),
             per_mtok(think.max * totals.requests, out_rate),
@@ -359,11 +378,13 @@ def estimate(
     at: dt.date,
     *,
     substitute: str | None = None,
+    calibration: Calibration | None = None,
 ) -> Estimate:
     """Price grouped requests with the cards in force on `at`.
 
     With `substitute`, every group is priced on that model instead (for `--compare`): sizes,
-    qualities the substitute lacks fall back to its defaults.
+    qualities the substitute lacks fall back to its defaults. With `calibration`, allowances
+    learned from real runs replace the card's where it has them (`price`).
     """
     merged: dict[tuple[str, str, str | None], tuple[Resolved, Totals]] = {}
     warnings: list[str] = []
@@ -401,7 +422,9 @@ def estimate(
             group.unit[mode] = (
                 image_unit_price(resolved.model, mode, size, quality) if sold else None
             )
-            group.cost[mode] = price(resolved.model, mode, size, quality, totals)
+            group.cost[mode] = price(
+                resolved.model, mode, size, quality, totals, calibration=calibration
+            )
         groups.append(group)
     totals_by_mode: dict[Mode, Cost | None] = {}
     for mode in MODES:

@@ -160,7 +160,12 @@ class Runner:
                 )
                 raise UsageError(msg)
         queue = price_queue(
-            options.queue, self.book, at, defaults=options.defaults, fmt=options.fmt
+            options.queue,
+            self.book,
+            at,
+            defaults=options.defaults,
+            fmt=options.fmt,
+            calibration=options.calibration,
         )
         card_mode = CARD_MODE[options.mode]
         total = queue.estimate.total(card_mode)
@@ -173,6 +178,8 @@ class Runner:
         providers = (g.provider for g in queue.estimate.groups)
         self.clients.open(providers, options.queue.resolve().parent)
         if not rundir.exists:
+            if queue.calibration is not None:
+                self.reporter.message(queue.calibration.summary())
             journal = self._new_journal(options, run_id, queue, at, total.expected, total.max)
             outputs = Outputs(Path(journal.out))
             outputs.check(f"{journal.run_id} {journal.created}")
@@ -296,6 +303,7 @@ class Runner:
                 "images": queue.estimate.images,
                 "expected_usd": plain(expected),
                 "max_usd": plain(maximum),
+                **_calibration_entry(queue),
             },
             rate_cards=queue.estimate.rate_cards,
             simulate=options.simulate,
@@ -382,3 +390,11 @@ class Runner:
             f"(or `costguard cancel {journal.run_id}`)"
         )
         return ProviderError(msg, rejected=exc.rejected)
+
+
+def _calibration_entry(queue: QueueEstimate) -> dict[str, object]:
+    """The journal's record of a calibrated estimate: what it showed, and what prices it."""
+    shown = queue.calibration_json()
+    if shown is None or queue.calibration is None:
+        return {}
+    return {"calibration": {**shown, **queue.calibration.to_json()}}
