@@ -24,10 +24,10 @@ least `MIN_SAMPLES` observations, else the card. From a distribution:
 so a request that overran the maximum widens the next calibration by itself. What calibration
 never does: touch a fixed fact (output image tokens are billing facts, never calibrated);
 lower an allowance the card states as one figure (`typical == max`, like Gemini's tokens per
-input image: it may be raised by what was observed, never lowered); raise the prompt's
-maximum past one token per byte (the card's bound) unless more was observed. Thinking applies
-only to models whose card has a thinking allowance, input images only where the card prices
-them (the engine's rules).
+input image: it is raised to the largest value observed, if larger, never lowered); raise
+the prompt's maximum past one token per byte (the card's bound) unless more was observed.
+Thinking applies only to models whose card has a thinking allowance, input images only where
+the card prices them (the engine's rules).
 """
 
 from __future__ import annotations
@@ -287,10 +287,10 @@ def calibrated(kind: Kind, stats: Stats, card: tuple[Decimal, Decimal]) -> tuple
 
     Tokens per request or per image are whole tokens (the median half up, the maximum up);
     tokens per byte are kept to `PER_BYTE`. A card allowance stated as one figure (`typical ==
-    max`) is a floor for both.
+    max`) is a floor for both, raised only to what was observed (no margin on a fact).
     """
     fixed = kind != "prompt" and card[0] == card[1]
-    widest = max(stats.p99 * MAX_MARGIN, stats.max)
+    widest = stats.max if fixed else max(stats.p99 * MAX_MARGIN, stats.max)
     if kind == "prompt":
         expected = stats.median.quantize(PER_BYTE, ROUND_HALF_UP)
         maximum = max(min(stats.p99 * MAX_MARGIN, card[1]), stats.max)
