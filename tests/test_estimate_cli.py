@@ -107,9 +107,13 @@ def test_catalog_example_totals(cli: Cli, examples_dir: Path) -> None:
     assert (payload["requests"], payload["images"]) == (12, 13)
     assert payload["rate_cards"] == ["gemini/2026-10-02", "openai/2026-10-23"]
     assert payload["totals"] == {
-        "sync": {"expected_usd": "1.1110305", "max_usd": "1.183074"},
-        "batch": {"expected_usd": "0.55551525", "max_usd": "0.591537"},
+        "sync": {"expected_usd": "1.0824465", "max_usd": "1.15449"},
+        "batch": {"expected_usd": "0.54122325", "max_usd": "0.577245"},
     }
+    # the gpt-image-2 portrait ads: 3 images x 1372 tokens x $15/M + 45 (max 177) x $2.50/M
+    [portrait] = [g for g in payload["groups"] if g["size"] == "1024x1536"]
+    assert (portrait["model"], portrait["images"]) == ("gpt-image-2", 3)
+    assert portrait["batch"] == {"expected_usd": "0.0618525", "max_usd": "0.0621825"}
 
 
 # The three formats ------------------------------------------------------------------------------
@@ -742,14 +746,14 @@ def test_budget_that_fits_exits_0(cli: Cli, examples_dir: Path) -> None:
         "estimate", examples_dir / "catalog.jsonl", "--as-of", CATALOG_AS_OF, "--max-usd", "1"
     )
     assert result.code == 0
-    assert "within budget: the batch maximum $0.5915 fits --max-usd $1.00" in result.out
+    assert "within budget: the batch maximum $0.5772 fits --max-usd $1.00" in result.out
 
 
 def test_budget_boundary_is_inclusive(cli: Cli, examples_dir: Path) -> None:
     """A maximum exactly equal to --max-usd fits; one millionth of a dollar less does not."""
     catalog = examples_dir / "catalog.jsonl"
-    assert cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "0.591537").code == 0
-    assert cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "0.591536").code == 3
+    assert cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "0.577245").code == 0
+    assert cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "0.577244").code == 3
 
 
 def test_over_budget_exits_3_and_says_what_fits(cli: Cli, examples_dir: Path) -> None:
@@ -759,7 +763,7 @@ def test_over_budget_exits_3_and_says_what_fits(cli: Cli, examples_dir: Path) ->
     )
     assert result.code == 3
     lines = result.err.splitlines()
-    assert lines[0] == "over budget: the batch maximum $0.5915 passes --max-usd $0.30 by $0.291537"
+    assert lines[0] == "over budget: the batch maximum $0.5772 passes --max-usd $0.30 by $0.277245"
     # per-request batch maxima in queue order: 0.03587375, 0.0358745, 0.03587125, 0.0526725,
     # 0.0526675 (sum 0.2129595), then the 3 Pro 4K request at 0.14409 no longer fits
     assert "  would fit: the first 5 requests (max $0.2130)" in lines
@@ -779,13 +783,13 @@ def test_budget_mode_sync_checks_the_sync_maximum(cli: Cli, examples_dir: Path) 
     )
     assert over.code == 3
     assert over.err.splitlines()[0] == (
-        "over budget: the sync maximum $1.1831 passes --max-usd $1.00 by $0.183074"
+        "over budget: the sync maximum $1.1545 passes --max-usd $1.00 by $0.15449"
     )
     fits = cli(
         "estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "2", "--budget-mode", "sync"
     )
     assert fits.code == 0
-    assert "within budget: the sync maximum $1.1831 fits --max-usd $2.00" in fits.out
+    assert "within budget: the sync maximum $1.1545 fits --max-usd $2.00" in fits.out
 
 
 @pytest.mark.parametrize(
@@ -798,7 +802,7 @@ def test_budget_mode_sync_checks_the_sync_maximum(cli: Cli, examples_dir: Path) 
                 "max_usd": "1",
                 "mode": "batch",
                 "fits": True,
-                "needed_usd": "0.591537",
+                "needed_usd": "0.577245",
                 "shortfall_usd": "0",
             },
             id="fits",
@@ -810,8 +814,8 @@ def test_budget_mode_sync_checks_the_sync_maximum(cli: Cli, examples_dir: Path) 
                 "max_usd": "0.3",
                 "mode": "batch",
                 "fits": False,
-                "needed_usd": "0.591537",
-                "shortfall_usd": "0.291537",
+                "needed_usd": "0.577245",
+                "shortfall_usd": "0.277245",
             },
             id="over",
         ),
@@ -945,7 +949,7 @@ def test_csv_output(cli: Cli, examples_dir: Path) -> None:
     assert rows[0][:7] == ["gemini", "gemini-3-pro-image", "4K", "", "gemini/2026-10-02", "1", "1"]
     assert rows[0][10] == "0.12"
     column = header.index("batch_expected_usd")
-    assert sum(Decimal(r[column]) for r in rows) == Decimal("0.55551525")
+    assert sum(Decimal(r[column]) for r in rows) == Decimal("0.54122325")
 
 
 def test_imagen_has_no_batch_price(cli: Cli, make_queue: MakeQueue) -> None:
@@ -1069,7 +1073,7 @@ def test_console_script_exit_codes(examples_dir: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert over.returncode == 3
-    assert over.stderr.startswith("over budget: the batch maximum $0.5915")
+    assert over.stderr.startswith("over budget: the batch maximum $0.5772")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"key": "a"}\n', encoding="utf-8")
     refused = subprocess.run(

@@ -139,7 +139,12 @@ def test_diff_lists_added_models(cli: Cli) -> None:
     """A model new between the dates is listed as added."""
     rows = prices_json(cli, "--diff", "2026-04-20", "2026-04-21", "--provider", "openai")
     assert rows == [
-        {"model": "openai:gpt-image-2", "field": "(model)", "before": "-", "after": "added"}
+        {
+            "model": "openai:gpt-image-2",
+            "field": "(model)",
+            "before": "-",
+            "after": "added: available",
+        }
     ]
 
 

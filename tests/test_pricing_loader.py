@@ -239,7 +239,7 @@ def test_user_card_with_later_date_takes_over(
     make_card(date="2030-01-01")
     book = load_book([tmp_path / "cards"])
     assert book.card_at("gemini", dt.date(2030, 1, 1)).card_id == "gemini/2030-01-01"
-    assert book.card_at("gemini", dt.date(2029, 12, 31)).card_id == "gemini/2026-10-02"
+    assert book.card_at("gemini", dt.date(2029, 12, 31)).card_id == "gemini/2026-11-26"
     assert book.resolve("test-image", dt.date(2030, 1, 2)).model.id == "test-image"
 
 

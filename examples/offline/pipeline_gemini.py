@@ -27,7 +27,7 @@ def render(
     client: genai.Client,
     prompts: Mapping[str, str],
     *,
-    model: str = "gemini-2.5-flash-image",
+    model: str = "gemini-3.1-flash-image",
     display_name: str = "pipeline",
     poll_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,

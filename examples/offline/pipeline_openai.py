@@ -32,7 +32,7 @@ def render(
     client: OpenAI,
     prompts: Mapping[str, str],
     *,
-    model: str = "gpt-image-1",
+    model: str = "gpt-image-2",
     metadata: dict[str, str] | None = None,
     poll_s: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,

@@ -8,7 +8,7 @@ const GEMINI_DONE = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STA
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** One image per prompt through one OpenAI batch. Returns { status, images, failures } by key. */
-export async function renderOpenAI(client, prompts, { model = 'gpt-image-1', metadata, pollMs = 30_000 } = {}) {
+export async function renderOpenAI(client, prompts, { model = 'gpt-image-2', metadata, pollMs = 30_000 } = {}) {
   const lines = Object.entries(prompts)
     .map(([key, prompt]) => JSON.stringify({
       custom_id: key,
@@ -46,7 +46,7 @@ export async function renderOpenAI(client, prompts, { model = 'gpt-image-1', met
 }
 
 /** One image per prompt through one inline Gemini batch. Returns { status, images, failures }. */
-export async function renderGemini(ai, prompts, { model = 'gemini-2.5-flash-image', displayName = 'pipeline', pollMs = 30_000 } = {}) {
+export async function renderGemini(ai, prompts, { model = 'gemini-3.1-flash-image', displayName = 'pipeline', pollMs = 30_000 } = {}) {
   const src = Object.entries(prompts).map(([key, prompt]) => ({
     contents: [{ role: 'user', parts: [{ text: prompt }] }],
     metadata: { key },

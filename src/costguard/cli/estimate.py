@@ -29,7 +29,8 @@ from costguard.errors import UsageError
 
 if TYPE_CHECKING:
     from costguard.pricing.engine import RateBook
-    from costguard.pricing.schema import Mode
+    from costguard.pricing.schema import Mode, ModelCard
+    from costguard.queue.estimate import QueueEstimate
 
 
 class ModeOpt(StrEnum):
@@ -131,12 +132,12 @@ def estimate(
                 priced, book, render.modes_for(mode.value), comparisons=comparisons
             )
         )
-    if output is OutputOpt.csv:  # json and the table show it; csv on stderr
-        for line in render.calibration_lines(priced):
-            typer.echo(line, err=True)
+    _calibration_on_stderr(priced, output)
     if output is not OutputOpt.table:  # the table lists them; json and csv get them on stderr
         for warning in priced.warnings:
             typer.echo(f"warning: {warning}", err=True)
+        if priced.estimate.assumption_line:
+            typer.echo(priced.estimate.assumption_line, err=True)
     if advice is not None:
         if advice.decision.fits:
             if output is OutputOpt.table:
@@ -150,9 +151,24 @@ def estimate(
             raise typer.Exit(3)
 
 
+def _calibration_on_stderr(priced: QueueEstimate, output: OutputOpt) -> None:
+    """CSV has no room for `calibrated from N requests ...`: it goes to stderr (JSON and the
+    table carry it)."""
+    from costguard.cli import render
+
+    if output is OutputOpt.csv:
+        for line in render.calibration_lines(priced):
+            typer.echo(line, err=True)
+
+
 def prices(
     provider: Annotated[str | None, typer.Option(help="gemini or openai.")] = None,
     model: Annotated[str | None, typer.Option(help="One model (id or alias).")] = None,
+    size: Annotated[
+        str | None,
+        typer.Option(help="With --model: one size, any WxH the model accepts (e.g. 1536x864)."),
+    ] = None,
+    quality: Annotated[str | None, typer.Option(help="With --model: one quality.")] = None,
     as_of: AsOfOpt = None,
     diff: Annotated[
         tuple[str, str] | None,
@@ -170,7 +186,8 @@ def prices(
 ) -> None:
     """Per-image prices for every size and quality, standard (sync) and batch.
 
-    Example: costguard prices --provider gemini --as-of 2026-06-01
+    Examples: costguard prices --provider gemini --as-of 2026-06-01;
+    costguard prices --model gpt-image-2 --size 3840x2160 --quality high
     """
     from costguard.cli import render
     from costguard.pricing.loader import json_schema, shipped_dir
@@ -196,9 +213,16 @@ def prices(
         return
     at = parse_as_of(as_of)
     rows: list[dict[str, str]] = []
+    if model is None and (size is not None or quality is not None):
+        raise UsageError("--size and --quality need --model")
     if model is not None:
         resolved = book.resolve(model, at)
-        rows = render.price_rows(resolved.card, resolved.model)
+        rows = render.price_rows(
+            resolved.card,
+            resolved.model,
+            sizes=[_size_for(resolved.model, size)] if size is not None else None,
+            qualities=[_quality_for(resolved.model, quality)] if quality is not None else None,
+        )
         if resolved.warning:
             typer.echo(f"warning: {resolved.warning}", err=True)
     else:
@@ -209,6 +233,23 @@ def prices(
         msg = f"no models priced on {at}" + (f" for provider {provider!r}" if provider else "")
         raise UsageError(msg)
     _echo(render.prices_table(rows, output.value))
+
+
+def _size_for(model: ModelCard, size: str) -> str:
+    """`size` if the model accepts it; a usage error (exit 2) naming the rule otherwise."""
+    from costguard.pricing.sizes import size_problem
+
+    problem = size_problem(model, size)
+    if problem is not None:
+        raise UsageError(f"--size: {problem}")
+    return size
+
+
+def _quality_for(model: ModelCard, quality: str) -> str:
+    if quality not in model.qualities:
+        allowed = ", ".join(model.qualities) or "none (the model has no quality setting)"
+        raise UsageError(f"--quality: {model.id} does not support {quality!r}; allowed: {allowed}")
+    return quality
 
 
 def _echo(text: str) -> None:

@@ -78,6 +78,8 @@ def estimate_table(
     ]
     lines += calibration_lines(queue)
     lines += [f"warning: {w}" for w in queue.warnings]
+    if est.assumption_line:
+        lines.append(est.assumption_line)
     return "\n".join(lines)
 
 
@@ -158,6 +160,11 @@ def advice_lines(advice: Advice, mode: Mode) -> list[str]:
         f"  would fit: the same queue on {model} (max {usd(cost)}; --compare {model})"
         for model, cost in advice.cheaper_models
     ]
+    out += [
+        f"  would fit: {s.model}{f' {s.quality}' if s.quality else ''} images at {s.instead} "
+        f"instead of {s.size} (the same shape; max {usd(s.max_cost)})"
+        for s in advice.smaller_sizes
+    ]
     return out
 
 
@@ -187,6 +194,9 @@ def estimate_json(
         "batch_saving": _cost_json(est.saving()),
         "groups": [_group_json(g) for g in est.groups],
         "warnings": queue.warnings,
+        "assumptions": [
+            {"model": a.model, "fact": a.fact, "assumed": a.assumed} for a in est.assumptions
+        ],
     }
     if queue.calibration is not None:
         payload["calibration"] = queue.calibration_json()
@@ -208,6 +218,16 @@ def estimate_json(
             "shortfall_usd": plain(d.shortfall) if d.shortfall.is_finite() else None,
             "first_requests_that_fit": budget.first_requests,
             "cheaper_models": [{"model": m, "max_usd": plain(c)} for m, c in budget.cheaper_models],
+            "smaller_sizes": [
+                {
+                    "model": s.model,
+                    "size": s.size,
+                    "quality": s.quality,
+                    "instead": s.instead,
+                    "max_usd": plain(s.max_cost),
+                }
+                for s in budget.smaller_sizes
+            ],
         }
     return json.dumps(payload, indent=2)
 
@@ -277,12 +297,18 @@ def estimate_csv(queue: QueueEstimate) -> str:
 # prices -----------------------------------------------------------------------------------
 
 
-def price_rows(card: RateCard, model: ModelCard) -> list[dict[str, str]]:
-    """One row per size and quality: per-image price (image part only) in each mode."""
+def price_rows(
+    card: RateCard,
+    model: ModelCard,
+    *,
+    sizes: list[str] | None = None,
+    qualities: list[str | None] | None = None,
+) -> list[dict[str, str]]:
+    """One row per size and quality (default: the card's): per-image price (image part only)
+    in each mode."""
     rows = []
-    qualities: list[str | None] = list(model.qualities) or [None]
-    for quality in qualities:
-        for size in model.sizes:
+    for quality in qualities or list(model.qualities) or [None]:
+        for size in sizes or model.sizes:
             row = {
                 "provider": card.provider,
                 "model": model.id,

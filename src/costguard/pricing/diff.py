@@ -8,7 +8,7 @@ from typing import Any
 from costguard.pricing.engine import RateBook
 from costguard.pricing.schema import ModelCard
 
-_SKIP = {"notes", "sources", "display_name", "aliases"}
+_SKIP = {"notes", "sources", "display_name"}
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -34,6 +34,18 @@ def _models(book: RateBook, at: dt.date, provider: str | None) -> dict[str, Mode
     return out
 
 
+def status(model: ModelCard, at: dt.date) -> str:
+    """Whether the model can be called on `at`, by its own card's lifecycle."""
+    life = model.lifecycle
+    if life.shutdown_on is not None and life.shutdown_on <= at:
+        return f"shut down (on {life.shutdown_on})"
+    if life.available_from is not None and life.available_from > at:
+        return f"not yet available (from {life.available_from})"
+    if life.shutdown_on is not None:
+        return f"available (shuts down {life.shutdown_on})"
+    return "available"
+
+
 def diff_books(
     book: RateBook,
     before: dt.date,
@@ -42,7 +54,9 @@ def diff_books(
     provider: str | None = None,
     model: str | None = None,
 ) -> list[dict[str, str]]:
-    """Rows `{model, field, before, after}` for every priced fact that differs."""
+    """Rows `{model, field, before, after}` for every priced fact that differs, each model's
+    lifecycle transition between the two dates first (field `(status)`: e.g. available ->
+    shut down, whether or not a card changed)."""
     old, new = _models(book, before, provider), _models(book, after, provider)
     rows: list[dict[str, str]] = []
     for name in sorted(set(old) | set(new)):
@@ -51,11 +65,17 @@ def diff_books(
         a = _flatten(old[name].model_dump(mode="json")) if name in old else {}
         b = _flatten(new[name].model_dump(mode="json")) if name in new else {}
         if not a:
-            rows.append({"model": name, "field": "(model)", "before": "-", "after": "added"})
+            now = status(new[name], after)
+            rows.append(
+                {"model": name, "field": "(model)", "before": "-", "after": f"added: {now}"}
+            )
             continue
         if not b:
             rows.append({"model": name, "field": "(model)", "before": "listed", "after": "removed"})
             continue
+        was, now = status(old[name], before), status(new[name], after)
+        if was != now:
+            rows.append({"model": name, "field": "(status)", "before": was, "after": now})
         rows += [
             {"model": name, "field": key, "before": a.get(key, "-"), "after": b.get(key, "-")}
             for key in sorted(set(a) | set(b))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,8 @@ from costguard.errors import ModelUnavailableError, RateCardError
 from costguard.models import ImageRequest, Provider, Usage
 from costguard.money import ZERO, per_mtok
 from costguard.pricing.schema import MODES, Mode, ModelCard, ModeRates, RateCard
+from costguard.pricing.sizes import accepts, rule_tokens
+from costguard.pricing.sizes import order as size_order
 
 if TYPE_CHECKING:
     from costguard.pricing.calibration import Calibration
@@ -94,7 +97,7 @@ class RateBook:
             return cached
         for card in self.cards_in_force(at):
             for model in card.models:
-                if model_id in model.ids:
+                if model_id in model.names:
                     resolved = Resolved(card, model, _lifecycle_warning(model, model_id, at))
                     self._cache[key] = resolved
                     return resolved
@@ -104,7 +107,7 @@ class RateBook:
         later = [
             c
             for c in self.cards
-            if c.effective_from > at and any(model_id in m.ids for m in c.models)
+            if c.effective_from > at and any(model_id in m.names for m in c.models)
         ]
         if later:
             listed = min(later, key=lambda c: c.effective_from)
@@ -119,7 +122,7 @@ class RateBook:
                 f"model {model_id!r} is not priced until {listed.effective_from} "
                 f"(the cards in force on {at} do not list it)"
             )
-        known = sorted({i for c in self.cards_in_force(at) for m in c.models for i in m.ids})
+        known = sorted({i for c in self.cards_in_force(at) for m in c.models for i in m.names})
         close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.6)
         hint = (
             f". Did you mean: {', '.join(close)}?"
@@ -149,15 +152,16 @@ class UnknownModelError(ModelUnavailableError):
 def _lifecycle_warning(model: ModelCard, model_id: str, at: dt.date) -> str | None:
     life = model.lifecycle
     successors = f"; use {' or '.join(life.successors)}" if life.successors else ""
+    name = f"{model_id!r} ({model.id})" if model_id in model.nicknames else repr(model_id)
     if life.shutdown_on is not None and life.shutdown_on <= at:
-        msg = f"model {model_id!r} was shut down on {life.shutdown_on}{successors}"
+        msg = f"model {name} was shut down on {life.shutdown_on}{successors}"
         raise ModelUnavailableError(msg)
     if life.available_from is not None and life.available_from > at:
-        msg = f"model {model_id!r} is not available until {life.available_from}"
+        msg = f"model {name} is not available until {life.available_from}"
         raise ModelUnavailableError(msg)
     if life.shutdown_on is not None and (life.shutdown_on - at).days <= SHUTDOWN_WARNING_DAYS:
         days = (life.shutdown_on - at).days
-        return f"model {model_id!r} shuts down on {life.shutdown_on} (in {days} days){successors}"
+        return f"model {name} shuts down on {life.shutdown_on} (in {days} days){successors}"
     return None
 
 
@@ -234,9 +238,15 @@ def image_unit_price(model: ModelCard, mode: Mode, size: str, quality: str | Non
 
 
 def output_image_tokens(model: ModelCard, size: str, quality: str | None) -> int:
-    """Output image tokens per image at `size` (and `quality`); 0 for per-image-priced models."""
+    """Output image tokens per image at `size` (and `quality`); 0 for per-image-priced models.
+
+    A size the card does not list, but its `any_size` rule accepts, is priced by the rule.
+    """
     if model.output_image_tokens_by_quality is not None and model.qualities:
-        return model.output_image_tokens_by_quality[_quality(model, quality)][size]
+        row = model.output_image_tokens_by_quality[_quality(model, quality)]
+        if size not in row and model.any_size is not None:
+            return rule_tokens(model.any_size, size, _quality(model, quality))
+        return row[size]
     if model.output_image_tokens is not None:
         return model.output_image_tokens[size]
     return 0
@@ -344,6 +354,24 @@ class Group:
     cost: dict[Mode, Cost | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Assumption:
+    """A card fact no source publishes that an estimate rests on."""
+
+    model: str
+    fact: str
+    """`output_image_tokens`, `input_image_tokens` or `thinking_tokens`."""
+    assumed: str
+    """What the card assumes, in its words."""
+
+
+FACT_NAMES = {
+    "output_image_tokens": "output image tokens",
+    "input_image_tokens": "input image tokens",
+    "thinking_tokens": "thinking tokens",
+}
+
+
 @dataclass(slots=True)
 class Estimate:
     """The priced queue."""
@@ -356,6 +384,17 @@ class Estimate:
     images: int
     totals: dict[Mode, Cost | None]
     """Per mode; None when some group's model is not sold in that mode."""
+    assumptions: list[Assumption] = field(default_factory=list)
+    """Assumed card facts the figures rest on. Not in `warnings` (which ask for action): shown
+    as one line of their own, `assumption_line`."""
+
+    @property
+    def assumption_line(self) -> str | None:
+        """One line naming every assumed fact the figures rest on, or None."""
+        if not self.assumptions:
+            return None
+        facts = "; ".join(f"{a.model} {FACT_NAMES[a.fact]}: {a.assumed}" for a in self.assumptions)
+        return f"assumed: these figures rest on card facts no source publishes: {facts}"
 
     def total(self, mode: Mode) -> Cost | None:
         return self.totals[mode]
@@ -396,7 +435,7 @@ def estimate(
         if substitute is not None:
             key = (
                 model.id,
-                size if size in model.sizes else model.default_size,
+                size if accepts(model, size) else model.default_size,
                 quality if quality in model.qualities else model.default_quality,
             )
         else:
@@ -413,7 +452,7 @@ def estimate(
         (model_id, size, quality), (resolved, _) = item
         model = resolved.model
         rank = model.qualities.index(quality) if quality in model.qualities else 0
-        return (resolved.provider, model_id, model.sizes.index(size), rank)
+        return (resolved.provider, model_id, size_order(model, size), rank)
 
     for (model_id, size, quality), (resolved, totals) in sorted(merged.items(), key=order):
         group = Group(resolved.provider, model_id, size, quality, resolved.card.card_id, totals)
@@ -426,6 +465,7 @@ def estimate(
                 resolved.model, mode, size, quality, totals, calibration=calibration
             )
         groups.append(group)
+    assumptions = _assumptions(merged.values())
     totals_by_mode: dict[Mode, Cost | None] = {}
     for mode in MODES:
         costs = [g.cost[mode] for g in groups]
@@ -441,4 +481,18 @@ def estimate(
         requests=sum(g.totals.requests for g in groups),
         images=sum(g.totals.images for g in groups),
         totals=totals_by_mode,
+        assumptions=assumptions,
     )
+
+
+def _assumptions(groups: Iterable[tuple[Resolved, Totals]]) -> list[Assumption]:
+    """The assumed facts priced groups rest on (input image tokens only where there are input
+    images), once per model and fact."""
+    found: dict[tuple[str, str], Assumption] = {}
+    for resolved, totals in groups:
+        model = resolved.model
+        for fact, assumed in model.assumed.items():
+            if fact == "input_image_tokens" and not totals.input_images:
+                continue
+            found.setdefault((model.id, fact), Assumption(model.id, fact, assumed))
+    return [found[key] for key in sorted(found)]

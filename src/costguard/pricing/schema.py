@@ -86,13 +86,41 @@ class Lifecycle(_Model):
     """Ids to suggest when this one is shut down."""
 
 
+class SizeRule(_Model):
+    """Any `WxH` within limits, priced by a published token rule (gpt-image-2).
+
+    Valid: both edges multiples of `step`, `min_pixels` <= W*H <= `max_pixels`, longest edge at
+    most `max_edge`, longest / shortest at most `max_aspect_ratio`. Output image tokens of one
+    image, with q = `quality_factors[quality]`, L = longest edge and S = shortest edge:
+    `f = (2*q*S + L) // (2*L)`, `tokens = ceil(q * f * (base_pixels + W*H) / divisor)`.
+    """
+
+    step: int = Field(ge=1)
+    min_pixels: int = Field(ge=1)
+    max_pixels: int = Field(ge=1)
+    max_edge: int = Field(ge=1)
+    max_aspect_ratio: Decimal = Field(gt=0)
+    """Longest edge / shortest edge, at most."""
+    quality_factors: dict[str, int]
+    """q of the token rule, per quality."""
+    base_pixels: int = Field(ge=0)
+    divisor: int = Field(ge=1)
+
+
+AssumedFact = Literal["output_image_tokens", "input_image_tokens", "thinking_tokens"]
+"""Card facts an estimate can rest on that no source publishes."""
+
+
 class ModelCard(_Model):
     """One model id and everything needed to price a request to it."""
 
     id: str
     """The id sent to the API (e.g. `gemini-3-pro-image`)."""
     aliases: list[str] = []
-    """Other ids priced the same (e.g. dated snapshots)."""
+    """Other ids the API accepts, priced the same and sent as written (e.g. dated snapshots)."""
+    nicknames: list[str] = []
+    """Names users type that the API does not accept (e.g. `nano-banana-2`): priced as this
+    model and sent as `id`."""
     display_name: str | None = None
     lifecycle: Lifecycle = Lifecycle()
     sizes: list[str]
@@ -111,6 +139,8 @@ class ModelCard(_Model):
     """Output image tokens per image by size (token-priced models without qualities)."""
     output_image_tokens_by_quality: dict[str, dict[str, Tokens]] | None = None
     """Output image tokens per image by quality, then size (OpenAI GPT Image)."""
+    any_size: SizeRule | None = None
+    """Sizes besides `sizes` the model accepts, and their output tokens (gpt-image-2)."""
     input_image_tokens: Allowance | None = None
     """Tokens billed per input image (edits); typical and worst case."""
     thinking_tokens: Allowance | None = None
@@ -121,6 +151,9 @@ class ModelCard(_Model):
     """Ids of the card's sources these figures come from."""
     notes: list[str] = []
     """Choices made where sources disagree, and assumptions (e.g. thinking allowances)."""
+    assumed: dict[AssumedFact, str] = {}
+    """Facts no source publishes, each with what is assumed: every estimate that rests on one
+    says so."""
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelCard:  # noqa: PLR0912 - one readable list of checks
@@ -178,12 +211,45 @@ class ModelCard(_Model):
                     self.sizes,
                     f"modes.{mode}.per_image_by_quality",
                 )
+        if self.any_size is not None:
+            self._check_any_size(self.any_size)
+        for fact in self.assumed:
+            if fact != "output_image_tokens" and getattr(self, fact) is None:
+                msg = f"assumed names {fact}, which this model does not have"
+                raise ValueError(msg)
         return self
+
+    def _check_any_size(self, rule: SizeRule) -> None:
+        """The rule covers every quality, and the listed sizes and tokens follow it."""
+        from costguard.pricing.sizes import rule_problem, rule_tokens
+
+        if not self.qualities or sorted(rule.quality_factors) != sorted(self.qualities):
+            msg = f"any_size.quality_factors must have exactly the qualities {self.qualities}"
+            raise ValueError(msg)
+        table = self.output_image_tokens_by_quality or {}
+        for size in self.sizes:
+            problem = rule_problem(rule, size)
+            if problem is not None:
+                msg = f"size {size!r} is listed but any_size refuses it: {problem}"
+                raise ValueError(msg)
+            for quality in self.qualities:
+                listed, ruled = table[quality][size], rule_tokens(rule, size, quality)
+                if listed != ruled:
+                    msg = (
+                        f"output_image_tokens_by_quality.{quality}.{size} is {listed} but "
+                        f"any_size gives {ruled}"
+                    )
+                    raise ValueError(msg)
 
     @property
     def ids(self) -> list[str]:
-        """The id and its aliases."""
+        """The id and its aliases (the ids the API accepts)."""
         return [self.id, *self.aliases]
+
+    @property
+    def names(self) -> list[str]:
+        """Every name that resolves to this model: id, aliases and nicknames."""
+        return [self.id, *self.aliases, *self.nicknames]
 
 
 def _check_keys(table: Mapping[str, object], sizes: list[str], where: str) -> None:
@@ -224,7 +290,7 @@ class RateCard(_Model):
         seen: dict[str, str] = {}
         source_ids = {s.id for s in self.sources}
         for model in self.models:
-            for model_id in model.ids:
+            for model_id in model.names:
                 if model_id in seen:
                     msg = (
                         f"model id {model_id!r} appears twice (in {seen[model_id]} and {model.id})"

@@ -25,6 +25,7 @@ from costguard.pricing.engine import (
     price,
 )
 from costguard.pricing.schema import Mode
+from costguard.pricing.sizes import smaller_sizes
 from costguard.queue.reader import NO_DEFAULTS, Defaults, Format, QueueReader
 
 
@@ -114,6 +115,22 @@ class Advice:
     """Maximum cost of the queue at each model's cheapest size and quality."""
     cheaper_models: list[tuple[str, Decimal]] = field(default_factory=list)
     """Other models on which the whole queue fits, cheapest first: (model, max cost)."""
+    smaller_sizes: list[SmallerSize] = field(default_factory=list)
+    """For models that take any size (gpt-image-2): the largest size of the same shape at
+    which the whole queue fits, per group."""
+
+
+@dataclass(frozen=True, slots=True)
+class SmallerSize:
+    """The queue fits if one group's images are made at a smaller size of the same shape."""
+
+    model: str
+    size: str
+    quality: str | None
+    instead: str
+    """The smaller size."""
+    max_cost: Decimal
+    """Maximum cost of the whole queue with that group at `instead`."""
 
 
 def advise(
@@ -147,7 +164,33 @@ def advise(
         if priced is not None and priced.max <= limit:
             options.append((candidate.model.id, priced.max))
     advice.cheaper_models = sorted(options, key=lambda o: o[1])[:3]
+    advice.smaller_sizes = _smaller_sizes(queue, book, at, mode, limit)
     return advice
+
+
+def _smaller_sizes(
+    queue: QueueEstimate, book: RateBook, at: dt.date, mode: Mode, limit: Decimal
+) -> list[SmallerSize]:
+    """Per group on a model with an any-size rule: the largest smaller size of the same aspect
+    ratio (within a few percent) at which the whole queue fits, the other groups unchanged."""
+    found = []
+    for key in queue.grouped:
+        model_id, size, quality = key
+        model = book.resolve(model_id, at).model
+        for candidate in smaller_sizes(model, size):
+            grouped = dict(queue.grouped)
+            del grouped[key]
+            moved = (model_id, candidate, quality)
+            merged = Totals()
+            merged.merge(queue.grouped[key])
+            if moved in grouped:
+                merged.merge(grouped[moved])
+            grouped[moved] = merged
+            total = estimate(grouped, book, at, calibration=queue.calibration).total(mode)
+            if total is not None and total.max <= limit:
+                found.append(SmallerSize(model.id, size, quality, candidate, total.max))
+                break
+    return found
 
 
 def _first_fitting(

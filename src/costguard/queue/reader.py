@@ -34,6 +34,7 @@ from costguard.errors import (
 from costguard.media import file_problem
 from costguard.models import ImageRequest, Provider
 from costguard.pricing.engine import RateBook, Resolved
+from costguard.pricing.sizes import size_problem
 from costguard.queue.lines import (
     Line,
     LineError,
@@ -395,17 +396,14 @@ class QueueReader:
         resolved = self._resolve(model_id, model_field)
         card = resolved.model
         size = size or self.defaults.size or card.default_size
-        if size not in card.sizes:
+        problem = size_problem(card, size)
+        if problem is not None:
             hint = (
                 "; 'auto' cannot be priced before the response, so name a size"
                 if size == "auto"
                 else ""
             )
-            raise LineError(
-                self._field("size", field_prefix),
-                f"{model_id} does not support size {size!r}; allowed: "
-                f"{', '.join(card.sizes)}{hint}",
-            )
+            raise LineError(self._field("size", field_prefix), f"{problem}{hint}")
         if card.qualities:
             quality = quality or self.defaults.quality or card.default_quality
             if quality not in card.qualities:
@@ -435,6 +433,8 @@ class QueueReader:
         if not 1 <= n <= card.max_n:
             raise LineError(n_field, f"{n} is out of range for {model_id} (1 to {card.max_n})")
         takes_images = card.input_image_tokens is not None
+        if model_id in card.nicknames:
+            model_id = card.id  # the API knows the model by its id, not by the nickname
         return model_id, resolved.provider, size, quality, aspect_ratio, takes_images
 
 

@@ -175,11 +175,11 @@ class Runner:
             raise UsageError(msg)
         for warning in queue.warnings:
             self.reporter.message(f"warning: {warning}")
+        if queue.estimate.assumption_line:
+            self.reporter.message(queue.estimate.assumption_line)
         providers = (g.provider for g in queue.estimate.groups)
         self.clients.open(providers, options.queue.resolve().parent)
         if not rundir.exists:
-            if queue.calibration is not None:
-                self.reporter.message(queue.calibration.summary())
             journal = self._new_journal(options, run_id, queue, at, total.expected, total.max)
             outputs = Outputs(Path(journal.out))
             outputs.check(f"{journal.run_id} {journal.created}")
@@ -278,6 +278,8 @@ class Runner:
     ) -> Journal:
         out = (options.out or Path("costguard-out") / run_id).resolve()
         d = options.defaults
+        if queue.calibration is not None:
+            self.reporter.message(queue.calibration.summary())
         return Journal(
             run_id=run_id,
             created=self.clock().isoformat(),

@@ -7,14 +7,16 @@ each request's outcome, deterministically from the request's position and prompt
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from statistics import NormalDist
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from costguard.errors import UsageError
 from costguard.resources import data_dir
@@ -59,6 +61,34 @@ class Flaky(_Model):
     """Value of the Retry-After hint (wall seconds)."""
 
 
+class TokenSpread(_Model):
+    """Token counts that vary per request: a log-normal draw with this median, clipped to
+    [0, max], the same for the same request key on every run."""
+
+    median: int = Field(ge=0)
+    """The median count (half the requests report more, half less)."""
+    max: int = Field(ge=0)
+    """No request reports more than this (draws above are clipped to it)."""
+    sigma: float = Field(0.5, gt=0, le=3)
+    """Spread of the log-normal: the standard deviation of ln(count). 0.5 puts about 90% of
+    draws between 0.44x and 2.3x the median."""
+
+    @model_validator(mode="after")
+    def _median_within_max(self) -> TokenSpread:
+        if self.median > self.max:
+            msg = f"median ({self.median}) must not exceed max ({self.max})"
+            raise ValueError(msg)
+        return self
+
+    def draw(self, key: str, what: str) -> int:
+        """The count for the request `key` (`what` names the figure, so two figures of one
+        request are independent draws). Deterministic: seeded from a digest of both."""
+        digest = hashlib.sha256(f"costguard-sim:{what}:{key}".encode()).digest()
+        uniform = (int.from_bytes(digest[:8], "big") + 0.5) / 2.0**64
+        z = NormalDist().inv_cdf(uniform)
+        return min(self.max, max(0, round(self.median * math.exp(self.sigma * z))))
+
+
 class Scenario(_Model):
     """One scenario file."""
 
@@ -92,6 +122,12 @@ class Scenario(_Model):
     image_bytes: int | None = Field(None, gt=0, le=MAX_IMAGE_BYTES)
     """Pad each image to about this many bytes (data decoders skip: a PNG chunk, JPEG comments,
     a WebP chunk), so downloads weigh what real ones do (1-2 MB at 1K); None: no padding."""
+    thinking_tokens: TokenSpread | None = None
+    """Gemini: each request's `thoughtsTokenCount` drawn per request key (`TokenSpread`)
+    instead of the model's fixed figure, for models that think; None: the fixed figure."""
+    input_image_tokens: TokenSpread | None = None
+    """OpenAI edits: the tokens of each input image drawn per request key and image
+    (`TokenSpread`) instead of the fixed `edit_input_image_tokens`; None: the fixed figure."""
 
     def image_size(self, requested: tuple[int, int]) -> tuple[int, int] | None:
         """The pixel size to draw for a request asking `requested` (None: a tiny image)."""

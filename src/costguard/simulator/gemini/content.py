@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import math
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -29,7 +30,7 @@ from typing import Any, Literal
 from costguard.simulator.gemini.parts import contents_problem
 from costguard.simulator.gemini.usage import UsageTable
 from costguard.simulator.gemini.wire import JSON, _derived_id, _get
-from costguard.simulator.scenario import Scenario
+from costguard.simulator.scenario import Scenario, TokenSpread
 from costguard.simulator.splice import Base64
 
 MAX_INLINE_BYTES = 20 * 1024 * 1024
@@ -129,6 +130,16 @@ def validate_request(  # noqa: PLR0911 - one check per return, in the API's orde
     return None
 
 
+def request_key(key: object, request: object, model: str) -> str:
+    """What per-request draws are seeded from: the request's own key (a result-file line's
+    `key`, an inline request's `metadata.key`) when it has one, else a digest of the model
+    and the request body, so the same request draws the same figures on every run."""
+    if isinstance(key, str) and key:
+        return key
+    body = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return "body:" + hashlib.sha256(f"{model}\n{body}".encode()).hexdigest()[:32]
+
+
 def refusal_for(scenario: Scenario, position: int, prompt: str) -> RefusalKind | None:
     """The refusal kind of the request at `position` with `prompt`, or None (see module doc).
 
@@ -185,8 +196,15 @@ def generate_response(
     seed: str,
     image_for: ImageFn,
     table: UsageTable,
+    key: str,
+    thinking: TokenSpread | None = None,
 ) -> JSON:
-    """The GenerateContentResponse for a valid request (see `validate_request`)."""
+    """The GenerateContentResponse for a valid request (see `validate_request`).
+
+    `key` is the request's key (see `request_key`); with `thinking` (the scenario's
+    `thinking_tokens`), a model that thinks reports a `thoughtsTokenCount` drawn for that key
+    instead of its fixed figure.
+    """
     usage = table.lookup(model)
     assert usage is not None  # validated by the caller
     config = _get(request, "generationConfig") or {}
@@ -199,6 +217,8 @@ def generate_response(
         prompt_details.append({"modality": "IMAGE", "tokenCount": image_tokens_in})
     metered: JSON = {"promptTokenCount": prompt_tokens + image_tokens_in}
     thoughts = usage.thinking_tokens
+    if thinking is not None and thoughts:
+        thoughts = thinking.draw(key, "thinking_tokens")
     response: JSON = {}
     if refusal == "PROMPT_BLOCKED":
         thoughts = 0  # blocked before the model ran

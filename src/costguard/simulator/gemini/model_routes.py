@@ -11,6 +11,7 @@ from costguard.simulator.gemini.content import (
     generate_response,
     prompt_text,
     refusal_for,
+    request_key,
     validate_request,
 )
 from costguard.simulator.gemini.errors import ApiError, payload_too_large
@@ -38,5 +39,7 @@ class ModelRoutes(FaceBase):
             seed=seed,
             image_for=self._images(scenario),
             table=self.table,
+            key=request_key(None, body, model),
+            thinking=scenario.thinking_tokens,
         )
         return SimResponse.json(response)

@@ -18,6 +18,7 @@ from costguard.simulator.gemini.content import (
     generate_response,
     prompt_text,
     refusal_for,
+    request_key,
     validate_request,
 )
 from costguard.simulator.gemini.wire import JSON, _get
@@ -29,8 +30,9 @@ RESULT_CHUNK_BYTES = 256 * 1024
 class BatchResults(FaceBase):
     """Results of a job's kept requests, inline or as result-file lines."""
 
-    def _result(self, batch: _Batch, position: int, request: object) -> JSON:
-        """`{"response": ...}` or `{"error": ...}` for the request at `position`."""
+    def _result(self, batch: _Batch, position: int, request: object, key: object) -> JSON:
+        """`{"response": ...}` or `{"error": ...}` for the request at `position` (`key`: its
+        result-file key or inline `metadata.key`, when it has one)."""
         model = batch.model
         if isinstance(request, dict):
             item_model = _get(request, "model")
@@ -49,6 +51,8 @@ class BatchResults(FaceBase):
             seed=seed,
             image_for=self._images(batch.scenario),
             table=self.table,
+            key=request_key(key, request, model),
+            thinking=batch.scenario.thinking_tokens,
         )
         return {"response": response}
 
@@ -59,8 +63,8 @@ class BatchResults(FaceBase):
         def elements() -> Iterator[bytes]:
             for number, position in enumerate(_result_order(batch, kept)):
                 item = items[position]
-                result = self._result(batch, position, _get(item, "request"))
                 metadata = _get(item, "metadata")
+                result = self._result(batch, position, _get(item, "request"), _get(metadata, "key"))
                 if metadata is not None:
                     result["metadata"] = metadata
                 yield b"," if number else b"["
@@ -83,8 +87,8 @@ class BatchResults(FaceBase):
             pos += len(line)
         for position in _result_order(batch, kept):
             entry = json.loads(content[starts[position] : ends[position]])
-            result = self._result(batch, position, _get(entry, "request"))
             key = entry.get("key")
+            result = self._result(batch, position, _get(entry, "request"), key)
             yield from dump_pieces({"key": key, **result} if key is not None else result)
             yield b"\n"
 

@@ -223,8 +223,8 @@ class InputScan:
         if len(self.errors) < self.limits.max_errors_listed:
             self.errors.append({"code": code, "line": line, "message": message, "param": param})
 
-    def check(self, line_no: int, raw: bytes) -> dict[str, Any] | None:
-        """The request body when line `line_no` is a valid request line, else None."""
+    def check(self, line_no: int, raw: bytes) -> tuple[str, dict[str, Any]] | None:
+        """`(custom_id, body)` when line `line_no` is a valid request line, else None."""
         try:
             line = json.loads(raw)
         except ValueError:
@@ -270,7 +270,7 @@ class InputScan:
                 "a batch uses one model."
             )
             self.fail("model_mismatch", line_no, message, "body.model")
-        return body
+        return custom_id, body
 
 
 _UNFINISHED = {

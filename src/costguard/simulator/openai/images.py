@@ -50,7 +50,7 @@ class ImageRoutes(OpenAIBase):
             "output_format": call.output_format,
             "quality": call.quality,
             "size": call.size,
-            "usage": call.usage(self.usage),
+            "usage": call.usage(self.usage, scenario.input_image_tokens),
         }
 
     # -- synchronous images ------------------------------------------------------------------

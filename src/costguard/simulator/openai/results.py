@@ -118,36 +118,43 @@ class BatchResults(ImageRoutes):
                     {"code": "too_many_tasks", "line": None, "message": message, "param": None}
                 ]
                 return scan.errors, Analysis(), None, scan.total
-            body = scan.check(line_no, raw)
-            if body is not None and not scan.error_count:
-                self._account(job, analysis, scan.total - 1, offset, body)
+            checked = scan.check(line_no, raw)
+            if checked is not None and not scan.error_count:
+                self._account(job, analysis, scan.total - 1, offset, *checked)
         if scan.total == 0:
             scan.fail("empty_file", None, "The batch input file is empty.")
         return scan.errors, analysis, scan.model, scan.total
 
     def _account(
-        self, job: BatchJob, analysis: Analysis, position: int, offset: int, body: dict[str, Any]
+        self,
+        job: BatchJob,
+        analysis: Analysis,
+        position: int,
+        offset: int,
+        custom_id: str,
+        body: dict[str, Any],
     ) -> None:
         analysis.offsets.append(offset)
         outcome, input_tokens, output_tokens = _OK, 0, 0
         try:
-            call = self._batch_call(job, body)
+            call = self._batch_call(job, custom_id, body)
         except ApiError:
             outcome = _REJECTED
         else:
             if job.scenario.refuses(position, call.prompt):
                 outcome = _REFUSED
             else:
-                input_tokens = call.input_text_tokens + call.input_image_tokens(self.usage)
+                images = call.input_image_tokens(self.usage, job.scenario.input_image_tokens)
+                input_tokens = call.input_text_tokens + images
                 output_tokens = call.output_tokens(self.usage)
         analysis.outcome.append(outcome)
         analysis.cum_input.append(analysis.cum_input[-1] + input_tokens)
         analysis.cum_output.append(analysis.cum_output[-1] + output_tokens)
 
-    def _batch_call(self, job: BatchJob, body: dict[str, Any]) -> ImageCall:
+    def _batch_call(self, job: BatchJob, custom_id: str, body: dict[str, Any]) -> ImageCall:
         edit = job.endpoint == "/v1/images/edits"
         images = _json_images_count(body) if edit else 0
-        return parse_image_call(body, self.usage, edit=edit, input_images=images)
+        return parse_image_call(body, self.usage, edit=edit, input_images=images, key=custom_id)
 
     def _chunks(self, record: FileRecord) -> Iterator[bytes]:
         """A file's content in chunks: stored bytes, or result lines generated on the fly."""
@@ -194,7 +201,7 @@ class BatchResults(ImageRoutes):
                 )
                 continue
             request_id = "req_" + _digest(job.id, position, "req")[:32]
-            status, body = self._batch_response(job, plan, position, line["body"], request_id)
+            status, body = self._batch_response(job, plan, position, line, request_id)
             response = {"status_code": status, "request_id": request_id, "body": body}
             yield from dump_pieces(
                 {"id": line_id, "custom_id": custom_id, "response": response, "error": None}
@@ -202,10 +209,10 @@ class BatchResults(ImageRoutes):
             yield b"\n"
 
     def _batch_response(
-        self, job: BatchJob, plan: Timeline, position: int, body: dict[str, Any], request_id: str
+        self, job: BatchJob, plan: Timeline, position: int, line: dict[str, Any], request_id: str
     ) -> tuple[int, dict[str, Any]]:
         try:
-            call = self._batch_call(job, body)
+            call = self._batch_call(job, line["custom_id"], line["body"])
         except ApiError as exc:
             return exc.status, exc.body
         if job.scenario.refuses(position, call.prompt):
