@@ -241,3 +241,16 @@ def test_run_calibrated_reserves_and_reports_the_calibrated_maximum(
     assert "calibrated from 30 requests (since 2026-10-20)" in result.err
     table = cli(*args[:-2], "--output", "table")
     assert "calibrated from 30 requests (since 2026-10-20)" in table.out.splitlines()
+
+
+def test_a_calibrated_fact_no_longer_shows_as_assumed(
+    cli: Cli, ledger_file: Path, pro_queue: Path
+) -> None:
+    """On cards that mark thinking as assumed, a calibrated estimate no longer rests on it."""
+    args = ["estimate", pro_queue, "--as-of", "2026-11-26", "--ledger", ledger_file]
+    card = cli(*args)
+    assert f"{PRO} thinking tokens: 400 typical" in card.out
+    calibrated = cli(*args, "--calibrated")
+    assert calibrated.code == 0, calibrated.err
+    assert "thinking tokens" not in calibrated.out
+    assert "  thinking on gemini-3-pro-image (1K): expected 745, max 1113" in calibrated.out

@@ -256,3 +256,15 @@ def test_estimate_without_calibration_is_unchanged(shipped_book: RateBook) -> No
     assert plain.totals["batch"] is not None
     assert learned.totals["batch"].expected == plain.totals["batch"].expected  # median = card
     assert learned.totals["batch"].max < plain.totals["batch"].max  # 500 max, not 4000
+
+
+def test_an_assumed_fact_is_calibrated_like_a_range(shipped_book: RateBook) -> None:
+    """3.1 Flash's 1,120 tokens per input image is marked assumed on the 2026-11-26 card: no
+    floor, so 560 observed prices 560 expected and 700 max."""
+    model = shipped_book.resolve("gemini-3.1-flash-image", dt.date(2026, 11, 26)).model
+    assert model.input_image_tokens == Allowance(typical=1120, max=1120)
+    assert "input_image_tokens" in model.assumed
+    seen = [Observation("input_image", model.id, "1K", None, 560, 1)] * 30
+    assert calibrate(seen, requests=30, since=None).allowances(
+        model, "1K", None
+    ).input_image == Allowance(typical=560, max=700)

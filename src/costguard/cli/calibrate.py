@@ -163,14 +163,14 @@ def _used(
     card: tuple[Decimal, Decimal] | None,
 ) -> tuple[tuple[Decimal, Decimal] | None, str]:
     """What an estimate for this key prices with, and where that comes from."""
-    from costguard.pricing.calibration import MIN_SAMPLES, calibrated
+    from costguard.pricing.calibration import MIN_SAMPLES, calibrated, is_fixed
 
     if model is None or card is None:
         return None, "no card in force prices this model"
     if size is None:
         stats = calibration.stats[(kind, model.id, None, None)]
         if stats.samples >= MIN_SAMPLES:
-            return calibrated(kind, stats, card), "these requests"
+            return calibrated(kind, stats, card, fixed=is_fixed(kind, model)), "these requests"
         return card, f"card (fewer than {MIN_SAMPLES} requests)"
     for fact in calibration.facts(model, size, quality):
         if fact.kind == kind:

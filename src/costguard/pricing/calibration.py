@@ -23,9 +23,11 @@ least `MIN_SAMPLES` observations, else the card. From a distribution:
 
 so a request that overran the maximum widens the next calibration by itself. What calibration
 never does: touch a fixed fact (output image tokens are billing facts, never calibrated);
-lower an allowance the card states as one figure (`typical == max`, like Gemini's tokens per
-input image: it is raised to the largest value observed, if larger, never lowered); raise
-the prompt's maximum past one token per byte (the card's bound) unless more was observed.
+lower a fact the card publishes as one figure (`typical == max` and not in its `assumed`,
+like Gemini 3 Pro Image's 560 tokens per input image: it is raised to the largest value
+observed, if larger, never lowered); raise the prompt's maximum past one token per byte (the
+card's bound) unless more was observed. Ranges (thinking's 400 typical / 4,000 max) and facts
+the card marks `assumed` are costguard's assumptions: calibration replaces them.
 Thinking applies only to models whose card has a thinking allowance, input images only where
 the card prices them (the engine's rules).
 """
@@ -58,6 +60,8 @@ MAX_MARGIN = Decimal("1.25")
 """... times this safety margin, and never below the largest observation."""
 PER_BYTE = Decimal("0.000001")
 """Prompt tokens per byte are kept to this many places (medians half up, maxima up)."""
+ASSUMED: dict[Kind, str] = {"thinking": "thinking_tokens", "input_image": "input_image_tokens"}
+"""The card's name of each fact in `ModelCard.assumed` (the prompt rule is costguard's own)."""
 CARD_PROMPT = (Decimal("0.25"), Decimal(1))
 """The card's prompt rule as tokens per byte: expected ceil(bytes / 4), maximum bytes."""
 
@@ -222,7 +226,7 @@ class Calibration:
             if card is None or hit is None:
                 continue
             (_, _, key_size, key_quality), stats = hit
-            used = calibrated(kind, stats, card)
+            used = calibrated(kind, stats, card, fixed=is_fixed(kind, model))
             out.append(Fact(kind, model.id, key_size, key_quality, stats, card, used))
         return out
 
@@ -282,14 +286,24 @@ def card_figures(kind: Kind, model: ModelCard) -> tuple[Decimal, Decimal] | None
     return Decimal(allowance.typical), Decimal(allowance.max)
 
 
-def calibrated(kind: Kind, stats: Stats, card: tuple[Decimal, Decimal]) -> tuple[Decimal, Decimal]:
+def is_fixed(kind: Kind, model: ModelCard) -> bool:
+    """Whether the card states `kind` as a published fact: one figure (`typical == max`) that
+    its `assumed` does not list. Calibration never lowers such a figure."""
+    figures = card_figures(kind, model)
+    if kind == "prompt" or figures is None:
+        return False
+    return figures[0] == figures[1] and ASSUMED[kind] not in model.assumed
+
+
+def calibrated(
+    kind: Kind, stats: Stats, card: tuple[Decimal, Decimal], *, fixed: bool = False
+) -> tuple[Decimal, Decimal]:
     """The expected and maximum figure a distribution gives (see the module docstring).
 
     Tokens per request or per image are whole tokens (the median half up, the maximum up);
-    tokens per byte are kept to `PER_BYTE`. A card allowance stated as one figure (`typical ==
-    max`) is a floor for both, raised only to what was observed (no margin on a fact).
+    tokens per byte are kept to `PER_BYTE`. A `fixed` card figure (`is_fixed`) is a floor for
+    both, raised only to what was observed (no margin on a fact).
     """
-    fixed = kind != "prompt" and card[0] == card[1]
     widest = stats.max if fixed else max(stats.p99 * MAX_MARGIN, stats.max)
     if kind == "prompt":
         expected = stats.median.quantize(PER_BYTE, ROUND_HALF_UP)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from costguard.pricing.budget import Decision, check
-from costguard.pricing.calibration import Calibration, Fact
+from costguard.pricing.calibration import ASSUMED, Calibration, Fact
 from costguard.pricing.engine import (
     Estimate,
     GroupKey,
@@ -85,14 +85,24 @@ def price_queue(
             f"maxOutputTokens ({text:,} tokens in all) at the output text rate; the expected "
             "figure counts no text, whose length cannot be known before the response"
         )
-    facts: list[Fact] = []
-    if calibration is not None:
-        for group in result.groups:
-            model = book.resolve(group.model, at).model
-            facts += (
-                f for f in calibration.facts(model, group.size, group.quality) if f not in facts
-            )
+    facts = _learned(result, book, at, calibration) if calibration is not None else []
     return QueueEstimate(path, reader.format, grouped, result, warnings, calibration, facts)
+
+
+def _learned(result: Estimate, book: RateBook, at: dt.date, calibration: Calibration) -> list[Fact]:
+    """The calibrated figures `result` was priced with. An assumed card fact (`assumed:` line)
+    that calibration replaced for every group of its model no longer underlies the figures:
+    it is dropped from `result.assumptions`."""
+    facts: list[Fact] = []
+    learned: dict[str, set[str]] = {}
+    for group in result.groups:
+        model = book.resolve(group.model, at).model
+        found = calibration.facts(model, group.size, group.quality)
+        facts += (f for f in found if f not in facts)
+        kinds = {ASSUMED.get(f.kind, "") for f in found}
+        learned[model.id] = learned[model.id] & kinds if model.id in learned else kinds
+    result.assumptions = [a for a in result.assumptions if a.fact not in learned.get(a.model, ())]
+    return facts
 
 
 def compare(queue: QueueEstimate, book: RateBook, at: dt.date, models: list[str]) -> list[Estimate]:
