@@ -26,7 +26,7 @@ from costguard.run.reconcile import explain, summary_json
 from costguard.run.rundir import RunDir
 from costguard.run.runner import Runner
 from costguard.simulator import Simulator, simulate
-from runkit import AS_OF, GEMINI_LINES, OPENAI_LINES, by_key, write_queue
+from runkit import AS_OF, GEMINI_LINES, OPENAI_LINES, by_key, scenario_file, write_queue
 
 PRO = "gemini-3-pro-image"
 
@@ -208,3 +208,46 @@ def test_an_uncalibrated_run_notes_no_maximum(
         summary = make_runner(sim).start(options(queue, tmp_path / "out"))
     assert all("calibrated_max_usd" not in v for v in by_key(tmp_path / "out").values())
     assert (summary.calibration, summary.over_calibrated_max) == (None, 0)
+
+
+def test_calibration_shrinks_the_estimate_error_when_thinking_varies(
+    tmp_path: Path, make_runner: Callable[[Simulator], Runner], ledger: Ledger
+) -> None:
+    """Against a provider whose Gemini 3 Pro Image thinks a log-normal 700 tokens a request
+    (per key, up to 5,000), the card (400 typical / 4,000 max) misses the expected cost and
+    overshoots the maximum. One real run of 40 requests later, a calibrated estimate of 40 new
+    requests is closer on both, and its maximum still holds the actual cost."""
+    scenario = scenario_file(
+        tmp_path / "sc", "succeeded", name="thinking", thinking_tokens={"median": 700, "max": 5000}
+    )
+    learn = pro_queue(tmp_path / "learn.jsonl", 40)
+    check = tmp_path / "check.jsonl"
+    write_queue(check, [{"key": f"c{i}", "prompt": f"cover {i}", "model": PRO} for i in range(40)])
+    with simulate(str(scenario), time_scale=0) as sim:
+        runner = make_runner(sim)
+        runner.start(options(learn, tmp_path / "out-learn"))
+        calibration = ledger.calibration()
+        card = price_queue(check, runner.book, AS_OF).estimate.total("batch")
+        summary = runner.start(options(check, tmp_path / "out-check", calibration=calibration))
+    learned = price_queue(check, runner.book, AS_OF, calibration=calibration).estimate
+    after = learned.total("batch")
+    assert card is not None
+    assert after is not None
+    assert (summary.estimate_expected, summary.estimate_max) == (after.expected, after.max)
+    actual = summary.actual
+    figures = {
+        "expected error": (abs(card.expected - actual), abs(after.expected - actual)),
+        "max overshoot": (card.max - actual, after.max - actual),
+    }
+    print(f"\nactual ${actual} for 40 requests; before -> after calibration from 40:")
+    for name, (before, now) in figures.items():
+        print(f"  {name}: ${before} -> ${now}")
+    for before, now in figures.values():
+        assert now < before
+    assert after.max >= actual
+    thinking = calibration.stats[("thinking", PRO, "1K", None)]
+    assert thinking.samples == 40
+    assert 500 < thinking.median < 1000
+    lines = by_key(tmp_path / "out-check")
+    over = sum(Decimal(v["cost_usd"]) > Decimal(v["calibrated_max_usd"]) for v in lines.values())
+    assert summary.over_calibrated_max == over
