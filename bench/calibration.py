@@ -120,6 +120,13 @@ def main() -> None:
         costguard(["run", str(learn), *fast, "--out", str(work / "out-learn")], env, work)
         print("$ costguard calibrate")
         print(costguard(["calibrate"], env, work))
+        print("$ costguard estimate check.jsonl --calibrated")
+        table = costguard(["estimate", str(check), "--calibrated"], env, work).splitlines()
+        print("…")
+        print(
+            "\n".join(table[next(i for i, t in enumerate(table) if t.startswith("calibrated")) :])
+        )
+        print()
         estimates = {}
         for label, extra in (("card", []), ("calibrated", ["--calibrated"])):
             payload = json.loads(
