@@ -241,6 +241,8 @@ def test_run_calibrated_reserves_and_reports_the_calibrated_maximum(
     assert "calibrated from 30 requests (since 2026-10-20)" in result.err
     table = cli(*args[:-2], "--output", "table")
     assert "calibrated from 30 requests (since 2026-10-20)" in table.out.splitlines()
+    status = cli("status", summary["run_id"])
+    assert "calibrated from 30 requests (since 2026-10-20)" in status.out.splitlines()
 
 
 def test_a_calibrated_fact_no_longer_shows_as_assumed(
@@ -254,3 +256,18 @@ def test_a_calibrated_fact_no_longer_shows_as_assumed(
     assert calibrated.code == 0, calibrated.err
     assert "thinking tokens" not in calibrated.out
     assert "  thinking on gemini-3-pro-image (1K): expected 745, max 1113" in calibrated.out
+
+
+def test_a_team_ledger_calibrates_from_every_machines_runs(cli: Cli, pg_url: str) -> None:
+    """On PostgreSQL, runs recorded by two machines (two connections) teach one calibration."""
+    for machine, half in (("ci", range(15)), ("laptop", range(15, 30))):
+        with open_ledger(pg_url) as ledger:
+            ledger.admit(machine, Decimal(10), owner=machine, at=RECORDED)
+            samples = [sample(f"{machine}-{i}", 600 + 10 * i) for i in half]
+            ledger.record_spend(machine, "p1", Decimal(1), at=RECORDED, samples=samples)
+    result = cli("calibrate", "--ledger", pg_url, "--as-of", AS_OF, "--output", "json")
+    assert result.code == 0, result.err
+    payload = json.loads(result.out)
+    assert payload["requests"] == 30
+    fact = next(f for f in payload["facts"] if f["fact"] == "thinking" and f["size"] is None)
+    assert fact["used"] == {"expected": "745", "max": "1113"}

@@ -451,6 +451,10 @@ def status(
     )
     if journal.admission:
         typer.echo(f"budget: {journal.admission}")
+    calibration = journal.estimate.get("calibration")
+    if calibration:
+        since = f" (since {calibration['since']})" if calibration["since"] else ""
+        typer.echo(f"calibrated from {calibration['requests']:,} requests{since}")
     rows = [
         [p.id, p.requests, p.job_id or "-", p.state, p.job_state or "-", p.cost_usd or "-"]
         for p in journal.parts

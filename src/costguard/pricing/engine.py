@@ -13,6 +13,8 @@ Each part has an expected and a maximum figure; the maximum is what a budget mus
 Prompt tokens: expected = ceil(bytes / 4) (the usual ~4 bytes a token for English text),
 maximum = bytes (a tokenizer never emits more tokens than the text has bytes).
 Every quantity is linear, so a group of requests is priced from its totals, exactly.
+With a `Calibration` (`pricing.calibration`), the thinking, input-image and prompt allowances
+learned from real runs replace the card's where it has enough requests.
 """
 
 from __future__ import annotations
