@@ -187,7 +187,7 @@ class Calibration:
 
     def __init__(self, stats: Mapping[Key, Stats], *, requests: int, since: dt.date | None) -> None:
         self.stats = dict(stats)
-        """Every key observed, enough samples or not (`calibrate costguard` shows them all)."""
+        """Every key observed, enough samples or not (`costguard calibrate` shows them all)."""
         self.requests = requests
         self.since = since
         """The first day counted: the one asked for, else the day of the earliest sample."""
