@@ -28,6 +28,8 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COSTGUARD_BUDGET", raising=False)
     monkeypatch.delenv("COSTGUARD_OWNER", raising=False)
     monkeypatch.delenv("COSTGUARD_DEFAULT_MODEL", raising=False)
+    monkeypatch.delenv("COSTGUARD_CALIBRATED", raising=False)
+    monkeypatch.delenv("COSTGUARD_CALIBRATION_SINCE", raising=False)
     for name in (
         "GEMINI_API_KEY",
         "GOOGLE_API_KEY",

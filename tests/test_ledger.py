@@ -198,8 +198,30 @@ SCHEMA = {
     ],
     "spend": ["run_id", "part_id", "amount_usd", "recorded_at"],
     "ledger_identity": ["id"],
+    "usage_samples": [
+        "run_id",
+        "request_key",
+        "provider",
+        "model",
+        "size",
+        "quality",
+        "status",
+        "prompt_bytes",
+        "input_images",
+        "text_tokens_max",
+        "input_text_tokens",
+        "input_image_tokens",
+        "output_text_tokens",
+        "output_image_tokens",
+        "recorded_at",
+    ],
 }
-INDEXES = {"runs_budget_status", "runs_created_at", "spend_recorded_at"}
+INDEXES = {
+    "runs_budget_status",
+    "runs_created_at",
+    "spend_recorded_at",
+    "usage_samples_recorded_at",
+}
 ALL = [fn.__name__ for fn in MIGRATIONS]
 
 

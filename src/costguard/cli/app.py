@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard.cli import estimate
+from costguard.cli import calibrate, estimate
 from costguard.cli import runs as run_cli
 from costguard.cli.budget import budget_app
 from costguard.cli.ledger import ledger_app
@@ -65,6 +65,7 @@ for _command in (
     run_cli.status,
     run_cli.cancel,
     run_cli.runs,
+    calibrate.calibrate,
 ):
     app.command()(_command)
 app.add_typer(budget_app, name="budget")

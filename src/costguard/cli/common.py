@@ -7,6 +7,7 @@ option once; imports stay light (`--help` must not load pydantic models or YAML)
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +20,7 @@ from costguard.money import MAX_USD, ZERO, usd_exact
 
 if TYPE_CHECKING:
     from costguard.ledger import Ledger
+    from costguard.pricing.calibration import Calibration
     from costguard.pricing.engine import RateBook
 
 
@@ -120,3 +122,103 @@ def open_cli_ledger(location: str | None, *, migrate: bool = True) -> Ledger:
     chosen = settings.ledger_location(location)
     where = chosen if chosen is not None else default_path(settings.home)
     return open_ledger(where, migrate=migrate)
+
+
+_AGO = re.compile(r"^(\d+)\s*([dhw])$")
+_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_moment(value: str | None, option: str) -> dt.datetime | None:
+    """An ISO date or time (UTC unless it has an offset), or a span back from now: 7d, 12h, 2w."""
+    if value is None:
+        return None
+    text = value.strip()
+    ago = _AGO.match(text)
+    if ago:
+        span = dt.timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
+        return dt.datetime.now(dt.UTC) - span
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        msg = (
+            f"{option}: {value!r} is not an ISO date or time or a span like 7d; "
+            "give one like 2026-03-01, 2026-03-01T09:00Z or 30d"
+        )
+        raise UsageError(msg) from None
+    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=dt.UTC)
+
+
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="From this ISO date or time (UTC), or a span back from now (7d, 12h, 2w).",
+    ),
+]
+CalibratedOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--calibrated/--no-calibrated",
+        help="Price thinking, input images and prompts from what real runs in the ledger "
+        "reported (`costguard calibrate`) where it has enough requests, else from the card. "
+        "Default: COSTGUARD_CALIBRATED (off).",
+        show_default=False,
+    ),
+]
+
+
+def calibration_wanted(flag: bool | None) -> bool:
+    """`--calibrated` (or `--no-calibrated`) if given, else the `COSTGUARD_CALIBRATED` setting."""
+    from costguard.cli.settings import Settings
+
+    return flag if flag is not None else Settings().calibrated_default()
+
+
+def calibration_for(flag: bool | None, location: str | None) -> Calibration | None:
+    """The calibration an estimate prices with when `--calibrated` (or the setting) asks for
+    one, read from the ledger `location` names (which must exist); else None."""
+    if not calibration_wanted(flag):
+        return None
+    with open_calibration_ledger(location) as ledger:
+        return load_calibration(ledger)
+
+
+def load_calibration(ledger: Ledger, since: str | None = None) -> Calibration:
+    """What `ledger`'s real runs teach since `since` (else `COSTGUARD_CALIBRATION_SINCE`)."""
+    from costguard.cli.settings import Settings
+
+    if since is not None:
+        return ledger.calibration(since=parse_moment(since, "--since"))
+    setting = Settings().calibration_since
+    return ledger.calibration(since=parse_moment(setting, "COSTGUARD_CALIBRATION_SINCE"))
+
+
+def open_calibration_ledger(location: str | None) -> Ledger:
+    """The ledger a calibration reads (`--ledger`, else the settings), which must exist.
+
+    A ledger file that is not there is an error, not an empty calibration: an estimate asked
+    to be calibrated is never quietly priced from the card instead.
+    """
+    require_ledger(location)
+    return open_cli_ledger(location)
+
+
+def require_ledger(location: str | None) -> None:
+    """Refuse a ledger file that does not exist (calibration never starts from an empty one).
+
+    Raises:
+        LedgerError: the location is no valid ledger location, or names no ledger file.
+    """
+    from costguard.cli.settings import Settings
+    from costguard.errors import LedgerError
+    from costguard.ledger import default_path, resolve_location
+
+    settings = Settings()
+    chosen = settings.ledger_location(location)
+    where = resolve_location(chosen if chosen is not None else default_path(settings.home))
+    if isinstance(where, Path) and not where.is_file():
+        msg = (
+            f"ledger {where}: no such ledger; calibration learns from the runs a ledger recorded "
+            "(give it with --ledger, COSTGUARD_LEDGER_URL or COSTGUARD_LEDGER)"
+        )
+        raise LedgerError(msg)

@@ -15,9 +15,12 @@ import typer
 
 from costguard.cli.common import (
     AsOfOpt,
+    CalibratedOpt,
     FormatOption,
+    LedgerOpt,
     OutputOpt,
     PricingOpt,
+    calibration_for,
     load_rate_book,
     parse_as_of,
     parse_usd,
@@ -27,6 +30,7 @@ from costguard.errors import UsageError
 if TYPE_CHECKING:
     from costguard.pricing.engine import RateBook
     from costguard.pricing.schema import Mode, ModelCard
+    from costguard.queue.estimate import QueueEstimate
 
 
 class ModeOpt(StrEnum):
@@ -75,6 +79,8 @@ def estimate(
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
     fmt: FormatOption = None,
     pricing: PricingOpt = None,
+    calibrated: CalibratedOpt = None,
+    ledger: LedgerOpt = None,
 ) -> None:
     """Price a queue before anything is sent: per model, size and quality, batch against sync.
 
@@ -102,6 +108,7 @@ def estimate(
         at,
         defaults=defaults,
         fmt=fmt.value if fmt else None,
+        calibration=calibration_for(calibrated, ledger),
     )
     others = [m.strip() for m in (compare or "").split(",") if m.strip()]
     comparisons = compare_models(priced, book, at, others)
@@ -125,6 +132,7 @@ def estimate(
                 priced, book, render.modes_for(mode.value), comparisons=comparisons
             )
         )
+    _calibration_on_stderr(priced, output)
     if output is not OutputOpt.table:  # the table lists them; json and csv get them on stderr
         for warning in priced.warnings:
             typer.echo(f"warning: {warning}", err=True)
@@ -141,6 +149,16 @@ def estimate(
             for line in render.advice_lines(advice, budget_card_mode):
                 typer.echo(line, err=True)
             raise typer.Exit(3)
+
+
+def _calibration_on_stderr(priced: QueueEstimate, output: OutputOpt) -> None:
+    """CSV has no room for `calibrated from N requests ...`: it goes to stderr (JSON and the
+    table carry it)."""
+    from costguard.cli import render
+
+    if output is OutputOpt.csv:
+        for line in render.calibration_lines(priced):
+            typer.echo(line, err=True)
 
 
 def prices(

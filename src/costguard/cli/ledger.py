@@ -8,10 +8,8 @@ strings in JSON and CSV; rounded to 4 places only in tables). Imports the ledger
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
-import re
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -19,8 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from costguard.cli.common import LedgerOpt, OutputOpt, open_cli_ledger
-from costguard.errors import UsageError
+from costguard.cli.common import LedgerOpt, OutputOpt, SinceOpt, open_cli_ledger, parse_moment
 
 if TYPE_CHECKING:
     from costguard.ledger import Charge, Run
@@ -30,9 +27,6 @@ ledger_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_AGO = re.compile(r"^(\d+)\s*([dhw])$")
-_UNITS = {"h": "hours", "d": "days", "w": "weeks"}
-
 
 class ExportOpt(StrEnum):
     """--what for export."""
@@ -41,33 +35,6 @@ class ExportOpt(StrEnum):
     runs = "runs"
 
 
-def parse_moment(value: str | None, option: str) -> dt.datetime | None:
-    """An ISO date or time (UTC unless it has an offset), or a span back from now: 7d, 12h, 2w."""
-    if value is None:
-        return None
-    text = value.strip()
-    ago = _AGO.match(text)
-    if ago:
-        span = dt.timedelta(**{_UNITS[ago.group(2)]: int(ago.group(1))})
-        return dt.datetime.now(dt.UTC) - span
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        msg = (
-            f"{option}: {value!r} is not an ISO date or time or a span like 7d; "
-            "give one like 2026-03-01, 2026-03-01T09:00Z or 30d"
-        )
-        raise UsageError(msg) from None
-    return moment if moment.utcoffset() is not None else moment.replace(tzinfo=dt.UTC)
-
-
-SinceOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--since",
-        help="From this ISO date or time (UTC), or a span back from now (7d, 12h, 2w).",
-    ),
-]
 UntilOpt = Annotated[
     str | None, typer.Option("--until", help="Before this ISO date or time (UTC).")
 ]

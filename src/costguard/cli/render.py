@@ -11,6 +11,7 @@ from typing import Any, Literal
 from tabulate import tabulate
 
 from costguard.money import plain, usd, usd_exact
+from costguard.pricing.calibration import MIN_SAMPLES, UNITS
 from costguard.pricing.engine import (
     Cost,
     Estimate,
@@ -75,10 +76,31 @@ def estimate_table(
         f"Rate card {card_id}: {book.origins.get(card_id, '(in memory)')}"
         for card_id in est.rate_cards
     ]
+    lines += calibration_lines(queue)
     lines += [f"warning: {w}" for w in queue.warnings]
     if est.assumption_line:
         lines.append(est.assumption_line)
     return "\n".join(lines)
+
+
+def calibration_lines(queue: QueueEstimate) -> list[str]:
+    """`calibrated from N requests (since DATE)` and each calibrated figure the prices use."""
+    if queue.calibration is None:
+        return []
+    lines = [queue.calibration.summary()]
+    for fact in queue.facts:
+        where = " ".join(x for x in (fact.size, fact.quality) if x) or "all sizes"
+        lines.append(
+            f"  {fact.kind} on {fact.model} ({where}): expected {plain(fact.used[0])}, "
+            f"max {plain(fact.used[1])} {UNITS[fact.kind]} from {fact.stats.samples:,} "
+            f"requests (card {plain(fact.card[0])}, {plain(fact.card[1])})"
+        )
+    if not queue.facts:
+        lines.append(
+            f"  no model in the queue has {MIN_SAMPLES} requests to learn from yet: "
+            "every figure is the card's"
+        )
+    return lines
 
 
 def _group_row(group: Group, modes: list[Mode], show_saving: bool) -> list[str]:
@@ -176,6 +198,8 @@ def estimate_json(
             {"model": a.model, "fact": a.fact, "assumed": a.assumed} for a in est.assumptions
         ],
     }
+    if queue.calibration is not None:
+        payload["calibration"] = queue.calibration_json()
     if comparisons:
         payload["compare"] = [
             {

@@ -22,14 +22,18 @@ import typer
 
 from costguard.cli.common import (
     AsOfOpt,
+    CalibratedOpt,
     FormatOption,
     LedgerOpt,
     PricingOpt,
     SummaryOutput,
+    calibration_wanted,
+    load_calibration,
     load_rate_book,
     open_cli_ledger,
     parse_as_of,
     parse_usd,
+    require_ledger,
 )
 from costguard.errors import UsageError
 from costguard.resources import home_dir
@@ -255,6 +259,7 @@ def run(
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
+    calibrated: CalibratedOpt = None,
 ) -> None:
     """Send a queue through the Batch API under a budget, poll, and collect every image.
 
@@ -315,9 +320,16 @@ def run(
     from costguard.run.options import RunPendingError
 
     run_id = run_id_for(options)
+    learned = calibration_wanted(calibrated)
+    if learned:
+        require_ledger(ledger)
     if new_run or retry is not None:
         typer.echo(f"new run {run_id}: `costguard collect {run_id}` picks it up later", err=True)
     runner = _runner(pricing, ledger, simulate is not None)
+    if learned:
+        from dataclasses import replace
+
+        options = replace(options, calibration=load_calibration(runner.ledger))
     try:
         with _maybe_simulated(simulate, runner.run_dir(run_id).simulator_state):
             summary = runner.start(options, run_id)
@@ -439,6 +451,10 @@ def status(
     )
     if journal.admission:
         typer.echo(f"budget: {journal.admission}")
+    calibration = journal.estimate.get("calibration")
+    if calibration:
+        since = f" (since {calibration['since']})" if calibration["since"] else ""
+        typer.echo(f"calibrated from {calibration['requests']:,} requests{since}")
     rows = [
         [p.id, p.requests, p.job_id or "-", p.state, p.job_state or "-", p.cost_usd or "-"]
         for p in journal.parts
@@ -544,6 +560,12 @@ def _report(summary: Summary, output: str) -> None:
         )
         if summary.admission:
             typer.echo(f"budget: {summary.admission}")
+        if summary.calibration is not None:
+            since = summary.calibration["since"]
+            typer.echo(
+                f"calibrated from {summary.calibration['requests']:,} requests"
+                + (f" (since {since})" if since else "")
+            )
         for line in explain(summary):
             typer.echo(line)
         if summary.sync_equivalent:

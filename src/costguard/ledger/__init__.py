@@ -11,7 +11,10 @@ the same tables, follow the same rules and pass the same tests:
   and free-form `meta` (queue, mode, rate cards);
 - **spend**: the actual cost of each finished part of a run (a provider job or a request batch),
   one row per `(run_id, part_id)`, stamped with when it was recorded;
-- **journals**: on PostgreSQL, each run's journal, so another machine can collect the run.
+- **journals**: on PostgreSQL, each run's journal, so another machine can collect the run;
+- **usage_samples**: what each collected request of a real run reported using (tokens, with
+  its model, size, quality and priced quantities), written with its part's spend; read back
+  as a calibration (`Ledger.calibration`, `ledger.samples`).
 
 **What a budget has left.** For a budget and the period window containing `at`::
 

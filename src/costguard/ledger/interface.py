@@ -8,7 +8,7 @@ See the package docstring for the model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from costguard.ledger.history import LedgerHistory, _runs_from
 from costguard.ledger.periods import Period
 from costguard.ledger.records import OPEN, REFUSED, RELEASED, Admission, Budget, BudgetStatus, Run
+from costguard.ledger.samples import LedgerSamples, insert_samples
 from costguard.ledger.sql import (
     _SELECT_BUDGET,
     _SELECT_BUDGETS,
@@ -30,12 +31,13 @@ from costguard.ledger.sql import (
 )
 from costguard.ledger.usage import _budget, _decide, _for_rehearsal, _status
 from costguard.money import ZERO
+from costguard.pricing.calibration import Sample
 
 _NOT_SETTLE_STATUSES = (OPEN, REFUSED)
 _ANY_SPEND = "SELECT 1 AS spent FROM spend WHERE run_id = ? LIMIT 1"
 
 
-class Ledger(LedgerHistory):
+class Ledger(LedgerHistory, LedgerSamples):
     """Budgets, runs and spend in one database. Get one with `open_ledger`; close it after.
 
     Every moment passed in (`at`) must be timezone-aware; it is stored in UTC. One `Ledger`
@@ -236,13 +238,22 @@ class Ledger(LedgerHistory):
 
         return self._write(work)
 
-    def record_spend(self, run_id: str, part_id: str, amount: Decimal, *, at: datetime) -> bool:
+    def record_spend(
+        self,
+        run_id: str,
+        part_id: str,
+        amount: Decimal,
+        *,
+        at: datetime,
+        samples: Sequence[Sample] = (),
+    ) -> bool:
         """Record the actual cost of one finished part of a run; True if it was new.
 
         Idempotent per `(run_id, part_id)`: recording the same part again with the same amount
         changes nothing and returns False. Spend may be recorded while the run is open and
         after it closed (a late part still cost money); it counts in the window containing
-        `at`.
+        `at`. The part's usage `samples` (for calibration) are written in the same
+        transaction, each request once.
 
         Raises:
             LedgerError: the run is unknown or was refused, or the part was already recorded
@@ -265,6 +276,7 @@ class Ledger(LedgerHistory):
                 "SELECT amount_usd, recorded_at FROM spend WHERE run_id = ? AND part_id = ?",
                 (run_id, part_id),
             )
+            insert_samples(db, run_id, samples, when)
             if before is not None:
                 if Decimal(before["amount_usd"]) != cost:
                     msg = (

@@ -146,6 +146,40 @@ def m005_ledger_identity(db: Schema) -> None:
     db.execute(f"INSERT INTO ledger_identity (id) VALUES ('{identity}')")  # noqa: S608
 
 
+@migration
+def m006_usage_samples(db: Schema) -> None:
+    """What each collected request reported using, for calibrated estimates.
+
+    One row per request of a real run that reported its usage, written with its part's spend
+    (`Ledger.record_spend`), so a resumed collection never writes one twice. `model` is the
+    model's id on the card the request resolved to. Rehearsals never count (`Ledger.calibration`
+    reads real runs only).
+    """
+    db.execute(
+        """
+        CREATE TABLE usage_samples (
+            run_id {text} NOT NULL REFERENCES runs (run_id),
+            request_key {text} NOT NULL,
+            provider {text} NOT NULL,
+            model {text} NOT NULL,
+            size {text} NOT NULL,
+            quality {text},
+            status {text} NOT NULL,
+            prompt_bytes BIGINT NOT NULL,
+            input_images INTEGER NOT NULL,
+            text_tokens_max BIGINT NOT NULL,
+            input_text_tokens BIGINT NOT NULL,
+            input_image_tokens BIGINT NOT NULL,
+            output_text_tokens BIGINT NOT NULL,
+            output_image_tokens BIGINT NOT NULL,
+            recorded_at {moment} NOT NULL,
+            PRIMARY KEY (run_id, request_key)
+        )
+        """
+    )
+    db.execute("CREATE INDEX usage_samples_recorded_at ON usage_samples (recorded_at)")
+
+
 def refuse_unknown(unknown: set[str], where: str) -> None:
     """Refuse a ledger that records migrations this costguard does not know."""
     if unknown:

@@ -13,6 +13,8 @@ Each part has an expected and a maximum figure; the maximum is what a budget mus
 Prompt tokens: expected = ceil(bytes / 4) (the usual ~4 bytes a token for English text),
 maximum = bytes (a tokenizer never emits more tokens than the text has bytes).
 Every quantity is linear, so a group of requests is priced from its totals, exactly.
+With a `Calibration` (`pricing.calibration`), the thinking, input-image and prompt allowances
+learned from real runs replace the card's where it has enough requests.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from costguard.errors import ModelUnavailableError, RateCardError
 from costguard.models import ImageRequest, Provider, Usage
@@ -30,6 +32,9 @@ from costguard.money import ZERO, per_mtok
 from costguard.pricing.schema import MODES, Mode, ModelCard, ModeRates, RateCard
 from costguard.pricing.sizes import accepts, rule_tokens
 from costguard.pricing.sizes import order as size_order
+
+if TYPE_CHECKING:
+    from costguard.pricing.calibration import Calibration
 
 SHUTDOWN_WARNING_DAYS = 30
 
@@ -119,11 +124,11 @@ class RateBook:
                 f"model {model_id!r} is not priced until {listed.effective_from} "
                 f"(the cards in force on {at} do not list it)"
             )
-        listed = {i for c in self.cards_in_force(at) for m in c.models for i in m.names}
+        every = {i for c in self.cards_in_force(at) for m in c.models for i in m.names}
         known = sorted({i for r in self.models_at(at) for i in r.model.names})
         # suggest models that can still be called; a shut-down one only if nothing else is close
         close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.6) or (
-            difflib.get_close_matches(model_id, sorted(listed), n=3, cutoff=0.6)
+            difflib.get_close_matches(model_id, sorted(every), n=3, cutoff=0.6)
         )
         hint = (
             f". Did you mean: {', '.join(close)}?"
@@ -177,6 +182,8 @@ class Totals:
     input_images: int = 0
     text_tokens_max: int = 0
     """Text output tokens the requests may produce besides thinking (their maxOutputTokens)."""
+    prompt_bytes: int = 0
+    """UTF-8 bytes of their prompts (calibrated prompts are priced per byte)."""
 
     def add(self, request: ImageRequest) -> None:
         """Count one request."""
@@ -198,6 +205,7 @@ class Totals:
         self.prompt_tokens_max += maximum
         self.input_images += input_images
         self.text_tokens_max += text_tokens_max
+        self.prompt_bytes += prompt_bytes
 
     def merge(self, other: Totals) -> None:
         """Add another set's totals into this one."""
@@ -207,6 +215,7 @@ class Totals:
         self.prompt_tokens_max += other.prompt_tokens_max
         self.input_images += other.input_images
         self.text_tokens_max += other.text_tokens_max
+        self.prompt_bytes += other.prompt_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,21 +264,33 @@ def has_mode(model: ModelCard, mode: Mode) -> bool:
 
 
 def price(
-    model: ModelCard, mode: Mode, size: str, quality: str | None, totals: Totals
+    model: ModelCard,
+    mode: Mode,
+    size: str,
+    quality: str | None,
+    totals: Totals,
+    *,
+    calibration: Calibration | None = None,
 ) -> Cost | None:
-    """Expected and maximum cost of `totals` requests at one size and quality; None if no mode."""
+    """Expected and maximum cost of `totals` requests at one size and quality; None if no mode.
+
+    With `calibration`, the thinking, input-image and prompt allowances it has learned for
+    this model, size and quality replace the card's (`pricing.calibration`).
+    """
     if mode not in model.modes:
         return None
     rates = model.modes[mode]
     images = image_unit_price(model, mode, size, quality) * totals.images
     text_rate = rates.input_text_per_mtok or ZERO
-    prompt = Cost(
-        per_mtok(totals.prompt_tokens, text_rate), per_mtok(totals.prompt_tokens_max, text_rate)
-    )
+    prompt_tokens, prompt_tokens_max = totals.prompt_tokens, totals.prompt_tokens_max
+    learned = calibration.allowances(model, size, quality) if calibration is not None else None
+    if learned is not None and learned.prompt is not None:
+        prompt_tokens, prompt_tokens_max = learned.prompt.tokens(totals.prompt_bytes)
+    prompt = Cost(per_mtok(prompt_tokens, text_rate), per_mtok(prompt_tokens_max, text_rate))
     inputs = NO_COST
     if totals.input_images and model.input_image_tokens is not None:
         image_rate = _or(rates.input_image_per_mtok, text_rate)
-        per = model.input_image_tokens
+        per = (learned and learned.input_image) or model.input_image_tokens
         inputs = Cost(
             per_mtok(per.typical * totals.input_images, image_rate),
             per_mtok(per.max * totals.input_images, image_rate),
@@ -277,7 +298,7 @@ def price(
     out_rate = rates.output_text_per_mtok or ZERO
     thinking = NO_COST
     if model.thinking_tokens is not None:
-        think = model.thinking_tokens
+        think = (learned and learned.thinking) or model.thinking_tokens
         thinking = Cost(
             per_mtok(think.typical * totals.requests, out_rate),
             per_mtok(think.max * totals.requests, out_rate),
@@ -402,11 +423,13 @@ def estimate(
     at: dt.date,
     *,
     substitute: str | None = None,
+    calibration: Calibration | None = None,
 ) -> Estimate:
     """Price grouped requests with the cards in force on `at`.
 
     With `substitute`, every group is priced on that model instead (for `--compare`): sizes,
-    qualities the substitute lacks fall back to its defaults.
+    qualities the substitute lacks fall back to its defaults. With `calibration`, allowances
+    learned from real runs replace the card's where it has them (`price`).
     """
     merged: dict[tuple[str, str, str | None], tuple[Resolved, Totals]] = {}
     warnings: list[str] = []
@@ -444,7 +467,9 @@ def estimate(
             group.unit[mode] = (
                 image_unit_price(resolved.model, mode, size, quality) if sold else None
             )
-            group.cost[mode] = price(resolved.model, mode, size, quality, totals)
+            group.cost[mode] = price(
+                resolved.model, mode, size, quality, totals, calibration=calibration
+            )
         groups.append(group)
     assumptions = _assumptions(merged.values())
     totals_by_mode: dict[Mode, Cost | None] = {}

@@ -10,8 +10,10 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from costguard.pricing.budget import Decision, check
+from costguard.pricing.calibration import ASSUMED, Calibration, Fact
 from costguard.pricing.engine import (
     Estimate,
     GroupKey,
@@ -36,6 +38,20 @@ class QueueEstimate:
     grouped: dict[GroupKey, Totals]
     estimate: Estimate
     warnings: list[str]
+    calibration: Calibration | None = None
+    """The calibration the queue was priced with (`estimate --calibrated`), if any."""
+    facts: list[Fact] = field(default_factory=list)
+    """The calibrated figures its prices use (empty: every figure is the card's)."""
+
+    def calibration_json(self) -> dict[str, Any] | None:
+        """`{requests, since, facts}` of a calibrated estimate; None when not calibrated."""
+        if self.calibration is None:
+            return None
+        return {
+            "requests": self.calibration.requests,
+            "since": None if self.calibration.since is None else str(self.calibration.since),
+            "facts": [fact.as_json() for fact in self.facts],
+        }
 
 
 def price_queue(
@@ -45,8 +61,12 @@ def price_queue(
     *,
     defaults: Defaults = NO_DEFAULTS,
     fmt: Format | None = None,
+    calibration: Calibration | None = None,
 ) -> QueueEstimate:
-    """Stream the queue, group its requests, and price them; raise `QueueError` on bad lines."""
+    """Stream the queue, group its requests, and price them; raise `QueueError` on bad lines.
+
+    With `calibration`, allowances learned from real runs replace the card's where it has them.
+    """
     reader = QueueReader(path, book, at, defaults=defaults, fmt=fmt)
     grouped: dict[GroupKey, Totals] = {}
     for request in reader:
@@ -56,7 +76,7 @@ def price_queue(
             totals = grouped[key] = Totals()
         totals.add(request)
     reader.check()
-    result = estimate(grouped, book, at)
+    result = estimate(grouped, book, at, calibration=calibration)
     warnings = list(dict.fromkeys([*reader.warnings, *result.warnings]))
     text = sum(totals.text_tokens_max for totals in grouped.values())
     if text:
@@ -65,12 +85,32 @@ def price_queue(
             f"maxOutputTokens ({text:,} tokens in all) at the output text rate; the expected "
             "figure counts no text, whose length cannot be known before the response"
         )
-    return QueueEstimate(path, reader.format, grouped, result, warnings)
+    facts = _learned(result, book, at, calibration) if calibration is not None else []
+    return QueueEstimate(path, reader.format, grouped, result, warnings, calibration, facts)
+
+
+def _learned(result: Estimate, book: RateBook, at: dt.date, calibration: Calibration) -> list[Fact]:
+    """The calibrated figures `result` was priced with. An assumed card fact (`assumed:` line)
+    that calibration replaced for every group of its model no longer underlies the figures:
+    it is dropped from `result.assumptions`."""
+    facts: list[Fact] = []
+    learned: dict[str, set[str]] = {}
+    for group in result.groups:
+        model = book.resolve(group.model, at).model
+        found = calibration.facts(model, group.size, group.quality)
+        facts += (f for f in found if f not in facts)
+        kinds = {ASSUMED.get(f.kind, "") for f in found}
+        learned[model.id] = learned[model.id] & kinds if model.id in learned else kinds
+    result.assumptions = [a for a in result.assumptions if a.fact not in learned.get(a.model, ())]
+    return facts
 
 
 def compare(queue: QueueEstimate, book: RateBook, at: dt.date, models: list[str]) -> list[Estimate]:
     """The same queue priced on each of `models` (sizes it lacks fall back to its default)."""
-    return [estimate(queue.grouped, book, at, substitute=m) for m in models]
+    return [
+        estimate(queue.grouped, book, at, substitute=m, calibration=queue.calibration)
+        for m in models
+    ]
 
 
 @dataclass(slots=True)
@@ -130,7 +170,9 @@ def advise(
             continue
         if candidate.warning is not None:  # shutting down soon: no model to move a queue to
             continue
-        priced = estimate(queue.grouped, book, at, substitute=candidate.model.id).total(mode)
+        priced = estimate(
+            queue.grouped, book, at, substitute=candidate.model.id, calibration=queue.calibration
+        ).total(mode)
         if priced is not None and priced.max <= limit:
             options.append((candidate.model.id, priced.max))
     advice.cheaper_models = sorted(options, key=lambda o: o[1])[:3]
@@ -156,7 +198,7 @@ def _smaller_sizes(
             if moved in grouped:
                 merged.merge(grouped[moved])
             grouped[moved] = merged
-            total = estimate(grouped, book, at).total(mode)
+            total = estimate(grouped, book, at, calibration=queue.calibration).total(mode)
             if total is not None and total.max <= limit:
                 found.append(SmallerSize(model.id, size, quality, candidate, total.max))
                 break
@@ -179,7 +221,12 @@ def _first_fitting(
         one = Totals()
         one.add(request)
         cost = price(
-            book.resolve(request.model, at).model, mode, request.size, request.quality, one
+            book.resolve(request.model, at).model,
+            mode,
+            request.size,
+            request.quality,
+            one,
+            calibration=queue.calibration,
         )
         if cost is None or spent + cost.max > limit:
             break
@@ -201,7 +248,7 @@ def _at_cheapest_settings(
             ((s, q) for s in model.sizes for q in qualities),
             key=lambda sq: image_unit_price(model, mode, sq[0], sq[1]),
         )
-        cost = price(model, mode, size, quality, totals)
+        cost = price(model, mode, size, quality, totals, calibration=queue.calibration)
         assert cost is not None
         total += cost.max
     return total

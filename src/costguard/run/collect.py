@@ -8,7 +8,9 @@ Every request of the part gets one manifest line: its outcome as the provider re
 `expired`/`cancelled`/`failed` for a request the job ended without. A request already in the
 manifest (an earlier, interrupted collection) is skipped. Each line carries the request's
 actual cost: from the usage the provider reported, else the card's expected price for an image
-that came back; the part's sum is recorded in the ledger once, under the part's id.
+that came back; the part's sum is recorded in the ledger once, under the part's id, together
+with what each request reported using (its usage sample, for calibrated estimates; real runs
+only). A run priced with a calibration also notes each request's calibrated maximum on its line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from costguard.models import ImageRequest
 from costguard.money import ZERO, plain
+from costguard.pricing.calibration import Sample
 from costguard.pricing.engine import Totals, price, usage_cost
 from costguard.providers.base import Outcome
 from costguard.run.context import RunContext
@@ -36,7 +39,9 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
     state = (part.job_state or "terminal:failed").removeprefix("terminal:")
     client = ctx.client(part.provider)
     requests = {r.key: r for r in part_requests(journal, ctx.book, part)}
-    with Writer(ctx, outputs, part) as writer:
+    earlier = {key for key in requests if key in collected}
+    samples: list[Sample] = []
+    with Writer(ctx, outputs, part, samples) as writer:
         workdir = ctx.rundir.workdir(part.id)
         for outcome in client.results(part.job_id, workdir, keep=ctx.keep_raw):
             request = requests.get(outcome.key)
@@ -51,9 +56,16 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
             outcome = Outcome(key, missing_status, reason=reason)  # type: ignore[arg-type]
             record(ctx, outputs, part, request, outcome)
             collected.add(key)
+    if earlier:  # collected by an interrupted collection: their samples come from the manifest
+        for line in outputs.lines():
+            if line["part"] == part.id and line["key"] in earlier:
+                sample = sample_of(ctx, requests[line["key"]], line)
+                if sample is not None:
+                    samples.append(sample)
     del requests
     cost = outputs.part_cost(part.id)
-    ctx.ledger.record_spend(journal.run_id, part.id, cost, at=ctx.clock())
+    learned = samples if ctx.learns else []
+    ctx.ledger.record_spend(journal.run_id, part.id, cost, at=ctx.clock(), samples=learned)
     journal.collected(part, cost)
     if not ctx.keep_raw:
         ctx.rundir.discard_work(part.id)
@@ -70,8 +82,10 @@ class Writer:
 
     AHEAD = 2
 
-    def __init__(self, ctx: RunContext, outputs: Outputs, part: Part) -> None:
-        self.ctx, self.outputs, self.part = ctx, outputs, part
+    def __init__(
+        self, ctx: RunContext, outputs: Outputs, part: Part, samples: list[Sample]
+    ) -> None:
+        self.ctx, self.outputs, self.part, self.samples = ctx, outputs, part, samples
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="costguard-writer")
         self._pending: deque[Future[dict[str, Any]]] = deque()
 
@@ -79,9 +93,14 @@ class Writer:
         """Queue one outcome; wait while `AHEAD` are already waiting."""
         while len(self._pending) >= self.AHEAD:
             self._pending.popleft().result()
-        self._pending.append(
-            self._pool.submit(record, self.ctx, self.outputs, self.part, request, outcome)
-        )
+        self._pending.append(self._pool.submit(self._record, request, outcome))
+
+    def _record(self, request: ImageRequest, outcome: Outcome) -> dict[str, Any]:
+        line = record(self.ctx, self.outputs, self.part, request, outcome)
+        sample = sample_of(self.ctx, request, line)
+        if sample is not None:
+            self.samples.append(sample)
+        return line
 
     def __enter__(self) -> Writer:
         return self
@@ -103,13 +122,17 @@ def record(
 ) -> dict[str, Any]:
     """Save one request's images and append its manifest line; returns the line."""
     files = outputs.write_images(request.key, request.n, outcome.images) if outcome.images else []
-    line = {
+    line: dict[str, Any] = {
         "key": request.key,
         "status": outcome.status,
         "files": files,
         "reason": outcome.reason,
         "tokens": outcome.usage.as_dict() if outcome.usage else None,
         "cost_usd": plain(actual_cost(ctx, request, outcome)),
+    }
+    if ctx.calibration is not None:
+        line["calibrated_max_usd"] = plain(calibrated_max(ctx, request))
+    line |= {
         "model": request.model,
         "size": request.size,
         "quality": request.quality,
@@ -132,3 +155,35 @@ def actual_cost(ctx: RunContext, request: ImageRequest, outcome: Outcome) -> Dec
     one.add(request)
     cost = price(model, mode, request.size, request.quality, one)
     return cost.expected if cost is not None else ZERO
+
+
+def calibrated_max(ctx: RunContext, request: ImageRequest) -> Decimal:
+    """The request's maximum under the calibration its run was priced with."""
+    mode = CARD_MODE[ctx.journal.mode]  # type: ignore[index]
+    model = ctx.book.resolve(request.model, ctx.as_of).model
+    one = Totals()
+    one.add(request)
+    cost = price(model, mode, request.size, request.quality, one, calibration=ctx.calibration)
+    return cost.max if cost is not None else ZERO
+
+
+def sample_of(ctx: RunContext, request: ImageRequest, line: dict[str, Any]) -> Sample | None:
+    """What a recorded request reported using, for calibration; None when it reported nothing."""
+    tokens = line.get("tokens")
+    if not tokens:
+        return None
+    return Sample(
+        key=request.key,
+        provider=request.provider,
+        model=ctx.book.resolve(request.model, ctx.as_of).model.id,
+        size=request.size,
+        quality=request.quality,
+        status=line["status"],
+        prompt_bytes=request.prompt_bytes,
+        input_images=len(request.images),
+        text_tokens_max=request.text_tokens_max,
+        input_text_tokens=int(tokens.get("input_text_tokens", 0)),
+        input_image_tokens=int(tokens.get("input_image_tokens", 0)),
+        output_text_tokens=int(tokens.get("output_text_tokens", 0)),
+        output_image_tokens=int(tokens.get("output_image_tokens", 0)),
+    )

@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from costguard.ledger import Ledger
+from costguard.pricing.calibration import Calibration
 from costguard.pricing.engine import RateBook
 from costguard.providers.base import Provider
 from costguard.queue.reader import Defaults, QueueReader
@@ -71,6 +73,17 @@ class RunContext:
 
     def reader(self) -> QueueReader:
         return queue_reader(self.journal, self.book)
+
+    @cached_property
+    def calibration(self) -> Calibration | None:
+        """The calibration the run was priced with (kept in its journal), or None."""
+        data = self.journal.estimate.get("calibration")
+        return Calibration.from_json(data) if data else None
+
+    @property
+    def learns(self) -> bool:
+        """Whether the run's usage teaches calibration: real runs only, never rehearsals."""
+        return self.journal.simulate is None
 
     @property
     def as_of(self) -> dt.date:

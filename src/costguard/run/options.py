@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from costguard.errors import CostguardError
+from costguard.pricing.calibration import Calibration
 from costguard.pricing.schema import Mode
 from costguard.queue.reader import NO_DEFAULTS, Defaults, Format
 
@@ -57,6 +58,10 @@ class RunOptions:
     """The run whose `retry.jsonl` this run sends again (`run --retry RUN`)."""
     nonce: str | None = None
     """Makes a new run of a queue that already ran (`run --new-run`)."""
+    calibration: Calibration | None = None
+    """Price with allowances learned from real runs (`run --calibrated`); a new run keeps it in
+    its journal, a resumed run keeps what it started with. Not part of the run id: it changes
+    what the run is priced at, not what is sent."""
 
 
 class Reporter(Protocol):

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from costguard.models import Usage
 from costguard.money import ZERO, plain
@@ -47,6 +48,10 @@ class Summary:
     """The ledger's reason for admitting the run: which budget capped it, or that none did."""
     retry_command: str | None = None
     """The command that sends `retry_file` as a new run, when there is anything to retry."""
+    calibration: dict[str, Any] | None = None
+    """`{requests, since, facts}` when the run was priced with a calibration."""
+    over_calibrated_max: int = 0
+    """Requests whose actual cost passed their calibrated maximum (they were charged it)."""
 
 
 def finish(ctx: RunContext, outputs: Outputs) -> Summary:
@@ -56,6 +61,9 @@ def finish(ctx: RunContext, outputs: Outputs) -> Summary:
     summary.admission = journal.admission
     summary.estimate_expected = Decimal(journal.estimate["expected_usd"])
     summary.estimate_max = Decimal(journal.estimate["max_usd"])
+    calibration = journal.estimate.get("calibration")
+    if calibration:
+        summary.calibration = {k: calibration[k] for k in ("requests", "since", "facts")}
     if not journal.collected_all:
         return summary
     at = ctx.as_of
@@ -69,6 +77,9 @@ def finish(ctx: RunContext, outputs: Outputs) -> Summary:
         if line["status"] == "refused" and not journal.options["retry_refused"]:
             summary.refused_not_retried += 1
         summary.actual += Decimal(line["cost_usd"])
+        ceiling = line.get("calibrated_max_usd")
+        if ceiling is not None and Decimal(line["cost_usd"]) > Decimal(ceiling):
+            summary.over_calibrated_max += 1
         if line["status"] != "ok" and (
             line["status"] != "refused" or journal.options["retry_refused"]
         ):
@@ -135,6 +146,11 @@ def explain(summary: Summary) -> list[str]:
             lines.append(f"{part.id} ({part.job_id}) {EXPLAIN[state]}{why} [{shown}]")
         elif counts.keys() - {"ok"}:
             lines.append(f"{part.id} ({part.job_id or 'sync'}) finished with {shown}")
+    if summary.over_calibrated_max:
+        lines.append(
+            f"{summary.over_calibrated_max:,} requests cost more than their calibrated maximum; "
+            "the next calibration includes them"
+        )
     if summary.refused_not_retried:
         lines.append(
             f"{summary.refused_not_retried:,} refused on safety grounds and left out of "
@@ -165,6 +181,8 @@ def summary_json(summary: Summary) -> str:
             "retry_file": str(summary.retry_file) if summary.retry_file else None,
             "retry_count": summary.retry_count,
             "retry_command": summary.retry_command,
+            "calibration": summary.calibration,
+            "over_calibrated_max": summary.over_calibrated_max,
             "parts": [
                 {
                     "id": p.id,

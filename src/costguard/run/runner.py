@@ -160,7 +160,12 @@ class Runner:
                 )
                 raise UsageError(msg)
         queue = price_queue(
-            options.queue, self.book, at, defaults=options.defaults, fmt=options.fmt
+            options.queue,
+            self.book,
+            at,
+            defaults=options.defaults,
+            fmt=options.fmt,
+            calibration=options.calibration,
         )
         card_mode = CARD_MODE[options.mode]
         total = queue.estimate.total(card_mode)
@@ -273,6 +278,8 @@ class Runner:
     ) -> Journal:
         out = (options.out or Path("costguard-out") / run_id).resolve()
         d = options.defaults
+        if queue.calibration is not None:
+            self.reporter.message(queue.calibration.summary())
         return Journal(
             run_id=run_id,
             created=self.clock().isoformat(),
@@ -298,6 +305,7 @@ class Runner:
                 "images": queue.estimate.images,
                 "expected_usd": plain(expected),
                 "max_usd": plain(maximum),
+                **_calibration_entry(queue),
             },
             rate_cards=queue.estimate.rate_cards,
             simulate=options.simulate,
@@ -384,3 +392,11 @@ class Runner:
             f"(or `costguard cancel {journal.run_id}`)"
         )
         return ProviderError(msg, rejected=exc.rejected)
+
+
+def _calibration_entry(queue: QueueEstimate) -> dict[str, object]:
+    """The journal's record of a calibrated estimate: what it showed, and what prices it."""
+    shown = queue.calibration_json()
+    if shown is None or queue.calibration is None:
+        return {}
+    return {"calibration": {**shown, **queue.calibration.to_json()}}

@@ -1,7 +1,8 @@
 """Sync mode: call the synchronous endpoints with bounded concurrency, streaming the queue.
 
-Each answer is recorded (image, manifest line, ledger spend under `sync:<key>`) as it arrives,
-so a crash can repeat (and pay again for) only the calls that were in flight.
+Each answer is recorded (image, manifest line, ledger spend under `sync:<key>` with its usage
+sample) as it arrives, so a crash can repeat (and pay again for) only the calls that were in
+flight.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from threading import BoundedSemaphore, Lock
 
 from costguard.models import ImageRequest
 from costguard.providers.base import JobStatus
-from costguard.run.collect import record
+from costguard.run.collect import record, sample_of
 from costguard.run.context import RunContext
 from costguard.run.outputs import Outputs
 
@@ -31,11 +32,13 @@ def run_sync(ctx: RunContext, outputs: Outputs, collected: set[str], concurrency
             with lock:
                 line = record(ctx, outputs, part, request, outcome)
                 collected.add(request.key)
+                sample = sample_of(ctx, request, line) if ctx.learns else None
                 ctx.ledger.record_spend(
                     journal.run_id,
                     f"sync:{request.key}",
                     Decimal(line["cost_usd"]),
                     at=ctx.clock(),
+                    samples=[sample] if sample is not None else [],
                 )
                 done[0] += 1
                 ctx.reporter.progress(
