@@ -90,7 +90,8 @@ def main(examples: Path) -> int:
         return "pytest is not installed here"
 
     def estimate() -> str:
-        return cli("estimate", catalog, env=env).strip().splitlines()[-1]
+        lines = cli("estimate", catalog, env=env).strip().splitlines()
+        return next(line for line in lines if line.startswith("TOTAL"))
 
     def run_simulated() -> str:
         out = work / "out"
