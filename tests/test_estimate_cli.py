@@ -597,8 +597,8 @@ def test_bad_input_cases_cover_the_spec() -> None:
 def test_more_than_twenty_bad_lines_shows_twenty_and_the_count(
     cli: Cli, make_queue: MakeQueue
 ) -> None:
-    """With 23 bad lines, 20 are shown, then the total and how many were left out."""
-    bad = [GPT | {"key": f"k{i}", "n": 0} for i in range(23)]
+    """With 23 distinct errors, 20 are shown, then the total and how many were left out."""
+    bad = [GPT | {"key": f"k{i}", "n": 11 + i} for i in range(23)]
     path = make_queue(GPT | {"key": "good"}, *bad)
     result = cli("estimate", path, "--as-of", AS_OF)
     assert result.code == 2

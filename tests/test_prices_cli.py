@@ -17,7 +17,7 @@ Cli = Callable[..., Any]
 pytestmark = pytest.mark.usefixtures("memo_cards")
 
 
-def prices_json(cli: Cli, *args: str) -> list[dict[str, str]]:
+def prices_json(cli: Cli, *args: str) -> list[dict[str, Any]]:
     """Run `prices --output json` and return its rows (exit code must be 0)."""
     result = cli("prices", *args, "--output", "json")
     assert result.code == 0, result.err
@@ -36,8 +36,8 @@ def test_prices_for_one_provider(cli: Cli) -> None:
         "provider": "gemini",
         "model": "gemini-3.1-flash-image",
         "size": "512",
-        "quality": "-",
-        "tokens": "747",
+        "quality": None,
+        "tokens": 747,
         "sync": "0.04482",
         "batch": "0.02241",
     }
@@ -48,7 +48,7 @@ def test_prices_for_one_model_by_quality_and_size(cli: Cli) -> None:
     rows = prices_json(cli, "--model", "gpt-image-1", "--as-of", "2026-10-01")
     assert len(rows) == 9
     high = next(r for r in rows if r["quality"] == "high" and r["size"] == "1024x1536")
-    assert (high["tokens"], high["sync"], high["batch"]) == ("6240", "0.2496", "0.1248")
+    assert (high["tokens"], high["sync"], high["batch"]) == (6240, "0.2496", "0.1248")
 
 
 @pytest.mark.parametrize(
@@ -68,17 +68,17 @@ def test_openai_batch_prices_start_with_their_card(cli: Cli) -> None:
     """GPT Image models have no batch price before openai/2026-02-10 and half price after."""
     before = prices_json(cli, "--model", "gpt-image-1.5", "--as-of", "2026-02-09")
     after = prices_json(cli, "--model", "gpt-image-1.5", "--as-of", "2026-02-10")
-    assert {r["batch"] for r in before} == {"n/a"}
+    assert {r["batch"] for r in before} == {None}
     medium = next(r for r in after if r["quality"] == "medium" and r["size"] == "1024x1024")
     assert (medium["sync"], medium["batch"]) == ("0.033792", "0.016896")  # 1056 x $32/M, $16/M
 
 
 def test_imagen_shows_no_batch_price(cli: Cli) -> None:
-    """Imagen 4 has no batch tier: `n/a` in the table and the JSON."""
+    """Imagen 4 has no batch tier: `n/a` in the table, null in the JSON (and no tokens)."""
     rows = prices_json(cli, "--model", "imagen-4.0-ultra-generate-001", "--as-of", "2026-06-01")
-    assert [(r["size"], r["sync"], r["batch"]) for r in rows] == [
-        ("1K", "0.06", "n/a"),
-        ("2K", "0.06", "n/a"),
+    assert [(r["size"], r["tokens"], r["sync"], r["batch"]) for r in rows] == [
+        ("1K", None, "0.06", None),
+        ("2K", None, "0.06", None),
     ]
     table = cli("prices", "--model", "imagen-4.0-generate-001", "--as-of", "2026-06-01")
     assert table.code == 0
@@ -116,14 +116,14 @@ def test_diff_shows_the_input_image_token_change(cli: Cli) -> None:
     assert {
         "model": "gemini:gemini-2.5-flash-image",
         "field": "input_image_tokens.typical",
-        "before": "1290",
-        "after": "258",
+        "before": 1290,
+        "after": 258,
     } in rows
     assert {
         "model": "gemini:gemini-2.5-flash-image",
         "field": "input_image_tokens.max",
-        "before": "1290",
-        "after": "258",
+        "before": 1290,
+        "after": 258,
     } in rows
     assert {r["model"] for r in rows} == {
         "gemini:gemini-2.5-flash-image",
@@ -142,7 +142,7 @@ def test_diff_lists_added_models(cli: Cli) -> None:
         {
             "model": "openai:gpt-image-2",
             "field": "(model)",
-            "before": "-",
+            "before": None,
             "after": "added: available",
         }
     ]
@@ -153,6 +153,7 @@ def test_diff_with_no_change(cli: Cli) -> None:
     result = cli("prices", "--diff", "2026-11-01", "2026-11-20")
     assert result.code == 0
     assert result.out == "no price or lifecycle changes between 2026-11-01 and 2026-11-20\n"
+    assert prices_json(cli, "--diff", "2026-11-01", "2026-11-20") == []
 
 
 @pytest.mark.parametrize(

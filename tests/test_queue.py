@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,14 @@ import pytest
 from costguard.errors import QueueError, UsageError
 from costguard.models import ImageRequest
 from costguard.pricing.engine import RateBook
-from costguard.queue.reader import MAX_ERRORS_KEPT, Defaults, KeySet, QueueReader, detect_format
+from costguard.queue.reader import (
+    MAX_ERRORS_KEPT,
+    MAX_LINES_KEPT,
+    Defaults,
+    KeySet,
+    QueueReader,
+    detect_format,
+)
 
 AT = dt.date(2026, 11, 1)
 
@@ -119,20 +127,78 @@ def test_escaped_non_ascii_counts_decoded_bytes(
 def test_reader_keeps_going_and_keeps_first_twenty_errors(
     make_queue: MakeQueue, shipped_book: RateBook
 ) -> None:
-    """Every bad line is counted, only the first 20 are kept, and good lines still stream."""
-    bad = [{"key": f"k{i}", "prompt": "p", "model": "gpt-image-1.5", "n": 0} for i in range(25)]
+    """Every bad line is counted, the first 20 distinct errors are kept (later distinct ones
+    only counted), and good lines still stream."""
+    bad = [
+        {"key": f"k{i}", "prompt": "p", "model": "gpt-image-1.5", "n": 11 + i} for i in range(25)
+    ]
     good = {"key": "ok", "prompt": "p", "model": "gpt-image-1.5"}
     path = make_queue(*bad, good)
     requests, reader = read(path, shipped_book)
     assert [r.key for r in requests] == ["ok"]
     assert reader.error_count == 25
     assert len(reader.errors) == MAX_ERRORS_KEPT == 20
-    assert reader.errors[0] == f"{path}:1: n: 0 is out of range for gpt-image-1.5 (1 to 10)"
+    assert reader.errors[0] == f"{path}:1: n: 11 is out of range for gpt-image-1.5 (1 to 10)"
     assert reader.errors[-1].startswith(f"{path}:20: n:")
+    assert reader.unlisted == 5
     with pytest.raises(QueueError) as info:
         reader.check()
     assert info.value.total == 25
+    assert info.value.unlisted == 5
     assert info.value.errors == reader.errors
+
+
+def test_identical_errors_are_grouped_with_their_count_and_first_lines(
+    tmp_path: Path, shipped_book: RateBook
+) -> None:
+    """2,000 lines with the same error (field and message) are one error with its count and
+    its first 10 line numbers; distinct errors stay apart, in the order first seen."""
+    path = tmp_path / "queue.jsonl"
+    lines = [json.dumps({"key": f"k{i}", "prompt": "p"}) for i in range(2000)]
+    lines.insert(3, json.dumps({"key": "x", "prompt": "p", "model": "gpt-image-2", "n": 0}))
+    lines.append(json.dumps({"key": "y", "prompt": "p", "model": "gpt-image-2", "n": 0}))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _, reader = read(path, shipped_book)
+    assert reader.error_count == 2002
+    [no_model, n_zero] = reader.groups
+    assert (no_model.field, no_model.message) == (
+        "model",
+        "no model: set it on the line or pass --model",
+    )
+    assert no_model.count == 2000
+    assert no_model.lines == [1, 2, 3, 5, 6, 7, 8, 9, 10, 11]
+    assert (n_zero.field, n_zero.count, n_zero.lines) == ("n", 2, [4, 2002])
+    assert reader.errors == [
+        (
+            f"{path}: model: no model: set it on the line or pass --model "
+            "(2,000 lines: 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, ...)"
+        ),
+        f"{path}: n: 0 is out of range for gpt-image-2 (1 to 10) (2 lines: 4, 2002)",
+    ]
+    with pytest.raises(QueueError) as info:
+        reader.check()
+    assert info.value.total == 2002
+    assert str(info.value) == f"{reader.errors[0]}; 2,002 bad lines in all"
+
+
+def test_grouping_errors_keeps_memory_bounded(tmp_path: Path, shipped_book: RateBook) -> None:
+    """A queue whose every line has its own error keeps only MAX_ERRORS_KEPT of them, each
+    with at most MAX_LINES_KEPT line numbers: the rest is counted, not stored."""
+    path = tmp_path / "queue.jsonl"
+    line = '{{"key": "k{}", "prompt": "p", "model": "gpt-image-2"}}'
+    lines = [line.format(i // 2) for i in range(10_000)]  # every key twice: 5,000 distinct errors
+    lines += ['{"key": "none", "prompt": "p"}'] * 5000  # 5,000 times one error, after those
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _, reader = read(path, shipped_book)
+    assert reader.error_count == 5000 + 5000
+    assert len(reader.groups) == MAX_ERRORS_KEPT
+    assert all(g.count == 1 and len(g.lines) == 1 for g in reader.groups)
+    assert reader.unlisted == 10_000 - MAX_ERRORS_KEPT
+    assert reader.groups[0].where() == (
+        f"{path}:2: key: duplicate key 'k0' (first used on line 1); results are matched by "
+        "key, so keys must be unique"
+    )
+    assert MAX_LINES_KEPT == 10
 
 
 def test_missing_queue_file_is_a_usage_error(tmp_path: Path, shipped_book: RateBook) -> None:

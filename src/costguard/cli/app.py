@@ -1,7 +1,8 @@
 """The `costguard` command line (Typer). Parses arguments, calls the library, renders.
 
 `run(argv) -> int` is the whole CLI as a function (tests call it); `main()` only exits with
-its code. Library errors become one line on stderr and their exit code here, in one place.
+its code. Library errors become one line on stderr and their exit code here, in one place
+(with `--output json` also a JSON error document on stdout: `cli/output.py`).
 Heavy modules (pydantic models, YAML, the SDKs) are imported inside commands so `--help`
 stays fast.
 """
@@ -13,12 +14,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard.cli import calibrate, estimate
+from costguard.cli import calibrate, estimate, output
 from costguard.cli import runs as run_cli
 from costguard.cli.budget import budget_app
 from costguard.cli.ledger import ledger_app
 from costguard.cli.simulate import simulate_app
-from costguard.errors import EXIT_CODES, CostguardError, QueueError
+from costguard.errors import EXIT_CODES, CostguardError
 
 if TYPE_CHECKING:
     pass
@@ -73,41 +74,28 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(simulate_app, name="simulate")
 
 
-def _report(exc: CostguardError) -> None:
-    if isinstance(exc, QueueError):
-        for line in exc.errors:
-            typer.echo(f"error: {line}", err=True)
-        shown = len(exc.errors)
-        more = f" ({exc.total - shown} more not shown)" if exc.total > shown else ""
-        typer.echo(
-            f"{exc.total} bad line{'s' if exc.total != 1 else ''}{more}; nothing was priced",
-            err=True,
-        )
-    else:
-        typer.echo(f"error: {exc}", err=True)
-
-
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code."""
+    """Run the CLI with `argv` (default: sys.argv[1:]) and return the exit code.
+
+    Every failure ends here: one line on stderr and the exit code; with `--output json`, also
+    exactly one JSON document on stdout holding an `error` object (`cli/output.py`).
+    """
     command = typer.main.get_command(app)
     argv = run_cli.normalise_simulate(list(sys.argv[1:] if argv is None else argv))
+    output.begin(argv)
     try:
         result = command.main(args=argv, prog_name="costguard", standalone_mode=False)
     except CostguardError as exc:
-        _report(exc)
-        return exc.exit_code
+        return output.report(exc)
     except typer.Exit as exc:
-        return exc.exit_code
+        return output.exited(exc.exit_code)
     except typer.TyperException as exc:
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            typer.echo(f"error: {exc.format_message()}", err=True)
-        return exc.exit_code
+        return output.usage(exc)
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted", err=True)
-        return 130
+        return output.fail(130, "interrupted", "interrupted", prefix="").exit_code
+    except Exception as exc:
+        output.internal(exc)
+        raise
     return result if isinstance(result, int) else 0
 
 

@@ -9,13 +9,13 @@ Library errors propagate to `costguard.cli.app.run`, which prints them and exits
 from __future__ import annotations
 
 import datetime as dt
-import json
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from costguard.cli.common import LedgerOpt, open_cli_ledger, parse_usd
+from costguard.cli.output import emit
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ def set_budget(
         PeriodOpt, typer.Option(help="Window the limit applies to; none: in total.")
     ] = PeriodOpt.month,
     name: Annotated[str, typer.Option(help="Budget name (runs charge `default`).")] = "default",
+    output: Annotated[ShowOutputOpt, typer.Option(help="table or json.")] = ShowOutputOpt.table,
     ledger: LedgerOpt = None,
 ) -> None:
     """Create or change a budget: a limit in USD per period, shared by every run and process.
@@ -172,6 +173,12 @@ def set_budget(
         raise UsageError(msg)
     with open_cli_ledger(ledger) as book:
         budget = book.set_budget(name, usd=limit, period=period.value)
+        if output is ShowOutputOpt.json:
+            from costguard.money import plain
+
+            document = {"name": budget.name, "limit": plain(budget.limit), "period": budget.period}
+            emit({"ledger": book.location, "budget": document})
+            return
         typer.echo(
             f"budget {budget.name!r}: {show_usd(budget.limit)} {PERIOD_PHRASE[budget.period]} "
             f"(ledger {book.location})"
@@ -207,7 +214,7 @@ def show(
             "at": moment.astimezone(dt.UTC).isoformat(),
             "budgets": [_status_json(s) for s in statuses],
         }
-        typer.echo(json.dumps(document, indent=2))
+        emit(document)
         return
     if not statuses:
         typer.echo(f"no budgets in ledger {path}; set one with: costguard budget set --usd 500")

@@ -8,7 +8,6 @@ the observed median, p99 and largest value of each calibrated fact, the card's f
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -24,6 +23,7 @@ from costguard.cli.common import (
     open_calibration_ledger,
     parse_as_of,
 )
+from costguard.cli.output import emit
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -58,19 +58,16 @@ def calibrate(
         calibration = load_calibration(opened, since)
     rows = _rows(calibration, book, at)
     if output is SummaryOutput.json:
-        typer.echo(
-            json.dumps(
-                {
-                    "requests": calibration.requests,
-                    "since": None if calibration.since is None else str(calibration.since),
-                    "as_of": at.isoformat(),
-                    "min_samples": MIN_SAMPLES,
-                    "percentile": PERCENTILE,
-                    "margin": str(MAX_MARGIN),
-                    "facts": rows,
-                },
-                indent=2,
-            )
+        emit(
+            {
+                "requests": calibration.requests,
+                "since": None if calibration.since is None else str(calibration.since),
+                "as_of": at.isoformat(),
+                "min_samples": MIN_SAMPLES,
+                "percentile": PERCENTILE,
+                "margin": str(MAX_MARGIN),
+                "facts": rows,
+            }
         )
         return
     typer.echo(calibration.summary())

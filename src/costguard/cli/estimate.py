@@ -9,7 +9,7 @@ import datetime as dt
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,6 +25,7 @@ from costguard.cli.common import (
     parse_as_of,
     parse_usd,
 )
+from costguard.cli.output import emit, error_object, fail
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -119,11 +120,13 @@ def estimate(
         else None
     )
     if output is OutputOpt.json:
-        typer.echo(
-            render.estimate_json(
-                priced, budget=advice, budget_mode=budget_card_mode, comparisons=comparisons
-            )
+        document = render.estimate_document(
+            priced, budget=advice, budget_mode=budget_card_mode, comparisons=comparisons
         )
+        if advice is not None and not advice.decision.fits:  # exit 3: the estimate, and why
+            head = render.advice_lines(advice, budget_card_mode)[0]
+            document["error"] = error_object(3, "over_budget", head)
+        emit(document)
     elif output is OutputOpt.csv:
         typer.echo(render.estimate_csv(priced), nl=False)
     else:
@@ -197,22 +200,17 @@ def prices(
         if check:
             current = shipped_dir() / "schema.json"
             if not current.is_file() or current.read_text(encoding="utf-8") != text:
-                typer.echo(
-                    f"{current} is stale: run `costguard prices --schema > pricing/schema.json`",
-                    err=True,
-                )
-                raise typer.Exit(1)
+                msg = f"{current} is stale: run `costguard prices --schema > pricing/schema.json`"
+                raise fail(1, "stale_schema", msg, prefix="")
             return
         typer.echo(text, nl=False)
         return
     book = load_rate_book(pricing)
     if diff is not None:
-        _echo(
-            _prices_diff(book, parse_as_of(diff[0]), parse_as_of(diff[1]), provider, model, output)
-        )
+        _prices_diff(book, parse_as_of(diff[0]), parse_as_of(diff[1]), provider, model, output)
         return
     at = parse_as_of(as_of)
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     if model is None and (size is not None or quality is not None):
         raise UsageError("--size and --quality need --model")
     if model is not None:
@@ -232,7 +230,7 @@ def prices(
     if not rows:
         msg = f"no models priced on {at}" + (f" for provider {provider!r}" if provider else "")
         raise UsageError(msg)
-    _echo(render.prices_table(rows, output.value))
+    _rows(rows, output)
 
 
 def _size_for(model: ModelCard, size: str) -> str:
@@ -252,8 +250,14 @@ def _quality_for(model: ModelCard, quality: str) -> str:
     return quality
 
 
-def _echo(text: str) -> None:
-    """Print `text` ending in exactly one newline (CSV already ends with one)."""
+def _rows(rows: list[dict[str, Any]], output: OutputOpt) -> None:
+    """Print price or diff rows: a JSON list, or a table or CSV (ending in one newline)."""
+    from costguard.cli import render
+
+    if output is OutputOpt.json:
+        emit(rows)
+        return
+    text = render.prices_table(rows, "csv" if output is OutputOpt.csv else "table")
     typer.echo(text, nl=not text.endswith("\n"))
 
 
@@ -264,12 +268,11 @@ def _prices_diff(
     provider: str | None,
     model: str | None,
     output: OutputOpt,
-) -> str:
+) -> None:
     from costguard.pricing.diff import diff_books
 
     rows = diff_books(book, before, after, provider=provider, model=model)
-    from costguard.cli import render
-
-    if not rows:
-        return f"no price or lifecycle changes between {before} and {after}"
-    return render.prices_table(rows, output.value)
+    if not rows and output is not OutputOpt.json:
+        typer.echo(f"no price or lifecycle changes between {before} and {after}")
+        return
+    _rows(rows, output)

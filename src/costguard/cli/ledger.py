@@ -17,7 +17,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from costguard.cli.common import LedgerOpt, OutputOpt, SinceOpt, open_cli_ledger, parse_moment
+from costguard.cli.common import (
+    LedgerOpt,
+    OutputOpt,
+    SinceOpt,
+    SummaryOutput,
+    open_cli_ledger,
+    parse_moment,
+)
+from costguard.cli.output import emit
 
 if TYPE_CHECKING:
     from costguard.ledger import Charge, Run
@@ -40,8 +48,18 @@ UntilOpt = Annotated[
 ]
 
 
+class ExportOutputOpt(StrEnum):
+    """--output for export."""
+
+    csv = "csv"
+    json = "json"
+
+
 @ledger_app.command()
-def migrate(ledger: LedgerOpt = None) -> None:
+def migrate(
+    ledger: LedgerOpt = None,
+    output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
+) -> None:
     """Upgrade the ledger's schema to this costguard's (also done on first use); say what ran.
 
     A ledger written by an older costguard is upgraded in one transaction, never recreated; one
@@ -53,6 +71,9 @@ def migrate(ledger: LedgerOpt = None) -> None:
         applied = book.migrate()
         names = book.applied_migrations()
         where = book.location
+    if output is SummaryOutput.json:
+        emit({"ledger": where, "applied": applied, "migrations": names})
+        return
     if applied:
         typer.echo(f"ledger {where}: applied {', '.join(applied)}")
     typer.echo(f"ledger {where}: schema current ({len(names)} migrations, last {names[-1]})")
@@ -205,8 +226,7 @@ def history(
         runs = book.history(since=start, until=end, budget=budget, owner=owner)
         where = book.location
     if output is OutputOpt.json:
-        document = {"ledger": where, "runs": [_run_record(r) for r in runs]}
-        typer.echo(json.dumps(document, indent=2))
+        emit({"ledger": where, "runs": [_run_record(r) for r in runs]})
         return
     if output is OutputOpt.csv:
         typer.echo(_csv([_run_record(r) for r in runs], RUN_COLUMNS), nl=False)
@@ -242,8 +262,12 @@ def export(
         ),
     ] = ExportOpt.charges,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the CSV here (default: stdout).")
+        Path | None, typer.Option("--out", help="Write the CSV (or JSON) here (default: stdout).")
     ] = None,
+    output: Annotated[
+        ExportOutputOpt,
+        typer.Option(help="csv, or json: {ledger, charges|runs: [...]} with the same fields."),
+    ] = ExportOutputOpt.csv,
     ledger: LedgerOpt = None,
 ) -> None:
     """A CSV for finance: every recorded cost in the window, with its run, budget and owner.
@@ -259,13 +283,23 @@ def export(
     end = parse_moment(until, "--until")
     with open_cli_ledger(ledger) as book:
         if what is ExportOpt.runs:
-            runs = book.history(since=start, until=end, rehearsals=False)
-            text = _csv([_run_record(r) for r in runs], RUN_COLUMNS)
-            count = len(runs)
+            records = [
+                _run_record(r) for r in book.history(since=start, until=end, rehearsals=False)
+            ]
+            columns = RUN_COLUMNS
         else:
-            charges = book.charges(since=start, until=end)
-            text = _csv([_charge_record(c) for c in charges], CHARGE_COLUMNS)
-            count = len(charges)
+            records = [_charge_record(c) for c in book.charges(since=start, until=end)]
+            columns = CHARGE_COLUMNS
+        where = book.location
+    count = len(records)
+    if output is ExportOutputOpt.json:
+        document = {"ledger": where, what.value: records}
+        if out is None:
+            emit(document)
+            return
+        text = json.dumps(document, indent=2) + "\n"
+    else:
+        text = _csv(records, columns)
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()

@@ -182,6 +182,20 @@ def estimate_json(
     comparisons: list[Estimate] = (),  # type: ignore[assignment]
 ) -> str:
     """Machine-readable estimate; money as exact decimal strings."""
+    document = estimate_document(
+        queue, budget=budget, budget_mode=budget_mode, comparisons=comparisons
+    )
+    return json.dumps(document, indent=2)
+
+
+def estimate_document(
+    queue: QueueEstimate,
+    *,
+    budget: Advice | None = None,
+    budget_mode: Mode = "batch",
+    comparisons: list[Estimate] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """The estimate as a JSON document (`estimate --output json`)."""
     est = queue.estimate
     payload: dict[str, Any] = {
         "queue": str(queue.path),
@@ -229,7 +243,7 @@ def estimate_json(
                 for s in budget.smaller_sizes
             ],
         }
-    return json.dumps(payload, indent=2)
+    return payload
 
 
 def _group_json(group: Group) -> dict[str, Any]:
@@ -303,39 +317,50 @@ def price_rows(
     *,
     sizes: list[str] | None = None,
     qualities: list[str | None] | None = None,
-) -> list[dict[str, str]]:
-    """One row per size and quality (default: the card's): per-image price (image part only)
-    in each mode."""
+) -> list[dict[str, Any]]:
+    """One row per size and quality (default: the card's): output tokens (None: priced per
+    image) and per-image price (image part only) in each mode (None: no such tier)."""
     rows = []
     for quality in qualities or list(model.qualities) or [None]:
         for size in sizes or model.sizes:
-            row = {
+            row: dict[str, Any] = {
                 "provider": card.provider,
                 "model": model.id,
                 "size": size,
-                "quality": quality or "-",
-                "tokens": str(output_image_tokens(model, size, quality) or "-"),
+                "quality": quality,
+                "tokens": output_image_tokens(model, size, quality) or None,
             }
             for mode in MODES:
                 unit = image_unit_price(model, mode, size, quality) if mode in model.modes else None
-                row[CLI_MODE[mode]] = plain(unit) if unit is not None else "n/a"
+                row[CLI_MODE[mode]] = plain(unit) if unit is not None else None
             rows.append(row)
     return rows
 
 
-def prices_table(rows: list[dict[str, str]], output: Output) -> str:
-    """Render price rows."""
+def prices_table(rows: list[dict[str, Any]], output: Output) -> str:
+    """Render price (or diff) rows: JSON keeps their values (None as null, token counts as
+    numbers); the table and CSV show a missing price as `n/a`, anything else missing as `-`."""
     if output == "json":
         return json.dumps(rows, indent=2)
+    shown = [{key: _cell(key, value) for key, value in r.items()} for r in rows]
     if output == "csv":
         buffer = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        if shown:
+            writer = csv.DictWriter(buffer, fieldnames=list(shown[0]), lineterminator="\n")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(shown)
         return buffer.getvalue()
-    shown = [{key: _display_price(key, value) for key, value in r.items()} for r in rows]
+    shown = [{key: _display_price(key, value) for key, value in r.items()} for r in shown]
     return tabulate(shown, headers="keys", tablefmt="simple", disable_numparse=True)
+
+
+def _cell(column: str, value: object) -> str:
+    """A row value as text: None as `n/a` (prices) or `-`, a list comma-separated."""
+    if value is None:
+        return "n/a" if column in ("sync", "batch") else "-"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
 
 
 def _display_price(column: str, value: str) -> str:

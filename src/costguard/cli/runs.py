@@ -35,6 +35,7 @@ from costguard.cli.common import (
     parse_usd,
     require_ledger,
 )
+from costguard.cli.output import emit, error_object, fail
 from costguard.errors import UsageError
 from costguard.resources import home_dir
 
@@ -336,16 +337,23 @@ def run(
     except RunPendingError as pending:
         if not detach:
             raise
-        typer.echo(str(pending), err=True)
+        _detached(run_id, str(pending), output)
         return
     except KeyboardInterrupt:
-        typer.echo(
+        msg = (
             f"interrupted: submitted jobs keep running at the provider; resume with the same "
-            f"command or `costguard collect {run_id}`",
-            err=True,
+            f"command or `costguard collect {run_id}`"
         )
-        raise typer.Exit(130) from None
+        raise fail(130, "interrupted", msg, prefix="", run_id=run_id) from None
     _report(summary, output)
+
+
+def _detached(run_id: str, message: str, output: str) -> None:
+    """`--detach` returned after submitting: say how to pick the run up (JSON: `{run_id,
+    status: "detached", message}`, exit 0)."""
+    typer.echo(message, err=True)
+    if output == "json":
+        emit({"run_id": run_id, "status": "detached", "message": message})
 
 
 def collect(
@@ -436,7 +444,7 @@ def status(
     if output == "json":
         from dataclasses import asdict
 
-        typer.echo(json.dumps({**asdict(journal), "collected": counts}, indent=2))
+        emit({**asdict(journal), "collected": counts})
         return
     from tabulate import tabulate
 
@@ -473,6 +481,7 @@ def status(
 
 def cancel(
     run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
+    output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -489,6 +498,9 @@ def cancel(
         runner.clients = Clients(_providers(simulated=True))
     with _maybe_simulated(journal.simulate, runner.run_dir(run_id).simulator_state):
         jobs = runner.cancel(run_id)
+    if output == "json":
+        emit({"run_id": run_id, "cancelled": jobs})
+        return
     if not jobs:
         typer.echo(f"run {run_id}: no unfinished job to cancel")
         return
@@ -519,6 +531,10 @@ def runs(
             journals.append(RunDir(path.parent).load())
         except JournalError:
             continue
+    journals.sort(key=lambda j: j.created[:19], reverse=True)
+    if output == "json":
+        emit([_run_json(journal) for journal in journals])
+        return
     rows = []
     for journal in journals:
         rows.append(
@@ -532,10 +548,6 @@ def runs(
                 "queue": journal.queue,
             }
         )
-    rows.sort(key=lambda r: r["created"], reverse=True)
-    if output == "json":
-        typer.echo(json.dumps(rows, indent=2))
-        return
     if not rows:
         typer.echo("no runs yet")
         return
@@ -544,12 +556,38 @@ def runs(
     typer.echo(tabulate(rows, headers="keys", disable_numparse=True))
 
 
+def _run_json(journal: Journal) -> dict[str, Any]:
+    """One run of `costguard runs --output json`: a rehearsal is `simulated` (its scenario in
+    `scenario`), not a mode."""
+    return {
+        "run": journal.run_id,
+        "created": journal.created,
+        "status": journal.status,
+        "mode": journal.mode,
+        "simulated": journal.simulate is not None,
+        "scenario": journal.simulate,
+        "requests": journal.estimate["requests"],
+        "max_usd": journal.estimate["max_usd"],
+        "queue": journal.queue,
+    }
+
+
 def _report(summary: Summary, output: str) -> None:
     from costguard.money import usd
     from costguard.run.reconcile import explain, summary_json
 
+    not_ok = {status: n for status, n in summary.counts.items() if status != "ok"}
     if output == "json":
-        typer.echo(summary_json(summary))
+        document = json.loads(summary_json(summary))
+        if not_ok:  # exit 7: the summary, and what was not ok
+            counts = ", ".join(f"{k} {v:,}" for k, v in sorted(not_ok.items()))
+            total = sum(summary.counts.values())
+            message = (
+                f"{sum(not_ok.values()):,} of {total:,} requests not ok ({counts}); see "
+                f"manifest.jsonl and retry.jsonl in {summary.out}"
+            )
+            document["error"] = error_object(EXIT_INCOMPLETE, "incomplete", message)
+        emit(document)
     else:
         counts = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.counts.items()))
         typer.echo(f"run {summary.run_id}: {counts or 'nothing collected'}")
@@ -578,17 +616,18 @@ def _report(summary: Summary, output: str) -> None:
             typer.echo(f"{summary.retry_count:,} requests to retry: {summary.retry_file}")
         if summary.retry_command is not None:
             typer.echo(f"to retry them as a new run: {summary.retry_command}")
-    if any(status != "ok" for status in summary.counts):
+    if not_ok:
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
 def normalise_simulate(argv: list[str]) -> list[str]:
     """Let `--simulate` stand alone: give it `succeeded` unless a scenario follows.
 
-    What follows counts as a scenario when it is a built-in scenario name or a .yaml/.yml
-    path, or a word close to a built-in name that is no file (a misspelt `realistc`, refused
-    by the scenario loader naming the built-in ones); anything else (the queue, another
-    option) is left alone.
+    What follows counts as a scenario unless it is an option (`-...`), an existing file that
+    is not YAML (the queue), or a path that looks like a queue (`.jsonl`, `.json`, `.ndjson`:
+    a missing queue is reported as one). So a built-in name, a .yaml/.yml path, a recording
+    folder, and a misspelt or unknown name (`realistc`, `bogus`: refused by the scenario loader
+    naming the built-in ones) are scenarios, even when the queue follows them.
     """
     out: list[str] = []
     for i, arg in enumerate(argv):
@@ -601,15 +640,12 @@ def normalise_simulate(argv: list[str]) -> list[str]:
     return out
 
 
+_QUEUE_SUFFIXES = (".jsonl", ".json", ".ndjson")
+
+
 def _is_scenario(token: str) -> bool:
+    if token.startswith("-"):
+        return False
     if token.endswith((".yaml", ".yml")):
         return True
-    import difflib
-
-    from costguard.simulator.scenario import builtin_names
-
-    names = builtin_names()
-    if token in names:
-        return True
-    misspelt = difflib.get_close_matches(token, names, n=1, cutoff=0.75)
-    return bool(misspelt) and not token.startswith("-") and not Path(token).exists()
+    return not (Path(token).is_file() or token.lower().endswith(_QUEUE_SUFFIXES))

@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard.cli.common import SummaryOutput
+from costguard.cli.output import emit, report
 from costguard.errors import CostguardError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from costguard.simulator.server import Listening
 
 MAX_PORT = 65535
@@ -25,16 +29,49 @@ simulate_app = typer.Typer(
 )
 
 
-def _fail(exc: Exception, code: int) -> typer.Exit:
-    typer.echo(f"costguard: {exc}", err=True)
-    return typer.Exit(code)
+OutputOption = Annotated[
+    SummaryOutput,
+    typer.Option(
+        help="table or json (serve and record: one JSON object per line, per event; --log "
+        "lines then go to stderr)."
+    ),
+]
+
+
+def _fail(exc: CostguardError) -> typer.Exit:
+    """Show `exc` as every command does (stderr; JSON with --output json) and exit with its
+    code, also when the command runs outside `costguard.cli.app.run` (Typer's own runner)."""
+    return typer.Exit(report(exc))
 
 
 def _check_port(port: int) -> None:
     """Refuse a port TCP does not have (exit 2) before anything is started."""
     if not 0 <= port <= MAX_PORT:
         message = f"--port {port}: use a port in 0..{MAX_PORT} (0 picks a free one)"
-        raise _fail(UsageError(message), UsageError.exit_code)
+        raise _fail(UsageError(message))
+
+
+def _event(event: str, listening: Listening | None = None, **fields: object) -> None:
+    """One JSON Lines event of `serve` / `record --output json` on stdout."""
+    where: dict[str, object] = {}
+    if listening is not None:
+        where = {
+            "host": listening.host,
+            "port": listening.port,
+            "base_url": listening.base_url,
+            "openai_base_url": f"{listening.base_url}/v1",
+            "gemini_base_url": listening.base_url,
+        }
+    emit({"event": event, **where, **fields}, indent=None)
+
+
+def _log(output: SummaryOutput, log: bool) -> Callable[[str], None] | None:
+    """Where `--log` lines go: stdout, or stderr when stdout carries JSON events."""
+    if not log:
+        return None
+    if output is SummaryOutput.json:
+        return lambda line: typer.echo(line, err=True)
+    return typer.echo
 
 
 def _warn_if_public(listening: Listening, what: str) -> None:
@@ -87,6 +124,7 @@ def serve(
         typer.Option("--api-key", help="Accept only this key (repeatable); default: any key."),
     ] = None,
     log: Annotated[bool, typer.Option("--log", help="Print one line per request.")] = False,
+    output: OutputOption = SummaryOutput.table,
 ) -> None:
     """Serve the simulated OpenAI and Gemini APIs over HTTP until Ctrl-C.
 
@@ -104,7 +142,7 @@ def serve(
         else:
             sim = Simulator(_resolve_scenario(scenario), api_keys=api_key)
     except CostguardError as exc:
-        raise _fail(exc, exc.exit_code) from None
+        raise _fail(exc) from None
     if state is not None:
         sim.autosave = state
         sim.save(state)
@@ -115,6 +153,25 @@ def serve(
         else:
             what = "the simulator is reachable from other machines and accepts any API key"
         _warn_if_public(listening, what)
+        if output is SummaryOutput.json:
+            replay = sim.replay
+            _event(
+                "listening",
+                listening,
+                scenario=sim.scenario.name,
+                scenarios=builtin_names(),
+                replaying=None
+                if replay is None
+                else {
+                    "name": replay.name,
+                    "folder": str(replay.folder),
+                    "jobs": len(replay.manifest.jobs),
+                },
+                state=None if state is None else str(state),
+                resumed=resumed,
+                api_keys_required=bool(api_key),
+            )
+            return
         base_url = listening.base_url
         names = ", ".join(builtin_names())
         where = listening.describe()
@@ -143,10 +200,10 @@ def serve(
         typer.echo("\n".join(lines))
 
     try:
-        run_server(sim, host=host, port=port, ready=ready, log=typer.echo if log else None)
+        run_server(sim, host=host, port=port, ready=ready, log=_log(output, log))
     except OSError as exc:
         message = f"cannot listen on {host}:{port}: {exc.strerror or exc}; try --port 0"
-        raise _fail(OSError(message), 2) from None
+        raise _fail(UsageError(message)) from None
 
 
 @simulate_app.command()
@@ -180,6 +237,7 @@ def record(
         str | None, typer.Option(help="Scenario name of the recording (default: the folder).")
     ] = None,
     log: Annotated[bool, typer.Option("--log", help="Print one line per request.")] = False,
+    output: OutputOption = SummaryOutput.table,
 ) -> None:
     """Record real traffic through a loopback proxy, for replay with serve --scenario OUT.
 
@@ -206,13 +264,16 @@ def record(
             secrets=redact or (),
         )
     except CostguardError as exc:
-        raise _fail(exc, exc.exit_code) from None
+        raise _fail(exc) from None
 
     def ready(listening: Listening) -> None:
         _warn_if_public(
             listening,
             "the recording proxy is reachable from other machines and forwards their requests",
         )
+        if output is SummaryOutput.json:
+            _event("listening", listening, upstreams=recorder.upstreams, out=str(out))
+            return
         base_url = listening.base_url
         where = listening.describe()
         lines = [
@@ -226,6 +287,9 @@ def record(
         typer.echo("\n".join(lines))
 
     def stopped() -> None:
+        if output is SummaryOutput.json:
+            _event("stopped", exchanges=recorder.count, summary=recorder.summary(), out=str(out))
+            return
         typer.echo(f"costguard-record: {recorder.summary()} written to {out}")
 
     try:
@@ -234,12 +298,12 @@ def record(
             host=host,
             port=port,
             ready=ready,
-            log=typer.echo if log else None,
+            log=_log(output, log),
             on_stop=stopped,
         )
     except OSError as exc:
         message = f"cannot listen on {host}:{port}: {exc.strerror or exc}; try --port 0"
-        raise _fail(OSError(message), 2) from None
+        raise _fail(UsageError(message)) from None
 
 
 @simulate_app.command()
@@ -252,6 +316,7 @@ def scenarios(
             "COSTGUARD_HOME/recordings is always searched.",
         ),
     ] = None,
+    output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
 ) -> None:
     """List the built-in scenarios and recordings found, with a one-line description each.
 
@@ -260,17 +325,35 @@ def scenarios(
     from costguard.simulator.recording.format import find_recordings
     from costguard.simulator.scenario import builtin_names, load_scenario
 
-    rows = [(sc.name, sc.description) for sc in map(load_scenario, builtin_names())]
+    found: list[dict[str, object]] = [
+        {"name": sc.name, "kind": "builtin", "description": sc.description, "path": None}
+        for sc in map(load_scenario, builtin_names())
+    ]
     seen: set[Path] = set()
     for place in [*(folder or []), _recordings_home()]:
         for path, manifest in find_recordings(place):
             if path.resolve() in seen:
                 continue
             seen.add(path.resolve())
-            if isinstance(manifest, str):
-                rows.append((path.name, f"unreadable recording: {manifest}"))
-            else:
-                rows.append((manifest.name, f"recording: {manifest.description} ({path})"))
-    width = max(len(name) for name, _ in rows)
-    for name, description in rows:
-        typer.echo(f"{name:<{width}}  {description}")
+            unreadable = isinstance(manifest, str)
+            found.append(
+                {
+                    "name": path.name if isinstance(manifest, str) else manifest.name,
+                    "kind": "recording",
+                    "description": None if isinstance(manifest, str) else manifest.description,
+                    "path": str(path),
+                }
+                | ({"error": manifest} if unreadable else {})
+            )
+    if output is SummaryOutput.json:
+        emit(found)
+        return
+    width = max(len(str(row["name"])) for row in found)
+    for row in found:
+        if row["kind"] == "builtin":
+            text = row["description"]
+        elif "error" in row:
+            text = f"unreadable recording: {row['error']}"
+        else:
+            text = f"recording: {row['description']} ({row['path']})"
+        typer.echo(f"{row['name']!s:<{width}}  {text}")

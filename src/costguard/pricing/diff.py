@@ -11,17 +11,16 @@ from costguard.pricing.schema import ModelCard
 _SKIP = {"notes", "sources", "display_name"}
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted field -> JSON value (numbers stay numbers, lists stay lists; None left out)."""
+    out: dict[str, Any] = {}
     if isinstance(value, dict):
         for key, item in value.items():
             if key in _SKIP:
                 continue
             out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    elif isinstance(value, list):
-        out[prefix] = ", ".join(str(v) for v in value)
     elif value is not None:
-        out[prefix] = str(value)
+        out[prefix] = value
     return out
 
 
@@ -53,12 +52,13 @@ def diff_books(
     *,
     provider: str | None = None,
     model: str | None = None,
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """Rows `{model, field, before, after}` for every priced fact that differs, each model's
     lifecycle transition between the two dates first (field `(status)`: e.g. available ->
-    shut down, whether or not a card changed)."""
+    shut down, whether or not a card changed). `before`/`after` are the card's JSON values
+    (None: the field or model is absent on that side)."""
     old, new = _models(book, before, provider), _models(book, after, provider)
-    rows: list[dict[str, str]] = []
+    rows: list[dict[str, Any]] = []
     for name in sorted(set(old) | set(new)):
         if model is not None and name.split(":", 1)[1] != model:
             continue
@@ -67,7 +67,7 @@ def diff_books(
         if not a:
             now = status(new[name], after)
             rows.append(
-                {"model": name, "field": "(model)", "before": "-", "after": f"added: {now}"}
+                {"model": name, "field": "(model)", "before": None, "after": f"added: {now}"}
             )
             continue
         if not b:
@@ -77,7 +77,7 @@ def diff_books(
         if was != now:
             rows.append({"model": name, "field": "(status)", "before": was, "after": now})
         rows += [
-            {"model": name, "field": key, "before": a.get(key, "-"), "after": b.get(key, "-")}
+            {"model": name, "field": key, "before": a.get(key), "after": b.get(key)}
             for key in sorted(set(a) | set(b))
             if a.get(key) != b.get(key)
         ]

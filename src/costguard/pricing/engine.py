@@ -124,18 +124,38 @@ class RateBook:
                 f"model {model_id!r} is not priced until {listed.effective_from} "
                 f"(the cards in force on {at} do not list it)"
             )
-        every = {i for c in self.cards_in_force(at) for m in c.models for i in m.names}
-        known = sorted({i for r in self.models_at(at) for i in r.model.names})
+        models = {m.id: (c, m) for c in self.cards_in_force(at) for m in c.models}
+        status = {i: _status(m, at) for i, (_, m) in sorted(models.items())}
+        by_name = {name: m for _, m in models.values() for name in m.names}
+        callable_names = sorted(n for n, m in by_name.items() if status[m.id] == "available")
         # suggest models that can still be called; a shut-down one only if nothing else is close
-        close = difflib.get_close_matches(model_id, known, n=3, cutoff=0.6) or (
-            difflib.get_close_matches(model_id, sorted(every), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(model_id, callable_names, n=3, cutoff=0.6) or (
+            difflib.get_close_matches(model_id, sorted(by_name), n=3, cutoff=0.6)
         )
-        hint = (
-            f". Did you mean: {', '.join(close)}?"
-            if close
-            else f". Known models: {', '.join(known)}"
-        )
-        return UnknownModelError(f"unknown model {model_id!r}{hint}")
+        if close:
+            named = [
+                f"{n}{_when(by_name[n], at, status[by_name[n].id], short=False)}" for n in close
+            ]
+            hint = f". Did you mean: {', '.join(named)}?"
+        else:
+            hint = ". " + "; ".join(
+                f"{heading}: {', '.join(_listed(m, at, state) for _, m in group)}"
+                for heading, state in _KNOWN_HEADINGS
+                if (group := [models[i] for i, st in status.items() if st == state])
+            )
+        listing = [
+            {
+                "id": m.id,
+                "also": [n for n in m.names if n != m.id],
+                "provider": c.provider,
+                "status": status[m.id],
+                "available_from": _iso(m.lifecycle.available_from),
+                "shutdown_on": _iso(m.lifecycle.shutdown_on),
+            }
+            for c, m in (models[i] for i in status)
+        ]
+        details: dict[str, object] = {"model": model_id, "did_you_mean": close, "models": listing}
+        return UnknownModelError(f"unknown model {model_id!r}{hint}", details=details)
 
     def models_at(self, at: dt.date) -> list[Resolved]:
         """Every model callable on `at` (not shut down, already available)."""
@@ -153,6 +173,53 @@ class RateBook:
 
 class UnknownModelError(ModelUnavailableError):
     """The model id is in no card in force (the message suggests close matches)."""
+
+    kind = "unknown_model"
+
+
+_KNOWN_HEADINGS = (
+    ("Known models", "available"),
+    ("not yet available", "not_yet_available"),
+    ("shut down", "shut_down"),
+)
+
+
+def _status(model: ModelCard, at: dt.date) -> str:
+    """`available`, `shut_down` or `not_yet_available` on `at`, by the model's lifecycle."""
+    life = model.lifecycle
+    if life.shutdown_on is not None and life.shutdown_on <= at:
+        return "shut_down"
+    if life.available_from is not None and life.available_from > at:
+        return "not_yet_available"
+    return "available"
+
+
+def _when(model: ModelCard, at: dt.date, status: str, *, short: bool) -> str:
+    """` (shut down 2026-10-23)`, ` (from 2027-01-01)`, ` (shuts down 2026-12-01)` or ``.
+
+    `short`: under a heading that already says shut down: ` (on 2026-10-23)`.
+    """
+    life = model.lifecycle
+    if status == "shut_down":
+        return f" (on {life.shutdown_on})" if short else f" (shut down {life.shutdown_on})"
+    if status == "not_yet_available":
+        return f" (from {life.available_from})"
+    if life.shutdown_on is not None and life.shutdown_on > at:
+        return f" (shuts down {life.shutdown_on})"
+    return ""
+
+
+def _listed(model: ModelCard, at: dt.date, status: str) -> str:
+    """A model in an unknown-model message: its id, the other names it goes by (aliases and
+    nicknames, from its card) and its lifecycle date."""
+    also = [n for n in model.names if n != model.id]
+    note = _when(model, at, status, short=True).strip(" ()")
+    inside = "; ".join(x for x in (f"also {', '.join(also)}" if also else "", note) if x)
+    return f"{model.id} ({inside})" if inside else model.id
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return None if day is None else day.isoformat()
 
 
 def _lifecycle_warning(model: ModelCard, model_id: str, at: dt.date) -> str | None:

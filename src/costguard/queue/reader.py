@@ -9,8 +9,10 @@ Three formats, detected per file from its first non-blank line (or forced with `
   "/v1/images/generations" | "/v1/images/edits", "body": {...}}`.
 
 Lines are read as bytes: UTF-8 with or without BOM, LF or CRLF, blank lines skipped. Every bad
-line is reported as `file:line: field: message`; the reader keeps going so one run lists them
-all (the CLI shows the first 20), and callers must not use what they read when `errors` is set.
+line is counted under its error (`file`, `field`, `message`); the reader keeps going so one run
+finds them all, grouping identical errors (2,000 lines without a model are one error with its
+count and first line numbers) in bounded memory, and callers must not use what they read when
+`errors` is set.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Literal
 
 from costguard.errors import (
     CostguardError,
+    ErrorGroup,
     ModelUnavailableError,
     QueueError,
     RateCardError,
@@ -47,6 +50,9 @@ from costguard.queue.lines import (
 Format = Literal["costguard", "gemini", "openai"]
 FORMATS: tuple[Format, ...] = ("costguard", "gemini", "openai")
 MAX_ERRORS_KEPT = 20
+"""Distinct errors (same field and message) kept per file; later distinct ones are only counted."""
+MAX_LINES_KEPT = 10
+"""Line numbers kept per distinct error (the first ones); the rest are only counted."""
 _URI_PREFIXES = ("http://", "https://", "gs://", "file-", "files/")
 _PARSERS: dict[Format, Callable[[dict[str, Any]], Line]] = {
     "costguard": costguard_line,
@@ -201,8 +207,12 @@ class QueueReader:
             raise UsageError(msg)
         self.format: Format = fmt or detect_format(path)
         self._format_from = "--format" if fmt else "from its first line"
-        self.errors: list[str] = []
+        self.groups: list[ErrorGroup] = []
+        """The distinct errors, in the order first seen (at most MAX_ERRORS_KEPT)."""
+        self._groups: dict[tuple[str, str], ErrorGroup] = {}
         self.error_count = 0
+        self.unlisted = 0
+        """Bad lines whose error is not in `errors` (it came after MAX_ERRORS_KEPT others)."""
         self.warnings: list[str] = []
         self.lines = 0
         self._keys = KeySet()
@@ -238,7 +248,7 @@ class QueueReader:
                     )
                     continue
                 yield request
-        if self.lines == 0 and not self.errors:
+        if self.lines == 0 and not self.groups:
             self._error(0, "(file)", "the queue is empty")
 
     def _read(self, number: int, text: str) -> ImageRequest:
@@ -275,15 +285,29 @@ class QueueReader:
         return "custom_id" if self.format == "openai" else "key"
 
     def check(self) -> None:
-        """Raise `QueueError` listing the bad lines (first 20, with the total)."""
-        if self.errors:
-            raise QueueError(self.errors, total=self.error_count)
+        """Raise `QueueError` listing the distinct errors, each with its count and first lines."""
+        if self.groups:
+            raise QueueError(self.groups, total=self.error_count, unlisted=self.unlisted)
+
+    @property
+    def errors(self) -> list[str]:
+        """One line per distinct error: `file:line: field: message`, or for an error on many
+        lines `file: field: message (N lines: 1, 2, ...)`."""
+        return [group.where() for group in self.groups]
 
     def _error(self, line: int, field: str, message: str) -> None:
+        """Count a bad line under its error (same field and message: the same error)."""
         self.error_count += 1
-        if len(self.errors) < MAX_ERRORS_KEPT:
-            where = f"{self.path}:{line}" if line else str(self.path)
-            self.errors.append(f"{where}: {field}: {message}")
+        group = self._groups.get((field, message))
+        if group is None:
+            if len(self.groups) >= MAX_ERRORS_KEPT:
+                self.unlisted += 1
+                return
+            group = self._groups[field, message] = ErrorGroup(str(self.path), field, message)
+            self.groups.append(group)
+        group.count += 1
+        if len(group.lines) < MAX_LINES_KEPT and line:
+            group.lines.append(line)
 
     # shared validation ------------------------------------------------------------------
 

@@ -59,6 +59,7 @@ class JournalError(CostguardError):
     """A journal that cannot be read, does not match the command, or breaks its state machine."""
 
     exit_code = 2
+    kind = "journal"
 
 
 @dataclass

@@ -28,6 +28,7 @@ class RunPendingError(CostguardError):
     """The run's jobs are still running at the provider (timeout or detach)."""
 
     exit_code = 6
+    kind = "pending"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,6 @@ def poll(ctx: RunContext, options: RunOptions) -> None:
                 f"{why}: run {journal.run_id} keeps running at the provider; "
                 f"pick it up with `costguard collect {journal.run_id}`"
             )
-            raise RunPendingError(msg)
+            raise RunPendingError(msg, details={"run_id": journal.run_id})
         ctx.sleep(interval)
         interval = min(interval * 1.5, max(options.poll_interval, 300.0))

@@ -34,6 +34,7 @@ class RunBusyError(CostguardError):
     """Another process is driving this run."""
 
     exit_code = 2
+    kind = "run_busy"
 
 
 class RunDir:

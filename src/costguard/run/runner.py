@@ -193,6 +193,13 @@ class Runner:
                     f"the {options.mode} maximum {plain(total.max)} "
                     f"passes --max-usd {plain(options.max_usd)} by "
                     f"{plain(decision.shortfall)}",
+                    {
+                        "refused_by": "max_usd",
+                        "max_usd": plain(options.max_usd),
+                        "mode": options.mode,
+                        "needed_usd": plain(total.max),
+                        "shortfall_usd": plain(decision.shortfall),
+                    },
                 )
             rundir.save(journal)
         else:
@@ -235,7 +242,22 @@ class Runner:
             rundir.forget()  # nothing was reserved: leave no half-started run behind
             raise
         if not admission.admitted:
-            self._refuse(rundir, run_id, admission.reason or "the ledger budget is spent")
+            self._refuse(
+                rundir,
+                run_id,
+                admission.reason or "the ledger budget is spent",
+                {
+                    "refused_by": "ledger",
+                    "name": admission.budget,
+                    "max_usd": plain(options.max_usd),
+                    "mode": journal.mode,
+                    "needed_usd": plain(admission.needed),
+                    "remaining_usd": None
+                    if admission.remaining is None
+                    else plain(admission.remaining),
+                    "shortfall_usd": plain(admission.shortfall),
+                },
+            )
         journal.admit(admission.reason, self.ledger.identity)
 
     def _recover(self, journal: Journal, outputs: Outputs) -> None:
@@ -262,10 +284,11 @@ class Runner:
             )
             journal.reopen(part)
 
-    def _refuse(self, rundir: RunDir, run_id: str, why: str) -> None:
+    def _refuse(self, rundir: RunDir, run_id: str, why: str, budget: dict[str, object]) -> None:
+        """Forget the run and raise exit 3; `budget`: the decision, for JSON error objects."""
         rundir.forget()
         msg = f"over budget: {why}; nothing was sent (run {run_id})"
-        raise BudgetExceededError(msg)
+        raise BudgetExceededError(msg, details={"run_id": run_id, "budget": budget})
 
     def _new_journal(
         self,

@@ -13,6 +13,8 @@ STATE_FORMAT = "costguard-sim/1"
 class SimulatorStateError(UsageError):
     """A saved simulator state file is missing, unreadable or of another format."""
 
+    kind = "simulator_state"
+
 
 @dataclass(frozen=True, slots=True)
 class JobRecord:

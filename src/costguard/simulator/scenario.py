@@ -37,6 +37,8 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 class UnknownScenarioError(UsageError, ValueError):
     """A scenario name or file that does not exist or does not validate."""
 
+    kind = "unknown_scenario"
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
@@ -180,10 +182,12 @@ def load_scenario(name_or_path: str) -> Scenario:
     path = Path(name_or_path)
     if not path.suffix:
         path = builtin_dir() / f"{name_or_path}.yaml"
-        if not path.is_file():
-            known = ", ".join(builtin_names())
-            msg = f"unknown scenario {name_or_path!r}; built-in scenarios: {known}"
-            raise UnknownScenarioError(msg)
+    if not path.is_file():
+        names = builtin_names()
+        why = ": not a file" if path.exists() else ": no such file"
+        why = "" if path.parent == builtin_dir() else why
+        msg = f"unknown scenario {name_or_path!r}{why}; built-in scenarios: {', '.join(names)}"
+        raise UnknownScenarioError(msg, details={"scenario": name_or_path, "known": names})
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         return Scenario.model_validate(data)

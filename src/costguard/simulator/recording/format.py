@@ -53,6 +53,8 @@ Outcome = Literal["ok", "refused", "failed", "expired", "cancelled"]
 class RecordingError(UsageError):
     """A recording folder is missing, unreadable, or its manifest does not validate."""
 
+    kind = "recording"
+
 
 # --------------------------------------------------------------------------------------------
 # Bodies
