@@ -399,6 +399,51 @@ def test_model_not_yet_available_within_its_card() -> None:
     assert book.resolve("m", day("2030-02-01")).model.id == "m"
 
 
+def _lifecycle_book() -> RateBook:
+    """One card with a model of each lifecycle, and other names from the card."""
+    base = _card().models[0].model_dump()
+    models = [
+        base | {"id": "new-model", "aliases": ["new-model-2030"], "nicknames": ["newbie"]},
+        base | {"id": "fading", "lifecycle": {"shutdown_on": "2030-06-01"}},
+        base | {"id": "retired", "lifecycle": {"shutdown_on": "2030-01-10"}},
+        base | {"id": "upcoming", "lifecycle": {"available_from": "2030-03-01"}},
+    ]
+    card = _card().model_dump() | {"models": models}
+    return RateBook([RateCard.model_validate(card)])
+
+
+def test_unknown_model_lists_callable_models_then_the_others() -> None:
+    """With nothing close, the message lists the callable models (with their aliases and
+    nicknames from the card, and an announced shutdown), then those not yet available and
+    those shut down, apart."""
+    with pytest.raises(UnknownModelError) as info:
+        _lifecycle_book().resolve("zzz", day("2030-01-15"))
+    assert str(info.value) == (
+        "unknown model 'zzz'. Known models: fading (shuts down 2030-06-01), new-model (also "
+        "new-model-2030, newbie); not yet available: upcoming (from 2030-03-01); shut down: "
+        "retired (on 2030-01-10)"
+    )
+    assert info.value.details["did_you_mean"] == []
+    models = info.value.details["models"]
+    assert isinstance(models, list)
+    listed = {m["id"]: m["status"] for m in models}
+    assert listed == {
+        "fading": "available",
+        "new-model": "available",
+        "retired": "shut_down",
+        "upcoming": "not_yet_available",
+    }
+
+
+def test_unknown_model_suggests_a_shut_down_one_as_such() -> None:
+    """A suggestion that can no longer be called says so (callable ones come first)."""
+    with pytest.raises(UnknownModelError) as info:
+        _lifecycle_book().resolve("retird", day("2030-01-15"))
+    assert (
+        str(info.value) == "unknown model 'retird'. Did you mean: retired (shut down 2030-01-10)?"
+    )
+
+
 def test_zero_input_image_rate_is_free_not_the_text_rate() -> None:
     """An explicit input-image rate of 0 prices input images at 0, not at the text rate."""
     card = _card(

@@ -1038,3 +1038,48 @@ def test_a_misspelt_scenario_after_simulate_is_named(
     assert not (tmp_path / "costguard-out").exists()
     ran = cli("run", "--simulate", queue, "--max-usd", "1", *FAST, "--out", tmp_path / "o")
     assert ran.code == 0, ran.err
+
+
+@pytest.mark.parametrize(
+    ("spelling", "named", "why"),
+    [
+        pytest.param(["--simulate", "bogus", "QUEUE"], "bogus", "", id="before-the-queue"),
+        pytest.param(["QUEUE", "--simulate", "bogus"], "bogus", "", id="after-the-queue"),
+        pytest.param(["QUEUE", "--simulate=bogus"], "bogus", "", id="equals"),
+        pytest.param(
+            ["--simulate", "MISSING", "QUEUE"], "MISSING", ": no such file", id="missing-yaml"
+        ),
+        pytest.param(
+            ["QUEUE", "--simulate", "FOLDER"],
+            "FOLDER",
+            ": a folder, but no recording (it has no recording.yaml)",
+            id="folder",
+        ),
+    ],
+)
+def test_an_unknown_scenario_is_named_however_it_is_spelt(
+    tmp_path: Path, cli: Callable[..., Any], spelling: list[str], named: str, why: str
+) -> None:
+    """Every spelling of `--simulate X` with an unknown X exits 2 with `unknown scenario X;
+    built-in scenarios: ...` (with --output json: kind `unknown_scenario` and the names)."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, OPENAI_LINES[:1])
+    (tmp_path / "folder").mkdir()
+    places = {
+        "QUEUE": str(queue),
+        "MISSING": str(tmp_path / "nope.yaml"),
+        "FOLDER": str(tmp_path / "folder"),
+    }
+    argv = [places.get(a, a.replace("MISSING", places["MISSING"])) for a in spelling]
+    scenario = places.get(named, named)
+    result = cli("run", *argv, "--max-usd", "1", *FAST)
+    assert result.code == 2
+    assert result.err == (
+        f"error: unknown scenario {scenario!r}{why}; built-in scenarios: cancelled, expired, "
+        "failed, flaky, realistic, refusals, shuffled, slow, succeeded\n"
+    )
+    as_json = cli("run", *argv, "--max-usd", "1", "--output", "json", *FAST)
+    error = json.loads(as_json.out)["error"]
+    assert (error["code"], error["kind"], error["scenario"]) == (2, "unknown_scenario", scenario)
+    assert "succeeded" in error["known"]
+    assert not (tmp_path / "costguard-out").exists()

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import threading
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -203,6 +204,40 @@ def test_serve_rejects_an_unknown_scenario() -> None:
     assert result.exit_code == 2
     assert "unknown scenario 'nope'; built-in scenarios:" in result.output
     assert result.output.count("\n") == 1
+
+
+def test_serve_unknown_scenario_as_json(cli: Callable[..., Any]) -> None:
+    """With --output json the unknown scenario is an error object on stdout (exit 2)."""
+    result = cli("simulate", "serve", "--scenario", "bogus", "--output", "json")
+    assert result.code == 2
+    error = json.loads(result.out)["error"]
+    assert (error["kind"], error["scenario"]) == ("unknown_scenario", "bogus")
+    assert result.err.startswith("error: unknown scenario 'bogus'; built-in scenarios: ")
+
+
+def test_serve_output_json_prints_a_listening_event() -> None:
+    """`serve --output json` prints one JSON line (base URLs, scenario) a script can read; its
+    --log lines go to stderr, so stdout holds nothing else."""
+    with subprocess.Popen(
+        [*costguard_command(), "simulate", "serve", "--port", "0", "--output", "json", "--log"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as proc:
+        assert proc.stdout is not None
+        event = json.loads(proc.stdout.readline())
+        answer = httpx2.get(f"{event['openai_base_url']}/batches", headers=AUTH)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert answer.status_code == 200
+    assert event["event"] == "listening"
+    assert event["base_url"] == f"http://127.0.0.1:{event['port']}"
+    assert event["gemini_base_url"] == event["base_url"]
+    assert (event["scenario"], event["state"], event["resumed"]) == ("succeeded", None, False)
+    assert "succeeded" in event["scenarios"]
+    assert out == ""
+    assert "/v1/batches" in err
 
 
 def test_serve_reports_a_taken_port() -> None:

@@ -179,13 +179,16 @@ def builtin_names() -> list[str]:
 
 def load_scenario(name_or_path: str) -> Scenario:
     """Load a scenario by built-in name or by path to a YAML file."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = builtin_dir() / f"{name_or_path}.yaml"
+    given = Path(name_or_path)
+    path = given if given.suffix else builtin_dir() / f"{name_or_path}.yaml"
     if not path.is_file():
         names = builtin_names()
-        why = ": not a file" if path.exists() else ": no such file"
-        why = "" if path.parent == builtin_dir() else why
+        if path.parent == builtin_dir():  # a plain name that is not built in
+            why = ""
+        elif given.is_dir():
+            why = ": a folder, but no recording (it has no recording.yaml)"
+        else:
+            why = ": not a file" if given.exists() else ": no such file"
         msg = f"unknown scenario {name_or_path!r}{why}; built-in scenarios: {', '.join(names)}"
         raise UnknownScenarioError(msg, details={"scenario": name_or_path, "known": names})
     try:
