@@ -345,6 +345,7 @@ def test_a_bare_exit_gets_a_generic_error_document(capsys: pytest.CaptureFixture
     output.begin(["runs"])
     assert output.exited(6) == 6
     assert capsys.readouterr().out == ""
+    output.end()
 
 
 def test_an_unexpected_exception_is_an_internal_error_document(
@@ -377,3 +378,6 @@ def test_costguard_errors_render_kind_and_details(capsys: pytest.CaptureFixture[
     assert json.loads(captured.out) == {
         "error": {"code": 1, "kind": "internal", "message": "something odd", "run_id": "run-1"}
     }
+    output.end()
+    assert output.report(error) == 1
+    assert capsys.readouterr().out == ""  # what the last command line asked for is forgotten

@@ -96,6 +96,8 @@ def run(argv: list[str] | None = None) -> int:
     except Exception as exc:
         output.internal(exc)
         raise
+    finally:
+        output.end()
     return result if isinstance(result, int) else 0
 
 

@@ -74,6 +74,11 @@ def begin(argv: list[str]) -> None:
     _STATE.set(_State(json=json_requested(argv)))
 
 
+def end() -> None:
+    """The command line is done: what it asked for does not carry over to the next."""
+    _STATE.set(None)
+
+
 def wants_json() -> bool:
     """Whether this command line asked for `--output json`."""
     return _state().json
