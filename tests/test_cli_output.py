@@ -19,7 +19,8 @@ import typer
 
 from costguard.cli import output
 from costguard.cli.app import app
-from costguard.errors import CostguardError
+from costguard.errors import CostguardError, OutputError, ProviderError, RateCardError
+from costguard.run.options import RunPendingError
 from runkit import AS_OF, OPENAI_LINES, scenario_file, write_queue
 
 FAST = ["--poll-interval", "0.05", "--as-of", AS_OF.isoformat()]
@@ -381,3 +382,42 @@ def test_costguard_errors_render_kind_and_details(capsys: pytest.CaptureFixture[
     output.end()
     assert output.report(error) == 1
     assert capsys.readouterr().out == ""  # what the last command line asked for is forgotten
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "kind", "details"),
+    [
+        pytest.param(
+            ProviderError("openai: 401 invalid key", rejected=True),
+            8,
+            "provider",
+            {"rejected": True},
+            id="provider",
+        ),
+        pytest.param(OutputError("out: disk full"), 9, "output", {}, id="output"),
+        pytest.param(
+            RunPendingError("still running", details={"run_id": "run-1"}),
+            6,
+            "pending",
+            {"run_id": "run-1"},
+            id="pending",
+        ),
+        pytest.param(RateCardError("no card"), 4, "rate_card", {}, id="rate-card"),
+    ],
+)
+def test_each_exit_code_has_its_error_object(
+    capsys: pytest.CaptureFixture[str],
+    error: CostguardError,
+    code: int,
+    kind: str,
+    details: dict[str, object],
+) -> None:
+    """Exits 4, 6, 8 and 9 are error objects with their code, kind and details, too."""
+    output.begin(["run", "--output", "json"])
+    try:
+        assert output.report(error) == code
+    finally:
+        output.end()
+    assert json.loads(capsys.readouterr().out) == {
+        "error": {"code": code, "kind": kind, "message": str(error), **details}
+    }

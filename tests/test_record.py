@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -390,6 +392,37 @@ def test_record_command_prints_where_to_point_and_a_summary(tmp_path: Path) -> N
     assert f"costguard-record: 1 exchanges, 0 jobs written to {out}" in text
     assert proc.returncode is not None
     assert yaml.safe_load((out / "recording.yaml").read_text())["exchanges"] == 1
+
+
+def test_record_command_output_json_prints_events(tmp_path: Path) -> None:
+    """`record --output json`: a `listening` event (one JSON line) then a `stopped` event with
+    what was recorded; --log lines go to stderr."""
+    out = tmp_path / "cli-rec"
+    args = ["simulate", "record", "--port", "0", "--upstream", "", "--out", str(out)]
+    with serve_in_thread(Simulator(time_scale=0)) as upstream:
+        args[args.index("")] = upstream
+        with subprocess.Popen(
+            [*costguard_command(), *args, "--output", "json", "--log"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        ) as proc:
+            assert proc.stdout is not None
+            listening = json.loads(proc.stdout.readline())
+            with OpenAI(base_url=listening["openai_base_url"], api_key=OPENAI_KEY) as client:
+                assert client.batches.list().data == []
+            proc.send_signal(signal.SIGTERM)
+            rest, err = proc.communicate(timeout=20)
+    assert listening["event"] == "listening"
+    assert (listening["upstreams"], listening["out"]) == ({"*": upstream}, str(out))
+    assert json.loads(rest) == {
+        "event": "stopped",
+        "exchanges": 1,
+        "summary": "1 exchanges, 0 jobs",
+        "out": str(out),
+    }
+    assert "GET /v1/batches -> 200" in err
 
 
 @pytest.mark.parametrize("problem", ["bad upstream", "mixed upstreams", "port taken"])
