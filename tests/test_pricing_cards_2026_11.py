@@ -121,9 +121,9 @@ def test_prices_for_one_custom_size(cli: Cli) -> None:
     assert result.code == 0, result.err
     rows = json.loads(result.out)
     assert [(r["size"], r["quality"], r["tokens"]) for r in rows] == [
-        ("1536x864", "low", "120"),
-        ("1536x864", "medium", "1078"),
-        ("1536x864", "high", "4312"),
+        ("1536x864", "low", 120),
+        ("1536x864", "medium", 1078),
+        ("1536x864", "high", 4312),
     ]
     refused = cli("prices", "--model", "gpt-image-2", "--size", "1000x1000")
     assert refused.code == 2
