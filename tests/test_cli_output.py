@@ -142,9 +142,12 @@ def test_parser_usage_errors_are_json_too(
 
 
 def test_output_equals_json_is_recognised(cli: Cli) -> None:
-    """`--output=json` asks for JSON as `--output json` does."""
+    """`--output=json` asks for JSON as `--output json` does; the last `--output` wins."""
     result = cli("estimate", "missing.jsonl", "--output=json")
     assert document(result)["error"]["kind"] == "usage"
+    assert cli("estimate", "missing.jsonl", "--output", "json", "--output", "table").out == ""
+    assert output.json_requested(["runs", "--output", "csv", "--output=json"])
+    assert not output.json_requested(["runs", "--", "--output", "json"])
 
 
 def test_grouped_queue_errors_as_json(cli: Cli, tmp_path: Path) -> None:

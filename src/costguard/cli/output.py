@@ -60,13 +60,17 @@ def _state() -> _State:
 
 
 def json_requested(argv: list[str]) -> bool:
-    """True when `argv` asks for `--output json` (before any `--`)."""
+    """True when `argv` asks for `--output json` (the last `--output` before any `--` wins, as
+    it does for the parser)."""
+    chosen: str | None = None
     for i, arg in enumerate(argv):
         if arg == "--":
-            return False
-        if arg == "--output=json" or (arg == "--output" and argv[i + 1 : i + 2] == ["json"]):
-            return True
-    return False
+            break
+        if arg.startswith("--output="):
+            chosen = arg.removeprefix("--output=")
+        elif arg == "--output" and i + 1 < len(argv):
+            chosen = argv[i + 1]
+    return chosen == "json"
 
 
 def begin(argv: list[str]) -> None:
