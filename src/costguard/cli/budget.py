@@ -153,11 +153,15 @@ def _owner_table(statuses: list[BudgetStatus]) -> str:
 @budget_app.command("set")
 def set_budget(
     *,
-    usd: Annotated[str, typer.Option("--usd", help="The limit in USD, e.g. 500 or 12.50.")],
+    usd: Annotated[
+        str, typer.Option("--usd", metavar="USD", help="The limit in USD, e.g. 500 or 12.50.")
+    ],
     period: Annotated[
         PeriodOpt, typer.Option(help="Window the limit applies to; none: in total.")
     ] = PeriodOpt.month,
-    name: Annotated[str, typer.Option(help="Budget name (runs charge `default`).")] = "default",
+    name: Annotated[
+        str, typer.Option(metavar="NAME", help="Budget name (runs charge `default`).")
+    ] = "default",
     ledger: LedgerOpt = None,
 ) -> None:
     """Create or change a budget: a limit in USD per period, shared by every run and process.
@@ -181,11 +185,16 @@ def set_budget(
 @budget_app.command()
 def show(
     *,
-    name: Annotated[str | None, typer.Option(help="Only this budget (default: all).")] = None,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only this budget (default: all).")
+    ] = None,
     output: Annotated[ShowOutputOpt, typer.Option(help="table or json.")] = ShowOutputOpt.table,
     at: Annotated[
         str | None,
-        typer.Option(help="Show the windows containing this ISO date or time (UTC); default now."),
+        typer.Option(
+            metavar="WHEN",
+            help="Show the windows containing this ISO date or time (UTC); default now.",
+        ),
     ] = None,
     ledger: LedgerOpt = None,
 ) -> None:

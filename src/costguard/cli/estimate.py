@@ -6,6 +6,7 @@ Nothing here sends anything: both commands read the queue and the rate cards onl
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -49,24 +50,34 @@ class BudgetModeOpt(StrEnum):
 
 
 def estimate(
-    queue: Annotated[Path, typer.Argument(help="Queue file (JSONL) to price.")],
+    queue: Annotated[
+        Path,
+        typer.Argument(metavar="QUEUE", help="Queue file (JSONL) to price; - reads it from stdin."),
+    ],
     model: Annotated[
         str | None,
         typer.Option(
+            metavar="MODEL",
             help="Model for lines that name none (required for Gemini batch "
-            "format). Also COSTGUARD_DEFAULT_MODEL."
+            "format). Also COSTGUARD_DEFAULT_MODEL.",
         ),
     ] = None,
-    size: Annotated[str | None, typer.Option(help="Size for lines that name none.")] = None,
-    quality: Annotated[str | None, typer.Option(help="Quality for lines that name none.")] = None,
+    size: Annotated[
+        str | None, typer.Option(metavar="SIZE", help="Size for lines that name none.")
+    ] = None,
+    quality: Annotated[
+        str | None, typer.Option(metavar="QUALITY", help="Quality for lines that name none.")
+    ] = None,
     aspect_ratio: Annotated[
-        str | None, typer.Option(help="Aspect ratio for lines that name none.")
+        str | None, typer.Option(metavar="RATIO", help="Aspect ratio for lines that name none.")
     ] = None,
     mode: Annotated[ModeOpt, typer.Option(help="Which prices to show.")] = ModeOpt.both,
     as_of: AsOfOpt = None,
     max_usd: Annotated[
         str | None,
-        typer.Option("--max-usd", help="Budget: exit 3 unless the maximum cost fits it."),
+        typer.Option(
+            "--max-usd", metavar="USD", help="Budget: exit 3 unless the maximum cost fits it."
+        ),
     ] = None,
     budget_mode: Annotated[
         BudgetModeOpt,
@@ -74,7 +85,9 @@ def estimate(
     ] = BudgetModeOpt.batch,
     compare: Annotated[
         str | None,
-        typer.Option(help="Also price the queue on these models, comma-separated (M1,M2)."),
+        typer.Option(
+            metavar="M1,M2", help="Also price the queue on these models, comma-separated."
+        ),
     ] = None,
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
     fmt: FormatOption = None,
@@ -85,13 +98,16 @@ def estimate(
     """Price a queue before anything is sent: per model, size and quality, batch against sync.
 
     Example: costguard estimate examples/catalog.jsonl --max-usd 5
+
+    A queue on stdin: make-queue | costguard estimate - (relative image paths are relative to
+    the current directory; errors name <stdin>:LINE).
     """
     from costguard.cli import render
     from costguard.cli.settings import Settings
     from costguard.money import usd, usd_exact
     from costguard.queue.estimate import advise, price_queue
     from costguard.queue.estimate import compare as compare_models
-    from costguard.queue.reader import Defaults
+    from costguard.queue.reader import STDIN, Defaults
 
     at = parse_as_of(as_of)
     limit = parse_usd(max_usd, "--max-usd") if max_usd is not None else None
@@ -102,17 +118,20 @@ def estimate(
         quality=quality,
         aspect_ratio=aspect_ratio,
     )
+    budget_card_mode: Mode = "batch" if budget_mode is BudgetModeOpt.batch else "standard"
+    from_stdin = str(queue) == "-"
     priced = price_queue(
-        queue,
+        STDIN if from_stdin else queue,
         book,
         at,
         defaults=defaults,
         fmt=fmt.value if fmt else None,
         calibration=calibration_for(calibrated, ledger),
+        stream=sys.stdin.buffer if from_stdin else None,
+        budget=(budget_card_mode, limit) if limit is not None else None,
     )
     others = [m.strip() for m in (compare or "").split(",") if m.strip()]
     comparisons = compare_models(priced, book, at, others)
-    budget_card_mode: Mode = "batch" if budget_mode is BudgetModeOpt.batch else "standard"
     advice = (
         advise(priced, book, at, budget_card_mode, limit, defaults=defaults)
         if limit is not None
@@ -162,17 +181,28 @@ def _calibration_on_stderr(priced: QueueEstimate, output: OutputOpt) -> None:
 
 
 def prices(
-    provider: Annotated[str | None, typer.Option(help="gemini or openai.")] = None,
-    model: Annotated[str | None, typer.Option(help="One model (id or alias).")] = None,
+    provider: Annotated[
+        str | None, typer.Option(metavar="PROVIDER", help="gemini or openai.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="One model (id or alias).")
+    ] = None,
     size: Annotated[
         str | None,
-        typer.Option(help="With --model: one size, any WxH the model accepts (e.g. 1536x864)."),
+        typer.Option(
+            metavar="SIZE",
+            help="With --model: one size, any WxH the model accepts (e.g. 1536x864).",
+        ),
     ] = None,
-    quality: Annotated[str | None, typer.Option(help="With --model: one quality.")] = None,
+    quality: Annotated[
+        str | None, typer.Option(metavar="QUALITY", help="With --model: one quality.")
+    ] = None,
     as_of: AsOfOpt = None,
     diff: Annotated[
         tuple[str, str] | None,
-        typer.Option(help="Show what changed between two dates: --diff DATE1 DATE2."),
+        typer.Option(
+            metavar="DATE1 DATE2", help="Show what changed between two dates (YYYY-MM-DD)."
+        ),
     ] = None,
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
     schema: Annotated[

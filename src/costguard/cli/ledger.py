@@ -36,7 +36,8 @@ class ExportOpt(StrEnum):
 
 
 UntilOpt = Annotated[
-    str | None, typer.Option("--until", help="Before this ISO date or time (UTC).")
+    str | None,
+    typer.Option("--until", metavar="WHEN", help="Before this ISO date or time (UTC)."),
 ]
 
 
@@ -184,8 +185,12 @@ def history(
     *,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    budget: Annotated[str | None, typer.Option(help="Only runs charged to this budget.")] = None,
-    owner: Annotated[str | None, typer.Option(help="Only runs with this owner.")] = None,
+    budget: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only runs charged to this budget.")
+    ] = None,
+    owner: Annotated[
+        str | None, typer.Option(metavar="WHO", help="Only runs with this owner.")
+    ] = None,
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -242,7 +247,8 @@ def export(
         ),
     ] = ExportOpt.charges,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the CSV here (default: stdout).")
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the CSV here (default: stdout)."),
     ] = None,
     ledger: LedgerOpt = None,
 ) -> None:

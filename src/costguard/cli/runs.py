@@ -26,6 +26,7 @@ from costguard.cli.common import (
     FormatOption,
     LedgerOpt,
     PricingOpt,
+    RunArg,
     SummaryOutput,
     calibration_wanted,
     load_calibration,
@@ -34,12 +35,13 @@ from costguard.cli.common import (
     parse_as_of,
     parse_usd,
     require_ledger,
+    resolve_run,
+    shared_journals,
 )
 from costguard.errors import UsageError
 from costguard.resources import home_dir
 
 if TYPE_CHECKING:
-    from costguard.ledger.journals import JournalStore
     from costguard.providers.base import JobStatus, Provider
     from costguard.run.journal import Journal, Part
     from costguard.run.reconcile import Summary
@@ -55,19 +57,6 @@ class RunModeOpt(StrEnum):
 
     batch = "batch"
     sync = "sync"
-
-
-@contextlib.contextmanager
-def _shared_journals(location: str | None) -> Iterator[JournalStore | None]:
-    """The shared ledger's journal store (PostgreSQL), or None: journals are in the home."""
-    from costguard.cli.settings import Settings
-    from costguard.ledger import is_url
-
-    if not is_url(Settings().ledger_location(location)):
-        yield None
-        return
-    with open_cli_ledger(location) as book:
-        yield book.journals
 
 
 def _key(provider: str) -> str:
@@ -181,28 +170,40 @@ KeepRawOpt = Annotated[
 
 def run(
     max_usd: Annotated[
-        str, typer.Option("--max-usd", help="Refuse to send anything whose maximum passes this.")
+        str,
+        typer.Option(
+            "--max-usd", metavar="USD", help="Refuse to send anything whose maximum passes this."
+        ),
     ],
     queue: Annotated[
-        Path | None, typer.Argument(help="Queue file (JSONL) to run (none with --retry).")
+        Path | None,
+        typer.Argument(metavar="QUEUE", help="Queue file (JSONL) to run (none with --retry)."),
     ] = None,
     mode: Annotated[
         RunModeOpt | None,
         typer.Option(help="batch (half price, asynchronous; the default) or sync (full price)."),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model for lines that name none.")] = None,
-    size: Annotated[str | None, typer.Option(help="Size for lines that name none.")] = None,
-    quality: Annotated[str | None, typer.Option(help="Quality for lines that name none.")] = None,
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Model for lines that name none.")
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(metavar="SIZE", help="Size for lines that name none.")
+    ] = None,
+    quality: Annotated[
+        str | None, typer.Option(metavar="QUALITY", help="Quality for lines that name none.")
+    ] = None,
     aspect_ratio: Annotated[
-        str | None, typer.Option(help="Aspect ratio for lines that name none.")
+        str | None, typer.Option(metavar="RATIO", help="Aspect ratio for lines that name none.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: costguard-out/<run id>).")
+        Path | None,
+        typer.Option(metavar="DIR", help="Output folder (default: costguard-out/<run id>)."),
     ] = None,
     simulate: Annotated[
         str | None,
         typer.Option(
             "--simulate",
+            metavar="[SCENARIO]",
             help="Run against the in-process simulator; optional scenario name or YAML file "
             "(default: succeeded). See `costguard simulate scenarios`.",
         ),
@@ -210,13 +211,16 @@ def run(
     poll_interval: Annotated[
         float | None,
         typer.Option(
-            help="Seconds between polls, growing 1.5x per poll (default 30; 0.5 with --simulate)."
+            metavar="S",
+            help="Seconds between polls, growing 1.5x per poll (default 30; 0.5 with --simulate).",
         ),
     ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
-            help="Stop waiting after this many seconds; jobs keep running at the provider (exit 6)."
+            metavar="S",
+            help="Stop waiting after this many seconds; jobs keep running at the provider "
+            "(exit 6).",
         ),
     ] = None,
     detach: Annotated[
@@ -231,7 +235,8 @@ def run(
             "--retry",
             metavar="RUN",
             help="Send run RUN's retry.jsonl (what did not come back ok) as a new run, with "
-            "RUN's mode, model, size, quality, aspect ratio, budget and scenario unless given.",
+            "RUN's mode, model, size, quality, aspect ratio, budget and scenario unless given. "
+            "RUN may be a unique prefix of its id, or `last`.",
         ),
     ] = None,
     new_run: Annotated[
@@ -244,15 +249,19 @@ def run(
     budget: Annotated[
         str | None,
         typer.Option(
+            metavar="NAME",
             help="Ledger budget to charge (default: COSTGUARD_BUDGET, else 'default'). A budget "
             "named here or in COSTGUARD_BUDGET must be set (exit 5 otherwise); only an unset "
-            "'default' leaves --max-usd alone to cap the run."
+            "'default' leaves --max-usd alone to cap the run.",
         ),
     ] = None,
     owner: Annotated[
-        str | None, typer.Option(help="Who runs this (default: COSTGUARD_OWNER or the user).")
+        str | None,
+        typer.Option(metavar="WHO", help="Who runs this (default: COSTGUARD_OWNER or the user)."),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Parallel calls in sync mode.", min=1)] = 4,
+    concurrency: Annotated[
+        int, typer.Option(metavar="N", help="Parallel calls in sync mode.", min=1)
+    ] = 4,
     keep_raw: KeepRawOpt = False,
     as_of: AsOfOpt = None,
     fmt: FormatOption = None,
@@ -283,7 +292,7 @@ def run(
         if queue is not None:
             msg = f"give a queue or --retry {retry}, not both"
             raise UsageError(msg)
-        earlier = _load_journal(retry, ledger)
+        retry = (earlier := _load_journal(retry, ledger)).run_id  # a prefix or `last`: the id
         queue = Path(earlier.out) / "retry.jsonl"
         if not queue.is_file():
             msg = f"run {retry} has nothing to retry ({queue} does not exist)"
@@ -349,21 +358,26 @@ def run(
 
 
 def collect(
-    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
-    poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop waiting after this long.")] = None,
+    run_id: RunArg,
+    poll_interval: Annotated[
+        float | None, typer.Option(metavar="S", help="Seconds between polls.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="S", help="Stop waiting after this many seconds.")
+    ] = None,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     queue: Annotated[
         Path | None,
         typer.Option(
             "--queue",
+            metavar="QUEUE",
             help="Where the run's queue file is on this machine, when it is not where the run "
             "started (another machine sharing the ledger); it must be the same file.",
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write what this machine collects here instead."),
+        typer.Option("--out", metavar="DIR", help="Write what this machine collects here instead."),
     ] = None,
     keep_raw: KeepRawOpt = False,
     pricing: PricingOpt = None,
@@ -380,6 +394,7 @@ def collect(
     from costguard.run.options import RunOptions
 
     runner = _runner(pricing, ledger, simulated=False)
+    run_id = resolve_run(run_id, runner.ledger.journals)
     journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
     simulated = journal.simulate if journal else None
     if simulated:
@@ -401,6 +416,12 @@ def _queue_file(queue: Path | None) -> Path:
     if queue is None:
         msg = "give the queue file to run (or --retry RUN)"
         raise UsageError(msg)
+    if str(queue) == "-":
+        msg = (
+            "run reads a queue file, not stdin ('-'): a run re-reads its queue to resume, "
+            "collect and retry; save it first (... > queue.jsonl) and run that file"
+        )
+        raise UsageError(msg)
     if not queue.is_file():
         what = "is a folder, not a queue file" if queue.is_dir() else "queue file not found"
         msg = f"{queue}: {what}"
@@ -412,14 +433,14 @@ def _load_journal(run_id: str, ledger: str | None) -> Journal:
     """Run `run_id`'s journal, from this machine's runs or the shared ledger's."""
     from costguard.run.rundir import RunDir
 
-    with _shared_journals(ledger) as store:
-        rundir = RunDir(home_dir() / "runs" / run_id, store=store)
+    with shared_journals(ledger) as store:
+        rundir = RunDir(home_dir() / "runs" / resolve_run(run_id, store), store=store)
         rundir.require()
         return rundir.load()
 
 
 def status(
-    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
+    run_id: RunArg,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -472,7 +493,7 @@ def status(
 
 
 def cancel(
-    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
+    run_id: RunArg,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -483,6 +504,7 @@ def cancel(
     from costguard.run.context import Clients
 
     runner = _runner(pricing, ledger, simulated=False)
+    run_id = resolve_run(run_id, runner.ledger.journals)
     runner.run_dir(run_id).require()
     journal = runner.run_dir(run_id).load()
     if journal.simulate:
@@ -497,28 +519,23 @@ def cancel(
 
 
 def runs(
+    ctx: typer.Context,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     ledger: LedgerOpt = None,
 ) -> None:
     """List runs on this machine (with a shared ledger: every machine's), newest first.
 
     Example: costguard runs
-    """
-    from costguard.run.journal import JournalError, journal_from
-    from costguard.run.rundir import RunDir
 
-    journals: list[Journal] = []
-    with _shared_journals(ledger) as store:
-        for raw in store.all_journals() if store is not None else []:
-            with contextlib.suppress(ValueError, TypeError):
-                journals.append(journal_from(raw))
-    root = home_dir() / "runs"
-    paths = sorted(root.glob("*/journal.json")) if root.is_dir() and store is None else []
-    for path in paths:
-        try:
-            journals.append(RunDir(path.parent).load())
-        except JournalError:
-            continue
+    `costguard runs rm RUN...` and `costguard runs prune OLDER_THAN` remove finished runs'
+    journals and folders (never their images, never the ledger's records).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from costguard.run.catalog import journals as all_journals
+
+    with shared_journals(ledger) as store:
+        journals = all_journals(home_dir(), store)
     rows = []
     for journal in journals:
         rows.append(

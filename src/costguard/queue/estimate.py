@@ -10,8 +10,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from costguard.models import ImageRequest
 from costguard.pricing.budget import Decision, check
 from costguard.pricing.calibration import ASSUMED, Calibration, Fact
 from costguard.pricing.engine import (
@@ -42,6 +43,11 @@ class QueueEstimate:
     """The calibration the queue was priced with (`estimate --calibrated`), if any."""
     facts: list[Fact] = field(default_factory=list)
     """The calibrated figures its prices use (empty: every figure is the card's)."""
+    streamed: bool = False
+    """Read from a stream (stdin), which cannot be read again."""
+    first_fit: tuple[int, Decimal] | None = None
+    """How many of the first requests fit the budget `price_queue` was given, and their
+    maximum cost (worked out while reading a stream; a file is read again by `advise`)."""
 
     def calibration_json(self) -> dict[str, Any] | None:
         """`{requests, since, facts}` of a calibrated estimate; None when not calibrated."""
@@ -62,12 +68,22 @@ def price_queue(
     defaults: Defaults = NO_DEFAULTS,
     fmt: Format | None = None,
     calibration: Calibration | None = None,
+    stream: IO[bytes] | None = None,
+    budget: tuple[Mode, Decimal] | None = None,
 ) -> QueueEstimate:
     """Stream the queue, group its requests, and price them; raise `QueueError` on bad lines.
 
     With `calibration`, allowances learned from real runs replace the card's where it has them.
+    With `stream` the queue is read from it (once; `path` names it in messages). With
+    `budget` (mode, limit) on a stream, the same pass counts how many first requests fit the
+    limit (`QueueEstimate.first_fit`), which `advise` cannot read the stream again for.
     """
-    reader = QueueReader(path, book, at, defaults=defaults, fmt=fmt)
+    reader = QueueReader(path, book, at, defaults=defaults, fmt=fmt, stream=stream)
+    fitting = (
+        _FirstFit(book, at, budget[0], budget[1], calibration)
+        if budget is not None and reader.streamed
+        else None
+    )
     grouped: dict[GroupKey, Totals] = {}
     for request in reader:
         key = (request.model, request.size, request.quality)
@@ -75,6 +91,8 @@ def price_queue(
         if totals is None:
             totals = grouped[key] = Totals()
         totals.add(request)
+        if fitting is not None:
+            fitting.add(request)
     reader.check()
     result = estimate(grouped, book, at, calibration=calibration)
     warnings = list(dict.fromkeys([*reader.warnings, *result.warnings]))
@@ -86,7 +104,17 @@ def price_queue(
             "figure counts no text, whose length cannot be known before the response"
         )
     facts = _learned(result, book, at, calibration) if calibration is not None else []
-    return QueueEstimate(path, reader.format, grouped, result, warnings, calibration, facts)
+    return QueueEstimate(
+        path,
+        reader.format,
+        grouped,
+        result,
+        warnings,
+        calibration,
+        facts,
+        streamed=reader.streamed,
+        first_fit=(fitting.count, fitting.spent) if fitting is not None else None,
+    )
 
 
 def _learned(result: Estimate, book: RateBook, at: dt.date, calibration: Calibration) -> list[Fact]:
@@ -213,26 +241,57 @@ def _first_fitting(
     limit: Decimal,
     defaults: Defaults,
 ) -> tuple[int | None, Decimal | None]:
-    """Second pass in queue order: how many first requests fit under `limit`."""
-    reader = QueueReader(queue.path, book, at, defaults=defaults, fmt=queue.format)
-    spent = Decimal(0)
-    count = 0
-    for request in reader:
+    """Second pass in queue order: how many first requests fit under `limit`.
+
+    A queue read from a stream was counted while it was read (`price_queue(budget=...)`), or
+    not at all (None).
+    """
+    if queue.streamed:
+        return queue.first_fit if queue.first_fit is not None else (None, None)
+    fitting = _FirstFit(book, at, mode, limit, queue.calibration)
+    for request in QueueReader(queue.path, book, at, defaults=defaults, fmt=queue.format):
+        if not fitting.add(request):
+            break
+    return fitting.count, fitting.spent
+
+
+class _FirstFit:
+    """Counts requests in queue order while their maximum cost still fits under `limit`."""
+
+    def __init__(
+        self,
+        book: RateBook,
+        at: dt.date,
+        mode: Mode,
+        limit: Decimal,
+        calibration: Calibration | None,
+    ) -> None:
+        self.book, self.at, self.mode, self.limit = book, at, mode, limit
+        self.calibration = calibration
+        self.count = 0
+        self.spent = Decimal(0)
+        self.full = False
+
+    def add(self, request: ImageRequest) -> bool:
+        """Count `request` if it still fits; False once one did not (later ones never count)."""
+        if self.full:
+            return False
         one = Totals()
         one.add(request)
         cost = price(
-            book.resolve(request.model, at).model,
-            mode,
+            self.book.resolve(request.model, self.at).model,
+            self.mode,
             request.size,
             request.quality,
             one,
-            calibration=queue.calibration,
+            calibration=self.calibration,
         )
-        if cost is None or spent + cost.max > limit:
-            break
-        spent += cost.max
-        count += 1
-    return count, spent
+        if cost is None or self.spent + cost.max > self.limit:
+            self.full = True
+            return False
+        self.spent += cost.max
+        self.count += 1
+        return True
 
 
 def _at_cheapest_settings(
