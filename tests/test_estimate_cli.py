@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -1085,3 +1088,115 @@ def test_console_script_exit_codes(examples_dir: Path, tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert refused.stdout == ""
     assert f"{bad}:1: prompt: missing" in refused.stderr
+
+
+# A queue on stdin ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stdin(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Callable[[bytes], None]:
+    """Factory: make `data` the CLI's stdin, through a real pipe (not seekable, read once)."""
+
+    def feed(data: bytes) -> None:
+        read_fd, write_fd = os.pipe()
+
+        def write() -> None:
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(data)
+
+        threading.Thread(target=write, daemon=True).start()
+        reader = io.TextIOWrapper(os.fdopen(read_fd, "rb"))
+        request.addfinalizer(reader.close)
+        monkeypatch.setattr(sys, "stdin", reader)
+
+    return feed
+
+
+def test_a_queue_on_stdin_prices_like_the_file(
+    cli: Cli, examples_dir: Path, stdin: Callable[[bytes], None]
+) -> None:
+    """`estimate -` reads the queue from stdin: same figures, named `<stdin>`."""
+    catalog = examples_dir / "catalog.jsonl"
+    stdin(catalog.read_bytes())
+    piped = estimate_json(cli, "-", "--as-of", CATALOG_AS_OF)
+    from_file = estimate_json(cli, catalog, "--as-of", CATALOG_AS_OF)
+    assert piped["queue"] == "<stdin>"
+    assert totals(piped) == totals(from_file)
+    stdin(catalog.read_bytes())
+    table = cli("estimate", "-", "--as-of", CATALOG_AS_OF).out
+    assert "<stdin> (costguard format), priced as of 2026-11-24" in table
+
+
+@pytest.mark.parametrize("fmt", ["gemini", "openai"])
+def test_the_format_on_stdin_is_detected_past_blank_lines(
+    cli: Cli, make_queue: MakeQueue, stdin: Callable[[bytes], None], fmt: str
+) -> None:
+    """The lines read to detect the format (blank ones, then the first) are priced too."""
+    lines = _gemini_lines() if fmt == "gemini" else _openai_lines()
+    path = make_queue(*lines)
+    model = ("--model", "gemini-3.1-flash-image") if fmt == "gemini" else ()
+    stdin(b"\n\r\n" + path.read_bytes())
+    piped = estimate_json(cli, "-", "--as-of", AS_OF, *model)
+    assert piped["format"] == fmt
+    assert totals(piped) == totals(estimate_json(cli, path, "--as-of", AS_OF, *model))
+
+
+def test_bad_lines_on_stdin_are_named_stdin_and_line(
+    cli: Cli, stdin: Callable[[bytes], None]
+) -> None:
+    """Errors name `<stdin>:LINE`, exit 2, nothing priced."""
+    good = {"key": "a", "prompt": "a fox", "model": "gpt-image-2"}
+    stdin(b"\n".join(json.dumps(x).encode() for x in (good, {"key": "b"}, good)) + b"\n")
+    result = cli("estimate", "-", "--as-of", AS_OF)
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.splitlines() == [
+        "error: <stdin>:2: prompt: missing",
+        (
+            "error: <stdin>:3: key: duplicate key 'a' (first used on line 1); results are "
+            "matched by key, so keys must be unique"
+        ),
+        "2 bad lines; nothing was priced",
+    ]
+
+
+def test_relative_image_paths_on_stdin_are_relative_to_the_current_folder(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdin: Callable[[bytes], None]
+) -> None:
+    """A queue on stdin has no folder of its own: `images` paths start from the current one."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "in.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    line = {"key": "a", "prompt": "retouch", "model": "gpt-image-2", "images": ["in.png"]}
+    monkeypatch.chdir(here)
+    stdin(json.dumps(line).encode() + b"\n")
+    assert cli("estimate", "-", "--as-of", AS_OF).code == 0
+    monkeypatch.chdir(tmp_path)
+    stdin(json.dumps(line).encode() + b"\n")
+    result = cli("estimate", "-", "--as-of", AS_OF)
+    assert result.code == 2
+    assert result.err.startswith("error: <stdin>:1: images[0]: input image not found: in.png")
+
+
+def test_over_budget_on_stdin_still_counts_the_first_requests_that_fit(
+    examples_dir: Path,
+) -> None:
+    """A pipe is read once; how many first requests fit is counted in that same pass."""
+    catalog = (examples_dir / "catalog.jsonl").read_bytes()
+    args = ["estimate", "-", "--as-of", CATALOG_AS_OF, "--max-usd", "0.30"]
+    done = subprocess.run(
+        [sys.executable, "-m", "costguard", *args], input=catalog, capture_output=True, check=False
+    )
+    assert done.returncode == 3
+    lines = done.stderr.decode().splitlines()
+    assert lines[0] == "over budget: the batch maximum $0.5772 passes --max-usd $0.30 by $0.277245"
+    assert "  would fit: the first 5 requests (max $0.2130)" in lines
+    json_run = subprocess.run(
+        [sys.executable, "-m", "costguard", *args, "--output", "json"],
+        input=catalog,
+        capture_output=True,
+        check=False,
+    )
+    assert json.loads(json_run.stdout)["budget"]["first_requests_that_fit"] == 5

@@ -1038,3 +1038,17 @@ def test_a_misspelt_scenario_after_simulate_is_named(
     assert not (tmp_path / "costguard-out").exists()
     ran = cli("run", "--simulate", queue, "--max-usd", "1", *FAST, "--out", tmp_path / "o")
     assert ran.code == 0, ran.err
+
+
+def test_run_refuses_a_queue_on_stdin_in_one_line(
+    cli: Callable[..., Any], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run -` is exit 2 before stdin is read: a run must re-read its queue file later."""
+    monkeypatch.setattr(sys, "stdin", None)  # reading it would fail the test loudly
+    result = cli("run", "-", "--max-usd", "1", "--simulate")
+    assert result.code == 2
+    assert result.err.strip() == (
+        "error: run reads a queue file, not stdin ('-'): a run re-reads its queue to resume, "
+        "collect and retry; save it first (... > queue.jsonl) and run that file"
+    )
+    assert runs_dirs(home) == []

@@ -136,8 +136,7 @@ def serve(
     stdout), or --ready-file FILE (wait for FILE).
     """
     _check_port(port)
-    if ready_file is not None:
-        ready_file.unlink(missing_ok=True)  # an earlier server's file never passes for this one
+    _clear(ready_file)
     from costguard.simulator import Simulator
     from costguard.simulator.scenario import builtin_names
     from costguard.simulator.server import serve as run_server
@@ -198,6 +197,17 @@ def serve(
     except OSError as exc:
         message = f"cannot listen on {host}:{port}: {exc.strerror or exc}; try --port 0"
         raise _fail(OSError(message), 2) from None
+
+
+def _clear(ready_file: Path | None) -> None:
+    """Remove an earlier server's ready file before starting, so it never passes for this one's."""
+    if ready_file is None:
+        return
+    try:
+        ready_file.unlink(missing_ok=True)
+    except OSError as exc:
+        problem = UsageError(f"--ready-file {ready_file}: {exc.strerror or exc}")
+        raise _fail(problem, UsageError.exit_code) from None
 
 
 def _announce(where: dict[str, object], ready_file: Path | None, output: ServeOutput) -> bool:
