@@ -260,14 +260,18 @@ def resolve_run(text: str, store: JournalStore | None) -> str:
 
 def complete_run(incomplete: str) -> list[tuple[str, str]]:
     """Shell completion of a RUN argument: this home's run ids (and `last`), newest first."""
+    from costguard.errors import CostguardError
     from costguard.resources import home_dir
     from costguard.run.catalog import LAST, journals
 
-    found = [
-        (j.run_id, f"{j.status}, {j.created[:16].replace('T', ' ')}")
-        for j in journals(home_dir(), None)
-        if j.run_id.startswith(incomplete)
-    ]
+    try:
+        found = [
+            (j.run_id, f"{j.status}, {j.created[:16].replace('T', ' ')}")
+            for j in journals(home_dir(), None)
+            if j.run_id.startswith(incomplete)
+        ]
+    except (CostguardError, OSError):  # completion never fails a shell: it offers nothing
+        found = []
     last = [(LAST, "the most recent run")] if LAST.startswith(incomplete) else []
     return [*found, *last]
 

@@ -1,9 +1,8 @@
 """How every command's `--help` reads: placeholders in capitals (QUEUE, USD, DIR), never `<str>`.
 
-`apply(app)` builds every command of the app with `Command` and every group with `Group`.
 Left alone, Typer shows a required argument as `{queue}` in the usage line and `queue <path>`
-in the argument list, and an option without `metavar=` as `--max-usd <str>`. Every costguard
-command built that way shows:
+in the argument list, and an option without `metavar=` as `--max-usd <str>`. `apply(app)`
+builds every command with `Command` and every group with `Group`, which show:
 
 - an argument by its metavar, `QUEUE` (`[QUEUE]` when optional, `RUN...` when it takes
   several; its upper-cased name when it has no metavar);
@@ -15,12 +14,14 @@ command built that way shows:
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from typer import _click as click
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.models import DefaultPlaceholder
+
+if TYPE_CHECKING:
+    from typer import _click as click  # Typer's own click (types only: older Typers use click)
 
 
 def _choices(param: TyperOption) -> list[str] | None:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard.cli.common import LedgerOpt, SummaryOutput, open_cli_ledger, parse_moment
+from costguard.cli.common import (
+    LedgerOpt,
+    SummaryOutput,
+    complete_run,
+    open_cli_ledger,
+    parse_moment,
+)
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
@@ -50,6 +56,7 @@ def rm(
         typer.Argument(
             metavar="RUN",
             help="Runs to remove: ids, unique prefixes of ids, or `last`.",
+            autocompletion=complete_run,
             show_default=False,
         ),
     ],

@@ -29,6 +29,7 @@ from costguard.cli.common import (
     RunArg,
     SummaryOutput,
     calibration_wanted,
+    complete_run,
     load_calibration,
     load_rate_book,
     open_cli_ledger,
@@ -234,6 +235,7 @@ def run(
         typer.Option(
             "--retry",
             metavar="RUN",
+            autocompletion=complete_run,
             help="Send run RUN's retry.jsonl (what did not come back ok) as a new run, with "
             "RUN's mode, model, size, quality, aspect ratio, budget and scenario unless given. "
             "RUN may be a unique prefix of its id, or `last`.",
