@@ -12,13 +12,13 @@ import os
 import re
 import signal
 from collections.abc import Iterator
-from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard.cli.common import SummaryOutput
 from costguard.errors import CostguardError, UsageError
 
 if TYPE_CHECKING:
@@ -30,13 +30,6 @@ simulate_app = typer.Typer(
     help="Offline simulators of the Gemini and OpenAI batch + files APIs.",
     no_args_is_help=True,
 )
-
-
-class ServeOutput(StrEnum):
-    """--output of `simulate serve`: the banner for people, or one JSON line for programs."""
-
-    text = "text"
-    json = "json"
 
 
 def _fail(exc: Exception, code: int) -> typer.Exit:
@@ -120,13 +113,13 @@ def serve(
         ),
     ] = None,
     output: Annotated[
-        ServeOutput,
+        SummaryOutput,
         typer.Option(
-            help='text: the banner for people; json: one line {"event": "listening", "url", '
+            help='table: the banner for people; json: one line {"event": "listening", "url", '
             '"pid", ...} on stdout once listening, and nothing else on stdout (--log lines go '
             "to stderr)."
         ),
-    ] = ServeOutput.text,
+    ] = SummaryOutput.table,
 ) -> None:
     """Serve the simulated OpenAI and Gemini APIs over HTTP until Ctrl-C (or SIGTERM).
 
@@ -189,7 +182,7 @@ def serve(
         typer.echo("\n".join(lines))
 
     def log_line(line: str) -> None:
-        typer.echo(line, err=output is ServeOutput.json)  # stdout holds only JSON then
+        typer.echo(line, err=output is SummaryOutput.json)  # stdout holds only JSON then
 
     try:
         with _removed_at_exit(ready_file):
@@ -210,7 +203,7 @@ def _clear(ready_file: Path | None) -> None:
         raise _fail(problem, UsageError.exit_code) from None
 
 
-def _announce(where: dict[str, object], ready_file: Path | None, output: ServeOutput) -> bool:
+def _announce(where: dict[str, object], ready_file: Path | None, output: SummaryOutput) -> bool:
     """Write the ready file and, with `--output json`, the JSON line; True: print no banner."""
     if ready_file is not None:
         from costguard.run.files import write_atomic
@@ -220,7 +213,7 @@ def _announce(where: dict[str, object], ready_file: Path | None, output: ServeOu
         except OSError as exc:
             problem = UsageError(f"--ready-file {ready_file}: {exc.strerror or exc}")
             raise _fail(problem, UsageError.exit_code) from None
-    if output is ServeOutput.json:
+    if output is SummaryOutput.json:
         typer.echo(json.dumps({"event": "listening", **where}))
         return True
     return False
