@@ -286,6 +286,7 @@ def test_prune_removes_finished_runs_started_before_the_cutoff(
     assert "removed 1 finished run (journal and run folder)" in result.out
     left = sorted(p.name for p in (home / "runs").iterdir())
     assert left == ["run-new0finished", "run-old0inflight"]
+    assert not (home / "ledger.sqlite3").exists()  # reading which runs went creates no ledger
 
 
 def test_prune_json_and_a_bad_cutoff(home: Path, cli: Callable[..., Any]) -> None:

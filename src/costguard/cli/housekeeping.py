@@ -10,7 +10,9 @@ removed. The logic is `run/catalog.py`; this module parses, asks and renders.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -27,6 +29,7 @@ from costguard.errors import UsageError
 
 if TYPE_CHECKING:
     from costguard.ledger.journals import JournalStore
+    from costguard.ledger.records import Run
     from costguard.run.catalog import Kept, Removed
     from costguard.run.journal import Journal
 
@@ -47,6 +50,25 @@ def _ledger_location(ctx: typer.Context, ledger: str | None) -> str | None:
         return ledger
     given = ctx.parent.params.get("ledger")
     return given if isinstance(given, str) else None
+
+
+@contextlib.contextmanager
+def _catalog(
+    location: str | None,
+) -> Iterator[tuple[JournalStore | None, Callable[[str], Run | None]]]:
+    """The shared ledger's journal store (None: journals are in the home) and the ledger's
+    record of a run. A ledger file not made yet holds no records, and is not created here."""
+    from costguard.cli.settings import Settings
+    from costguard.ledger import default_path, resolve_location
+
+    settings = Settings()
+    chosen = settings.ledger_location(location)
+    where = resolve_location(chosen if chosen is not None else default_path(settings.home))
+    if isinstance(where, Path) and not where.is_file():
+        yield None, lambda _run_id: None
+        return
+    with open_cli_ledger(location) as book:
+        yield book.journals, book.run
 
 
 def rm(
@@ -76,11 +98,10 @@ def rm(
     from costguard.run.catalog import remove, resolve, sort_out
 
     home = home_dir()
-    with open_cli_ledger(_ledger_location(ctx, ledger)) as book:
-        store = book.journals
+    with _catalog(_ledger_location(ctx, ledger)) as (store, record):
         chosen = list(dict.fromkeys(resolve(text, home, store) for text in run_ids))
         loaded = [_journal(home, store, run_id) for run_id in chosen]
-        finished, kept = sort_out(loaded, book.run)
+        finished, kept = sort_out(loaded, record)
         if kept:
             for run in kept:
                 typer.echo(f"error: run {run.run_id} is not finished: {run.reason}", err=True)
@@ -89,7 +110,7 @@ def rm(
         removed = (
             [_would_go(j) for j in finished]
             if dry_run
-            else [remove(home, store, j.run_id, book.run) for j in finished]
+            else [remove(home, store, j.run_id, record) for j in finished]
         )
     _show(removed, [], dry_run=dry_run, output=output)
 
@@ -124,16 +145,15 @@ def prune(
     assert cutoff is not None  # parse_moment returns None only for None
     home = home_dir()
     removed: list[Removed] = []
-    with open_cli_ledger(_ledger_location(ctx, ledger)) as book:
-        store = book.journals
+    with _catalog(_ledger_location(ctx, ledger)) as (store, record):
         old = [j for j in journals(home, store) if created_at(j) < cutoff]
-        finished, kept = sort_out(old, book.run)
+        finished, kept = sort_out(old, record)
         for journal in finished:
             if dry_run:
                 removed.append(_would_go(journal))
                 continue
             try:
-                removed.append(remove(home, store, journal.run_id, book.run))
+                removed.append(remove(home, store, journal.run_id, record))
             except (RunBusyError, UsageError) as exc:  # taken, or changed, since it was listed
                 kept.append(_kept(journal, str(exc)))
     _show(removed, kept, dry_run=dry_run, output=output)

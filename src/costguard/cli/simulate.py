@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -238,8 +239,12 @@ def _removed_at_exit(ready_file: Path | None) -> Iterator[None]:
     """Remove the ready file when the server stops: Ctrl-C, an error, or SIGTERM (which the
     server re-raises once shut down: the file is removed, then SIGTERM ends the process as
     before)."""
-    if ready_file is None:
-        yield
+    if ready_file is None or threading.current_thread() is not threading.main_thread():
+        try:
+            yield
+        finally:
+            if ready_file is not None:
+                _remove_own(ready_file)
         return
 
     def on_sigterm(signum: int, _frame: FrameType | None) -> None:
