@@ -9,7 +9,7 @@ from decimal import Decimal
 from costguard.ledger.periods import Period, period_window
 from costguard.ledger.records import Budget, BudgetStatus, OwnerUsage
 from costguard.ledger.sql import _USAGE_IN_WINDOW, MAX_MOMENT, MIN_MOMENT, Row, Tx, _moment
-from costguard.money import ZERO, usd
+from costguard.money import ZERO, usd_exact, usd_together
 from costguard.pricing.budget import check
 
 
@@ -99,32 +99,32 @@ def _decide(
         decision = check(needed, cap)
         if not decision.fits:
             shortfall = max(shortfall, decision.shortfall)
-            refusals.append(
-                f"needs {usd(needed)}, more than max_usd {usd(cap)} by {usd(decision.shortfall)}"
-            )
+            need, limit, short = usd_together(needed, cap, decision.shortfall, given=[cap])
+            refusals.append(f"needs {need}, more than max_usd {limit} by {short}")
     window = ""
     if found is not None:
         window = _window_phrase(found.period, found.period_start, found.period_end)
         decision = check(needed, found.remaining)
         if not decision.fits:
             shortfall = max(shortfall, decision.shortfall)
+            need, limit, left, short = usd_together(
+                needed, found.limit, found.remaining, decision.shortfall, given=[found.limit]
+            )
             refusals.append(
-                f"needs {usd(needed)}, but budget {found.name!r} ({usd(found.limit)}) has "
-                f"{usd(found.remaining)} left {window}; short by {usd(decision.shortfall)}"
+                f"needs {need}, but budget {found.name!r} ({limit}) has "
+                f"{left} left {window}; short by {short}"
             )
     if refusals:
         return False, shortfall, "; ".join(refusals)
     if found is not None:
-        reason = (
-            f"fits: needs {usd(needed)} of the {usd(found.remaining)} "
-            f"budget {found.name!r} has left {window}"
-        )
+        need, left = usd_together(needed, found.remaining)
+        reason = f"fits: needs {need} of the {left} budget {found.name!r} has left {window}"
     elif budget is not None:
         reason = f"admitted: no budget named {budget!r} is set, so only max_usd caps this run"
     else:
         reason = "admitted: charged to no budget"
     if cap is not None:
-        reason += f" (max_usd {usd(cap)})"
+        reason += f" (max_usd {usd_exact(cap)})"
     return True, ZERO, reason
 
 
