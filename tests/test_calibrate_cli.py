@@ -78,23 +78,35 @@ def test_calibrate_shows_observed_against_card_and_what_estimates_use(
     cli: Cli, ledger_file: Path
 ) -> None:
     """One row per model (all sizes) and per size: requests, median/p99/max, card, used, and
-    where it comes from (left out to fit 100 columns; --wide shows it)."""
+    where it comes from; within 100 columns, leaving out `from` (the table says so)."""
     result = cli("calibrate", "--ledger", ledger_file, "--as-of", AS_OF, "--wide")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0] == "calibrated from 30 requests (since 2026-10-20)"
     header, rows = textkit.table(result.out)
-    assert header[-3:] == ["card", "estimates use", "from"]
+    assert header == [
+        "model",
+        "size",
+        "fact",
+        "requests",
+        "median",
+        "p99",
+        "max",
+        "card",
+        "estimates use",
+        "from",
+    ]
     figures = ["30", "745", "890", "890", "400 / 4000", "745 / 1113"]
     assert rows == [
-        [PRO, "all", "-", "thinking", *figures, "these requests"],
-        [PRO, "1K", "-", "thinking", *figures, "these requests"],
+        [PRO, "all", "thinking", *figures, "these requests"],
+        [PRO, "1K", "thinking", *figures, "these requests"],
     ]
     assert lines[-1].startswith("a figure needs 30 requests")
     fitted = cli("calibrate", "--ledger", ledger_file, "--as-of", AS_OF)
-    assert textkit.widest(fitted.out.split("\na figure needs")[0]) <= 100
+    assert textkit.widest(fitted.out) <= 100
     assert textkit.table(fitted.out)[1] == [row[:-1] for row in rows]
     assert "(left out to fit 100 columns: from; --wide shows every column)" in fitted.out
+    assert textkit.unwrap(fitted.out)[-1] == lines[-1]
 
 
 def test_calibrate_json_lists_every_fact_with_its_figures(cli: Cli, ledger_file: Path) -> None:

@@ -1045,6 +1045,98 @@ def test_csv_output(cli: Cli, examples_dir: Path) -> None:
     assert sum(Decimal(r[column]) for r in rows) == Decimal("0.54122325")
 
 
+@pytest.mark.parametrize(
+    ("mode", "money"),
+    [
+        pytest.param(
+            "batch", ["batch_unit_usd", "batch_expected_usd", "batch_max_usd"], id="batch"
+        ),
+        pytest.param("sync", ["sync_unit_usd", "sync_expected_usd", "sync_max_usd"], id="sync"),
+    ],
+)
+def test_csv_output_honours_mode(cli: Cli, examples_dir: Path, mode: str, money: list[str]) -> None:
+    """`--output csv --mode batch|sync` has that mode's columns only, with the same figures."""
+    catalog = examples_dir / "catalog.jsonl"
+    both = cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--output", "csv")
+    one = cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--output", "csv", "--mode", mode)
+    assert one.code == 0
+    header, *rows = [line.split(",") for line in one.out.splitlines()]
+    assert header == [
+        "provider",
+        "model",
+        "size",
+        "quality",
+        "rate_card",
+        "requests",
+        "images",
+        *money,
+    ]
+    full_header, *full_rows = [line.split(",") for line in both.out.splitlines()]
+    picked = [full_header.index(name) for name in header]
+    assert rows == [[row[i] for i in picked] for row in full_rows]
+
+
+def test_markdown_output_is_a_pull_request_comment(cli: Cli, examples_dir: Path) -> None:
+    """`--output markdown`: a heading, what was priced, a GitHub table of every column with a
+    bold TOTAL, the budget verdict, and the assumed figures folded; `$` escaped throughout."""
+    catalog = examples_dir / "catalog.jsonl"
+    args = ["estimate", catalog, "--as-of", README_AS_OF, "--output", "markdown"]
+    result = cli(*args, "--max-usd", "1")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    blocks = result.out.rstrip("\n").split("\n\n")
+    assert blocks[0] == "### costguard estimate"
+    assert blocks[1] == (
+        f"`{catalog}` (costguard format): 12 requests, 13 images, priced as of 2026-11-26 "
+        "(rate cards gemini/2026-11-26, openai/2026-11-26)."
+    )
+    head, align, *rows = blocks[2].splitlines()
+    assert head == (
+        "| provider | model | size | quality | requests | images | batch \\$/image | "
+        "batch expected | batch max | sync \\$/image | sync expected | sync max | batch saves |"
+    )
+    assert align == "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    assert rows[0] == (
+        "| gemini | gemini-3-pro-image | 4K | - | 1 | 1 | \\$0.12 | \\$0.12 | \\$0.14 | "
+        "\\$0.24 | \\$0.24 | \\$0.29 | \\$0.12 |"
+    )
+    assert rows[-1] == (
+        "| **TOTAL** |  |  |  | **12** | **13** |  | **\\$0.54** | **\\$0.58** |  | "
+        "**\\$1.08** | **\\$1.15** | **\\$0.54** |"
+    )
+    assert blocks[3] == ("**Within budget**: the batch maximum \\$0.58 fits --max-usd \\$1.00")
+    assert blocks[4].startswith("<details><summary>Assumed: these figures rest on card facts")
+    assert "- gemini-3-pro-image thinking tokens: 400 typical / 4,000 max" in blocks[5]
+    assert "$" not in result.out.replace("\\$", "")
+
+
+def test_markdown_over_budget_and_warnings(cli: Cli, make_queue: MakeQueue) -> None:
+    """Over --max-usd the comment says so and lists what would fit (exit 3, the advice also on
+    stderr); warnings become a GitHub alert; --mode batch shows that mode's columns only."""
+    path = make_queue({"key": "a", "prompt": "p", "model": "gemini-2.5-flash-image"})
+    args = ["estimate", path, "--as-of", "2026-09-15", "--output", "markdown", "--mode", "batch"]
+    result = cli(*args, "--max-usd", "0.01")
+    assert result.code == 3
+    assert result.err.startswith("over budget: the batch maximum $0.02 passes --max-usd $0.01 by")
+    blocks = result.out.split("\n\n")
+    assert blocks[2].splitlines()[0] == (
+        "| provider | model | size | quality | requests | images | batch \\$/image | "
+        "batch expected | batch max |"
+    )
+    verdict = blocks[3].splitlines()
+    assert verdict[0] == (
+        "**Over budget**: the batch maximum \\$0.02 passes --max-usd \\$0.01 by \\$0.0094"
+    )
+    assert verdict[1].startswith("- would fit: ")
+    assert blocks[4].splitlines() == [
+        "> [!WARNING]",
+        (
+            "> - model 'gemini-2.5-flash-image' shuts down on 2026-10-02 (in 17 days); use "
+            "gemini-3.1-flash-image or gemini-3.1-flash-lite-image"
+        ),
+    ]
+
+
 def test_imagen_has_no_batch_price(cli: Cli, make_queue: MakeQueue) -> None:
     """Imagen 4 with --mode both: batch shows n/a in the table and null in the JSON."""
     path = make_queue({"key": "a", "prompt": "p", "model": "imagen-4.0-generate-001", "n": 4})

@@ -58,6 +58,8 @@ def table(text: str) -> tuple[list[str], list[list[str]]]:
     for line in lines[rule + 1 :]:
         if not line.strip() or any(i < len(line) and line[i] != " " for i in gaps):
             break  # the table ended: a blank line or prose
+        if not any(cells(line)[1:]):
+            break  # prose short enough to fit the first column
         if set(line) <= {"-", " "}:
             continue
         rows.append(cells(line))

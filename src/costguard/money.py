@@ -4,8 +4,9 @@ The display rule, the one every table and message uses (JSON and CSV carry `plai
 
 - An amount is shown to the cent with thousands separators: `$1,234.56`, `$0.54`, `$0.00`.
 - An amount below a cent is never shown as `$0.00`: it gets two significant digits (`$0.0031`).
-- Amounts shown together (one message, one table row) never look equal unless they are:
-  `usd_together` gives all of them more decimals, the fewest that tell them apart
+- Amounts shown together (a message; a range or a before -> after; a budget's or a run's row)
+  never look equal unless they are: `usd_together` gives all of them more decimals, the fewest
+  that tell them apart
   (`$50.003 passes --max-usd $50.000`, not `$50.00 passes --max-usd $50.00`).
 - An amount someone typed (a limit: `--max-usd`, `budget set --usd`) is shown as typed, at
   least to the cent (`$12.345`), and the amounts beside it with as many decimals: rounding a
@@ -50,7 +51,7 @@ def usd(amount: Decimal, *, signed: bool = False) -> str:
 def usd_together(
     *amounts: Decimal, given: Iterable[Decimal] = (), signed: bool = False
 ) -> list[str]:
-    """Amounts shown side by side (one message, one table row), in order: each by `usd`'s
+    """Amounts shown together (a message, a range, a before -> after, a row), in order: by `usd`'s
     rule, with more decimals for all of them when two different amounts would look equal.
 
     `given`: amounts someone typed (limits): shown exactly, and every other amount with at

@@ -82,39 +82,41 @@ def calibrate(
             "have collected requests"
         )
         return
+    from costguard.cli.table import wrap
+
     typer.echo(_table(rows, wide=wide))
-    typer.echo(
+    rule = (
         f"a figure needs {MIN_SAMPLES} requests (else the model's, else the card's); expected = "
         f"median, max = the larger of p{PERCENTILE} x {MAX_MARGIN} and the largest seen; "
         "units: thinking tokens per request, input_image tokens per input image, prompt "
         "tokens per byte"
     )
+    for line in wrap(rule, wide=wide):
+        typer.echo(line)
 
 
 def _table(rows: list[dict[str, Any]], *, wide: bool) -> str:
-    """Observed figures against the card's and what estimates use; fit to 100 columns by
-    leaving out where the figures come from, then the card's, unless --wide."""
+    """Observed figures against the card's and what estimates use. To fit 100 columns (unless
+    --wide) where each figure comes from is left out first, then p99, then the card's figures."""
     from costguard.cli import table
     from costguard.cli.table import Column
 
     columns = [
         Column("model"),
         Column("size"),
-        Column("quality"),
         Column("fact"),
         Column("requests", right=True),
         Column("median", right=True),
-        Column("p99", right=True),
+        Column("p99", right=True, drop=2),
         Column("max", right=True),
         Column("card", right=True, drop=1),
         Column("estimates use", right=True),
-        Column("from", drop=2),
+        Column("from", drop=3),
     ]
     cells = [
         [
             r["model"],
-            r["size"] or "all",
-            r["quality"] or "-",
+            " ".join(x for x in (r["size"] or "all", r["quality"]) if x),
             r["fact"],
             f"{r['samples']:,}",
             r["observed"]["median"],

@@ -86,8 +86,8 @@ def diff_markdown(
         ["after", f"{after.requests:,}", f"{after.images:,}", expected[1], maximum[1]],
         [
             "**change**",
-            f"**{after.requests - before.requests:+,}**",
-            f"**{after.images - before.images:+,}**",
+            f"**{_signed(after.requests - before.requests)}**",
+            f"**{_signed(after.images - before.images)}**",
             f"**{cells['expected_change']}**",
             f"**{cells['max_change']}**",
         ],
@@ -212,6 +212,11 @@ def _money_cells(before: Cost | None, after: Cost | None) -> dict[str, str]:
         "max": ARROW.join(usd_together(before.max, after.max)),
         "max_change": usd(after.max - before.max, signed=True),
     }
+
+
+def _signed(count: int) -> str:
+    """A change of a count: `+2`, `-1`, `0`."""
+    return f"{count:+,}" if count else "0"
 
 
 def _arrow(before: int, after: int) -> str:

@@ -228,6 +228,7 @@ def prices(
         typer.Option(help="Show what changed between two dates: --diff DATE1 DATE2."),
     ] = None,
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
+    wide: WideOpt = False,
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the rate-card JSON schema.")
     ] = False,
@@ -261,7 +262,9 @@ def prices(
     book = load_rate_book(pricing)
     if diff is not None:
         _echo(
-            _prices_diff(book, parse_as_of(diff[0]), parse_as_of(diff[1]), provider, model, output)
+            _prices_diff(
+                book, parse_as_of(diff[0]), parse_as_of(diff[1]), provider, model, output, wide
+            )
         )
         return
     at = parse_as_of(as_of)
@@ -285,7 +288,7 @@ def prices(
     if not rows:
         msg = f"no models priced on {at}" + (f" for provider {provider!r}" if provider else "")
         raise UsageError(msg)
-    _echo(render.prices_table(rows, output.value))
+    _echo(render.prices_table(rows, output.value, wide=wide))
 
 
 def _size_for(model: ModelCard, size: str) -> str:
@@ -317,6 +320,7 @@ def _prices_diff(
     provider: str | None,
     model: str | None,
     output: OutputOpt,
+    wide: bool,
 ) -> str:
     from costguard.pricing.diff import diff_books
 
@@ -325,4 +329,4 @@ def _prices_diff(
 
     if not rows:
         return f"no price or lifecycle changes between {before} and {after}"
-    return render.prices_table(rows, output.value)
+    return render.prices_table(rows, output.value, wide=wide)

@@ -228,11 +228,15 @@ def history(
     actual = sum((r.spent for r in real), ZERO)
     rehearsals = len(runs) - len(real)
     also = f" (and {rehearsals} rehearsal{'s' if rehearsals != 1 else ''}, not counted)"
+    from costguard.cli.table import wrap
+
     estimated, spent = usd_together(estimate, actual)
-    typer.echo(
+    total = (
         f"{len(real)} runs{also if rehearsals else ''}; estimated {estimated} (admitted), "
         f"actual {spent}; ledger {where}"
     )
+    for line in wrap(total, wide=wide):
+        typer.echo(line)
 
 
 @ledger_app.command()

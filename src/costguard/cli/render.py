@@ -1,4 +1,5 @@
-"""Tables, JSON and CSV for the CLI. Money is rounded here, and only here, for display."""
+"""The estimate and prices as tables, JSON, CSV and Markdown. Money is rounded for display only
+(by `costguard.money`); JSON and CSV carry exact decimal strings."""
 
 from __future__ import annotations
 
@@ -8,8 +9,6 @@ import json
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
-
-from tabulate import tabulate
 
 from costguard.cli import table
 from costguard.cli.table import Column
@@ -206,7 +205,8 @@ def markdown_notes(
     parts = []
     if budget is not None:
         if budget.decision.fits:
-            parts.append("**Within budget**: " + table.escape(budget_line(budget, budget_mode)))
+            line = budget_line(budget, budget_mode).removeprefix("within budget: ")
+            parts.append("**Within budget**: " + table.escape(line))
         else:
             head, *ways = advice_lines(budget, budget_mode)
             parts.append(
@@ -476,8 +476,8 @@ def price_rows(
     return rows
 
 
-def prices_table(rows: list[dict[str, str]], output: Output) -> str:
-    """Render price rows."""
+def prices_table(rows: list[dict[str, str]], output: Output, *, wide: bool = False) -> str:
+    """Render price rows (or the rows of a diff between two dates)."""
     if output == "json":
         return json.dumps(rows, indent=2)
     if output == "csv":
@@ -487,8 +487,10 @@ def prices_table(rows: list[dict[str, str]], output: Output) -> str:
             writer.writeheader()
             writer.writerows(rows)
         return buffer.getvalue()
-    shown = [{key: _display_price(key, value) for key, value in r.items()} for r in rows]
-    return tabulate(shown, headers="keys", tablefmt="simple", disable_numparse=True)
+    keys = list(rows[0]) if rows else []
+    columns = [Column(key, right=key in ("tokens", "sync", "batch")) for key in keys]
+    cells = [[_display_price(key, r[key]) for key in keys] for r in rows]
+    return table.render(columns, cells, wide=wide)
 
 
 def _display_price(column: str, value: str) -> str:

@@ -472,7 +472,7 @@ def _parts_table(journal: Journal, *, wide: bool) -> str:
     columns = [
         Column("part"),
         Column("requests", right=True),
-        Column("job", shrink=True),
+        Column("job"),
         Column("state"),
         Column("provider state", drop=1),
         Column("cost", right=True),
@@ -593,7 +593,7 @@ def _runs_table(rows: list[dict[str, Any]], *, wide: bool) -> str:
 
     columns = [
         Column("run"),
-        Column("created (UTC)"),
+        Column("created (UTC)", drop=1),
         Column("status"),
         Column("mode"),
         Column("requests", right=True),
@@ -620,10 +620,17 @@ def _runs_table(rows: list[dict[str, Any]], *, wide: bool) -> str:
                 "-" if r["not_ok"] is None else f"{r['not_ok']:,}",
                 shown[0] if r["actual_usd"] is not None else "-",
                 shown[-1],
-                r["queue"],
+                _near(r["queue"]),
             ]
         )
     return table.render(columns, cells, wide=wide)
+
+
+def _near(path: str) -> str:
+    """`path` relative to the working folder when it is inside it (shorter to read)."""
+    with contextlib.suppress(ValueError):
+        return str(Path(path).relative_to(Path.cwd()))
+    return path
 
 
 def _report(summary: Summary, output: str) -> None:

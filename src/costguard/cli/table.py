@@ -47,25 +47,26 @@ class Column:
 def render(columns: Sequence[Column], rows: Sequence[Row], *, wide: bool = False) -> str:
     """The table as text: fit to `WIDTH` unless `wide` (every column, nothing cut)."""
     shown = [i for i, c in enumerate(columns) if wide or not c.wide]
-    widths = {i: _width(columns[i], rows, i) for i in shown}
+    natural = {i: _width(columns[i], rows, i) for i in shown}
+    widths = dict(natural)
     left_out: list[str] = []
     if not wide:
+        _shrink(columns, natural, widths)
         droppable = sorted((i for i in shown if columns[i].drop), key=lambda i: -columns[i].drop)
         dropped: list[int] = []
         while _total(widths) > WIDTH and droppable:
             i = droppable.pop(0)
             dropped.append(i)
             del widths[i]
+            _shrink(columns, natural, widths)
         for i in reversed(dropped[:-1]):  # one dropped later may have made room for it
-            widths[i] = _width(columns[i], rows, i)
+            widths[i] = natural[i]
+            _shrink(columns, natural, widths)
             if _total(widths) > WIDTH:
                 del widths[i]
+                _shrink(columns, natural, widths)
         shown = sorted(widths)
         left_out = [columns[i].name for i in dropped if i not in widths]
-        for i in shown:
-            over = _total(widths) - WIDTH
-            if over > 0 and columns[i].shrink:
-                widths[i] = max(widths[i] - over, _MIN_SHRUNK, len(columns[i].name))
     lines = _header(columns, shown, widths)
     lines.append(GAP.join("-" * widths[i] for i in shown))
     for row in rows:
@@ -110,6 +111,17 @@ def wrap(line: str, *, wide: bool = False, indent: str = "    ") -> list[str]:
         break_long_words=False,
         break_on_hyphens=False,
     )
+
+
+def _shrink(columns: Sequence[Column], natural: dict[int, int], widths: dict[int, int]) -> None:
+    """Give `shrink` columns their natural width, then cut them (down to a minimum) until the
+    table fits."""
+    for i in widths:
+        widths[i] = natural[i]
+    for i in widths:
+        over = _total(widths) - WIDTH
+        if over > 0 and columns[i].shrink:
+            widths[i] = max(natural[i] - over, _MIN_SHRUNK, len(columns[i].name))
 
 
 def _width(column: Column, rows: Sequence[Row], i: int) -> int:
