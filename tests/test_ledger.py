@@ -591,6 +591,19 @@ def test_max_usd_refuses_even_without_a_budget(ledger: Ledger) -> None:
     assert refused.reason == "needs $12.00, more than max_usd $10.00 by $2.00"
 
 
+def test_a_reason_never_shows_two_different_amounts_alike(budgeted: Ledger) -> None:
+    """The amounts of one reason are formatted together: a need a thousandth under the limit
+    and max_usd does not read `$100.00 of the $100.00`; the limits show as they were set."""
+    fits = admit(budgeted, "r1", "99.999", max_usd=Decimal("100"))
+    assert fits.admitted
+    assert fits.reason == (
+        "fits: needs $99.999 of the $100.000 budget 'default' has left this month "
+        "(2026-03-01 to 2026-03-31 UTC) (max_usd $100.000)"
+    )
+    over = admit(budgeted, "r2", "0.0015", max_usd=Decimal("0.001"))
+    assert over.reason.startswith("needs $0.0015, more than max_usd $0.0010 by $0.00050")
+
+
 def test_shortfall_is_the_larger_of_both_misses(budgeted: Ledger) -> None:
     """When both max_usd and the budget refuse, the shortfall is what both need."""
     admit(budgeted, "r1", "90")
