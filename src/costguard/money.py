@@ -31,8 +31,8 @@ Anything larger is refused as bad input rather than stored: no real image queue 
 an amount like 1e309 would be stored exactly but break every sum and display that follows.
 """
 UNIT_DIGITS = 5
-"""Significant digits of a unit price (262 of the 264 per-image prices on the shipped cards are
-shown exactly; the other two within 0.0003%)."""
+"""Significant digits of a unit price (all but 6 of the 856 per-image prices of the shipped
+cards are shown exactly; those within 0.003%)."""
 _SUBCENT_DIGITS = 2
 _CENTS = 2
 
