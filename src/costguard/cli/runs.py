@@ -564,11 +564,13 @@ def _run_row(journal: Journal) -> dict[str, Any]:
     not_ok: int | None = 0
     manifest = Outputs(Path(journal.out))
     if manifest.manifest_path.is_file():
-        for line in manifest.lines():
-            if line["status"] == "ok":
-                ok += 1  # type: ignore[operator]
-            else:
-                not_ok += 1  # type: ignore[operator]
+        try:
+            statuses = [line["status"] for line in manifest.lines()]
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable: `status RUN` says why
+            ok = not_ok = None
+        else:
+            ok = statuses.count("ok")
+            not_ok = len(statuses) - ok
     elif collected:  # collected on another machine: its manifest is there
         ok = not_ok = None
     actual = sum((Decimal(p.cost_usd or 0) for p in collected), ZERO)
