@@ -97,57 +97,58 @@ def _status_json(status: BudgetStatus) -> dict[str, object]:
 
 
 def _table(statuses: list[BudgetStatus]) -> str:
-    from tabulate import tabulate
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd_together
 
-    from costguard.money import usd
-
-    headers = [
-        "budget",
-        "limit",
-        "period",
-        "window (UTC)",
-        "reserved",
-        "spent",
-        "remaining",
-        "open runs",
+    columns = [
+        Column("budget"),
+        Column("limit", right=True),
+        Column("period"),
+        Column("window (UTC)"),
+        Column("reserved", right=True),
+        Column("spent", right=True),
+        Column("remaining", right=True),
+        Column("open runs", right=True),
     ]
-    rows = [
-        [
-            s.name,
-            usd(s.limit),
-            s.period,
-            _window(s),
-            usd(s.reserved),
-            usd(s.spent),
-            usd(s.remaining),
-            str(s.open_runs),
-        ]
-        for s in statuses
-    ]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    rows = []
+    for s in statuses:
+        limit, reserved, spent, remaining = usd_together(
+            s.limit, s.reserved, s.spent, s.remaining, given=[s.limit]
+        )
+        rows.append(
+            [s.name, limit, s.period, _window(s), reserved, spent, remaining, f"{s.open_runs:,}"]
+        )
+    return table.render(columns, rows)
 
 
 def _owner_table(statuses: list[BudgetStatus]) -> str:
     """Each budget's window split by owner (only owners with something reserved or spent)."""
-    from tabulate import tabulate
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd_together
 
-    from costguard.money import usd
-
-    headers = ["budget", "owner", "runs", "open runs", "reserved", "spent", "counted"]
+    columns = [
+        Column("budget"),
+        Column("owner"),
+        Column("runs", right=True),
+        Column("open runs", right=True),
+        Column("reserved", right=True),
+        Column("spent", right=True),
+        Column("counted", right=True),
+    ]
     rows = [
         [
             s.name,
             u.owner,
-            str(u.runs),
-            str(u.open_runs),
-            usd(u.reserved),
-            usd(u.spent),
-            usd(u.counted),
+            f"{u.runs:,}",
+            f"{u.open_runs:,}",
+            *usd_together(u.reserved, u.spent, u.counted),
         ]
         for s in statuses
         for u in s.owners
     ]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return table.render(columns, rows)
 
 
 @budget_app.command("set")
@@ -168,7 +169,7 @@ def set_budget(
 
     Example: costguard budget set --usd 500 --period month
     """
-    from costguard.money import usd as show_usd
+    from costguard.money import usd_exact
 
     limit = parse_usd(usd, "--usd")
     if not name.strip():
@@ -177,7 +178,7 @@ def set_budget(
     with open_cli_ledger(ledger) as book:
         budget = book.set_budget(name, usd=limit, period=period.value)
         typer.echo(
-            f"budget {budget.name!r}: {show_usd(budget.limit)} {PERIOD_PHRASE[budget.period]} "
+            f"budget {budget.name!r}: {usd_exact(budget.limit)} {PERIOD_PHRASE[budget.period]} "
             f"(ledger {book.location})"
         )
 

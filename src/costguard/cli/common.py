@@ -67,6 +67,12 @@ AsOfOpt = Annotated[
         help="Price with the cards in force on this date (YYYY-MM-DD). Default: today.",
     ),
 ]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Show every column and note in full (tables fit 100 columns otherwise)."
+    ),
+]
 FormatOption = Annotated[
     FormatOpt | None,
     typer.Option("--format", help="Queue format; detected from the first line if omitted."),

@@ -28,6 +28,7 @@ from costguard.cli.common import (
     PricingOpt,
     RunArg,
     SummaryOutput,
+    WideOpt,
     calibration_wanted,
     complete_run,
     load_calibration,
@@ -445,6 +446,7 @@ def status(
     run_id: RunArg,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     ledger: LedgerOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Show a run's parts, jobs and what has been collected, from its journal (no API calls).
 
@@ -461,37 +463,55 @@ def status(
 
         typer.echo(json.dumps({**asdict(journal), "collected": counts}, indent=2))
         return
-    from tabulate import tabulate
+    from costguard.money import usd_together
 
     typer.echo(
         f"run {journal.run_id}: {journal.status} ({journal.mode}"
         f"{', simulated ' + journal.simulate if journal.simulate else ''})"
     )
     typer.echo(f"queue {journal.queue}; out {journal.out}")
-    typer.echo(
-        f"estimate: expected ${journal.estimate['expected_usd']}, "
-        f"max ${journal.estimate['max_usd']}"
+    expected, maximum = usd_together(
+        Decimal(journal.estimate["expected_usd"]), Decimal(journal.estimate["max_usd"])
     )
+    typer.echo(f"estimate: expected {expected}, max {maximum}")
     if journal.admission:
         typer.echo(f"budget: {journal.admission}")
     calibration = journal.estimate.get("calibration")
     if calibration:
         since = f" (since {calibration['since']})" if calibration["since"] else ""
         typer.echo(f"calibrated from {calibration['requests']:,} requests{since}")
-    rows = [
-        [p.id, p.requests, p.job_id or "-", p.state, p.job_state or "-", p.cost_usd or "-"]
-        for p in journal.parts
-    ]
-    typer.echo(
-        tabulate(
-            rows,
-            headers=["part", "requests", "job", "state", "provider state", "cost $"],
-            disable_numparse=True,
-        )
-    )
+    typer.echo(_parts_table(journal, wide=wide))
     typer.echo(
         "collected: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing yet")
     )
+
+
+def _parts_table(journal: Journal, *, wide: bool) -> str:
+    """A run's parts: requests, job, where it stands, and what it cost."""
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd
+
+    columns = [
+        Column("part"),
+        Column("requests", right=True),
+        Column("job"),
+        Column("state"),
+        Column("provider state", drop=1),
+        Column("cost", right=True),
+    ]
+    rows = [
+        [
+            p.id,
+            f"{p.requests:,}",
+            p.job_id or "-",
+            p.state,
+            (p.job_state or "-").removeprefix("terminal:").removeprefix("JOB_STATE_"),
+            usd(Decimal(p.cost_usd)) if p.cost_usd is not None else "-",
+        ]
+        for p in journal.parts
+    ]
+    return table.render(columns, rows, wide=wide)
 
 
 def cancel(
@@ -524,8 +544,10 @@ def runs(
     ctx: typer.Context,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     ledger: LedgerOpt = None,
+    wide: WideOpt = False,
 ) -> None:
-    """List runs on this machine (with a shared ledger: every machine's), newest first.
+    """List runs on this machine (with a shared ledger: every machine's), newest first: how
+    many requests came back ok and not ok, what they cost, and the maximum reserved.
 
     Example: costguard runs
 
@@ -538,19 +560,7 @@ def runs(
 
     with shared_journals(ledger) as store:
         journals = all_journals(home_dir(), store)
-    rows = []
-    for journal in journals:
-        rows.append(
-            {
-                "run": journal.run_id,
-                "created": journal.created[:19],
-                "status": journal.status,
-                "mode": journal.mode + (" (sim)" if journal.simulate else ""),
-                "requests": journal.estimate["requests"],
-                "max_usd": journal.estimate["max_usd"],
-                "queue": journal.queue,
-            }
-        )
+    rows = [_run_row(journal) for journal in journals]
     rows.sort(key=lambda r: r["created"], reverse=True)
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
@@ -558,13 +568,93 @@ def runs(
     if not rows:
         typer.echo("no runs yet")
         return
-    from tabulate import tabulate
+    typer.echo(_runs_table(rows, wide=wide))
 
-    typer.echo(tabulate(rows, headers="keys", disable_numparse=True))
+
+def _run_row(journal: Journal) -> dict[str, Any]:
+    """One run for `costguard runs`: how many requests came back ok and not ok (from its
+    manifest, when it is on this machine) and what its collected parts cost (its journal, as
+    recorded in the ledger)."""
+    from costguard.money import ZERO, plain
+    from costguard.run.outputs import Outputs
+
+    collected = [p for p in journal.parts if p.state == "collected" and p.cost_usd is not None]
+    ok: int | None = 0
+    not_ok: int | None = 0
+    manifest = Outputs(Path(journal.out))
+    if manifest.manifest_path.is_file():
+        try:
+            statuses = [line["status"] for line in manifest.lines()]
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable: `status RUN` says why
+            ok = not_ok = None
+        else:
+            ok = statuses.count("ok")
+            not_ok = len(statuses) - ok
+    elif collected:  # collected on another machine: its manifest is there
+        ok = not_ok = None
+    actual = sum((Decimal(p.cost_usd or 0) for p in collected), ZERO)
+    return {
+        "run": journal.run_id,
+        "created": journal.created[:19],
+        "status": journal.status,
+        "mode": journal.mode + (" (sim)" if journal.simulate else ""),
+        "requests": journal.estimate["requests"],
+        "ok": ok,
+        "not_ok": not_ok,
+        "actual_usd": plain(actual) if collected else None,
+        "max_usd": journal.estimate["max_usd"],
+        "queue": journal.queue,
+    }
+
+
+def _runs_table(rows: list[dict[str, Any]], *, wide: bool) -> str:
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd_together
+
+    columns = [
+        Column("run"),
+        Column("created (UTC)", drop=1),
+        Column("status"),
+        Column("mode"),
+        Column("requests", right=True),
+        Column("ok", right=True),
+        Column("not ok", right=True),
+        Column("actual", right=True),
+        Column("max", right=True),
+        Column("queue", shrink=True),
+    ]
+    cells = []
+    for r in rows:
+        amounts = [Decimal(r["max_usd"])]
+        if r["actual_usd"] is not None:
+            amounts.insert(0, Decimal(r["actual_usd"]))
+        shown = usd_together(*amounts)
+        cells.append(
+            [
+                r["run"],
+                r["created"].replace("T", " ")[:16],
+                r["status"],
+                r["mode"],
+                f"{r['requests']:,}",
+                "-" if r["ok"] is None else f"{r['ok']:,}",
+                "-" if r["not_ok"] is None else f"{r['not_ok']:,}",
+                shown[0] if r["actual_usd"] is not None else "-",
+                shown[-1],
+                _near(r["queue"]),
+            ]
+        )
+    return table.render(columns, cells, wide=wide)
+
+
+def _near(path: str) -> str:
+    """`path` relative to the working folder when it is inside it (shorter to read)."""
+    with contextlib.suppress(ValueError):
+        return str(Path(path).relative_to(Path.cwd()))
+    return path
 
 
 def _report(summary: Summary, output: str) -> None:
-    from costguard.money import usd
     from costguard.run.reconcile import explain, summary_json
 
     if output == "json":
@@ -573,10 +663,7 @@ def _report(summary: Summary, output: str) -> None:
         counts = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.counts.items()))
         typer.echo(f"run {summary.run_id}: {counts or 'nothing collected'}")
         typer.echo(f"images and manifest.jsonl in {summary.out}")
-        typer.echo(
-            f"cost: actual {usd(summary.actual)} against an estimate of "
-            f"{usd(summary.estimate_expected)} expected, {usd(summary.estimate_max)} max"
-        )
+        typer.echo(_cost_line(summary))
         if summary.admission:
             typer.echo(f"budget: {summary.admission}")
         if summary.calibration is not None:
@@ -587,18 +674,44 @@ def _report(summary: Summary, output: str) -> None:
             )
         for line in explain(summary):
             typer.echo(line)
-        if summary.sync_equivalent:
-            saved = summary.sync_equivalent - summary.actual
-            typer.echo(f"batch saved {usd(saved)} against sync ({usd(summary.sync_equivalent)})")
-        if summary.batch_equivalent is not None:
-            extra = summary.actual - summary.batch_equivalent
-            typer.echo(f"batch would have saved {usd(extra)} ({usd(summary.batch_equivalent)})")
+        saving = _saving_line(summary)
+        if saving:
+            typer.echo(saving)
         if summary.retry_file is not None:
             typer.echo(f"{summary.retry_count:,} requests to retry: {summary.retry_file}")
         if summary.retry_command is not None:
             typer.echo(f"to retry them as a new run: {summary.retry_command}")
     if any(status != "ok" for status in summary.counts):
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _cost_line(summary: Summary) -> str:
+    """`cost: actual $0.54 against an estimate of $0.54 expected, $0.58 max`."""
+    from costguard.money import usd_together
+
+    actual, expected, maximum = usd_together(
+        summary.actual, summary.estimate_expected, summary.estimate_max
+    )
+    return f"cost: actual {actual} against an estimate of {expected} expected, {maximum} max"
+
+
+def _saving_line(summary: Summary) -> str | None:
+    """What the other mode would have cost the same requests, said plainly."""
+    from costguard.money import usd_together
+
+    if summary.sync_equivalent:  # a batch run
+        saved, sync = usd_together(
+            summary.sync_equivalent - summary.actual, summary.sync_equivalent
+        )
+        return f"batch saved {saved}: sync would have cost {sync} for the same requests"
+    if summary.batch_equivalent is not None and summary.actual:  # a sync run
+        batch, paid, saved = usd_together(
+            summary.batch_equivalent, summary.actual, summary.actual - summary.batch_equivalent
+        )
+        if summary.batch_equivalent * 2 == summary.actual:
+            return f"batch would have cost {batch} (half of the {paid} paid)"
+        return f"batch would have cost {batch} ({saved} less than the {paid} paid)"
+    return None
 
 
 def normalise_simulate(argv: list[str]) -> list[str]:

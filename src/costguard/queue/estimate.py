@@ -1,7 +1,8 @@
 """Read a queue and price it: the shared first step of `estimate` and `run`.
 
 Also works out, when a queue does not fit a budget, what would: how many of the first
-requests, the same queue at each model's cheapest size and quality, or on another model.
+requests, the same queue at each model's cheapest size and quality, or on another model; and
+what a change to a queue adds or saves, group by group (`estimate --diff-base`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from costguard.pricing.budget import Decision, check
 from costguard.pricing.calibration import ASSUMED, Calibration, Fact
 from costguard.pricing.engine import (
     Estimate,
+    Group,
     GroupKey,
     RateBook,
     Totals,
@@ -131,6 +133,77 @@ def _learned(result: Estimate, book: RateBook, at: dt.date, calibration: Calibra
         learned[model.id] = learned[model.id] & kinds if model.id in learned else kinds
     result.assumptions = [a for a in result.assumptions if a.fact not in learned.get(a.model, ())]
     return facts
+
+
+def price_base(
+    path: Path,
+    book: RateBook,
+    at: dt.date,
+    *,
+    defaults: Defaults = NO_DEFAULTS,
+    fmt: Format | None = None,
+    calibration: Calibration | None = None,
+) -> QueueEstimate:
+    """The queue a change is measured from (`--diff-base`), priced as `price_queue` does, except
+    that an empty file is nothing before the change (a queue the change adds) rather than an
+    error. A missing file is still an error: a mistyped base must not count everything as new."""
+    if not _blank(path):
+        return price_queue(path, book, at, defaults=defaults, fmt=fmt, calibration=calibration)
+    nothing = estimate({}, book, at, calibration=calibration)
+    return QueueEstimate(path, fmt or "costguard", {}, nothing, [], calibration)
+
+
+def _blank(path: Path) -> bool:
+    """The file exists and holds no line but blank ones (a BOM aside)."""
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return all(not raw.strip().removeprefix(b"\xef\xbb\xbf").strip() for raw in handle)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """One model, size and quality before and after a change (None: not in that queue)."""
+
+    provider: str
+    model: str
+    size: str
+    quality: str | None
+    before: Group | None
+    after: Group | None
+
+    @property
+    def changed(self) -> bool:
+        """The change adds or removes requests or images of this group, or moves its price."""
+        if self.before is None or self.after is None:
+            return True
+        b, a = self.before, self.after
+        return (b.totals.requests, b.totals.images, b.cost) != (
+            a.totals.requests,
+            a.totals.images,
+            a.cost,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDiff:
+    """What a change to a queue adds or saves: the base and the new queue, group by group."""
+
+    before: QueueEstimate
+    after: QueueEstimate
+    groups: list[GroupChange]
+
+
+def diff(before: QueueEstimate, after: QueueEstimate) -> QueueDiff:
+    """Pair the groups of two priced queues by provider, model, size and quality: the new
+    queue's groups in its order, each model's groups the change removes after its others."""
+    old = {(g.provider, g.model, g.size, g.quality): g for g in before.estimate.groups}
+    new = {(g.provider, g.model, g.size, g.quality): g for g in after.estimate.groups}
+    keys = list(new) + [k for k in old if k not in new]
+    rank = {model: i for i, model in enumerate(dict.fromkeys(k[:2] for k in keys))}
+    keys.sort(key=lambda k: rank[k[:2]])  # stable: a removed group joins its model's rows
+    groups = [GroupChange(*key, old.get(key), new.get(key)) for key in keys]
+    return QueueDiff(before, after, groups)
 
 
 def compare(queue: QueueEstimate, book: RateBook, at: dt.date, models: list[str]) -> list[Estimate]:
