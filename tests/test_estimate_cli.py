@@ -1382,8 +1382,8 @@ def test_over_budget_on_stdin_still_counts_the_first_requests_that_fit(
     )
     assert done.returncode == 3
     lines = done.stderr.decode().splitlines()
-    assert lines[0] == "over budget: the batch maximum $0.5772 passes --max-usd $0.30 by $0.277245"
-    assert "  would fit: the first 5 requests (max $0.2130)" in lines
+    assert lines[0] == "over budget: the batch maximum $0.58 passes --max-usd $0.30 by $0.28"
+    assert "  would fit: the first 5 requests (max $0.21)" in lines
     json_run = subprocess.run(
         [sys.executable, "-m", "costguard", *args, "--output", "json"],
         input=catalog,

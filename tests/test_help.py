@@ -103,8 +103,9 @@ def test_the_placeholders_of_the_main_commands(cli: Callable[..., Any]) -> None:
     assert re.search(
         r"^  QUEUE  Queue file \(JSONL\) to price; - reads it from stdin", estimate, re.M
     )
-    for entry in ("--max-usd USD", "--as-of DATE", "--pricing DIR", "--output [table|json|csv]"):
+    for entry in ("--max-usd USD", "--as-of DATE", "--pricing DIR"):
         assert f"\n  {entry} " in estimate
+    assert "\n  --output [table|json|csv|markdown]\n" in estimate  # its help on the next line
     assert "\n  --diff DATE1 DATE2 " in cli("prices", "-h").out
     run = cli("run", "-h").out
     assert run.startswith("Usage: costguard run [OPTIONS] [QUEUE]\n")

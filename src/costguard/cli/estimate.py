@@ -119,6 +119,7 @@ def estimate(
         str | None,
         typer.Option(
             "--base-as-of",
+            metavar="DATE",
             help="With --diff-base: price OLD_QUEUE with the cards in force on this date "
             "(default: --as-of), to show what a rate-card change does.",
         ),
