@@ -336,8 +336,6 @@ def run(
     learned = calibration_wanted(calibrated)
     if learned:
         require_ledger(ledger)
-    if new_run or retry is not None:
-        typer.echo(f"new run {run_id}: `costguard collect {run_id}` picks it up later", err=True)
     runner = _runner(pricing, ledger, simulate is not None)
     if learned:
         from dataclasses import replace

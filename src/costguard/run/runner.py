@@ -260,6 +260,10 @@ class Runner:
                 },
             )
         journal.admit(admission.reason, self.ledger.identity)
+        if options.nonce is not None or options.retry_of is not None:  # a run id no one typed
+            self.reporter.message(
+                f"new run {run_id}: `costguard collect {run_id}` picks it up later"
+            )
 
     def _recover(self, journal: Journal, outputs: Outputs) -> None:
         """Collect again what the manifest lost: a collected part with fewer lines than requests.
