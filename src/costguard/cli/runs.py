@@ -11,12 +11,11 @@ import contextlib
 import getpass
 import json
 import os
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -35,14 +34,18 @@ from costguard.cli.common import (
     parse_usd,
     require_ledger,
 )
+from costguard.cli.progress import progress_reporter
 from costguard.errors import UsageError
 from costguard.resources import home_dir
 
 if TYPE_CHECKING:
     from costguard.ledger.journals import JournalStore
-    from costguard.providers.base import JobStatus, Provider
+    from costguard.providers.base import Provider
     from costguard.run.journal import Journal, Part
+    from costguard.run.options import RunOptions
+    from costguard.run.progress import Reporter
     from costguard.run.reconcile import Summary
+    from costguard.run.rundir import RunDir
     from costguard.run.runner import Runner
 
 SIMULATED_KEY = "costguard-simulated"
@@ -95,56 +98,9 @@ def _providers(simulated: bool):  # type: ignore[no-untyped-def]
     return make
 
 
-class LiveReporter:
-    """A live progress line per job on a terminal (rich); messages above it."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self.console = Console(stderr=True)
-        self.live = Live(console=self.console, refresh_per_second=4, transient=True)
-        self.live.start()
-
-    def message(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
-
-    def progress(
-        self, run_id: str, parts: list[Part], statuses: dict[str, JobStatus], elapsed: float
-    ) -> None:
-        from rich.table import Table
-
-        table = Table(title=f"{run_id}  {elapsed:,.0f}s", title_justify="left", box=None)
-        for column in ("part", "state", "done", "failed", "of"):
-            table.add_column(column, no_wrap=True)
-        for part in parts:
-            status = statuses.get(part.id)
-            table.add_row(
-                part.id,
-                (status.raw_state if status else part.state).removeprefix("JOB_STATE_"),
-                _count(status.completed if status else None),
-                _count(status.failed if status else None),
-                f"{part.requests:,}",
-            )
-        self.live.update(table)
-
-    def done(self) -> None:
-        self.live.stop()
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _reporter() -> Any:
-    from costguard.run.options import QuietReporter
-
-    if sys.stderr.isatty():
-        return LiveReporter()
-    return QuietReporter(lambda text: typer.echo(text, err=True))
-
-
-def _runner(pricing: list[Path] | None, ledger: str | None, simulated: bool) -> Runner:
+def _runner(
+    pricing: list[Path] | None, ledger: str | None, reporter: Reporter, *, simulated: bool
+) -> Runner:
     from costguard.run.runner import Runner
 
     return Runner(
@@ -152,8 +108,17 @@ def _runner(pricing: list[Path] | None, ledger: str | None, simulated: bool) -> 
         ledger=open_cli_ledger(ledger),
         book=load_rate_book(pricing),
         providers=_providers(simulated),
-        reporter=_reporter(),
+        reporter=reporter,
     )
+
+
+def _has_key(provider: str) -> bool:
+    """Whether the provider's API key is set (without reading it anywhere else)."""
+    try:
+        _key(provider)
+    except UsageError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
@@ -168,6 +133,16 @@ def _maybe_simulated(scenario: str | None, state: Path) -> Iterator[None]:
     with simulate(scenario, state=state, strict=False):
         yield
 
+
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Also show each job's state in the provider's own words (`in_progress`, "
+        "`JOB_STATE_RUNNING`) beside costguard's (`running`).",
+    ),
+]
 
 KeepRawOpt = Annotated[
     bool,
@@ -260,6 +235,7 @@ def run(
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
     calibrated: CalibratedOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Send a queue through the Batch API under a budget, poll, and collect every image.
 
@@ -325,14 +301,8 @@ def run(
         require_ledger(ledger)
     if new_run or retry is not None:
         typer.echo(f"new run {run_id}: `costguard collect {run_id}` picks it up later", err=True)
-    runner = _runner(pricing, ledger, simulate is not None)
-    if learned:
-        from dataclasses import replace
-
-        options = replace(options, calibration=load_calibration(runner.ledger))
     try:
-        with _maybe_simulated(simulate, runner.run_dir(run_id).simulator_state):
-            summary = runner.start(options, run_id)
+        summary = _start(options, run_id, pricing, ledger, learned=learned, verbose=verbose)
     except RunPendingError as pending:
         if not detach:
             raise
@@ -346,6 +316,26 @@ def run(
         )
         raise typer.Exit(130) from None
     _report(summary, output)
+
+
+def _start(
+    options: RunOptions,
+    run_id: str,
+    pricing: list[Path] | None,
+    ledger: str | None,
+    *,
+    learned: bool,
+    verbose: bool,
+) -> Summary:
+    """Start (or resume) the run under the progress display, taken down on every way out."""
+    from dataclasses import replace
+
+    with progress_reporter(verbose=verbose, label=run_id) as reporter:
+        runner = _runner(pricing, ledger, reporter, simulated=options.simulate is not None)
+        if learned:
+            options = replace(options, calibration=load_calibration(runner.ledger))
+        with _maybe_simulated(options.simulate, runner.run_dir(run_id).simulator_state):
+            return runner.start(options, run_id)
 
 
 def collect(
@@ -368,6 +358,7 @@ def collect(
     keep_raw: KeepRawOpt = False,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Poll and collect a run started earlier (after --detach, --timeout, Ctrl-C or a crash).
 
@@ -379,20 +370,23 @@ def collect(
     from costguard.run.context import Clients
     from costguard.run.options import RunOptions
 
-    runner = _runner(pricing, ledger, simulated=False)
-    journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
-    simulated = journal.simulate if journal else None
-    if simulated:
-        runner.clients = Clients(_providers(simulated=True))
-    options = RunOptions(
-        queue=Path(journal.queue) if journal else Path(),
-        max_usd=Decimal(0),
-        poll_interval=poll_interval if poll_interval is not None else (0.5 if simulated else 30.0),
-        timeout=timeout,
-        keep_raw=keep_raw,
-    )
-    with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
-        summary = runner.collect(run_id, options, queue=queue, out=out)
+    with progress_reporter(verbose=verbose, label=run_id) as reporter:
+        runner = _runner(pricing, ledger, reporter, simulated=False)
+        journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
+        simulated = journal.simulate if journal else None
+        if simulated:
+            runner.clients = Clients(_providers(simulated=True))
+        options = RunOptions(
+            queue=Path(journal.queue) if journal else Path(),
+            max_usd=Decimal(0),
+            poll_interval=poll_interval
+            if poll_interval is not None
+            else (0.5 if simulated else 30.0),
+            timeout=timeout,
+            keep_raw=keep_raw,
+        )
+        with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
+            summary = runner.collect(run_id, options, queue=queue, out=out)
     _report(summary, output)
 
 
@@ -422,21 +416,48 @@ def status(
     run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     ledger: LedgerOpt = None,
+    refresh: Annotated[
+        bool | None,
+        typer.Option(
+            "--refresh/--no-refresh",
+            help="Ask the provider how the run's unfinished jobs are doing, and record it in "
+            "the journal. Default: ask when the run has unfinished jobs and their API keys are "
+            "set (a rehearsal: when its simulator's state is on this machine); otherwise, or "
+            "with --no-refresh, show what the journal last recorded.",
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Show a run's parts, jobs and what has been collected, from its journal (no API calls).
+    """Show a run's parts, jobs and what has been collected.
 
-    Example: costguard status run-3f2a9c0d1e7b
+    Example: costguard status run-3f2a9c0d1e7b --refresh
     """
     from costguard.run.outputs import Outputs
+    from costguard.run.progress import count_text, part_state
 
     journal = _load_journal(run_id, ledger)
+    journal, asked = _refreshed(journal, ledger, refresh)
     counts: dict[str, int] = {}
+    tallies: dict[str, tuple[int, int]] = {}
     for line in Outputs(Path(journal.out)).lines():
         counts[line["status"]] = counts.get(line["status"], 0) + 1
+        lines, ok = tallies.get(line["part"], (0, 0))
+        tallies[line["part"]] = (lines + 1, ok + (line["status"] == "ok"))
+
+    def done_failed(part: Part) -> tuple[int | None, int | None]:
+        if part.endpoint == "sync":
+            lines, ok = tallies.get(part.id, (0, 0))
+            return ok, lines - ok
+        known = part.job_counts or {}
+        return known.get("done"), known.get("failed")
+
     if output == "json":
         from dataclasses import asdict
 
-        typer.echo(json.dumps({**asdict(journal), "collected": counts}, indent=2))
+        shown = asdict(journal)
+        for part, entry in zip(journal.parts, shown["parts"], strict=True):
+            entry["progress_state"] = part_state(part)
+        typer.echo(json.dumps({**shown, "collected": counts, "refreshed": asked is None}, indent=2))
         return
     from tabulate import tabulate
 
@@ -455,20 +476,82 @@ def status(
     if calibration:
         since = f" (since {calibration['since']})" if calibration["since"] else ""
         typer.echo(f"calibrated from {calibration['requests']:,} requests{since}")
-    rows = [
-        [p.id, p.requests, p.job_id or "-", p.state, p.job_state or "-", p.cost_usd or "-"]
-        for p in journal.parts
-    ]
+    rows = []
+    for p in journal.parts:
+        done, failed = done_failed(p)
+        raw = [p.provider_state or "-"] if verbose else []
+        row = [p.id, p.requests, p.job_id or "-", part_state(p), *raw]
+        rows.append([*row, count_text(done), count_text(failed), p.cost_usd or "-"])
+    headers = ["part", "requests", "job", "state", *(["provider state"] if verbose else [])]
     typer.echo(
-        tabulate(
-            rows,
-            headers=["part", "requests", "job", "state", "provider state", "cost $"],
-            disable_numparse=True,
-        )
+        tabulate(rows, headers=[*headers, "done", "failed", "cost $"], disable_numparse=True)
     )
     typer.echo(
         "collected: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing yet")
     )
+    if asked is not None:
+        typer.echo(asked)
+
+
+def _refreshed(
+    journal: Journal, ledger: str | None, wanted: bool | None
+) -> tuple[Journal, str | None]:
+    """The journal, with its unfinished jobs' states asked of the provider when `wanted` (None:
+    when their keys, or a rehearsal's simulator state, are here); and a note when it was not
+    asked, saying where the states shown come from."""
+    from costguard.errors import ProviderError
+    from costguard.run.context import Clients
+    from costguard.run.poll import refresh
+    from costguard.run.rundir import RunBusyError, RunDir
+
+    running = [p for p in journal.parts if p.awaiting_job]
+    if not running:
+        return journal, None
+    recorded = "job states as the journal last recorded them"
+    with _shared_journals(ledger) as store:
+        rundir = RunDir(home_dir() / "runs" / journal.run_id, store=store)
+        why_not = _cannot_ask(journal, running, rundir, wanted=wanted)
+        if why_not is not None:
+            return journal, f"{recorded} ({why_not})"
+        try:
+            rundir.lock()
+        except RunBusyError as busy:
+            return journal, f"{recorded}: {busy} (it records them as it polls)"
+        try:
+            fresh = rundir.load()
+            clients = Clients(_providers(fresh.simulate is not None))
+            base = Path(fresh.queue).parent
+            with _maybe_simulated(fresh.simulate, rundir.simulator_state):
+                refresh(fresh, lambda provider: clients.get(provider, base))
+        except ProviderError as exc:
+            if wanted:
+                raise
+            return journal, f"{recorded} (asking the provider failed: {exc})"
+        finally:
+            rundir.unlock()
+    return fresh, None
+
+
+def _cannot_ask(
+    journal: Journal, running: list[Part], rundir: RunDir, *, wanted: bool | None
+) -> str | None:
+    """Why `status` does not ask the provider (None: it does); with `--refresh`, an error."""
+    if wanted is False:
+        return "--refresh asks the provider"
+    why = None
+    if journal.simulate is not None:
+        if not rundir.simulator_state.is_file():
+            why = "its rehearsal's simulator state is on the machine that ran it"
+    else:
+        keyless = sorted({p.provider for p in running if not _has_key(p.provider)})
+        if keyless and wanted:
+            _key(keyless[0])  # raises, naming the variables to set
+        if keyless:
+            why = f"no {' or '.join(keyless)} API key set to ask the provider"
+    if why is not None and wanted:
+        msg = f"cannot ask about run {journal.run_id}: {why}"
+        raise UsageError(msg)
+    return why
 
 
 def cancel(
@@ -481,8 +564,10 @@ def cancel(
     Example: costguard cancel run-3f2a9c0d1e7b
     """
     from costguard.run.context import Clients
+    from costguard.run.options import QuietReporter
 
-    runner = _runner(pricing, ledger, simulated=False)
+    quiet = QuietReporter(lambda text: typer.echo(text, err=True))
+    runner = _runner(pricing, ledger, quiet, simulated=False)
     runner.run_dir(run_id).require()
     journal = runner.run_dir(run_id).load()
     if journal.simulate:
