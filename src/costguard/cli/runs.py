@@ -73,9 +73,14 @@ def _shared_journals(location: str | None) -> Iterator[JournalStore | None]:
         yield book.journals
 
 
+def _key_names(provider: str) -> tuple[str, ...]:
+    """The environment variables the provider's API key is read from, in order."""
+    return ("GEMINI_API_KEY", "GOOGLE_API_KEY") if provider == "gemini" else ("OPENAI_API_KEY",)
+
+
 def _key(provider: str) -> str:
     """The provider's API key from the environment, never echoed anywhere."""
-    names = ("GEMINI_API_KEY", "GOOGLE_API_KEY") if provider == "gemini" else ("OPENAI_API_KEY",)
+    names = _key_names(provider)
     for name in names:
         value = os.environ.get(name)
         if value:
@@ -113,12 +118,8 @@ def _runner(
 
 
 def _has_key(provider: str) -> bool:
-    """Whether the provider's API key is set (without reading it anywhere else)."""
-    try:
-        _key(provider)
-    except UsageError:
-        return False
-    return True
+    """Whether the provider's API key is set."""
+    return any(os.environ.get(name) for name in _key_names(provider))
 
 
 @contextlib.contextmanager
@@ -544,10 +545,9 @@ def _cannot_ask(
             why = "its rehearsal's simulator state is on the machine that ran it"
     else:
         keyless = sorted({p.provider for p in running if not _has_key(p.provider)})
-        if keyless and wanted:
-            _key(keyless[0])  # raises, naming the variables to set
         if keyless:
-            why = f"no {' or '.join(keyless)} API key set to ask the provider"
+            names = "; ".join(" or ".join(_key_names(p)) for p in keyless)
+            why = f"no {' or '.join(keyless)} API key set to ask the provider ({names})"
     if why is not None and wanted:
         msg = f"cannot ask about run {journal.run_id}: {why}"
         raise UsageError(msg)
