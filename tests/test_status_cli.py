@@ -116,6 +116,7 @@ def test_status_of_a_real_run_asks_only_with_its_keys(
             "(GEMINI_API_KEY or GOOGLE_API_KEY; OPENAI_API_KEY)"
         )
         assert f"{RECORDED} ({why})" in keyless.out
+        assert json.loads(cli("status", rid, "--output", "json").out)["refreshed"] is False
         refused = cli("status", rid, "--refresh")
         assert refused.code == 2
         assert refused.err == f"error: cannot ask about run {rid}: {why}\n"
@@ -126,8 +127,9 @@ def test_status_of_a_real_run_asks_only_with_its_keys(
         asked = cli("status", rid, "--refresh")
         assert asked.code == 0, asked.err
         assert len(sim.calls.calls) == calls + 4  # one get per unfinished job
+        assert json.loads(cli("status", rid, "--output", "json").out)["refreshed"] is True
     assert set(states(asked.out).values()) == {"running"}
-    assert RECORDED not in asked.out
+    assert "job states as the provider gave them just now" in asked.out
     for result in (keyless, refused, asked):
         for secret in KEYS.values():
             assert secret not in result.out + result.err

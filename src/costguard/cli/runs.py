@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 SIMULATED_KEY = "costguard-simulated"
 """The API key sent to the in-process simulator (not a secret)."""
 EXIT_INCOMPLETE = 7
+ASKED = "job states as the provider gave them just now"
+"""`status`'s note when it asked the provider."""
 
 
 class RunModeOpt(StrEnum):
@@ -437,7 +439,7 @@ def status(
     from costguard.run.progress import count_text, part_state
 
     journal = _load_journal(run_id, ledger)
-    journal, asked = _refreshed(journal, ledger, refresh)
+    journal, note = _refreshed(journal, ledger, refresh)
     counts: dict[str, int] = {}
     tallies: dict[str, tuple[int, int]] = {}
     for line in Outputs(Path(journal.out)).lines():
@@ -458,7 +460,7 @@ def status(
         shown = asdict(journal)
         for part, entry in zip(journal.parts, shown["parts"], strict=True):
             entry["progress_state"] = part_state(part)
-        typer.echo(json.dumps({**shown, "collected": counts, "refreshed": asked is None}, indent=2))
+        typer.echo(json.dumps({**shown, "collected": counts, "refreshed": note == ASKED}, indent=2))
         return
     from tabulate import tabulate
 
@@ -490,16 +492,17 @@ def status(
     typer.echo(
         "collected: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing yet")
     )
-    if asked is not None:
-        typer.echo(asked)
+    if note is not None:
+        typer.echo(note)
 
 
 def _refreshed(
     journal: Journal, ledger: str | None, wanted: bool | None
 ) -> tuple[Journal, str | None]:
     """The journal, with its unfinished jobs' states asked of the provider when `wanted` (None:
-    when their keys, or a rehearsal's simulator state, are here); and a note when it was not
-    asked, saying where the states shown come from."""
+    when their keys, or a rehearsal's simulator state, are here); and where the states shown
+    come from: `ASKED`, a note saying why the provider was not asked, or None (no job is
+    unfinished)."""
     from costguard.errors import ProviderError
     from costguard.run.context import Clients
     from costguard.run.poll import refresh
@@ -530,7 +533,7 @@ def _refreshed(
             return journal, f"{recorded} (asking the provider failed: {exc})"
         finally:
             rundir.unlock()
-    return fresh, None
+    return fresh, ASKED
 
 
 def _cannot_ask(
