@@ -88,10 +88,14 @@ def lint() -> None:
     sh(bindir / "python", "-m", "costguard", "prices", "--schema", "--check")
 
 
+PARALLEL = ["-n", "auto"]
+"""pytest-xdist: one worker per core (every test keeps to its own folders, ports and ledgers)."""
+
+
 def unit() -> None:
-    """The test suite against the editable install."""
+    """The test suite against the editable install, on every core."""
     bindir = venv()
-    sh(bindir / "python", "-m", "pytest", "-q", *sys.argv[2:])
+    sh(bindir / "python", "-m", "pytest", "-q", *PARALLEL, *sys.argv[2:])
 
 
 _WHEELS: list[Path] = []
@@ -144,7 +148,7 @@ def wheel_test() -> None:
     # The multi-process races and kill -9 tests (marked slow) exercise behaviour that does not
     # depend on how costguard was installed; the editable run covers them, this run the rest.
     args = sys.argv[2:] or ["-m", "not slow"]
-    sh(wbin / "python", "-m", "pytest", "-q", "-x", *args, cwd=work, env=env)
+    sh(wbin / "python", "-m", "pytest", "-q", "-x", *PARALLEL, *args, cwd=work, env=env)
 
 
 def ensure_postgres() -> None:

@@ -13,7 +13,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -39,34 +38,36 @@ def cli(*args: str, env: dict[str, str]) -> str:
 
 @contextlib.contextmanager
 def served(env: dict[str, str]) -> Iterator[str]:
-    """`costguard simulate serve --port 0` in a subprocess; yields its base URL."""
+    """`costguard simulate serve --port 0 --output json` in a subprocess; yields its base URL.
+
+    Its first stdout line says where it listens (the readiness signal programs use).
+    """
     proc = subprocess.Popen(
-        [COSTGUARD, "simulate", "serve", "--port", "0"],
+        [COSTGUARD, "simulate", "serve", "--port", "0", "--output", "json"],
         env={**env, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        stderr=subprocess.PIPE,
         text=True,
     )
     found: list[str] = []
-    lines: list[str] = []
     ready = threading.Event()
 
     def read() -> None:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            match = re.search(r"listening on (http://\S+)", line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
+        first = proc.stdout.readline()
+        with contextlib.suppress(ValueError):
+            found.append(json.loads(first)["url"])
         ready.set()
+        proc.stdout.read()
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         ready.wait(timeout=60)
         if not found:
-            msg = f"costguard simulate serve printed no base URL:\n{''.join(lines)}"
+            proc.kill()
+            _, err = proc.communicate(timeout=30)
+            msg = f"costguard simulate serve --output json gave no URL:\n{err}"
             raise AssertionError(msg)
         yield found[0]
     finally:
@@ -141,6 +142,25 @@ def main(examples: Path) -> int:
             raise AssertionError(msg)
         return f"files.create + files.list through {base_url}"
 
+    def completion() -> str:
+        done = subprocess.run(
+            [COSTGUARD],
+            env={
+                **env,
+                "_COSTGUARD_COMPLETE": "complete_bash",
+                "COMP_WORDS": "costguard sta",
+                "COMP_CWORD": "1",
+            },
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.stdout.split() != ["status"]:
+            msg = f"completing `costguard sta` gave {done.stdout!r} (exit {done.returncode})"
+            raise AssertionError(msg)
+        return "bash completes `costguard sta` to status"
+
     def in_process_simulate() -> str:
         from openai import OpenAI
 
@@ -165,6 +185,7 @@ def main(examples: Path) -> int:
         ("costguard run --simulate realistic (Pillow)", run_realistic),
         ("costguard budget show", budget_show),
         ("costguard simulate serve + SDK call", serve_and_sdk_call),
+        ("shell completion", completion),
         ("costguard.simulate() in-process", in_process_simulate),
     ]
     failed = 0

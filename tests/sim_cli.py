@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,9 +39,21 @@ def simulate_process(
 ) -> Iterator[tuple[str, subprocess.Popen[str], list[str]]]:
     """`costguard simulate COMMAND --port 0 ARGS` (serve or record) in a subprocess.
 
-    Yields the base URL it printed, the process and the list of its output lines (complete
-    once the block has ended: the process gets SIGTERM and is waited for).
+    Yields the base URL, the process and the list of its output lines (complete once the block
+    has ended: the process gets SIGTERM and is waited for). `serve` says where it listens in
+    its `--ready-file`; `record` in the line it prints.
     """
+    with tempfile.TemporaryDirectory(prefix="costguard-ready-") as folder:
+        ready_file = Path(folder) / "ready.json"
+        extra = ["--ready-file", str(ready_file)] if command == "serve" else []
+        with _started(command, [*extra, *args], ready_file if extra else None) as started:
+            yield started
+
+
+@contextlib.contextmanager
+def _started(
+    command: str, args: list[str], ready_file: Path | None
+) -> Iterator[tuple[str, subprocess.Popen[str], list[str]]]:
     proc = subprocess.Popen(
         [*costguard_command(), "simulate", command, "--port", "0", *args],
         stdout=subprocess.PIPE,
@@ -54,10 +69,8 @@ def simulate_process(
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
-            match = re.search(
-                r"(?:listening on|forwarding) (?:.*?local clients use )?(http://[^\s,]+)", line
-            )
-            if match and not found:
+            match = re.search(r"forwarding (?:.*?local clients use )?(http://[^\s,]+)", line)
+            if match and not found and ready_file is None:
                 found.append(match.group(1))
                 ready.set()
         ready.set()
@@ -65,8 +78,11 @@ def simulate_process(
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        ready.wait(timeout=30)
-        assert found, f"costguard simulate {command} printed no base URL: {lines}"
+        if ready_file is not None:
+            found += _wait_for(ready_file, proc)
+        else:
+            ready.wait(timeout=30)
+        assert found, f"costguard simulate {command} gave no base URL: {lines}"
         yield found[0], proc, lines
     finally:
         if proc.poll() is None:
@@ -75,3 +91,13 @@ def simulate_process(
         reader.join(timeout=20)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def _wait_for(ready_file: Path, proc: subprocess.Popen[str], timeout: float = 30) -> list[str]:
+    """The URL in `serve --ready-file` once it appears ([] if the server ends or times out)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready_file.is_file():
+            return [json.loads(ready_file.read_text(encoding="utf-8"))["url"]]
+        time.sleep(0.02)
+    return []

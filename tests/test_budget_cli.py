@@ -55,7 +55,7 @@ def test_set_creates_a_budget_in_the_default_ledger(location: str) -> None:
     result = invoke("set", "--usd", "500")
     assert result.exit_code == 0, result.output
     assert result.output == (
-        f"budget 'default': $500.0000 per calendar month (UTC) (ledger {location})\n"
+        f"budget 'default': $500.00 per calendar month (UTC) (ledger {location})\n"
     )
     with open_ledger(location) as ledger:
         [budget] = ledger.budgets()
@@ -67,7 +67,7 @@ def test_set_changes_an_existing_budget(location: str) -> None:
     invoke("set", "--usd", "500")
     result = invoke("set", "--usd", "$1,250.50", "--period", "week")
     assert result.exit_code == 0, result.output
-    assert "$1,250.5000 per ISO week (UTC, from Monday)" in result.output
+    assert "$1,250.50 per ISO week (UTC, from Monday)" in result.output
     with open_ledger(location) as ledger:
         assert [(b.limit, b.period) for b in ledger.budgets()] == [(Decimal("1250.50"), "week")]
 
@@ -104,19 +104,15 @@ def test_show_prints_each_budget_with_its_window_and_owners(location: str) -> No
     result = invoke("show", "--at", "2026-03-15T12:00:00Z")
     assert result.exit_code == 0, result.output
     assert result.output == (
-        "budget    limit      period    window (UTC)            reserved    spent"
-        "     remaining    open runs\n"
-        "--------  ---------  --------  ----------------------  ----------  --------"
-        "  -----------  -----------\n"
-        "art       $5.0000    day       2026-03-15              $0.0000     $0.0000 "
-        "  $5.0000      0\n"
-        "default   $100.0000  month     2026-03-01..2026-03-31  $27.5000    $12.5000"
-        "  $60.0000     1\n"
+        "budget     limit  period  window (UTC)            reserved   spent  remaining  open runs\n"
+        "-------  -------  ------  ----------------------  --------  ------  ---------  ---------\n"
+        "art        $5.00  day     2026-03-15                 $0.00   $0.00      $5.00          0\n"
+        "default  $100.00  month   2026-03-01..2026-03-31    $27.50  $12.50     $60.00          1\n"
         "\n"
         "by owner:\n"
-        "budget    owner    runs    open runs    reserved    spent     counted\n"
-        "--------  -------  ------  -----------  ----------  --------  ---------\n"
-        "default   t        1       1            $27.5000    $12.5000  $40.0000\n"
+        "budget   owner  runs  open runs  reserved   spent  counted\n"
+        "-------  -----  ----  ---------  --------  ------  -------\n"
+        "default  t         1          1    $27.50  $12.50   $40.00\n"
         f"ledger: {location}\n"
     )
 

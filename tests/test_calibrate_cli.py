@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import textkit
 from costguard.ledger import open_ledger
 from costguard.pricing.calibration import MIN_SAMPLES, Sample
 from runkit import scenario_file
@@ -76,18 +77,36 @@ def pro_queue(make_queue: MakeQueue) -> Path:
 def test_calibrate_shows_observed_against_card_and_what_estimates_use(
     cli: Cli, ledger_file: Path
 ) -> None:
-    """One row per model (all sizes) and per size: requests, median/p99/max, card, used."""
-    result = cli("calibrate", "--ledger", ledger_file, "--as-of", AS_OF)
+    """One row per model (all sizes) and per size: requests, median/p99/max, card, used, and
+    where it comes from; within 100 columns, leaving out `from` (the table says so)."""
+    result = cli("calibrate", "--ledger", ledger_file, "--as-of", AS_OF, "--wide")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0] == "calibrated from 30 requests (since 2026-10-20)"
-    rows = [line.split() for line in lines if line.startswith(PRO)]
-    figures = ["30", "745", "890", "890", "400", "/", "4000", "745", "/", "1113"]
+    header, rows = textkit.table(result.out)
+    assert header == [
+        "model",
+        "size",
+        "fact",
+        "requests",
+        "median",
+        "p99",
+        "max",
+        "card",
+        "estimates use",
+        "from",
+    ]
+    figures = ["30", "745", "890", "890", "400 / 4000", "745 / 1113"]
     assert rows == [
-        [PRO, "all", "-", "thinking", *figures, "these", "requests"],
-        [PRO, "1K", "-", "thinking", *figures, "these", "requests"],
+        [PRO, "all", "thinking", *figures, "these requests"],
+        [PRO, "1K", "thinking", *figures, "these requests"],
     ]
     assert lines[-1].startswith("a figure needs 30 requests")
+    fitted = cli("calibrate", "--ledger", ledger_file, "--as-of", AS_OF)
+    assert textkit.widest(fitted.out) <= 100
+    assert textkit.table(fitted.out)[1] == [row[:-1] for row in rows]
+    assert "(left out to fit 100 columns: from; --wide shows every column)" in fitted.out
+    assert textkit.unwrap(fitted.out)[-1] == lines[-1]
 
 
 def test_calibrate_json_lists_every_fact_with_its_figures(cli: Cli, ledger_file: Path) -> None:
@@ -157,7 +176,7 @@ def test_estimate_calibrated_says_so_and_uses_the_learned_figures(
     assert (
         f"  thinking on {PRO} (1K): expected 745, max 1113 tokens per request from 30 "
         "requests (card 400, 4000)"
-    ) in result.out.splitlines()
+    ) in textkit.unwrap(result.out)
 
 
 def test_estimate_json_carries_the_calibration_only_when_calibrated(
@@ -251,7 +270,7 @@ def test_a_calibrated_fact_no_longer_shows_as_assumed(
     """On cards that mark thinking as assumed, a calibrated estimate no longer rests on it."""
     args = ["estimate", pro_queue, "--as-of", "2026-11-26", "--ledger", ledger_file]
     card = cli(*args)
-    assert f"{PRO} thinking tokens: 400 typical" in card.out
+    assert f"{PRO} thinking tokens: 400 typical" in "\n".join(textkit.unwrap(card.out))
     calibrated = cli(*args, "--calibrated")
     assert calibrated.code == 0, calibrated.err
     assert "thinking tokens" not in calibrated.out

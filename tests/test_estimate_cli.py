@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import textkit
 from costguard.pricing.loader import shipped_dir
 
 MakeQueue = Callable[..., Path]
@@ -21,6 +25,8 @@ pytestmark = pytest.mark.usefixtures("memo_cards")
 
 AS_OF = "2026-11-01"
 CATALOG_AS_OF = "2026-11-24"
+README_AS_OF = "2026-11-26"
+"""The README's estimate example: the cards of that date mark some figures assumed."""
 
 
 def estimate_json(cli: Cli, *args: str | Path) -> dict[str, Any]:
@@ -626,7 +632,7 @@ def test_more_than_twenty_bad_lines_shows_twenty_and_the_count(
         pytest.param(
             ("--max-usd", "9e999999999999999999"),
             "--max-usd: '9e999999999999999999' is not an amount in USD; give one from 0 to "
-            "$1000000000.00",
+            "$1,000,000,000.00",
             id="max-usd-huge",
         ),
         pytest.param(
@@ -716,7 +722,7 @@ def test_model_near_shutdown_warns_and_exits_0(cli: Cli, make_queue: MakeQueue) 
     )
     table = cli("estimate", path, "--as-of", "2026-09-15")
     assert table.code == 0
-    assert warning in table.out.splitlines()
+    assert warning in textkit.unwrap(table.out)
     as_json = cli("estimate", path, "--as-of", "2026-09-15", "--output", "json")
     assert as_json.code == 0
     assert json.loads(as_json.out)["warnings"] == [warning.removeprefix("warning: ")]
@@ -746,14 +752,21 @@ def test_budget_that_fits_exits_0(cli: Cli, examples_dir: Path) -> None:
         "estimate", examples_dir / "catalog.jsonl", "--as-of", CATALOG_AS_OF, "--max-usd", "1"
     )
     assert result.code == 0
-    assert "within budget: the batch maximum $0.5772 fits --max-usd $1.00" in result.out
+    assert "within budget: the batch maximum $0.58 fits --max-usd $1.00" in result.out
 
 
 def test_budget_boundary_is_inclusive(cli: Cli, examples_dir: Path) -> None:
-    """A maximum exactly equal to --max-usd fits; one millionth of a dollar less does not."""
+    """A maximum exactly equal to --max-usd fits; one millionth of a dollar less does not, and
+    the message shows the maximum and the limit with the digits that tell them apart."""
     catalog = examples_dir / "catalog.jsonl"
-    assert cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "0.577245").code == 0
-    assert cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "0.577244").code == 3
+    fits = cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "0.577245")
+    assert fits.code == 0
+    assert "within budget: the batch maximum $0.577245 fits --max-usd $0.577245" in fits.out
+    over = cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "0.577244")
+    assert over.code == 3
+    assert over.err.splitlines()[0] == (
+        "over budget: the batch maximum $0.577245 passes --max-usd $0.577244 by $0.0000010"
+    )
 
 
 def test_over_budget_exits_3_and_says_what_fits(cli: Cli, examples_dir: Path) -> None:
@@ -763,10 +776,10 @@ def test_over_budget_exits_3_and_says_what_fits(cli: Cli, examples_dir: Path) ->
     )
     assert result.code == 3
     lines = result.err.splitlines()
-    assert lines[0] == "over budget: the batch maximum $0.5772 passes --max-usd $0.30 by $0.277245"
+    assert lines[0] == "over budget: the batch maximum $0.58 passes --max-usd $0.30 by $0.28"
     # per-request batch maxima in queue order: 0.03587375, 0.0358745, 0.03587125, 0.0526725,
     # 0.0526675 (sum 0.2129595), then the 3 Pro 4K request at 0.14409 no longer fits
-    assert "  would fit: the first 5 requests (max $0.2130)" in lines
+    assert "  would fit: the first 5 requests (max $0.21)" in lines
     assert any(
         line.startswith("  would fit: the same queue on gpt-image-1-mini (max $")
         and line.endswith("--compare gpt-image-1-mini)")
@@ -783,13 +796,13 @@ def test_budget_mode_sync_checks_the_sync_maximum(cli: Cli, examples_dir: Path) 
     )
     assert over.code == 3
     assert over.err.splitlines()[0] == (
-        "over budget: the sync maximum $1.1545 passes --max-usd $1.00 by $0.15449"
+        "over budget: the sync maximum $1.15 passes --max-usd $1.00 by $0.15"
     )
     fits = cli(
         "estimate", catalog, "--as-of", CATALOG_AS_OF, "--max-usd", "2", "--budget-mode", "sync"
     )
     assert fits.code == 0
-    assert "within budget: the sync maximum $1.1545 fits --max-usd $2.00" in fits.out
+    assert "within budget: the sync maximum $1.15 fits --max-usd $2.00" in fits.out
 
 
 @pytest.mark.parametrize(
@@ -902,26 +915,109 @@ def test_compare_with_unknown_model(cli: Cli, make_queue: MakeQueue) -> None:
 
 
 @pytest.mark.parametrize(
-    ("mode", "present", "absent"),
+    ("mode", "columns"),
     [
         pytest.param(
-            "batch", ["batch $/image", "batch max"], ["sync $/image", "batch saves"], id="batch"
+            "batch",
+            ["batch $/image", "batch expected", "batch max"],
+            id="batch",
         ),
         pytest.param(
-            "sync", ["sync $/image", "sync max"], ["batch $/image", "batch saves"], id="sync"
+            "sync",
+            ["sync $/image", "sync expected", "sync max"],
+            id="sync",
         ),
-        pytest.param("both", ["batch $/image", "sync $/image", "batch saves"], [], id="both"),
+        pytest.param("both", ["batch expected-max", "sync expected-max"], id="both"),
     ],
 )
 def test_mode_chooses_the_table_columns(
-    cli: Cli, make_queue: MakeQueue, mode: str, present: list[str], absent: list[str]
+    cli: Cli, make_queue: MakeQueue, mode: str, columns: list[str]
 ) -> None:
-    """--mode batch|sync|both shows that mode's columns (and the saving only with both)."""
+    """--mode batch|sync shows that mode's unit price, expected and max; both shows each
+    mode's expected-max range (unit prices and the saving are --wide columns)."""
     result = cli("estimate", make_queue(GPT), "--as-of", AS_OF, "--mode", mode)
     assert result.code == 0
-    header = result.out.splitlines()[0]
-    assert all(column in header for column in present)
-    assert not any(column in header for column in absent)
+    header, _ = textkit.table(result.out)
+    assert header == ["model", "size", "quality", "requests", "images", *columns]
+
+
+@pytest.mark.parametrize(
+    ("mode", "columns"),
+    [
+        pytest.param("batch", ["batch $/image", "batch expected", "batch max"], id="batch"),
+        pytest.param(
+            "both",
+            [
+                "batch $/image",
+                "batch expected",
+                "batch max",
+                "sync $/image",
+                "sync expected",
+                "sync max",
+                "batch saves",
+            ],
+            id="both",
+        ),
+    ],
+)
+def test_wide_shows_every_column(
+    cli: Cli, examples_dir: Path, mode: str, columns: list[str]
+) -> None:
+    """--wide shows the provider and every mode's unit price, expected and max (and the
+    saving with both), and the notes unwrapped."""
+    catalog = examples_dir / "catalog.jsonl"
+    result = cli("estimate", catalog, "--as-of", README_AS_OF, "--mode", mode, "--wide")
+    assert result.code == 0
+    header, rows = textkit.table(result.out)
+    assert header == ["provider", "model", "size", "quality", "requests", "images", *columns]
+    assert rows[0][:6] == ["gemini", "gemini-3-pro-image", "4K", "-", "1", "1"]
+    assert rows[-1][0] == "TOTAL"
+    assumed = [line for line in result.out.splitlines() if line.startswith("assumed:")]
+    assert len(assumed) == 1
+    assert assumed == [line for line in textkit.unwrap(result.out) if line.startswith("assumed:")]
+    assert textkit.widest(result.out) > 100
+
+
+def test_default_table_fits_100_columns(cli: Cli, examples_dir: Path) -> None:
+    """The README example's whole default output (table and notes) fits 100 columns, in every
+    mode; the notes wrap and read back whole."""
+    catalog = examples_dir / "catalog.jsonl"
+    for mode in ("both", "batch", "sync"):
+        result = cli("estimate", catalog, "--as-of", README_AS_OF, "--mode", mode)
+        assert result.code == 0
+        assert textkit.widest(result.out) <= 100, result.out
+        assert "left out to fit" not in result.out  # the default layout fits by design
+    lines = textkit.unwrap(result.out)
+    assert any(
+        line.startswith("assumed: ") and line.endswith("(no published count)") for line in lines
+    )
+
+
+def test_long_model_names_still_fit_100_columns(cli: Cli, make_queue: MakeQueue) -> None:
+    """The longest model ids (30 characters) with amounts that need six decimals to tell the
+    expected from the max fit 100 columns: columns are left out (the table says which, and
+    --wide shows them), never cut."""
+    names = ["gemini-2.5-flash-image-preview", "imagen-4.0-generate-001", "gpt-image-1-mini"]
+    path = make_queue(
+        *({"key": f"k{i}", "prompt": "a red fox", "model": m} for i, m in enumerate(names)),
+        {"key": "low", "prompt": "p", "model": "gpt-image-1", "quality": "low"},
+    )
+    for mode in ("both", "batch", "sync"):
+        result = cli("estimate", path, "--as-of", "2025-11-01", "--mode", mode)
+        assert result.code == 0, result.err
+        assert textkit.widest(result.out) <= 100, result.out
+        _, rows = textkit.table(result.out)
+        assert [row[0] for row in rows] == [*names[:1], names[1], "gpt-image-1", names[2], "TOTAL"]
+        wide = cli("estimate", path, "--as-of", "2025-11-01", "--mode", mode, "--wide")
+        assert "left out to fit" not in wide.out
+    both = cli("estimate", path, "--as-of", "2025-11-01")
+    header, rows = textkit.table(both.out)
+    assert header[-1] == "batch expected-max"
+    assert rows[0][-1] == "$0.019350-$0.019351"  # equal at fewer decimals: they are not
+    assert (
+        "(left out to fit 100 columns: sync expected-max; --wide shows every column)"
+        in both.out.splitlines()
+    )
 
 
 def test_csv_output(cli: Cli, examples_dir: Path) -> None:
@@ -952,15 +1048,113 @@ def test_csv_output(cli: Cli, examples_dir: Path) -> None:
     assert sum(Decimal(r[column]) for r in rows) == Decimal("0.54122325")
 
 
+@pytest.mark.parametrize(
+    ("mode", "money"),
+    [
+        pytest.param(
+            "batch", ["batch_unit_usd", "batch_expected_usd", "batch_max_usd"], id="batch"
+        ),
+        pytest.param("sync", ["sync_unit_usd", "sync_expected_usd", "sync_max_usd"], id="sync"),
+    ],
+)
+def test_csv_output_honours_mode(cli: Cli, examples_dir: Path, mode: str, money: list[str]) -> None:
+    """`--output csv --mode batch|sync` has that mode's columns only, with the same figures."""
+    catalog = examples_dir / "catalog.jsonl"
+    both = cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--output", "csv")
+    one = cli("estimate", catalog, "--as-of", CATALOG_AS_OF, "--output", "csv", "--mode", mode)
+    assert one.code == 0
+    header, *rows = [line.split(",") for line in one.out.splitlines()]
+    assert header == [
+        "provider",
+        "model",
+        "size",
+        "quality",
+        "rate_card",
+        "requests",
+        "images",
+        *money,
+    ]
+    full_header, *full_rows = [line.split(",") for line in both.out.splitlines()]
+    picked = [full_header.index(name) for name in header]
+    assert rows == [[row[i] for i in picked] for row in full_rows]
+
+
+def test_markdown_output_is_a_pull_request_comment(cli: Cli, examples_dir: Path) -> None:
+    """`--output markdown`: a heading, what was priced, a GitHub table of every column with a
+    bold TOTAL, the budget verdict, and the assumed figures folded; `$` escaped throughout."""
+    catalog = examples_dir / "catalog.jsonl"
+    args = ["estimate", catalog, "--as-of", README_AS_OF, "--output", "markdown"]
+    result = cli(*args, "--max-usd", "1")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    blocks = result.out.rstrip("\n").split("\n\n")
+    assert blocks[0] == "### costguard estimate"
+    assert blocks[1] == (
+        f"`{catalog}` (costguard format): 12 requests, 13 images, priced as of 2026-11-26 "
+        "(rate cards gemini/2026-11-26, openai/2026-11-26)."
+    )
+    head, align, *rows = blocks[2].splitlines()
+    assert head == (
+        "| provider | model | size | quality | requests | images | batch \\$/image | "
+        "batch expected | batch max | sync \\$/image | sync expected | sync max | batch saves |"
+    )
+    assert align == "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    assert rows[0] == (
+        "| gemini | gemini-3-pro-image | 4K | - | 1 | 1 | \\$0.12 | \\$0.12 | \\$0.14 | "
+        "\\$0.24 | \\$0.24 | \\$0.29 | \\$0.12 |"
+    )
+    assert rows[-1] == (
+        "| **TOTAL** |  |  |  | **12** | **13** |  | **\\$0.54** | **\\$0.58** |  | "
+        "**\\$1.08** | **\\$1.15** | **\\$0.54** |"
+    )
+    assert blocks[3] == ("**Within budget**: the batch maximum \\$0.58 fits --max-usd \\$1.00")
+    assert blocks[4].startswith("<details><summary>Assumed: these figures rest on card facts")
+    assert "- gemini-3-pro-image thinking tokens: 400 typical / 4,000 max" in blocks[5]
+    assert "$" not in result.out.replace("\\$", "")
+
+
+def test_markdown_over_budget_and_warnings(cli: Cli, make_queue: MakeQueue) -> None:
+    """Over --max-usd the comment says so and lists what would fit (exit 3, the advice also on
+    stderr); warnings become a GitHub alert; --mode batch shows that mode's columns only."""
+    path = make_queue({"key": "a", "prompt": "p", "model": "gemini-2.5-flash-image"})
+    args = ["estimate", path, "--as-of", "2026-09-15", "--output", "markdown", "--mode", "batch"]
+    result = cli(*args, "--max-usd", "0.01")
+    assert result.code == 3
+    assert result.err.startswith("over budget: the batch maximum $0.02 passes --max-usd $0.01 by")
+    blocks = result.out.split("\n\n")
+    assert blocks[2].splitlines()[0] == (
+        "| provider | model | size | quality | requests | images | batch \\$/image | "
+        "batch expected | batch max |"
+    )
+    verdict = blocks[3].splitlines()
+    assert verdict[0] == (
+        "**Over budget**: the batch maximum \\$0.02 passes --max-usd \\$0.01 by \\$0.0094"
+    )
+    assert verdict[1].startswith("- would fit: ")
+    assert blocks[4].splitlines() == [
+        "> [!WARNING]",
+        (
+            "> - model 'gemini-2.5-flash-image' shuts down on 2026-10-02 (in 17 days); use "
+            "gemini-3.1-flash-image or gemini-3.1-flash-lite-image"
+        ),
+    ]
+
+
 def test_imagen_has_no_batch_price(cli: Cli, make_queue: MakeQueue) -> None:
     """Imagen 4 with --mode both: batch shows n/a in the table and null in the JSON."""
     path = make_queue({"key": "a", "prompt": "p", "model": "imagen-4.0-generate-001", "n": 4})
     table = cli("estimate", path, "--as-of", "2026-06-01", "--mode", "both")
     assert table.code == 0
-    row = next(line for line in table.out.splitlines() if line.startswith("gemini"))
-    assert row.split()[6:] == ["n/a", "n/a", "n/a", "$0.04000", "$0.1600", "$0.1600", "n/a"]
-    total = next(line for line in table.out.splitlines() if line.startswith("TOTAL"))
-    assert total.split()[3:] == ["n/a", "n/a", "$0.1600", "$0.1600", "n/a"]
+    header, rows = textkit.table(table.out)
+    assert header[-2:] == ["batch expected-max", "sync expected-max"]
+    assert rows[0][-2:] == ["n/a", "$0.16-$0.16"]
+    assert rows[-1][0] == "TOTAL"
+    assert rows[-1][-2:] == ["n/a", "$0.16-$0.16"]
+    wide = cli("estimate", path, "--as-of", "2026-06-01", "--mode", "both", "--wide")
+    _, rows = textkit.table(wide.out)
+    assert rows[0][6:] == ["n/a", "n/a", "n/a", "$0.04", "$0.16", "$0.16", "n/a"]
+    assert rows[-1][6:] == ["", "n/a", "n/a", "", "$0.16", "$0.16", "n/a"]
+    assert "batch saves" not in table.out  # nothing to save: no batch tier
     payload = estimate_json(cli, path, "--as-of", "2026-06-01", "--mode", "both")
     assert payload["totals"] == {"sync": {"expected_usd": "0.16", "max_usd": "0.16"}, "batch": None}
     assert payload["batch_saving"] is None
@@ -1073,7 +1267,7 @@ def test_console_script_exit_codes(examples_dir: Path, tmp_path: Path) -> None:
         check=False,
     )
     assert over.returncode == 3
-    assert over.stderr.startswith("over budget: the batch maximum $0.5772")
+    assert over.stderr.startswith("over budget: the batch maximum $0.58 passes")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"key": "a"}\n', encoding="utf-8")
     refused = subprocess.run(
@@ -1085,3 +1279,115 @@ def test_console_script_exit_codes(examples_dir: Path, tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert refused.stdout == ""
     assert f"{bad}:1: prompt: missing" in refused.stderr
+
+
+# A queue on stdin ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def stdin(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> Callable[[bytes], None]:
+    """Factory: make `data` the CLI's stdin, through a real pipe (not seekable, read once)."""
+
+    def feed(data: bytes) -> None:
+        read_fd, write_fd = os.pipe()
+
+        def write() -> None:
+            with os.fdopen(write_fd, "wb") as pipe:
+                pipe.write(data)
+
+        threading.Thread(target=write, daemon=True).start()
+        reader = io.TextIOWrapper(os.fdopen(read_fd, "rb"))
+        request.addfinalizer(reader.close)
+        monkeypatch.setattr(sys, "stdin", reader)
+
+    return feed
+
+
+def test_a_queue_on_stdin_prices_like_the_file(
+    cli: Cli, examples_dir: Path, stdin: Callable[[bytes], None]
+) -> None:
+    """`estimate -` reads the queue from stdin: same figures, named `<stdin>`."""
+    catalog = examples_dir / "catalog.jsonl"
+    stdin(catalog.read_bytes())
+    piped = estimate_json(cli, "-", "--as-of", CATALOG_AS_OF)
+    from_file = estimate_json(cli, catalog, "--as-of", CATALOG_AS_OF)
+    assert piped["queue"] == "<stdin>"
+    assert totals(piped) == totals(from_file)
+    stdin(catalog.read_bytes())
+    table = cli("estimate", "-", "--as-of", CATALOG_AS_OF).out
+    assert "<stdin> (costguard format), priced as of 2026-11-24" in table
+
+
+@pytest.mark.parametrize("fmt", ["gemini", "openai"])
+def test_the_format_on_stdin_is_detected_past_blank_lines(
+    cli: Cli, make_queue: MakeQueue, stdin: Callable[[bytes], None], fmt: str
+) -> None:
+    """The lines read to detect the format (blank ones, then the first) are priced too."""
+    lines = _gemini_lines() if fmt == "gemini" else _openai_lines()
+    path = make_queue(*lines)
+    model = ("--model", "gemini-3.1-flash-image") if fmt == "gemini" else ()
+    stdin(b"\n\r\n" + path.read_bytes())
+    piped = estimate_json(cli, "-", "--as-of", AS_OF, *model)
+    assert piped["format"] == fmt
+    assert totals(piped) == totals(estimate_json(cli, path, "--as-of", AS_OF, *model))
+
+
+def test_bad_lines_on_stdin_are_named_stdin_and_line(
+    cli: Cli, stdin: Callable[[bytes], None]
+) -> None:
+    """Errors name `<stdin>:LINE`, exit 2, nothing priced."""
+    good = {"key": "a", "prompt": "a fox", "model": "gpt-image-2"}
+    stdin(b"\n".join(json.dumps(x).encode() for x in (good, {"key": "b"}, good)) + b"\n")
+    result = cli("estimate", "-", "--as-of", AS_OF)
+    assert result.code == 2
+    assert result.out == ""
+    assert result.err.splitlines() == [
+        "error: <stdin>:2: prompt: missing",
+        (
+            "error: <stdin>:3: key: duplicate key 'a' (first used on line 1); results are "
+            "matched by key, so keys must be unique"
+        ),
+        "2 bad lines; nothing was priced",
+    ]
+
+
+def test_relative_image_paths_on_stdin_are_relative_to_the_current_folder(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdin: Callable[[bytes], None]
+) -> None:
+    """A queue on stdin has no folder of its own: `images` paths start from the current one."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "in.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    line = {"key": "a", "prompt": "retouch", "model": "gpt-image-2", "images": ["in.png"]}
+    monkeypatch.chdir(here)
+    stdin(json.dumps(line).encode() + b"\n")
+    assert cli("estimate", "-", "--as-of", AS_OF).code == 0
+    monkeypatch.chdir(tmp_path)
+    stdin(json.dumps(line).encode() + b"\n")
+    result = cli("estimate", "-", "--as-of", AS_OF)
+    assert result.code == 2
+    assert result.err.startswith("error: <stdin>:1: images[0]: input image not found: in.png")
+
+
+def test_over_budget_on_stdin_still_counts_the_first_requests_that_fit(
+    examples_dir: Path,
+) -> None:
+    """A pipe is read once; how many first requests fit is counted in that same pass."""
+    catalog = (examples_dir / "catalog.jsonl").read_bytes()
+    args = ["estimate", "-", "--as-of", CATALOG_AS_OF, "--max-usd", "0.30"]
+    done = subprocess.run(
+        [sys.executable, "-m", "costguard", *args], input=catalog, capture_output=True, check=False
+    )
+    assert done.returncode == 3
+    lines = done.stderr.decode().splitlines()
+    assert lines[0] == "over budget: the batch maximum $0.58 passes --max-usd $0.30 by $0.28"
+    assert "  would fit: the first 5 requests (max $0.21)" in lines
+    json_run = subprocess.run(
+        [sys.executable, "-m", "costguard", *args, "--output", "json"],
+        input=catalog,
+        capture_output=True,
+        check=False,
+    )
+    assert json.loads(json_run.stdout)["budget"]["first_requests_that_fit"] == 5

@@ -502,7 +502,7 @@ def test_text_with_nul_characters_is_refused_on_both(ledger: Ledger) -> None:
         ({"usd": Decimal("-1")}, "usd must be a finite amount >= 0"),
         ({"usd": Decimal("NaN")}, "usd must be a finite amount >= 0"),
         ({"usd": Decimal("Infinity")}, "usd must be a finite amount >= 0"),
-        ({"usd": Decimal("1e309")}, r"usd must be at most \$1000000000\.00, got 1E\+309"),
+        ({"usd": Decimal("1e309")}, r"usd must be at most \$1,000,000,000\.00, got 1E\+309"),
         ({"usd": Decimal("5"), "period": "year"}, "unknown period 'year'"),
         ({"usd": Decimal("5"), "name": " "}, "budget name must be a non-empty string"),
         (
@@ -573,7 +573,10 @@ def test_refused_run_is_recorded_but_holds_nothing(budgeted: Ledger) -> None:
     refused = admit(budgeted, "r2", "45.25")
     assert not refused.admitted
     assert (refused.remaining, refused.shortfall) == (Decimal("30"), Decimal("15.25"))
-    assert "budget 'default' ($100.0000) has $30.0000 left this month" in refused.reason
+    assert refused.reason.startswith(
+        "needs $45.25, but budget 'default' ($100.00) has $30.00 left this month "
+    )
+    assert refused.reason.endswith("; short by $15.25")
     run = budgeted.run("r2")
     assert run is not None
     assert (run.status, run.reserved, run.counted) == ("refused", Decimal("0"), Decimal("0"))
@@ -585,7 +588,20 @@ def test_max_usd_refuses_even_without_a_budget(ledger: Ledger) -> None:
     refused = admit(ledger, "r1", "12", max_usd=Decimal("10"))
     assert not refused.admitted
     assert (refused.remaining, refused.shortfall) == (None, Decimal("2"))
-    assert "more than max_usd $10.0000" in refused.reason
+    assert refused.reason == "needs $12.00, more than max_usd $10.00 by $2.00"
+
+
+def test_a_reason_never_shows_two_different_amounts_alike(budgeted: Ledger) -> None:
+    """The amounts of one reason are formatted together: a need a thousandth under the limit
+    and max_usd does not read `$100.00 of the $100.00`; the limits show as they were set."""
+    fits = admit(budgeted, "r1", "99.999", max_usd=Decimal("100"))
+    assert fits.admitted
+    assert fits.reason == (
+        "fits: needs $99.999 of the $100.000 budget 'default' has left this month "
+        "(2026-03-01 to 2026-03-31 UTC) (max_usd $100.000)"
+    )
+    over = admit(budgeted, "r2", "0.0015", max_usd=Decimal("0.001"))
+    assert over.reason.startswith("needs $0.0015, more than max_usd $0.0010 by $0.00050")
 
 
 def test_shortfall_is_the_larger_of_both_misses(budgeted: Ledger) -> None:
@@ -1030,7 +1046,7 @@ def test_a_rehearsal_gets_the_real_decision_but_counts_as_no_real_money(budgeted
     budgeted.record_spend("real", "p1", Decimal("20"), at=MAR)
     too_big = admit(budgeted, "rehearsal-big", "71", rehearsal=True)
     assert not too_big.admitted
-    assert too_big.reason.startswith("needs $71.0000, but budget 'default' ($100.0000) has $70")
+    assert too_big.reason.startswith("needs $71.00, but budget 'default' ($100.00) has $70.00")
     assert too_big.reason.endswith("; a rehearsal: nothing real is reserved or spent")
     fits = admit(budgeted, "rehearsal", "60", rehearsal=True)
     assert fits.admitted
@@ -1052,7 +1068,7 @@ def test_open_rehearsals_see_each_others_reservations(budgeted: Ledger) -> None:
     assert admit(budgeted, "rehearsal-1", "60", rehearsal=True).admitted
     second = admit(budgeted, "rehearsal-2", "60", rehearsal=True)
     assert not second.admitted
-    assert "has $40.0000 left" in second.reason
+    assert "has $40.00 left" in second.reason
     assert admit(budgeted, "real", "100").admitted  # rehearsals hold nothing real
     budgeted.release("real", at=MAR, reason="test")
     budgeted.settle("rehearsal-1", status="collected", at=MAR)

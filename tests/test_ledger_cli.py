@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import textkit
 from costguard.ledger import MIGRATIONS, open_ledger
 from costguard.ledger import postgres as pg_backend
 from costguard.ledger import sqlite as sqlite_backend
@@ -108,36 +109,32 @@ def test_migrate_refuses_a_ledger_from_a_newer_costguard(
 
 
 def test_history_table_lists_every_run_oldest_first(filled: str, cli: Callable[..., Any]) -> None:
-    """The table has estimate, reserved, actual, status and rate cards, and a total line."""
+    """The table has estimate, reserved, actual and status (--wide: the rate cards), and a
+    total line."""
     result = cli("ledger", "history")
     assert result.code == 0, result.err
-    lines = result.out.splitlines()
-    assert lines[0].split() == [
+    header, rows = textkit.table(result.out)
+    assert header == [
         "run",
-        "created",
-        "(UTC)",
+        "created (UTC)",
         "owner",
         "budget",
         "status",
         "estimate",
         "reserved",
         "actual",
-        "rate",
-        "cards",
     ]
-    assert [line.split()[0] for line in lines[2:5]] == ["r-ana", "r-big", "r-free"]
-    assert lines[2].split()[3:] == [
-        "ana",
-        "team-covers",
-        "collected",
-        "$10.0000",
-        "$0.0000",
-        "$8.1250",
-        "openai/2026-01-01",
-    ]
-    assert lines[3].split()[3:7] == ["ci:nightly", "team-covers", "refused", "$60.0000"]
-    assert lines[4].split()[3:6] == ["ana", "-", "open"]
-    assert lines[5] == (f"3 runs; estimated $13.0000 (admitted), actual $8.2030; ledger {filled}")
+    assert [row[0] for row in rows] == ["r-ana", "r-big", "r-free"]
+    assert rows[0][2:] == ["ana", "team-covers", "collected", "$10.00", "$0.00", "$8.13"]
+    assert rows[1][2:6] == ["ci:nightly", "team-covers", "refused", "$60.00"]
+    assert rows[2][2:5] == ["ana", "-", "open"]
+    total = f"3 runs; estimated $13.00 (admitted), actual $8.20; ledger {filled}"
+    assert textkit.unwrap(result.out)[5] == total
+    assert textkit.widest(result.out) <= 100 or len(total) > 100
+    wide = cli("ledger", "history", "--wide")
+    header, rows = textkit.table(wide.out)
+    assert header[-1] == "rate cards"
+    assert rows[0][-1] == "openai/2026-01-01"
 
 
 def test_history_json_is_exact_and_complete(filled: str, cli: Callable[..., Any]) -> None:
@@ -167,7 +164,7 @@ def test_history_json_is_exact_and_complete(filled: str, cli: Callable[..., Any]
         "close_reason": "",
         "rehearsal": False,
     }
-    assert first["reason"].startswith("fits: needs $10.0000")
+    assert first["reason"].startswith("fits: needs $10.00")
     free = document["runs"][2]
     assert (free["reserved_usd"], free["actual_usd"], free["parts"]) == ("2.922", "0.078", 2)
 

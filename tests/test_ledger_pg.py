@@ -212,7 +212,7 @@ def test_connection_lost_during_commit_is_retried_without_reserving_twice(
     admission = ledger.admit("r1", Decimal("60"), owner="t", at=MAR)
     assert admission.admitted
     assert not admission.existing
-    assert admission.reason.startswith("fits: needs $60.0000")
+    assert admission.reason.startswith("fits: needs $60.00 of the $100.00 budget")
     assert admission.remaining == Decimal("100")
     assert runs_in(pg_url) == [("r1", "open", "60")]
     assert ledger.status(at=MAR).remaining == Decimal("40")

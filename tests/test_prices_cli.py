@@ -83,7 +83,7 @@ def test_imagen_shows_no_batch_price(cli: Cli) -> None:
     table = cli("prices", "--model", "imagen-4.0-generate-001", "--as-of", "2026-06-01")
     assert table.code == 0
     body = table.out.splitlines()[2:]
-    assert [line.split()[-2:] for line in body] == [["$0.04000", "n/a"], ["$0.04000", "n/a"]]
+    assert [line.split()[-2:] for line in body] == [["$0.04", "n/a"], ["$0.04", "n/a"]]
 
 
 def test_prices_csv(cli: Cli) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import textkit
 from costguard.errors import RateCardError
 from costguard.pricing.engine import RateBook, output_image_tokens
 from costguard.pricing.loader import load_card
@@ -301,8 +302,8 @@ def test_newest_models_are_priced_and_say_what_is_assumed(cli: Cli, make_queue: 
         ("gpt-image-2.6-sunburst", "output_image_tokens"),
     ]
     table = cli("estimate", path, "--as-of", TODAY.isoformat())
-    assumed = [line for line in table.out.splitlines() if line.startswith("assumed:")]
-    assert len(assumed) == 1  # one line, naming every fact
+    assumed = [line for line in textkit.unwrap(table.out) if line.startswith("assumed:")]
+    assert len(assumed) == 1  # one note (wrapped to 100 columns), naming every fact
     assert "gpt-image-2.6-sunburst output image tokens: gpt-image-2's token rule" in assumed[0]
     assert "gpt-image-2.5-flare output image tokens" in assumed[0]
 

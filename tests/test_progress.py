@@ -28,7 +28,7 @@ import pytest
 
 import costguard
 from costguard.ledger import open_ledger
-from costguard.money import usd
+from costguard.money import usd_together
 from costguard.pricing.engine import RateBook
 from costguard.providers.base import Provider
 from costguard.providers.gemini import GeminiProvider
@@ -124,7 +124,7 @@ def test_off_a_terminal_a_line_comes_on_every_state_change_and_every_interval(
     assert any(partly.match(text) for text in texts)
     runs = [text for text in texts if text.startswith(f"run {summary.run_id}: ")]
     assert len(runs) >= 10
-    reserved = f"spent $0.0000 of {usd(summary.estimate_max)} reserved"
+    reserved = "spent {} of {} reserved".format(*usd_together(Decimal(0), summary.estimate_max))
     assert all(reserved in text for text in runs)
     assert any(re.search(r"; eta \d+:\d\d:\d\d$", text) for text in runs)
 
@@ -144,9 +144,9 @@ def test_the_interval_is_the_reporters_and_unknown_counts_say_so() -> None:
     assert printed == [
         "[0:00:00] p-1: running (JOB_STATE_RUNNING), ? done, ? failed of 3",
         "[0:00:05] p-1: running (JOB_STATE_RUNNING), ? done, ? failed of 3",
-        "[0:00:05] run run-1: 1 running; ? done, ? failed of 3; spent $0.0000 of $2.0000 reserved",
+        "[0:00:05] run run-1: 1 running; ? done, ? failed of 3; spent $0.00 of $2.00 reserved",
         "[0:00:11] p-1: running (JOB_STATE_RUNNING), ? done, ? failed of 3",
-        "[0:00:11] run run-1: 1 running; ? done, ? failed of 3; spent $0.0000 of $2.0000 reserved",
+        "[0:00:11] run run-1: 1 running; ? done, ? failed of 3; spent $0.00 of $2.00 reserved",
         "[0:00:12] p-1: succeeded (JOB_STATE_RUNNING), ? done, ? failed of 3",
     ]
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
+import textkit
 from costguard.ledger import Ledger, open_ledger
-from costguard.money import usd
+from costguard.money import usd, usd_together
 from costguard.pricing.engine import RateBook
 from costguard.queue.reader import NO_DEFAULTS
 from costguard.resources import home_dir
@@ -78,7 +79,15 @@ def runs_dirs(home: Path) -> list[Path]:
 def saving_line(out: Path, book: RateBook, actual: Decimal) -> str:
     """The `batch saved` line the report must print for a batch run's manifest."""
     sync = sum((token_price(book, line, "standard") for line in manifest(out)), Decimal(0))
-    return f"batch saved {usd(sync - actual)} against sync ({usd(sync)})"
+    saved, full = usd_together(sync - actual, sync)
+    return f"batch saved {saved}: sync would have cost {full} for the same requests"
+
+
+def cost_line(cli: Callable[..., Any], run: str, actual: Decimal) -> str:
+    """The `cost:` line the report must print: actual, expected and max shown together."""
+    estimate = json.loads(cli("status", run, "--output", "json").out)["estimate"]
+    shown = usd_together(actual, Decimal(estimate["expected_usd"]), Decimal(estimate["max_usd"]))
+    return f"cost: actual {shown[0]} against an estimate of {shown[1]} expected, {shown[2]} max"
 
 
 # --- every scenario, both providers in one queue --------------------------------------------
@@ -114,7 +123,7 @@ def test_run_reports_exit_code_cost_and_saving_per_scenario(
         f"{s} {list(expected.values()).count(s)}" for s in sorted(set(expected.values()))
     )
     assert f"run {rid}: {counts}" in result.out
-    assert f"cost: actual {usd(actual)} against an estimate of" in result.out
+    assert cost_line(cli, rid, actual) in result.out.splitlines()
     if actual:
         assert saving_line(out, shipped_book, actual) in result.out
     retried = [k for k, s in expected.items() if s not in ("ok", "refused")]
@@ -363,7 +372,9 @@ def test_sync_mode_says_what_batch_would_have_saved(
     lines = manifest(out)
     actual = sum((token_price(shipped_book, line, "standard") for line in lines), Decimal(0))
     batch = sum((token_price(shipped_book, line, "batch") for line in lines), Decimal(0))
-    assert f"batch would have saved {usd(actual - batch)} ({usd(batch)})" in result.out
+    assert batch * 2 == actual  # the cards price batch at half the standard rates
+    shown, paid = usd_together(batch, actual)
+    assert f"batch would have cost {shown} (half of the {paid} paid)" in result.out.splitlines()
     assert "batch saved" not in result.out
     run = ledger.run(run_id(queue, str(sc), mode="sync"))
     assert run is not None
@@ -390,7 +401,8 @@ def test_over_max_usd_exits_3_and_sends_nothing(
     result = cli("run", queue, "--max-usd", "0.05", "--simulate", sc, *FAST)
     assert result.code == 3
     assert re.search(
-        r"over budget: the batch maximum [\d.]+ passes --max-usd 0\.05 by 0\.\d+", result.err
+        r"over budget: the batch maximum \$[\d.]+ passes --max-usd \$0\.05 by \$0\.\d+",
+        result.err,
     )
     assert "nothing was sent" in result.err
     assert runs_dirs(home) == []
@@ -408,7 +420,7 @@ def test_an_amount_past_the_maximum_exits_2_and_sends_nothing(
     assert result.code == 2
     assert result.err == (
         f"error: --max-usd: {max_usd!r} is not an amount in USD; give one from 0 to "
-        "$1000000000.00, like 500 or 12.50\n"
+        "$1,000,000,000.00, like 500 or 12.50\n"
     )
     assert runs_dirs(home) == []
     assert ledger.runs() == []
@@ -509,7 +521,7 @@ def test_the_implicit_default_budget_may_be_absent_and_the_summary_says_so(
     assert result.code == 0, result.err
     assert (
         "budget: admitted: no budget named 'default' is set, so only max_usd caps this run "
-        "(max_usd $5.0000); a rehearsal: nothing real is reserved or spent"
+        "(max_usd $5.00); a rehearsal: nothing real is reserved or spent"
     ) in result.out.splitlines()
 
 
@@ -541,7 +553,7 @@ def test_a_rehearsal_exercises_the_guard_but_never_counts_as_real_money(
     assert runs_csv.out.splitlines()[1:] == []
     history = cli("ledger", "history")
     assert "collected (rehearsal)" in history.out
-    assert "0 runs (and 1 rehearsal, not counted); estimated $0.0000" in history.out
+    assert "0 runs (and 1 rehearsal, not counted); estimated $0.00" in history.out
 
 
 def test_ledger_budget_short_exits_3_with_the_shortfall(
@@ -554,13 +566,14 @@ def test_ledger_budget_short_exits_3_with_the_shortfall(
     ledger.set_budget(usd=Decimal("0.05"), period="none")
     result = cli("run", queue, "--max-usd", "5", "--simulate", sc, *FAST)
     assert result.code == 3
-    match = re.search(
-        r"needs \$([\d.]+), but budget 'default' \(\$0\.0500\) has \$0\.0500 left "
-        r".*short by \$([\d.]+)",
-        result.err,
-    )
-    assert match, result.err
-    assert Decimal(match[1]) - Decimal("0.05") == Decimal(match[2])
+    estimate = json.loads(cli("estimate", queue, "--output", "json").out)
+    needed = Decimal(estimate["totals"]["batch"]["max_usd"])
+    limit = Decimal("0.05")
+    shown = usd_together(needed, limit, limit, needed - limit, given=[limit])
+    assert (
+        f"needs {shown[0]}, but budget 'default' ({shown[1]}) has {shown[2]} left in total; "
+        f"short by {shown[3]}"
+    ) in result.err
     assert runs_dirs(home) == []
     assert [(r.status, r.counted) for r in ledger.runs()] == [("refused", 0)]
 
@@ -733,6 +746,83 @@ def test_detach_then_status_runs_and_collect(
     run = ledger.run(rid)
     assert run is not None
     assert (run.status, run.parts) == ("collected", 4)
+
+
+def test_runs_lists_ok_and_not_ok_counts_and_the_actual_cost(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """`costguard runs` shows per run how many requests came back ok and not ok (a run whose
+    jobs all failed is `collected` with 0 ok) and what it cost (the ledger's spend), within
+    100 columns; the JSON has the same as `ok`, `not_ok` and `actual_usd`."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    ran = {}
+    for scenario in ("refusals", "failed"):
+        sc = scenario_file(tmp_path / "sc", scenario)
+        out = tmp_path / scenario
+        result = cli("run", queue, "--max-usd", "5", "--simulate", sc, "--out", out, *FAST)
+        assert result.code == 7, result.err
+        ran[run_id(queue, str(sc))] = manifest(out)
+    listed = cli("runs")
+    assert listed.code == 0
+    assert textkit.widest(listed.out) <= 100
+    wide = cli("runs", "--wide")
+    header, _ = textkit.table(wide.out)
+    assert header == [
+        "run",
+        "created (UTC)",
+        "status",
+        "mode",
+        "requests",
+        "ok",
+        "not ok",
+        "actual",
+        "max",
+        "queue",
+    ]
+    header, table = textkit.table(listed.out)
+    shown = ["run", "status", "mode", "requests", "ok", "not ok", "actual", "max"]
+    rows = [[row[header.index(name)] for name in shown] for row in table]
+    as_json = {r["run"]: r for r in json.loads(cli("runs", "--output", "json").out)}
+    for row in rows:
+        lines = ran[row[0]]
+        ok = sum(1 for line in lines if line["status"] == "ok")
+        run = ledger.run(row[0])
+        assert run is not None
+        assert row[1:6] == ["collected", "batch (sim)", "12", f"{ok}", f"{12 - ok}"]
+        maximum = Decimal(as_json[row[0]]["max_usd"])
+        assert row[6:8] == usd_together(run.spent, maximum)
+        assert (as_json[row[0]]["ok"], as_json[row[0]]["not_ok"]) == (ok, 12 - ok)
+        assert Decimal(as_json[row[0]]["actual_usd"]) == run.spent
+    failed = next(row for row in rows if row[4] == "0")
+    assert (failed[1], failed[5]) == ("collected", "12")
+
+
+def test_status_shows_money_by_the_display_rule(
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
+) -> None:
+    """`status` shows the estimate and each part's cost as every other command does (to the
+    cent, never two different amounts alike), not the journal's exact strings; within 100
+    columns the provider's state is left out (--wide shows it)."""
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, MIXED)
+    sc = scenario_file(tmp_path / "sc", "succeeded")
+    result = cli("run", queue, "--max-usd", "5", "--simulate", sc, "--out", tmp_path / "o", *FAST)
+    assert result.code == 0, result.err
+    rid = run_id(queue, str(sc))
+    journal = RunDir(home_of(tmp_path) / "runs" / rid).load()
+    shown = cli("status", rid)
+    expected, maximum = usd_together(
+        Decimal(journal.estimate["expected_usd"]), Decimal(journal.estimate["max_usd"])
+    )
+    assert f"estimate: expected {expected}, max {maximum}" in shown.out.splitlines()
+    header, rows = textkit.table(shown.out)
+    assert header == ["part", "requests", "job", "state", "cost"]
+    assert [row[-1] for row in rows] == [usd(Decimal(p.cost_usd or "0")) for p in journal.parts]
+    wide = cli("status", rid, "--wide")
+    header, rows = textkit.table(wide.out)
+    assert header == ["part", "requests", "job", "state", "provider state", "cost"]
+    assert {row[4] for row in rows} == {"succeeded"}
 
 
 def test_timeout_exits_6_with_the_collect_hint(
@@ -1038,3 +1128,17 @@ def test_a_misspelt_scenario_after_simulate_is_named(
     assert not (tmp_path / "costguard-out").exists()
     ran = cli("run", "--simulate", queue, "--max-usd", "1", *FAST, "--out", tmp_path / "o")
     assert ran.code == 0, ran.err
+
+
+def test_run_refuses_a_queue_on_stdin_in_one_line(
+    cli: Callable[..., Any], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run -` is exit 2 before stdin is read: a run must re-read its queue file later."""
+    monkeypatch.setattr(sys, "stdin", None)  # reading it would fail the test loudly
+    result = cli("run", "-", "--max-usd", "1", "--simulate")
+    assert result.code == 2
+    assert result.err.strip() == (
+        "error: run reads a queue file, not stdin ('-'): a run re-reads its queue to resume, "
+        "collect and retry; save it first (... > queue.jsonl) and run that file"
+    )
+    assert runs_dirs(home) == []

@@ -28,7 +28,7 @@ from costguard.errors import (
     UsageError,
 )
 from costguard.ledger import Ledger, SqliteLedger, open_ledger
-from costguard.money import usd
+from costguard.money import usd_together
 from costguard.pricing.engine import RateBook
 from costguard.providers.base import Provider
 from costguard.providers.gemini import GeminiProvider
@@ -425,7 +425,7 @@ def test_over_max_usd_sends_nothing_and_reserves_nothing(
     with simulate("succeeded", time_scale=0) as sim:
         runner, _ = make_runner(sim)
         opts = options(queue, tmp_path / "out", max_usd=Decimal("0.01"))
-        with pytest.raises(BudgetExceededError, match=r"passes --max-usd 0\.01 by 0\.\d+"):
+        with pytest.raises(BudgetExceededError, match=r"passes --max-usd \$0\.01 by \$0\.\d+"):
             runner.start(opts)
     assert sim.calls.count() == 0
     assert (sim.jobs, sim.uploads) == ([], [])
@@ -477,7 +477,17 @@ def test_a_finished_runs_actual_cost_counts_for_the_next_run(
         assert ledger.status(at=dt.datetime.now(tz=dt.UTC)).remaining == left
         assert maxima[2] > left
         with pytest.raises(
-            BudgetExceededError, match=re.escape(f"short by {usd(maxima[2] - left)}")
+            BudgetExceededError,
+            match=re.escape(
+                "short by "
+                + usd_together(
+                    maxima[2],
+                    one.actual + maxima[1],
+                    left,
+                    maxima[2] - left,
+                    given=[one.actual + maxima[1]],
+                )[3]
+            ),
         ):
             runner.start(options(third, tmp_path / "o3"))
     assert len(sim.jobs) == 3

@@ -479,3 +479,90 @@ def test_gemini_bodies_over_their_limits_are_refused_before_reading() -> None:
     assert json.loads(body)["error"]["message"] == (
         "Request payload size exceeds the limit: 20971520 bytes."
     )
+
+
+# -- readiness for programs: --output json and --ready-file ----------------------------------
+
+
+def test_output_json_is_one_line_once_listening_and_nothing_else_on_stdout(
+    tmp_path: Path,
+) -> None:
+    """`serve --output json` prints one JSON line (url, SDK base URLs, pid) once it listens;
+    --log lines then go to stderr, so stdout stays machine-readable."""
+    state = tmp_path / "sim.json"
+    with subprocess.Popen(
+        [*costguard_command(), "simulate", "serve", "--port", "0", "--output", "json", "--log",
+         "--state", str(state), "--scenario", "expired"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        ready = json.loads(proc.stdout.readline())
+        answer = httpx2.get(f"{ready['openai_base_url']}/batches", headers=AUTH)
+        proc.send_signal(signal.SIGTERM)
+        rest, err = proc.communicate(timeout=20)
+    url = ready["url"]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
+    assert ready == {
+        "event": "listening",
+        "url": url,
+        "openai_base_url": f"{url}/v1",
+        "gemini_base_url": url,
+        "host": "127.0.0.1",
+        "port": int(url.rsplit(":", 1)[1]),
+        "pid": proc.pid,
+        "scenario": "expired",
+        "state": str(state),
+    }
+    assert answer.status_code == 200
+    assert rest == ""
+    assert "GET /v1/batches -> 200" in err
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_ready_file_appears_whole_once_listening_and_goes_when_stopped(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    """`--ready-file` replaces a stale file, holds {url, pid, ...} while the server listens,
+    and is removed when it stops."""
+    ready_file = tmp_path / "run" / "sim.ready"
+    ready_file.parent.mkdir()
+    ready_file.write_text('{"url": "http://127.0.0.1:1", "pid": 1}\n')
+    with subprocess.Popen(
+        [*costguard_command(), "simulate", "serve", "--port", "0", "--ready-file", str(ready_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        ready: dict[str, object] = {}
+        for _ in range(3000):
+            if ready_file.is_file():
+                ready = json.loads(ready_file.read_text())  # whole, or not there at all
+                if ready["pid"] == proc.pid:
+                    break
+            threading.Event().wait(0.01)
+        assert ready.get("pid") == proc.pid, ready
+        answer = httpx2.get(f"{ready['url']}/v1/batches", headers=AUTH)
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=20)
+    assert answer.status_code == 200
+    assert not ready_file.exists()
+    assert [p.name for p in ready_file.parent.iterdir()] == []
+    assert proc.returncode == (-signal.SIGTERM if stop == signal.SIGTERM else 130), err
+
+
+def test_a_ready_file_that_cannot_be_written_is_exit_2(tmp_path: Path) -> None:
+    """A --ready-file under a file (not a folder) stops the server with one line, exit 2."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = subprocess.run(
+        [*costguard_command(), "simulate", "serve", "--port", "0", "--ready-file",
+         str(blocker / "ready.json")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"costguard: --ready-file {blocker / 'ready.json'}: Not a directory"
+    ]

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import { GoogleGenAI } from '@google/genai';
@@ -11,21 +12,15 @@ import { renderGemini, renderOpenAI } from './pipeline.mjs';
 const PROMPTS = { fox: 'a red fox in the snow', owl: 'an owl at dusk', odd: 'a rude gesture [refuse]' };
 const RECORDING = fileURLToPath(new URL('../recordings/nightly', import.meta.url));
 
-/** Start `costguard simulate serve --port 0 ...args`; resolves once it prints its URL. */
-function simulator(t, ...args) {
-  const child = spawn(process.env.COSTGUARD ?? 'costguard', ['simulate', 'serve', '--port', '0', ...args], {
+/** Start `costguard simulate serve --port 0 ...args`; resolves to its URL once it listens. */
+async function simulator(t, ...args) {
+  const child = spawn(process.env.COSTGUARD ?? 'costguard', ['simulate', 'serve', '--port', '0', '--output', 'json', ...args], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   t.after(() => child.kill('SIGTERM'));
-  return new Promise((resolve, reject) => {
-    let output = '';
-    child.stdout.on('data', (chunk) => {
-      output += chunk;
-      const found = output.match(/listening on (http:\/\/\S+)/);
-      if (found) resolve(found[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`costguard simulate serve exited (${code}): ${output}`)));
-  });
+  // --output json: its first line on stdout is {"event": "listening", "url": ..., "pid": ...}
+  for await (const line of createInterface({ input: child.stdout })) return JSON.parse(line).url;
+  throw new Error('costguard simulate serve exited before listening (its error is above)');
 }
 
 function clients(baseUrl) {

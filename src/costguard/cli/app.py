@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard.cli import calibrate, estimate
+from costguard.cli import calibrate, estimate, helpfmt, housekeeping
 from costguard.cli import runs as run_cli
 from costguard.cli.budget import budget_app
 from costguard.cli.ledger import ledger_app
@@ -33,7 +33,8 @@ app = typer.Typer(
     ),
     epilog=f"Exit codes:\n\n\b\n{EXIT_HELP}",  # \b: click keeps the lines as they are
     no_args_is_help=True,
-    add_completion=False,
+    cls=helpfmt.Group,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -51,7 +52,9 @@ def _version(value: bool) -> None:
 def _root(
     _version_flag: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
     ] = False,
 ) -> None:
     """Plan, cap and rehearse the spend of bulk image generation."""
@@ -64,13 +67,18 @@ for _command in (
     run_cli.collect,
     run_cli.status,
     run_cli.cancel,
-    run_cli.runs,
     calibrate.calibrate,
 ):
     app.command()(_command)
+runs_app = typer.Typer(invoke_without_command=True, subcommand_metavar="[rm|prune ARGS...]")
+runs_app.callback()(run_cli.runs)
+runs_app.command("rm")(housekeeping.rm)
+runs_app.command("prune")(housekeeping.prune)
+app.add_typer(runs_app, name="runs")
 app.add_typer(budget_app, name="budget")
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(simulate_app, name="simulate")
+helpfmt.apply(app)  # QUEUE, USD, DIR in every --help, never <str> (after the last command)
 
 
 def _report(exc: CostguardError) -> None:

@@ -97,74 +97,79 @@ def _status_json(status: BudgetStatus) -> dict[str, object]:
 
 
 def _table(statuses: list[BudgetStatus]) -> str:
-    from tabulate import tabulate
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd_together
 
-    from costguard.money import usd
-
-    headers = [
-        "budget",
-        "limit",
-        "period",
-        "window (UTC)",
-        "reserved",
-        "spent",
-        "remaining",
-        "open runs",
+    columns = [
+        Column("budget"),
+        Column("limit", right=True),
+        Column("period"),
+        Column("window (UTC)"),
+        Column("reserved", right=True),
+        Column("spent", right=True),
+        Column("remaining", right=True),
+        Column("open runs", right=True),
     ]
-    rows = [
-        [
-            s.name,
-            usd(s.limit),
-            s.period,
-            _window(s),
-            usd(s.reserved),
-            usd(s.spent),
-            usd(s.remaining),
-            str(s.open_runs),
-        ]
-        for s in statuses
-    ]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    rows = []
+    for s in statuses:
+        limit, reserved, spent, remaining = usd_together(
+            s.limit, s.reserved, s.spent, s.remaining, given=[s.limit]
+        )
+        rows.append(
+            [s.name, limit, s.period, _window(s), reserved, spent, remaining, f"{s.open_runs:,}"]
+        )
+    return table.render(columns, rows)
 
 
 def _owner_table(statuses: list[BudgetStatus]) -> str:
     """Each budget's window split by owner (only owners with something reserved or spent)."""
-    from tabulate import tabulate
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd_together
 
-    from costguard.money import usd
-
-    headers = ["budget", "owner", "runs", "open runs", "reserved", "spent", "counted"]
+    columns = [
+        Column("budget"),
+        Column("owner"),
+        Column("runs", right=True),
+        Column("open runs", right=True),
+        Column("reserved", right=True),
+        Column("spent", right=True),
+        Column("counted", right=True),
+    ]
     rows = [
         [
             s.name,
             u.owner,
-            str(u.runs),
-            str(u.open_runs),
-            usd(u.reserved),
-            usd(u.spent),
-            usd(u.counted),
+            f"{u.runs:,}",
+            f"{u.open_runs:,}",
+            *usd_together(u.reserved, u.spent, u.counted),
         ]
         for s in statuses
         for u in s.owners
     ]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return table.render(columns, rows)
 
 
 @budget_app.command("set")
 def set_budget(
     *,
-    usd: Annotated[str, typer.Option("--usd", help="The limit in USD, e.g. 500 or 12.50.")],
+    usd: Annotated[
+        str, typer.Option("--usd", metavar="USD", help="The limit in USD, e.g. 500 or 12.50.")
+    ],
     period: Annotated[
         PeriodOpt, typer.Option(help="Window the limit applies to; none: in total.")
     ] = PeriodOpt.month,
-    name: Annotated[str, typer.Option(help="Budget name (runs charge `default`).")] = "default",
+    name: Annotated[
+        str, typer.Option(metavar="NAME", help="Budget name (runs charge `default`).")
+    ] = "default",
     ledger: LedgerOpt = None,
 ) -> None:
     """Create or change a budget: a limit in USD per period, shared by every run and process.
 
     Example: costguard budget set --usd 500 --period month
     """
-    from costguard.money import usd as show_usd
+    from costguard.money import usd_exact
 
     limit = parse_usd(usd, "--usd")
     if not name.strip():
@@ -173,7 +178,7 @@ def set_budget(
     with open_cli_ledger(ledger) as book:
         budget = book.set_budget(name, usd=limit, period=period.value)
         typer.echo(
-            f"budget {budget.name!r}: {show_usd(budget.limit)} {PERIOD_PHRASE[budget.period]} "
+            f"budget {budget.name!r}: {usd_exact(budget.limit)} {PERIOD_PHRASE[budget.period]} "
             f"(ledger {book.location})"
         )
 
@@ -181,11 +186,16 @@ def set_budget(
 @budget_app.command()
 def show(
     *,
-    name: Annotated[str | None, typer.Option(help="Only this budget (default: all).")] = None,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only this budget (default: all).")
+    ] = None,
     output: Annotated[ShowOutputOpt, typer.Option(help="table or json.")] = ShowOutputOpt.table,
     at: Annotated[
         str | None,
-        typer.Option(help="Show the windows containing this ISO date or time (UTC); default now."),
+        typer.Option(
+            metavar="WHEN",
+            help="Show the windows containing this ISO date or time (UTC); default now.",
+        ),
     ] = None,
     ledger: LedgerOpt = None,
 ) -> None:

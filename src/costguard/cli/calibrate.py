@@ -19,6 +19,7 @@ from costguard.cli.common import (
     PricingOpt,
     SinceOpt,
     SummaryOutput,
+    WideOpt,
     load_calibration,
     load_rate_book,
     open_calibration_ledger,
@@ -40,6 +41,7 @@ def calibrate(
     as_of: AsOfOpt = None,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     pricing: PricingOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Show what real runs reported using against the cards, and what calibrated estimates use.
 
@@ -80,13 +82,41 @@ def calibrate(
             "have collected requests"
         )
         return
-    from tabulate import tabulate
+    from costguard.cli.table import wrap
 
-    table = [
+    typer.echo(_table(rows, wide=wide))
+    rule = (
+        f"a figure needs {MIN_SAMPLES} requests (else the model's, else the card's); expected = "
+        f"median, max = the larger of p{PERCENTILE} x {MAX_MARGIN} and the largest seen; "
+        "units: thinking tokens per request, input_image tokens per input image, prompt "
+        "tokens per byte"
+    )
+    for line in wrap(rule, wide=wide):
+        typer.echo(line)
+
+
+def _table(rows: list[dict[str, Any]], *, wide: bool) -> str:
+    """Observed figures against the card's and what estimates use. To fit 100 columns (unless
+    --wide) where each figure comes from is left out first, then p99, then the card's figures."""
+    from costguard.cli import table
+    from costguard.cli.table import Column
+
+    columns = [
+        Column("model"),
+        Column("size"),
+        Column("fact"),
+        Column("requests", right=True),
+        Column("median", right=True),
+        Column("p99", right=True, drop=2),
+        Column("max", right=True),
+        Column("card", right=True, drop=1),
+        Column("estimates use", right=True),
+        Column("from", drop=3),
+    ]
+    cells = [
         [
             r["model"],
-            r["size"] or "all",
-            r["quality"] or "-",
+            " ".join(x for x in (r["size"] or "all", r["quality"]) if x),
             r["fact"],
             f"{r['samples']:,}",
             r["observed"]["median"],
@@ -98,15 +128,7 @@ def calibrate(
         ]
         for r in rows
     ]
-    headers = ["model", "size", "quality", "fact", "requests", "median", "p99", "max"]
-    headers += ["card", "estimates use", "from"]
-    typer.echo(tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True))
-    typer.echo(
-        f"a figure needs {MIN_SAMPLES} requests (else the model's, else the card's); expected = "
-        f"median, max = the larger of p{PERCENTILE} x {MAX_MARGIN} and the largest seen; "
-        "units: thinking tokens per request, input_image tokens per input image, prompt "
-        "tokens per byte"
-    )
+    return table.render(columns, cells, wide=wide)
 
 
 def _pair(figures: dict[str, str] | None) -> str:

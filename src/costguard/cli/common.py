@@ -6,8 +6,10 @@ option once; imports stay light (`--help` must not load pydantic models or YAML)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +22,7 @@ from costguard.money import MAX_USD, ZERO, usd_exact
 
 if TYPE_CHECKING:
     from costguard.ledger import Ledger
+    from costguard.ledger.journals import JournalStore
     from costguard.pricing.calibration import Calibration
     from costguard.pricing.engine import RateBook
 
@@ -51,6 +54,7 @@ PricingOpt = Annotated[
     list[Path] | None,
     typer.Option(
         "--pricing",
+        metavar="DIR",
         help="Extra rate-card folder (<provider>/<YYYY-MM-DD>.yaml); wins over shipped cards "
         "for the same provider and date. Repeatable. Also COSTGUARD_PRICING_DIR.",
     ),
@@ -58,7 +62,15 @@ PricingOpt = Annotated[
 AsOfOpt = Annotated[
     str | None,
     typer.Option(
-        "--as-of", help="Price with the cards in force on this date (YYYY-MM-DD). Default: today."
+        "--as-of",
+        metavar="DATE",
+        help="Price with the cards in force on this date (YYYY-MM-DD). Default: today.",
+    ),
+]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide", help="Show every column and note in full (tables fit 100 columns otherwise)."
     ),
 ]
 FormatOption = Annotated[
@@ -106,6 +118,7 @@ LedgerOpt = Annotated[
     str | None,
     typer.Option(
         "--ledger",
+        metavar="PATH|URL",
         help="Ledger file, or postgresql://... URL of a shared ledger (default: "
         "COSTGUARD_LEDGER_URL, else COSTGUARD_LEDGER, else <COSTGUARD_HOME>/ledger.sqlite3).",
     ),
@@ -152,6 +165,7 @@ SinceOpt = Annotated[
     str | None,
     typer.Option(
         "--since",
+        metavar="WHEN",
         help="From this ISO date or time (UTC), or a span back from now (7d, 12h, 2w).",
     ),
 ]
@@ -222,3 +236,58 @@ def require_ledger(location: str | None) -> None:
             "(give it with --ledger, COSTGUARD_LEDGER_URL or COSTGUARD_LEDGER)"
         )
         raise LedgerError(msg)
+
+
+@contextlib.contextmanager
+def shared_journals(location: str | None) -> Iterator[JournalStore | None]:
+    """The shared ledger's journal store (PostgreSQL), or None: journals are in the home."""
+    from costguard.cli.settings import Settings
+    from costguard.ledger import is_url
+
+    if not is_url(Settings().ledger_location(location)):
+        yield None
+        return
+    with open_cli_ledger(location) as book:
+        yield book.journals
+
+
+def resolve_run(text: str, store: JournalStore | None) -> str:
+    """The run id a RUN argument names: an id, a unique prefix of one, or `last`.
+
+    Raises:
+        UsageError: an ambiguous prefix (the runs it matches are named; exit 2).
+        LedgerError: no such run (exit 5).
+    """
+    from costguard.resources import home_dir
+    from costguard.run.catalog import resolve
+
+    return resolve(text, home_dir(), store)
+
+
+def complete_run(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of a RUN argument: this home's run ids (and `last`), newest first."""
+    from costguard.errors import CostguardError
+    from costguard.resources import home_dir
+    from costguard.run.catalog import LAST, journals
+
+    try:
+        found = [
+            (j.run_id, f"{j.status}, {j.created[:16].replace('T', ' ')}")
+            for j in journals(home_dir(), None)
+            if j.run_id.startswith(incomplete)
+        ]
+    except (CostguardError, OSError):  # completion never fails a shell: it offers nothing
+        found = []
+    last = [(LAST, "the most recent run")] if LAST.startswith(incomplete) else []
+    return [*found, *last]
+
+
+RunArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN",
+        help="Run id, a unique prefix of one (run-b507, b507), or `last` (see `costguard runs`).",
+        autocompletion=complete_run,
+        show_default=False,
+    ),
+]

@@ -6,7 +6,7 @@ Nothing here sends anything: both commands read the queue and the rate cards onl
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
+import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -20,6 +20,7 @@ from costguard.cli.common import (
     LedgerOpt,
     OutputOpt,
     PricingOpt,
+    WideOpt,
     calibration_for,
     load_rate_book,
     parse_as_of,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from costguard.pricing.engine import RateBook
     from costguard.pricing.schema import Mode, ModelCard
     from costguard.queue.estimate import QueueEstimate
+    from costguard.queue.reader import Format
 
 
 class ModeOpt(StrEnum):
@@ -41,6 +43,15 @@ class ModeOpt(StrEnum):
     both = "both"
 
 
+class EstimateOutput(StrEnum):
+    """--output for estimate: also Markdown, for a pull-request comment."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+    markdown = "markdown"
+
+
 class BudgetModeOpt(StrEnum):
     """Which mode's maximum --max-usd checks."""
 
@@ -49,24 +60,34 @@ class BudgetModeOpt(StrEnum):
 
 
 def estimate(
-    queue: Annotated[Path, typer.Argument(help="Queue file (JSONL) to price.")],
+    queue: Annotated[
+        Path,
+        typer.Argument(metavar="QUEUE", help="Queue file (JSONL) to price; - reads it from stdin."),
+    ],
     model: Annotated[
         str | None,
         typer.Option(
+            metavar="MODEL",
             help="Model for lines that name none (required for Gemini batch "
-            "format). Also COSTGUARD_DEFAULT_MODEL."
+            "format). Also COSTGUARD_DEFAULT_MODEL.",
         ),
     ] = None,
-    size: Annotated[str | None, typer.Option(help="Size for lines that name none.")] = None,
-    quality: Annotated[str | None, typer.Option(help="Quality for lines that name none.")] = None,
+    size: Annotated[
+        str | None, typer.Option(metavar="SIZE", help="Size for lines that name none.")
+    ] = None,
+    quality: Annotated[
+        str | None, typer.Option(metavar="QUALITY", help="Quality for lines that name none.")
+    ] = None,
     aspect_ratio: Annotated[
-        str | None, typer.Option(help="Aspect ratio for lines that name none.")
+        str | None, typer.Option(metavar="RATIO", help="Aspect ratio for lines that name none.")
     ] = None,
     mode: Annotated[ModeOpt, typer.Option(help="Which prices to show.")] = ModeOpt.both,
     as_of: AsOfOpt = None,
     max_usd: Annotated[
         str | None,
-        typer.Option("--max-usd", help="Budget: exit 3 unless the maximum cost fits it."),
+        typer.Option(
+            "--max-usd", metavar="USD", help="Budget: exit 3 unless the maximum cost fits it."
+        ),
     ] = None,
     budget_mode: Annotated[
         BudgetModeOpt,
@@ -74,9 +95,33 @@ def estimate(
     ] = BudgetModeOpt.batch,
     compare: Annotated[
         str | None,
-        typer.Option(help="Also price the queue on these models, comma-separated (M1,M2)."),
+        typer.Option(
+            metavar="M1,M2", help="Also price the queue on these models, comma-separated."
+        ),
     ] = None,
-    output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
+    output: Annotated[
+        EstimateOutput,
+        typer.Option(help="table, json, csv or markdown (a pull-request comment)."),
+    ] = EstimateOutput.table,
+    wide: WideOpt = False,
+    diff_base: Annotated[
+        Path | None,
+        typer.Option(
+            "--diff-base",
+            metavar="OLD_QUEUE",
+            help="Show what QUEUE adds or saves against OLD_QUEUE (the queue before a change), "
+            "per model, size and quality and in total; an empty OLD_QUEUE is a new queue.",
+        ),
+    ] = None,
+    base_as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--base-as-of",
+            metavar="DATE",
+            help="With --diff-base: price OLD_QUEUE with the cards in force on this date "
+            "(default: --as-of), to show what a rate-card change does.",
+        ),
+    ] = None,
     fmt: FormatOption = None,
     pricing: PricingOpt = None,
     calibrated: CalibratedOpt = None,
@@ -84,16 +129,22 @@ def estimate(
 ) -> None:
     """Price a queue before anything is sent: per model, size and quality, batch against sync.
 
-    Example: costguard estimate examples/catalog.jsonl --max-usd 5
-    """
-    from costguard.cli import render
-    from costguard.cli.settings import Settings
-    from costguard.money import usd, usd_exact
-    from costguard.queue.estimate import advise, price_queue
-    from costguard.queue.estimate import compare as compare_models
-    from costguard.queue.reader import Defaults
+    Examples: costguard estimate examples/catalog.jsonl --max-usd 5;
+    costguard estimate new.jsonl --diff-base old.jsonl --max-usd 50 --output markdown
 
+    A queue on stdin: make-queue | costguard estimate - (relative image paths are relative to
+    the current directory; errors name <stdin>:LINE).
+    """
+    from costguard.cli import diffs, render
+    from costguard.cli.settings import Settings
+    from costguard.queue.estimate import advise, price_base, price_queue
+    from costguard.queue.estimate import compare as compare_models
+    from costguard.queue.estimate import diff as diff_queues
+    from costguard.queue.reader import STDIN, Defaults
+
+    _check_diff_options(diff_base, base_as_of, output, compare)
     at = parse_as_of(as_of)
+    base_at = parse_as_of(base_as_of) if base_as_of is not None else at
     limit = parse_usd(max_usd, "--max-usd") if max_usd is not None else None
     book = load_rate_book(pricing)
     defaults = Defaults(
@@ -102,79 +153,118 @@ def estimate(
         quality=quality,
         aspect_ratio=aspect_ratio,
     )
+    budget_card_mode: Mode = "batch" if budget_mode is BudgetModeOpt.batch else "standard"
+    calibration = calibration_for(calibrated, ledger)
+    queue_format: Format | None = fmt.value if fmt else None
+    from_stdin = str(queue) == "-"
     priced = price_queue(
-        queue,
+        STDIN if from_stdin else queue,
         book,
         at,
         defaults=defaults,
-        fmt=fmt.value if fmt else None,
-        calibration=calibration_for(calibrated, ledger),
+        fmt=queue_format,
+        calibration=calibration,
+        stream=sys.stdin.buffer if from_stdin else None,
+        budget=(budget_card_mode, limit) if limit is not None else None,
     )
+    change = None
+    if diff_base is not None:
+        base = price_base(
+            diff_base, book, base_at, defaults=defaults, fmt=queue_format, calibration=calibration
+        )
+        change = diff_queues(base, priced)
     others = [m.strip() for m in (compare or "").split(",") if m.strip()]
     comparisons = compare_models(priced, book, at, others)
-    budget_card_mode: Mode = "batch" if budget_mode is BudgetModeOpt.batch else "standard"
     advice = (
         advise(priced, book, at, budget_card_mode, limit, defaults=defaults)
         if limit is not None
         else None
     )
-    if output is OutputOpt.json:
-        typer.echo(
-            render.estimate_json(
-                priced, budget=advice, budget_mode=budget_card_mode, comparisons=comparisons
-            )
+    modes = render.modes_for(mode.value)
+    shown_mode = modes[0] if len(modes) == 1 else budget_card_mode  # a change shows one mode
+    if change is not None:
+        text = diffs.show(change, book, output.value, shown_mode, advice, budget_card_mode, wide)
+    elif output is EstimateOutput.json:
+        text = render.estimate_json(
+            priced, budget=advice, budget_mode=budget_card_mode, comparisons=comparisons
         )
-    elif output is OutputOpt.csv:
-        typer.echo(render.estimate_csv(priced), nl=False)
+    elif output is EstimateOutput.csv:
+        text = render.estimate_csv(priced, modes)
+    elif output is EstimateOutput.markdown:
+        text = render.estimate_markdown(
+            priced, modes, comparisons=comparisons, budget=advice, budget_mode=budget_card_mode
+        )
     else:
-        typer.echo(
-            render.estimate_table(
-                priced, book, render.modes_for(mode.value), comparisons=comparisons
-            )
-        )
-    _calibration_on_stderr(priced, output)
-    if output is not OutputOpt.table:  # the table lists them; json and csv get them on stderr
-        for warning in priced.warnings:
-            typer.echo(f"warning: {warning}", err=True)
-        if priced.estimate.assumption_line:
-            typer.echo(priced.estimate.assumption_line, err=True)
+        text = render.estimate_table(priced, book, modes, comparisons=comparisons, wide=wide)
+    typer.echo(text, nl=not text.endswith("\n"))
+    _notes_on_stderr(priced, output)
     if advice is not None:
         if advice.decision.fits:
-            if output is OutputOpt.table:
-                typer.echo(
-                    f"within budget: the {budget_mode.value} maximum "
-                    f"{usd(advice.decision.needed)} fits --max-usd {usd_exact(limit or Decimal(0))}"
-                )
+            if output is EstimateOutput.table:
+                typer.echo(render.budget_line(advice, budget_card_mode))
         else:
             for line in render.advice_lines(advice, budget_card_mode):
                 typer.echo(line, err=True)
             raise typer.Exit(3)
 
 
-def _calibration_on_stderr(priced: QueueEstimate, output: OutputOpt) -> None:
-    """CSV has no room for `calibrated from N requests ...`: it goes to stderr (JSON and the
-    table carry it)."""
+def _check_diff_options(
+    diff_base: Path | None, base_as_of: str | None, output: EstimateOutput, compare: str | None
+) -> None:
+    """--base-as-of goes with --diff-base; a change is no CSV, and --compare prices one queue."""
+    if diff_base is None:
+        if base_as_of is not None:
+            raise UsageError("--base-as-of needs --diff-base OLD_QUEUE")
+        return
+    if output is EstimateOutput.csv:
+        raise UsageError("--diff-base shows a change as a table, json or markdown, not csv")
+    if compare:
+        raise UsageError("--compare prices one queue: leave out --diff-base, or --compare")
+
+
+def _notes_on_stderr(priced: QueueEstimate, output: EstimateOutput) -> None:
+    """JSON and CSV carry no prose: warnings and the assumed figures go to stderr, and for CSV
+    (which has no room for it) `calibrated from N requests ...` too. The table and Markdown
+    show them."""
     from costguard.cli import render
 
-    if output is OutputOpt.csv:
+    if output in (EstimateOutput.table, EstimateOutput.markdown):
+        return
+    if output is EstimateOutput.csv:
         for line in render.calibration_lines(priced):
             typer.echo(line, err=True)
+    for warning in priced.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if priced.estimate.assumption_line:
+        typer.echo(priced.estimate.assumption_line, err=True)
 
 
 def prices(
-    provider: Annotated[str | None, typer.Option(help="gemini or openai.")] = None,
-    model: Annotated[str | None, typer.Option(help="One model (id or alias).")] = None,
+    provider: Annotated[
+        str | None, typer.Option(metavar="PROVIDER", help="gemini or openai.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="One model (id or alias).")
+    ] = None,
     size: Annotated[
         str | None,
-        typer.Option(help="With --model: one size, any WxH the model accepts (e.g. 1536x864)."),
+        typer.Option(
+            metavar="SIZE",
+            help="With --model: one size, any WxH the model accepts (e.g. 1536x864).",
+        ),
     ] = None,
-    quality: Annotated[str | None, typer.Option(help="With --model: one quality.")] = None,
+    quality: Annotated[
+        str | None, typer.Option(metavar="QUALITY", help="With --model: one quality.")
+    ] = None,
     as_of: AsOfOpt = None,
     diff: Annotated[
         tuple[str, str] | None,
-        typer.Option(help="Show what changed between two dates: --diff DATE1 DATE2."),
+        typer.Option(
+            metavar="DATE1 DATE2", help="Show what changed between two dates (YYYY-MM-DD)."
+        ),
     ] = None,
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
+    wide: WideOpt = False,
     schema: Annotated[
         bool, typer.Option("--schema", help="Print the rate-card JSON schema.")
     ] = False,
@@ -208,7 +298,9 @@ def prices(
     book = load_rate_book(pricing)
     if diff is not None:
         _echo(
-            _prices_diff(book, parse_as_of(diff[0]), parse_as_of(diff[1]), provider, model, output)
+            _prices_diff(
+                book, parse_as_of(diff[0]), parse_as_of(diff[1]), provider, model, output, wide
+            )
         )
         return
     at = parse_as_of(as_of)
@@ -232,7 +324,7 @@ def prices(
     if not rows:
         msg = f"no models priced on {at}" + (f" for provider {provider!r}" if provider else "")
         raise UsageError(msg)
-    _echo(render.prices_table(rows, output.value))
+    _echo(render.prices_table(rows, output.value, wide=wide))
 
 
 def _size_for(model: ModelCard, size: str) -> str:
@@ -264,6 +356,7 @@ def _prices_diff(
     provider: str | None,
     model: str | None,
     output: OutputOpt,
+    wide: bool,
 ) -> str:
     from costguard.pricing.diff import diff_books
 
@@ -272,4 +365,4 @@ def _prices_diff(
 
     if not rows:
         return f"no price or lifecycle changes between {before} and {after}"
-    return render.prices_table(rows, output.value)
+    return render.prices_table(rows, output.value, wide=wide)

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from costguard.cli.common import LedgerOpt, OutputOpt, SinceOpt, open_cli_ledger, parse_moment
+from costguard.cli.common import (
+    LedgerOpt,
+    OutputOpt,
+    SinceOpt,
+    WideOpt,
+    open_cli_ledger,
+    parse_moment,
+)
 
 if TYPE_CHECKING:
     from costguard.ledger import Charge, Run
@@ -36,7 +43,8 @@ class ExportOpt(StrEnum):
 
 
 UntilOpt = Annotated[
-    str | None, typer.Option("--until", help="Before this ISO date or time (UTC).")
+    str | None,
+    typer.Option("--until", metavar="WHEN", help="Before this ISO date or time (UTC)."),
 ]
 
 
@@ -146,11 +154,22 @@ CHARGE_COLUMNS = [
 ]
 
 
-def _history_table(runs: list[Run]) -> str:
-    from tabulate import tabulate
+def _history_table(runs: list[Run], *, wide: bool) -> str:
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd_together
 
-    from costguard.money import usd
-
+    columns = [
+        Column("run"),
+        Column("created (UTC)"),
+        Column("owner"),
+        Column("budget"),
+        Column("status"),
+        Column("estimate", right=True),
+        Column("reserved", right=True),
+        Column("actual", right=True),
+        Column("rate cards", wide=True),
+    ]
     rows = [
         [
             r.run_id,
@@ -158,25 +177,12 @@ def _history_table(runs: list[Run]) -> str:
             r.owner,
             r.budget or "-",
             f"{r.status} (rehearsal)" if r.rehearsal else r.status,
-            usd(r.estimate),
-            usd(r.reserved),
-            usd(r.spent),
+            *usd_together(r.estimate, r.reserved, r.spent),
             ", ".join(r.meta.get("rate_cards") or []) or "-",
         ]
         for r in runs
     ]
-    headers = [
-        "run",
-        "created (UTC)",
-        "owner",
-        "budget",
-        "status",
-        "estimate",
-        "reserved",
-        "actual",
-        "rate cards",
-    ]
-    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+    return table.render(columns, rows, wide=wide)
 
 
 @ledger_app.command()
@@ -184,13 +190,18 @@ def history(
     *,
     since: SinceOpt = None,
     until: UntilOpt = None,
-    budget: Annotated[str | None, typer.Option(help="Only runs charged to this budget.")] = None,
-    owner: Annotated[str | None, typer.Option(help="Only runs with this owner.")] = None,
+    budget: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Only runs charged to this budget.")
+    ] = None,
+    owner: Annotated[
+        str | None, typer.Option(metavar="WHO", help="Only runs with this owner.")
+    ] = None,
     output: Annotated[OutputOpt, typer.Option(help="table, json or csv.")] = OutputOpt.table,
     ledger: LedgerOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Every run, oldest first: its estimate, what it still reserves, its actual cost, its
-    status and the rate cards it was priced with.
+    status and the rate cards it was priced with (in the table with --wide).
 
     Estimate is the maximum cost the run reserved when admitted; actual is what its parts
     recorded. Refused runs are listed too (they reserved nothing), and so are rehearsals
@@ -214,18 +225,23 @@ def history(
     if not runs:
         typer.echo(f"no runs in ledger {where}")
         return
-    from costguard.money import ZERO, usd
+    from costguard.money import ZERO, usd_together
 
-    typer.echo(_history_table(runs))
+    typer.echo(_history_table(runs, wide=wide))
     real = [r for r in runs if not r.rehearsal]
     estimate = sum((r.estimate for r in real if r.status != "refused"), ZERO)
     actual = sum((r.spent for r in real), ZERO)
     rehearsals = len(runs) - len(real)
     also = f" (and {rehearsals} rehearsal{'s' if rehearsals != 1 else ''}, not counted)"
-    typer.echo(
-        f"{len(real)} runs{also if rehearsals else ''}; estimated {usd(estimate)} (admitted), "
-        f"actual {usd(actual)}; ledger {where}"
+    from costguard.cli.table import wrap
+
+    estimated, spent = usd_together(estimate, actual)
+    total = (
+        f"{len(real)} runs{also if rehearsals else ''}; estimated {estimated} (admitted), "
+        f"actual {spent}; ledger {where}"
     )
+    for line in wrap(total, wide=wide):
+        typer.echo(line)
 
 
 @ledger_app.command()
@@ -242,7 +258,8 @@ def export(
         ),
     ] = ExportOpt.charges,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the CSV here (default: stdout).")
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the CSV here (default: stdout)."),
     ] = None,
     ledger: LedgerOpt = None,
 ) -> None:

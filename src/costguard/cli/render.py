@@ -1,18 +1,21 @@
-"""Tables, JSON and CSV for the CLI. Money is rounded here, and only here, for display."""
+"""The estimate and prices as tables, JSON, CSV and Markdown. Money is rounded for display only
+(by `costguard.money`); JSON and CSV carry exact decimal strings."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
-from tabulate import tabulate
-
-from costguard.money import plain, usd, usd_exact
+from costguard.cli import table
+from costguard.cli.table import Column
+from costguard.money import plain, usd, usd_exact, usd_together, usd_unit
 from costguard.pricing.calibration import MIN_SAMPLES, UNITS
 from costguard.pricing.engine import (
+    FACT_NAMES,
     Cost,
     Estimate,
     Group,
@@ -26,6 +29,7 @@ from costguard.queue.estimate import Advice, QueueEstimate
 Output = Literal["table", "json", "csv"]
 ModeChoice = Literal["batch", "sync", "both"]
 CLI_MODE: dict[Mode, str] = {"standard": "sync", "batch": "batch"}
+NA = "n/a"
 
 
 def modes_for(choice: ModeChoice) -> list[Mode]:
@@ -33,14 +37,93 @@ def modes_for(choice: ModeChoice) -> list[Mode]:
     return {"batch": ["batch"], "sync": ["standard"], "both": ["batch", "standard"]}[choice]  # type: ignore[return-value]
 
 
-def _money(value: Decimal | None, places: int = 4) -> str:
-    return "n/a" if value is None else usd(value, places)
+def _unit(value: Decimal | None) -> str:
+    return NA if value is None else usd_unit(value)
 
 
-def _cost_cells(cost: Cost | None) -> list[str]:
-    if cost is None:
-        return ["n/a", "n/a"]
-    return [usd(cost.expected), usd(cost.max)]
+def _estimate_columns(modes: list[Mode], wide: bool) -> list[tuple[str, Column]]:
+    """(key, column) of the estimate table. By default it fits 100 columns: with both modes,
+    each mode's expected and maximum cost in one cell (`$0.12-$0.14`), and the provider, the
+    unit prices and the per-group saving only with --wide; with one mode, its unit price,
+    expected and maximum cost. Values too long for that (a 30-character model name) leave out
+    the images, then the unit price or the second mode, and the table says so."""
+    both = len(modes) > 1
+    columns = [
+        ("provider", Column("provider", wide=True)),
+        ("model", Column("model")),
+        ("size", Column("size")),
+        ("quality", Column("quality")),
+        ("requests", Column("requests", right=True)),
+        ("images", Column("images", right=True, drop=2)),
+    ]
+    for i, mode in enumerate(modes):
+        name = CLI_MODE[mode]
+        columns.append((f"{mode}:unit", Column(f"{name}\n$/image", right=True, wide=both, drop=1)))
+        if both and not wide:  # the second mode's range goes last, and only when nothing else fits
+            column = Column(f"{name}\nexpected-max", right=True, drop=i)
+            columns.append((f"{mode}:range", column))
+        else:
+            columns.append((f"{mode}:expected", Column(f"{name}\nexpected", right=True)))
+            columns.append((f"{mode}:max", Column(f"{name}\nmax", right=True)))
+    if both:
+        columns.append(("saves", Column("batch\nsaves", right=True, wide=True)))
+    return columns
+
+
+def _estimate_cells(
+    modes: list[Mode],
+    costs: dict[Mode, Cost | None],
+    units: dict[Mode, Decimal | None],
+    saving: Decimal | None,
+) -> dict[str, str]:
+    """The money cells of one estimate row, by column key: each mode's expected and maximum
+    formatted together (they never look equal unless they are)."""
+    cells: dict[str, str] = {"saves": NA if saving is None else usd(saving)}
+    for mode in modes:
+        cost = costs[mode]
+        cells[f"{mode}:unit"] = _unit(units.get(mode))
+        if cost is None:
+            cells[f"{mode}:expected"] = cells[f"{mode}:max"] = cells[f"{mode}:range"] = NA
+            continue
+        expected, maximum = usd_together(cost.expected, cost.max)
+        cells[f"{mode}:expected"], cells[f"{mode}:max"] = expected, maximum
+        cells[f"{mode}:range"] = f"{expected}-{maximum}"
+    return cells
+
+
+def _saving_of(batch: Cost | None, sync: Cost | None) -> Decimal | None:
+    return sync.expected - batch.expected if batch is not None and sync is not None else None
+
+
+def estimate_rows(
+    queue: QueueEstimate, modes: list[Mode], *, wide: bool
+) -> tuple[list[Column], list[list[str]]]:
+    """The estimate table's columns and rows (groups, then TOTAL), for text or Markdown."""
+    est = queue.estimate
+    layout = _estimate_columns(modes, wide)
+    rows: list[dict[str, str]] = []
+    for g in est.groups:
+        row = {
+            "provider": g.provider,
+            "model": g.model,
+            "size": g.size,
+            "quality": g.quality or "-",
+            "requests": f"{g.totals.requests:,}",
+            "images": f"{g.totals.images:,}",
+        }
+        saving = _saving_of(g.cost["batch"], g.cost["standard"])
+        row |= _estimate_cells(modes, g.cost, g.unit, saving)
+        rows.append(row)
+    first = "provider" if wide else "model"  # TOTAL in the first column shown
+    total = dict.fromkeys(("provider", "model", "size", "quality"), "") | {first: "TOTAL"}
+    total |= {"requests": f"{est.requests:,}", "images": f"{est.images:,}"}
+    overall = est.saving()
+    totals = {m: est.total(m) for m in MODES}
+    total |= _estimate_cells(modes, totals, {}, overall.expected if overall else None)
+    total |= {f"{m}:unit": "" for m in modes}
+    rows.append(total)
+    columns = [column for _, column in layout]
+    return columns, [[row[key] for key, _ in layout] for row in rows]
 
 
 def estimate_table(
@@ -49,38 +132,121 @@ def estimate_table(
     modes: list[Mode],
     *,
     comparisons: list[Estimate] = (),  # type: ignore[assignment]
+    wide: bool = False,
 ) -> str:
-    """The grouped table, totals, cards used and warnings."""
+    """The grouped table (fit to 100 columns unless `wide`), totals, cards used and warnings."""
     est = queue.estimate
-    headers = ["provider", "model", "size", "quality", "requests", "images"]
-    for mode in modes:
-        name = CLI_MODE[mode]
-        headers += [f"{name} $/image", f"{name} expected", f"{name} max"]
-    show_saving = "batch" in modes and "standard" in modes
-    if show_saving:
-        headers.append("batch saves")
-    rows = [_group_row(g, modes, show_saving) for g in est.groups]
-    total_row: list[str] = ["TOTAL", "", "", "", f"{est.requests:,}", f"{est.images:,}"]
-    for mode in modes:
-        total_row += ["", *_cost_cells(est.total(mode))]
-    if show_saving:
-        saving = est.saving()
-        total_row.append(_money(saving.expected if saving else None))
-    rows.append(total_row)
-    lines = [tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)]
-    if comparisons:
-        lines.append("")
-    lines += [_comparison_line(other, modes) for other in comparisons]
-    lines += ["", f"{queue.path} ({queue.format} format), priced as of {est.as_of}"]
+    columns, rows = estimate_rows(queue, modes, wide=wide)
+    lines = [table.render(columns, [*rows[:-1], table.RULE, rows[-1]], wide=wide)]
+    notes: list[str] = []
+    saving = est.saving()
+    batch, sync = est.total("batch"), est.total("standard")
+    if len(modes) > 1 and not wide and saving is not None and batch and sync:
+        saves, paid, full = usd_together(saving.expected, batch.expected, sync.expected)
+        notes.append(f"batch saves {saves} against sync ({paid} instead of {full}, expected)")
+    notes += [_comparison_line(other, modes) for other in comparisons]
+    notes += source_lines(queue, book)
+    notes += calibration_lines(queue)
+    notes += [f"warning: {w}" for w in queue.warnings]
+    if est.assumption_line:
+        notes.append(est.assumption_line)
+    lines += [""] + [part for note in notes for part in table.wrap(note, wide=wide)]
+    return "\n".join(lines)
+
+
+def source_lines(queue: QueueEstimate, book: RateBook) -> list[str]:
+    """Which queue, priced as of when, from which cards."""
+    est = queue.estimate
+    lines = [f"{queue.path} ({queue.format} format), priced as of {est.as_of}"]
     lines += [
         f"Rate card {card_id}: {book.origins.get(card_id, '(in memory)')}"
         for card_id in est.rate_cards
     ]
-    lines += calibration_lines(queue)
-    lines += [f"warning: {w}" for w in queue.warnings]
-    if est.assumption_line:
-        lines.append(est.assumption_line)
-    return "\n".join(lines)
+    return lines
+
+
+def estimate_markdown(
+    queue: QueueEstimate,
+    modes: list[Mode],
+    *,
+    comparisons: list[Estimate] = (),  # type: ignore[assignment]
+    budget: Advice | None = None,
+    budget_mode: Mode = "batch",
+) -> str:
+    """The estimate as GitHub-flavoured Markdown, for a pull-request comment: every column of
+    the table with its totals, the budget check, then warnings and assumed figures."""
+    est = queue.estimate
+    columns, rows = estimate_rows(queue, modes, wide=True)
+    rows[-1] = [f"**{cell}**" if cell else "" for cell in rows[-1]]
+    cards = ", ".join(est.rate_cards) or "none"
+    where = (
+        f"`{queue.path}` ({queue.format} format): {est.requests:,} requests, "
+        f"{est.images:,} images, priced as of {est.as_of} (rate cards {cards})."
+    )
+    parts = ["### costguard estimate", where, table.markdown(columns, rows)]
+    parts += markdown_notes(
+        queue,
+        budget=budget,
+        budget_mode=budget_mode,
+        more=[_comparison_line(other, modes) for other in comparisons],
+    )
+    return "\n\n".join(parts) + "\n"
+
+
+def markdown_notes(
+    queue: QueueEstimate,
+    *,
+    budget: Advice | None,
+    budget_mode: Mode,
+    more: list[str] = (),  # type: ignore[assignment]
+) -> list[str]:
+    """The Markdown blocks under a table: the budget verdict, other notes, calibration,
+    warnings (a GitHub alert) and assumed figures (folded)."""
+    parts = []
+    if budget is not None:
+        if budget.decision.fits:
+            line = budget_line(budget, budget_mode).removeprefix("within budget: ")
+            parts.append("**Within budget**: " + table.escape(line))
+        else:
+            head, *ways = advice_lines(budget, budget_mode)
+            parts.append(
+                "\n".join(
+                    ["**Over budget**: " + table.escape(head.removeprefix("over budget: "))]
+                    + [f"- {table.escape(way.strip())}" for way in ways]
+                )
+            )
+    if more:
+        parts.append("\n".join(f"- {table.escape(line)}" for line in more))
+    calibration = calibration_lines(queue)
+    if calibration:
+        head, *facts = calibration
+        parts.append(
+            "\n".join([table.escape(head), *(f"- {table.escape(f.strip())}" for f in facts)])
+        )
+    if queue.warnings:
+        parts.append(
+            "\n".join(["> [!WARNING]", *(f"> - {table.escape(w)}" for w in queue.warnings)])
+        )
+    assumptions = queue.estimate.assumptions
+    if assumptions:
+        facts = [
+            f"- {table.escape(f'{a.model} {FACT_NAMES[a.fact]}: {a.assumed}')}" for a in assumptions
+        ]
+        parts.append(
+            "\n".join(
+                [
+                    (
+                        "<details><summary>Assumed: these figures rest on card facts "
+                        "no source publishes</summary>"
+                    ),
+                    "",
+                    *facts,
+                    "",
+                    "</details>",
+                ]
+            )
+        )
+    return parts
 
 
 def calibration_lines(queue: QueueEstimate) -> list[str]:
@@ -103,31 +269,24 @@ def calibration_lines(queue: QueueEstimate) -> list[str]:
     return lines
 
 
-def _group_row(group: Group, modes: list[Mode], show_saving: bool) -> list[str]:
-    row = [
-        group.provider,
-        group.model,
-        group.size,
-        group.quality or "-",
-        f"{group.totals.requests:,}",
-        f"{group.totals.images:,}",
-    ]
-    for mode in modes:
-        row += [_money(group.unit[mode], 5), *_cost_cells(group.cost[mode])]
-    if show_saving:
-        batch, sync = group.cost["batch"], group.cost["standard"]
-        row.append(_money(sync.expected - batch.expected if batch and sync else None))
-    return row
-
-
 def _comparison_line(other: Estimate, modes: list[Mode]) -> str:
     models = ", ".join(sorted({g.model for g in other.groups}))
     parts = []
     for mode in modes:
         total = other.total(mode)
-        shown = f"expected {usd(total.expected)}, max {usd(total.max)}" if total else "n/a"
-        parts.append(f"{CLI_MODE[mode]} {shown}")
+        if total is None:
+            parts.append(f"{CLI_MODE[mode]} n/a")
+            continue
+        expected, maximum = usd_together(total.expected, total.max)
+        parts.append(f"{CLI_MODE[mode]} expected {expected}, max {maximum}")
     return f"compare {models}: " + "; ".join(parts)
+
+
+def budget_line(advice: Advice, mode: Mode) -> str:
+    """`within budget: the batch maximum $0.58 fits --max-usd $1.00`."""
+    d = advice.decision
+    needed, limit = usd_together(d.needed, d.limit, given=[d.limit])
+    return f"within budget: the {CLI_MODE[mode]} maximum {needed} fits --max-usd {limit}"
 
 
 def advice_lines(advice: Advice, mode: Mode) -> list[str]:
@@ -135,10 +294,8 @@ def advice_lines(advice: Advice, mode: Mode) -> list[str]:
     d = advice.decision
     name = CLI_MODE[mode]
     if d.needed.is_finite():
-        head = (
-            f"over budget: the {name} maximum {usd(d.needed)} passes --max-usd "
-            f"{usd_exact(d.limit)} by {usd_exact(d.shortfall)}"
-        )
+        needed, limit, short = usd_together(d.needed, d.limit, d.shortfall, given=[d.limit])
+        head = f"over budget: the {name} maximum {needed} passes --max-usd {limit} by {short}"
     else:  # a model in the queue is not sold in this mode (Imagen 4 has no batch tier)
         head = (
             f"over budget: the queue has no {name} price (a model in it is not sold in {name} "
@@ -146,23 +303,27 @@ def advice_lines(advice: Advice, mode: Mode) -> list[str]:
             "check it with --budget-mode sync"
         )
     out = [head]
+
+    def fits(cost: Decimal) -> str:
+        return usd_together(cost, d.limit, given=[d.limit])[0]
+
     if advice.first_requests and advice.first_requests_cost is not None:
         out.append(
             f"  would fit: the first {advice.first_requests:,} requests "
-            f"(max {usd(advice.first_requests_cost)})"
+            f"(max {fits(advice.first_requests_cost)})"
         )
     if advice.cheapest_settings is not None and advice.cheapest_settings <= d.limit:
         out.append(
             "  would fit: the same queue at each model's cheapest size and quality "
-            f"(max {usd(advice.cheapest_settings)})"
+            f"(max {fits(advice.cheapest_settings)})"
         )
     out += [
-        f"  would fit: the same queue on {model} (max {usd(cost)}; --compare {model})"
+        f"  would fit: the same queue on {model} (max {fits(cost)}; --compare {model})"
         for model, cost in advice.cheaper_models
     ]
     out += [
         f"  would fit: {s.model}{f' {s.quality}' if s.quality else ''} images at {s.instead} "
-        f"instead of {s.size} (the same shape; max {usd(s.max_cost)})"
+        f"instead of {s.size} (the same shape; max {fits(s.max_cost)})"
         for s in advice.smaller_sizes
     ]
     return out
@@ -180,8 +341,10 @@ def estimate_json(
     budget: Advice | None = None,
     budget_mode: Mode = "batch",
     comparisons: list[Estimate] = (),  # type: ignore[assignment]
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """Machine-readable estimate; money as exact decimal strings."""
+    """Machine-readable estimate; money as exact decimal strings. `extra`: more top-level keys
+    (`diff` with --diff-base)."""
     est = queue.estimate
     payload: dict[str, Any] = {
         "queue": str(queue.path),
@@ -229,6 +392,7 @@ def estimate_json(
                 for s in budget.smaller_sizes
             ],
         }
+    payload |= extra or {}
     return json.dumps(payload, indent=2)
 
 
@@ -252,27 +416,16 @@ def _group_json(group: Group) -> dict[str, Any]:
     }
 
 
-def estimate_csv(queue: QueueEstimate) -> str:
-    """One row per group, money as exact decimal strings."""
+def estimate_csv(queue: QueueEstimate, modes: Sequence[Mode] = MODES) -> str:
+    """One row per group, money as exact decimal strings; the columns of `modes` only."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        [
-            "provider",
-            "model",
-            "size",
-            "quality",
-            "rate_card",
-            "requests",
-            "images",
-            "sync_unit_usd",
-            "sync_expected_usd",
-            "sync_max_usd",
-            "batch_unit_usd",
-            "batch_expected_usd",
-            "batch_max_usd",
-        ]
-    )
+    shown = [m for m in MODES if m in modes]  # sync columns first, as always
+    header = ["provider", "model", "size", "quality", "rate_card", "requests", "images"]
+    for mode in shown:
+        name = CLI_MODE[mode]
+        header += [f"{name}_unit_usd", f"{name}_expected_usd", f"{name}_max_usd"]
+    writer.writerow(header)
     for g in queue.estimate.groups:
         row: list[str | int] = [
             g.provider,
@@ -283,7 +436,7 @@ def estimate_csv(queue: QueueEstimate) -> str:
             g.totals.requests,
             g.totals.images,
         ]
-        for mode in MODES:
+        for mode in shown:
             unit, cost = g.unit[mode], g.cost[mode]
             row += [
                 plain(unit) if unit is not None else "",
@@ -323,8 +476,8 @@ def price_rows(
     return rows
 
 
-def prices_table(rows: list[dict[str, str]], output: Output) -> str:
-    """Render price rows."""
+def prices_table(rows: list[dict[str, str]], output: Output, *, wide: bool = False) -> str:
+    """Render price rows (or the rows of a diff between two dates)."""
     if output == "json":
         return json.dumps(rows, indent=2)
     if output == "csv":
@@ -334,11 +487,13 @@ def prices_table(rows: list[dict[str, str]], output: Output) -> str:
             writer.writeheader()
             writer.writerows(rows)
         return buffer.getvalue()
-    shown = [{key: _display_price(key, value) for key, value in r.items()} for r in rows]
-    return tabulate(shown, headers="keys", tablefmt="simple", disable_numparse=True)
+    keys = list(rows[0]) if rows else []
+    columns = [Column(key, right=key in ("tokens", "sync", "batch")) for key in keys]
+    cells = [[_display_price(key, r[key]) for key in keys] for r in rows]
+    return table.render(columns, cells, wide=wide)
 
 
 def _display_price(column: str, value: str) -> str:
     if column not in ("sync", "batch") or value == "n/a":
         return value
-    return usd(Decimal(value), 5)
+    return usd_unit(Decimal(value))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -25,21 +25,25 @@ from costguard.cli.common import (
     FormatOption,
     LedgerOpt,
     PricingOpt,
+    RunArg,
     SummaryOutput,
+    WideOpt,
     calibration_wanted,
+    complete_run,
     load_calibration,
     load_rate_book,
     open_cli_ledger,
     parse_as_of,
     parse_usd,
     require_ledger,
+    resolve_run,
+    shared_journals,
 )
 from costguard.cli.progress import progress_reporter
 from costguard.errors import UsageError
 from costguard.resources import home_dir
 
 if TYPE_CHECKING:
-    from costguard.ledger.journals import JournalStore
     from costguard.providers.base import Provider
     from costguard.run.journal import Journal, Part
     from costguard.run.options import RunOptions
@@ -60,19 +64,6 @@ class RunModeOpt(StrEnum):
 
     batch = "batch"
     sync = "sync"
-
-
-@contextlib.contextmanager
-def _shared_journals(location: str | None) -> Iterator[JournalStore | None]:
-    """The shared ledger's journal store (PostgreSQL), or None: journals are in the home."""
-    from costguard.cli.settings import Settings
-    from costguard.ledger import is_url
-
-    if not is_url(Settings().ledger_location(location)):
-        yield None
-        return
-    with open_cli_ledger(location) as book:
-        yield book.journals
 
 
 def _key_names(provider: str) -> tuple[str, ...]:
@@ -159,28 +150,40 @@ KeepRawOpt = Annotated[
 
 def run(
     max_usd: Annotated[
-        str, typer.Option("--max-usd", help="Refuse to send anything whose maximum passes this.")
+        str,
+        typer.Option(
+            "--max-usd", metavar="USD", help="Refuse to send anything whose maximum passes this."
+        ),
     ],
     queue: Annotated[
-        Path | None, typer.Argument(help="Queue file (JSONL) to run (none with --retry).")
+        Path | None,
+        typer.Argument(metavar="QUEUE", help="Queue file (JSONL) to run (none with --retry)."),
     ] = None,
     mode: Annotated[
         RunModeOpt | None,
         typer.Option(help="batch (half price, asynchronous; the default) or sync (full price)."),
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Model for lines that name none.")] = None,
-    size: Annotated[str | None, typer.Option(help="Size for lines that name none.")] = None,
-    quality: Annotated[str | None, typer.Option(help="Quality for lines that name none.")] = None,
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Model for lines that name none.")
+    ] = None,
+    size: Annotated[
+        str | None, typer.Option(metavar="SIZE", help="Size for lines that name none.")
+    ] = None,
+    quality: Annotated[
+        str | None, typer.Option(metavar="QUALITY", help="Quality for lines that name none.")
+    ] = None,
     aspect_ratio: Annotated[
-        str | None, typer.Option(help="Aspect ratio for lines that name none.")
+        str | None, typer.Option(metavar="RATIO", help="Aspect ratio for lines that name none.")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: costguard-out/<run id>).")
+        Path | None,
+        typer.Option(metavar="DIR", help="Output folder (default: costguard-out/<run id>)."),
     ] = None,
     simulate: Annotated[
         str | None,
         typer.Option(
             "--simulate",
+            metavar="[SCENARIO]",
             help="Run against the in-process simulator; optional scenario name or YAML file "
             "(default: succeeded). See `costguard simulate scenarios`.",
         ),
@@ -188,13 +191,16 @@ def run(
     poll_interval: Annotated[
         float | None,
         typer.Option(
-            help="Seconds between polls, growing 1.5x per poll (default 30; 0.5 with --simulate)."
+            metavar="S",
+            help="Seconds between polls, growing 1.5x per poll (default 30; 0.5 with --simulate).",
         ),
     ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
-            help="Stop waiting after this many seconds; jobs keep running at the provider (exit 6)."
+            metavar="S",
+            help="Stop waiting after this many seconds; jobs keep running at the provider "
+            "(exit 6).",
         ),
     ] = None,
     detach: Annotated[
@@ -208,8 +214,10 @@ def run(
         typer.Option(
             "--retry",
             metavar="RUN",
+            autocompletion=complete_run,
             help="Send run RUN's retry.jsonl (what did not come back ok) as a new run, with "
-            "RUN's mode, model, size, quality, aspect ratio, budget and scenario unless given.",
+            "RUN's mode, model, size, quality, aspect ratio, budget and scenario unless given. "
+            "RUN may be a unique prefix of its id, or `last`.",
         ),
     ] = None,
     new_run: Annotated[
@@ -222,15 +230,19 @@ def run(
     budget: Annotated[
         str | None,
         typer.Option(
+            metavar="NAME",
             help="Ledger budget to charge (default: COSTGUARD_BUDGET, else 'default'). A budget "
             "named here or in COSTGUARD_BUDGET must be set (exit 5 otherwise); only an unset "
-            "'default' leaves --max-usd alone to cap the run."
+            "'default' leaves --max-usd alone to cap the run.",
         ),
     ] = None,
     owner: Annotated[
-        str | None, typer.Option(help="Who runs this (default: COSTGUARD_OWNER or the user).")
+        str | None,
+        typer.Option(metavar="WHO", help="Who runs this (default: COSTGUARD_OWNER or the user)."),
     ] = None,
-    concurrency: Annotated[int, typer.Option(help="Parallel calls in sync mode.", min=1)] = 4,
+    concurrency: Annotated[
+        int, typer.Option(metavar="N", help="Parallel calls in sync mode.", min=1)
+    ] = 4,
     keep_raw: KeepRawOpt = False,
     as_of: AsOfOpt = None,
     fmt: FormatOption = None,
@@ -262,7 +274,7 @@ def run(
         if queue is not None:
             msg = f"give a queue or --retry {retry}, not both"
             raise UsageError(msg)
-        earlier = _load_journal(retry, ledger)
+        retry = (earlier := _load_journal(retry, ledger)).run_id  # a prefix or `last`: the id
         queue = Path(earlier.out) / "retry.jsonl"
         if not queue.is_file():
             msg = f"run {retry} has nothing to retry ({queue} does not exist)"
@@ -342,21 +354,26 @@ def _start(
 
 
 def collect(
-    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
-    poll_interval: Annotated[float | None, typer.Option(help="Seconds between polls.")] = None,
-    timeout: Annotated[float | None, typer.Option(help="Stop waiting after this long.")] = None,
+    run_id: RunArg,
+    poll_interval: Annotated[
+        float | None, typer.Option(metavar="S", help="Seconds between polls.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="S", help="Stop waiting after this many seconds.")
+    ] = None,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     queue: Annotated[
         Path | None,
         typer.Option(
             "--queue",
+            metavar="QUEUE",
             help="Where the run's queue file is on this machine, when it is not where the run "
             "started (another machine sharing the ledger); it must be the same file.",
         ),
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write what this machine collects here instead."),
+        typer.Option("--out", metavar="DIR", help="Write what this machine collects here instead."),
     ] = None,
     keep_raw: KeepRawOpt = False,
     pricing: PricingOpt = None,
@@ -375,6 +392,7 @@ def collect(
 
     with progress_reporter(verbose=verbose, label=run_id) as reporter:
         runner = _runner(pricing, ledger, reporter, simulated=False)
+        run_id = resolve_run(run_id, runner.ledger.journals)
         journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
         simulated = journal.simulate if journal else None
         if simulated:
@@ -398,6 +416,12 @@ def _queue_file(queue: Path | None) -> Path:
     if queue is None:
         msg = "give the queue file to run (or --retry RUN)"
         raise UsageError(msg)
+    if str(queue) == "-":
+        msg = (
+            "run reads a queue file, not stdin ('-'): a run re-reads its queue to resume, "
+            "collect and retry; save it first (... > queue.jsonl) and run that file"
+        )
+        raise UsageError(msg)
     if not queue.is_file():
         what = "is a folder, not a queue file" if queue.is_dir() else "queue file not found"
         msg = f"{queue}: {what}"
@@ -409,16 +433,17 @@ def _load_journal(run_id: str, ledger: str | None) -> Journal:
     """Run `run_id`'s journal, from this machine's runs or the shared ledger's."""
     from costguard.run.rundir import RunDir
 
-    with _shared_journals(ledger) as store:
-        rundir = RunDir(home_dir() / "runs" / run_id, store=store)
+    with shared_journals(ledger) as store:
+        rundir = RunDir(home_dir() / "runs" / resolve_run(run_id, store), store=store)
         rundir.require()
         return rundir.load()
 
 
 def status(
-    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
+    run_id: RunArg,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     ledger: LedgerOpt = None,
+    wide: WideOpt = False,
     refresh: Annotated[
         bool | None,
         typer.Option(
@@ -436,7 +461,7 @@ def status(
     Example: costguard status run-3f2a9c0d1e7b --refresh
     """
     from costguard.run.outputs import Outputs
-    from costguard.run.progress import count_text, part_state
+    from costguard.run.progress import part_state
 
     journal = _load_journal(run_id, ledger)
     journal, note = _refreshed(journal, ledger, refresh)
@@ -462,33 +487,25 @@ def status(
             entry["progress_state"] = part_state(part)
         typer.echo(json.dumps({**shown, "collected": counts, "refreshed": note == ASKED}, indent=2))
         return
-    from tabulate import tabulate
+    from costguard.money import usd_together
 
     typer.echo(
         f"run {journal.run_id}: {journal.status} ({journal.mode}"
         f"{', simulated ' + journal.simulate if journal.simulate else ''})"
     )
     typer.echo(f"queue {journal.queue}; out {journal.out}")
-    typer.echo(
-        f"estimate: expected ${journal.estimate['expected_usd']}, "
-        f"max ${journal.estimate['max_usd']}"
+    expected, maximum = usd_together(
+        Decimal(journal.estimate["expected_usd"]), Decimal(journal.estimate["max_usd"])
     )
+    typer.echo(f"estimate: expected {expected}, max {maximum}")
     if journal.admission:
         typer.echo(f"budget: {journal.admission}")
     calibration = journal.estimate.get("calibration")
     if calibration:
         since = f" (since {calibration['since']})" if calibration["since"] else ""
         typer.echo(f"calibrated from {calibration['requests']:,} requests{since}")
-    rows = []
-    for p in journal.parts:
-        done, failed = done_failed(p)
-        raw = [p.provider_state or "-"] if verbose else []
-        row = [p.id, p.requests, p.job_id or "-", part_state(p), *raw]
-        rows.append([*row, count_text(done), count_text(failed), p.cost_usd or "-"])
-    headers = ["part", "requests", "job", "state", *(["provider state"] if verbose else [])]
-    typer.echo(
-        tabulate(rows, headers=[*headers, "done", "failed", "cost $"], disable_numparse=True)
-    )
+    done = {p.id: done_failed(p) for p in journal.parts}
+    typer.echo(_parts_table(journal, done, wide=wide, verbose=verbose))
     typer.echo(
         "collected: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing yet")
     )
@@ -512,7 +529,7 @@ def _refreshed(
     if not running:
         return journal, None
     recorded = "job states as the journal last recorded them"
-    with _shared_journals(ledger) as store:
+    with shared_journals(ledger) as store:
         rundir = RunDir(home_dir() / "runs" / journal.run_id, store=store)
         why_not = _cannot_ask(journal, running, rundir, wanted=wanted)
         if why_not is not None:
@@ -557,8 +574,49 @@ def _cannot_ask(
     return why
 
 
+def _parts_table(
+    journal: Journal,
+    done: dict[str, tuple[int | None, int | None]],
+    *,
+    wide: bool,
+    verbose: bool,
+) -> str:
+    """A run's parts: requests, job, where it stands (`--verbose`: in the provider's words
+    too), requests done and failed (`done`, per part; None: the provider did not say), and
+    what it cost."""
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd
+    from costguard.run.progress import count_text, part_state
+
+    columns = [
+        Column("part"),
+        Column("requests", right=True),
+        Column("job"),
+        Column("state"),
+        *([Column("provider state")] if verbose else []),
+        Column("done", right=True),
+        Column("failed", right=True),
+        Column("cost", right=True),
+    ]
+    rows = [
+        [
+            p.id,
+            f"{p.requests:,}",
+            p.job_id or "-",
+            part_state(p),
+            *([p.provider_state or "-"] if verbose else []),
+            count_text(done[p.id][0]),
+            count_text(done[p.id][1]),
+            usd(Decimal(p.cost_usd)) if p.cost_usd is not None else "-",
+        ]
+        for p in journal.parts
+    ]
+    return table.render(columns, rows, wide=wide)
+
+
 def cancel(
-    run_id: Annotated[str, typer.Argument(help="Run id (see `costguard runs`).")],
+    run_id: RunArg,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
@@ -571,6 +629,7 @@ def cancel(
 
     quiet = QuietReporter(lambda text: typer.echo(text, err=True))
     runner = _runner(pricing, ledger, quiet, simulated=False)
+    run_id = resolve_run(run_id, runner.ledger.journals)
     runner.run_dir(run_id).require()
     journal = runner.run_dir(run_id).load()
     if journal.simulate:
@@ -585,41 +644,26 @@ def cancel(
 
 
 def runs(
+    ctx: typer.Context,
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     ledger: LedgerOpt = None,
+    wide: WideOpt = False,
 ) -> None:
-    """List runs on this machine (with a shared ledger: every machine's), newest first.
+    """List runs on this machine (with a shared ledger: every machine's), newest first: how
+    many requests came back ok and not ok, what they cost, and the maximum reserved.
 
     Example: costguard runs
-    """
-    from costguard.run.journal import JournalError, journal_from
-    from costguard.run.rundir import RunDir
 
-    journals: list[Journal] = []
-    with _shared_journals(ledger) as store:
-        for raw in store.all_journals() if store is not None else []:
-            with contextlib.suppress(ValueError, TypeError):
-                journals.append(journal_from(raw))
-    root = home_dir() / "runs"
-    paths = sorted(root.glob("*/journal.json")) if root.is_dir() and store is None else []
-    for path in paths:
-        try:
-            journals.append(RunDir(path.parent).load())
-        except JournalError:
-            continue
-    rows = []
-    for journal in journals:
-        rows.append(
-            {
-                "run": journal.run_id,
-                "created": journal.created[:19],
-                "status": journal.status,
-                "mode": journal.mode + (" (sim)" if journal.simulate else ""),
-                "requests": journal.estimate["requests"],
-                "max_usd": journal.estimate["max_usd"],
-                "queue": journal.queue,
-            }
-        )
+    `costguard runs rm RUN...` and `costguard runs prune OLDER_THAN` remove finished runs'
+    journals and folders (never their images, never the ledger's records).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from costguard.run.catalog import journals as all_journals
+
+    with shared_journals(ledger) as store:
+        journals = all_journals(home_dir(), store)
+    rows = [_run_row(journal) for journal in journals]
     rows.sort(key=lambda r: r["created"], reverse=True)
     if output == "json":
         typer.echo(json.dumps(rows, indent=2))
@@ -627,13 +671,93 @@ def runs(
     if not rows:
         typer.echo("no runs yet")
         return
-    from tabulate import tabulate
+    typer.echo(_runs_table(rows, wide=wide))
 
-    typer.echo(tabulate(rows, headers="keys", disable_numparse=True))
+
+def _run_row(journal: Journal) -> dict[str, Any]:
+    """One run for `costguard runs`: how many requests came back ok and not ok (from its
+    manifest, when it is on this machine) and what its collected parts cost (its journal, as
+    recorded in the ledger)."""
+    from costguard.money import ZERO, plain
+    from costguard.run.outputs import Outputs
+
+    collected = [p for p in journal.parts if p.state == "collected" and p.cost_usd is not None]
+    ok: int | None = 0
+    not_ok: int | None = 0
+    manifest = Outputs(Path(journal.out))
+    if manifest.manifest_path.is_file():
+        try:
+            statuses = [line["status"] for line in manifest.lines()]
+        except (OSError, ValueError, KeyError, TypeError):  # unreadable: `status RUN` says why
+            ok = not_ok = None
+        else:
+            ok = statuses.count("ok")
+            not_ok = len(statuses) - ok
+    elif collected:  # collected on another machine: its manifest is there
+        ok = not_ok = None
+    actual = sum((Decimal(p.cost_usd or 0) for p in collected), ZERO)
+    return {
+        "run": journal.run_id,
+        "created": journal.created[:19],
+        "status": journal.status,
+        "mode": journal.mode + (" (sim)" if journal.simulate else ""),
+        "requests": journal.estimate["requests"],
+        "ok": ok,
+        "not_ok": not_ok,
+        "actual_usd": plain(actual) if collected else None,
+        "max_usd": journal.estimate["max_usd"],
+        "queue": journal.queue,
+    }
+
+
+def _runs_table(rows: list[dict[str, Any]], *, wide: bool) -> str:
+    from costguard.cli import table
+    from costguard.cli.table import Column
+    from costguard.money import usd_together
+
+    columns = [
+        Column("run"),
+        Column("created (UTC)", drop=1),
+        Column("status"),
+        Column("mode"),
+        Column("requests", right=True),
+        Column("ok", right=True),
+        Column("not ok", right=True),
+        Column("actual", right=True),
+        Column("max", right=True),
+        Column("queue", shrink=True),
+    ]
+    cells = []
+    for r in rows:
+        amounts = [Decimal(r["max_usd"])]
+        if r["actual_usd"] is not None:
+            amounts.insert(0, Decimal(r["actual_usd"]))
+        shown = usd_together(*amounts)
+        cells.append(
+            [
+                r["run"],
+                r["created"].replace("T", " ")[:16],
+                r["status"],
+                r["mode"],
+                f"{r['requests']:,}",
+                "-" if r["ok"] is None else f"{r['ok']:,}",
+                "-" if r["not_ok"] is None else f"{r['not_ok']:,}",
+                shown[0] if r["actual_usd"] is not None else "-",
+                shown[-1],
+                _near(r["queue"]),
+            ]
+        )
+    return table.render(columns, cells, wide=wide)
+
+
+def _near(path: str) -> str:
+    """`path` relative to the working folder when it is inside it (shorter to read)."""
+    with contextlib.suppress(ValueError):
+        return str(Path(path).relative_to(Path.cwd()))
+    return path
 
 
 def _report(summary: Summary, output: str) -> None:
-    from costguard.money import usd
     from costguard.run.reconcile import explain, summary_json
 
     if output == "json":
@@ -642,10 +766,7 @@ def _report(summary: Summary, output: str) -> None:
         counts = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.counts.items()))
         typer.echo(f"run {summary.run_id}: {counts or 'nothing collected'}")
         typer.echo(f"images and manifest.jsonl in {summary.out}")
-        typer.echo(
-            f"cost: actual {usd(summary.actual)} against an estimate of "
-            f"{usd(summary.estimate_expected)} expected, {usd(summary.estimate_max)} max"
-        )
+        typer.echo(_cost_line(summary))
         if summary.admission:
             typer.echo(f"budget: {summary.admission}")
         if summary.calibration is not None:
@@ -656,18 +777,44 @@ def _report(summary: Summary, output: str) -> None:
             )
         for line in explain(summary):
             typer.echo(line)
-        if summary.sync_equivalent:
-            saved = summary.sync_equivalent - summary.actual
-            typer.echo(f"batch saved {usd(saved)} against sync ({usd(summary.sync_equivalent)})")
-        if summary.batch_equivalent is not None:
-            extra = summary.actual - summary.batch_equivalent
-            typer.echo(f"batch would have saved {usd(extra)} ({usd(summary.batch_equivalent)})")
+        saving = _saving_line(summary)
+        if saving:
+            typer.echo(saving)
         if summary.retry_file is not None:
             typer.echo(f"{summary.retry_count:,} requests to retry: {summary.retry_file}")
         if summary.retry_command is not None:
             typer.echo(f"to retry them as a new run: {summary.retry_command}")
     if any(status != "ok" for status in summary.counts):
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _cost_line(summary: Summary) -> str:
+    """`cost: actual $0.54 against an estimate of $0.54 expected, $0.58 max`."""
+    from costguard.money import usd_together
+
+    actual, expected, maximum = usd_together(
+        summary.actual, summary.estimate_expected, summary.estimate_max
+    )
+    return f"cost: actual {actual} against an estimate of {expected} expected, {maximum} max"
+
+
+def _saving_line(summary: Summary) -> str | None:
+    """What the other mode would have cost the same requests, said plainly."""
+    from costguard.money import usd_together
+
+    if summary.sync_equivalent:  # a batch run
+        saved, sync = usd_together(
+            summary.sync_equivalent - summary.actual, summary.sync_equivalent
+        )
+        return f"batch saved {saved}: sync would have cost {sync} for the same requests"
+    if summary.batch_equivalent is not None and summary.actual:  # a sync run
+        batch, paid, saved = usd_together(
+            summary.batch_equivalent, summary.actual, summary.actual - summary.batch_equivalent
+        )
+        if summary.batch_equivalent * 2 == summary.actual:
+            return f"batch would have cost {batch} (half of the {paid} paid)"
+        return f"batch would have cost {batch} ({saved} less than the {paid} paid)"
+    return None
 
 
 def normalise_simulate(argv: list[str]) -> list[str]:

@@ -6,12 +6,20 @@ runs.
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard.cli.common import SummaryOutput
 from costguard.errors import CostguardError, UsageError
 
 if TYPE_CHECKING:
@@ -69,30 +77,60 @@ def _resolve_scenario(scenario: str) -> str:
 @simulate_app.command()
 def serve(
     *,
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8765,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(metavar="PORT", help="Port to bind; 0 picks a free one.")
+    ] = 8765,
     scenario: Annotated[
         str,
         typer.Option(
+            metavar="SCENARIO",
             help="Default scenario: a built-in name, a YAML file, or a recording folder to "
-            "replay (a recording's name under COSTGUARD_HOME/recordings works too)."
+            "replay (a recording's name under COSTGUARD_HOME/recordings works too).",
         ),
     ] = "succeeded",
     state: Annotated[
         Path | None,
-        typer.Option(help="State file: loaded when it exists, saved after every request."),
+        typer.Option(
+            metavar="FILE", help="State file: loaded when it exists, saved after every request."
+        ),
     ] = None,
     api_key: Annotated[
         list[str] | None,
-        typer.Option("--api-key", help="Accept only this key (repeatable); default: any key."),
+        typer.Option(
+            "--api-key",
+            metavar="KEY",
+            help="Accept only this key (repeatable); default: any key.",
+        ),
     ] = None,
     log: Annotated[bool, typer.Option("--log", help="Print one line per request.")] = False,
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--ready-file",
+            metavar="FILE",
+            help='Once listening, write {"url", "pid", ...} as JSON to FILE (atomically: it '
+            "appears whole); removed when the server stops. For scripts and test harnesses.",
+        ),
+    ] = None,
+    output: Annotated[
+        SummaryOutput,
+        typer.Option(
+            help='table: the banner for people; json: one line {"event": "listening", "url", '
+            '"pid", ...} on stdout once listening, and nothing else on stdout (--log lines go '
+            "to stderr)."
+        ),
+    ] = SummaryOutput.table,
 ) -> None:
-    """Serve the simulated OpenAI and Gemini APIs over HTTP until Ctrl-C.
+    """Serve the simulated OpenAI and Gemini APIs over HTTP until Ctrl-C (or SIGTERM).
 
     Example: costguard simulate serve --port 0 --scenario expired --state sim.json
+
+    From a program: costguard simulate serve --port 0 --output json (read the first line of
+    stdout), or --ready-file FILE (wait for FILE).
     """
     _check_port(port)
+    _clear(ready_file)
     from costguard.simulator import Simulator
     from costguard.simulator.scenario import builtin_names
     from costguard.simulator.server import serve as run_server
@@ -115,6 +153,8 @@ def serve(
         else:
             what = "the simulator is reachable from other machines and accepts any API key"
         _warn_if_public(listening, what)
+        if _announce(_readiness(listening, sim.scenario.name, state), ready_file, output):
+            return
         base_url = listening.base_url
         names = ", ".join(builtin_names())
         where = listening.describe()
@@ -142,11 +182,92 @@ def serve(
         lines.append("Stop with Ctrl-C.")
         typer.echo("\n".join(lines))
 
+    def log_line(line: str) -> None:
+        typer.echo(line, err=output is SummaryOutput.json)  # stdout holds only JSON then
+
     try:
-        run_server(sim, host=host, port=port, ready=ready, log=typer.echo if log else None)
+        with _removed_at_exit(ready_file):
+            run_server(sim, host=host, port=port, ready=ready, log=log_line if log else None)
     except OSError as exc:
         message = f"cannot listen on {host}:{port}: {exc.strerror or exc}; try --port 0"
         raise _fail(OSError(message), 2) from None
+
+
+def _clear(ready_file: Path | None) -> None:
+    """Remove an earlier server's ready file before starting, so it never passes for this one's."""
+    if ready_file is None:
+        return
+    try:
+        ready_file.unlink(missing_ok=True)
+    except OSError as exc:
+        problem = UsageError(f"--ready-file {ready_file}: {exc.strerror or exc}")
+        raise _fail(problem, UsageError.exit_code) from None
+
+
+def _announce(where: dict[str, object], ready_file: Path | None, output: SummaryOutput) -> bool:
+    """Write the ready file and, with `--output json`, the JSON line; True: print no banner."""
+    if ready_file is not None:
+        from costguard.run.files import write_atomic
+
+        try:
+            write_atomic(ready_file, (json.dumps(where) + "\n").encode())
+        except OSError as exc:
+            problem = UsageError(f"--ready-file {ready_file}: {exc.strerror or exc}")
+            raise _fail(problem, UsageError.exit_code) from None
+    if output is SummaryOutput.json:
+        typer.echo(json.dumps({"event": "listening", **where}))
+        return True
+    return False
+
+
+def _readiness(listening: Listening, scenario: str, state: Path | None) -> dict[str, object]:
+    """What `--ready-file` and `--output json` say once the server listens."""
+    return {
+        "url": listening.base_url,
+        "openai_base_url": f"{listening.base_url}/v1",
+        "gemini_base_url": listening.base_url,
+        "host": listening.host,
+        "port": listening.port,
+        "pid": os.getpid(),
+        "scenario": scenario,
+        "state": None if state is None else str(state),
+    }
+
+
+@contextlib.contextmanager
+def _removed_at_exit(ready_file: Path | None) -> Iterator[None]:
+    """Remove the ready file when the server stops: Ctrl-C, an error, or SIGTERM (which the
+    server re-raises once shut down: the file is removed, then SIGTERM ends the process as
+    before)."""
+    if ready_file is None or threading.current_thread() is not threading.main_thread():
+        try:
+            yield
+        finally:
+            if ready_file is not None:
+                _remove_own(ready_file)
+        return
+
+    def on_sigterm(signum: int, _frame: FrameType | None) -> None:
+        _remove_own(ready_file)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        _remove_own(ready_file)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _remove_own(ready_file: Path) -> None:
+    """Remove the ready file if it is still this process's (not a newer server's)."""
+    try:
+        written = json.loads(ready_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    if isinstance(written, dict) and written.get("pid") == os.getpid():
+        ready_file.unlink(missing_ok=True)
 
 
 @simulate_app.command()
@@ -155,15 +276,21 @@ def record(
     upstream: Annotated[
         list[str],
         typer.Option(
+            metavar="URL",
             help="Where requests go: https://api.openai.com, "
             "https://generativelanguage.googleapis.com or any base URL (a gateway, a "
             "costguard simulate serve). Repeat as openai=URL and gemini=URL to record both "
-            "providers through one proxy."
+            "providers through one proxy.",
         ),
     ],
-    out: Annotated[Path, typer.Option(help="Folder to record into (must not hold one yet).")],
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind; 0 picks a free one.")] = 8766,
+    out: Annotated[
+        Path,
+        typer.Option(metavar="DIR", help="Folder to record into (must not hold one yet)."),
+    ],
+    host: Annotated[str, typer.Option(metavar="HOST", help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(metavar="PORT", help="Port to bind; 0 picks a free one.")
+    ] = 8766,
     shrink_images: Annotated[
         bool,
         typer.Option(
@@ -174,10 +301,15 @@ def record(
     ] = False,
     redact: Annotated[
         list[str] | None,
-        typer.Option("--redact", help="Also scrub this text wherever it appears (repeatable)."),
+        typer.Option(
+            "--redact",
+            metavar="TEXT",
+            help="Also scrub this text wherever it appears (repeatable).",
+        ),
     ] = None,
     name: Annotated[
-        str | None, typer.Option(help="Scenario name of the recording (default: the folder).")
+        str | None,
+        typer.Option(metavar="NAME", help="Scenario name of the recording (default: the folder)."),
     ] = None,
     log: Annotated[bool, typer.Option("--log", help="Print one line per request.")] = False,
 ) -> None:
@@ -248,6 +380,7 @@ def scenarios(
         list[Path] | None,
         typer.Option(
             "--dir",
+            metavar="DIR",
             help="Also list recordings in this folder (repeatable); "
             "COSTGUARD_HOME/recordings is always searched.",
         ),

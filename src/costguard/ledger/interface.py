@@ -26,11 +26,10 @@ from costguard.ledger.sql import (
     Tx,
     _moment,
     _opt_decimal,
-    dec_text,
     ts_text,
 )
 from costguard.ledger.usage import _budget, _decide, _for_rehearsal, _status
-from costguard.money import ZERO
+from costguard.money import ZERO, usd_together
 from costguard.pricing.calibration import Sample
 
 _NOT_SETTLE_STATUSES = (OPEN, REFUSED)
@@ -279,9 +278,10 @@ class Ledger(LedgerHistory, LedgerSamples):
             insert_samples(db, run_id, samples, when)
             if before is not None:
                 if Decimal(before["amount_usd"]) != cost:
+                    recorded, now = usd_together(Decimal(before["amount_usd"]), cost)
                     msg = (
                         f"part {part_id!r} of run {run_id!r} is already recorded as "
-                        f"${dec_text(Decimal(before['amount_usd']))}, not ${dec_text(cost)}"
+                        f"{recorded}, not {now}"
                     )
                     raise self._fail(msg)
                 return db.retry and _moment(before["recorded_at"]) == when

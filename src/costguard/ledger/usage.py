@@ -9,8 +9,8 @@ from decimal import Decimal
 from costguard.ledger.periods import Period, period_window
 from costguard.ledger.records import Budget, BudgetStatus, OwnerUsage
 from costguard.ledger.sql import _USAGE_IN_WINDOW, MAX_MOMENT, MIN_MOMENT, Row, Tx, _moment
-from costguard.money import ZERO, usd
-from costguard.pricing.budget import check
+from costguard.money import ZERO, usd_together
+from costguard.pricing.budget import Decision, check
 
 
 def _budget(row: Row) -> Budget:
@@ -93,30 +93,30 @@ def _decide(
     needed: Decimal, cap: Decimal | None, budget: str | None, found: BudgetStatus | None
 ) -> tuple[bool, Decimal, str]:
     """Check `needed` against `max_usd` and the budget; (admitted, shortfall, reason)."""
+    over_cap = check(needed, cap) if cap is not None else None
+    over_budget = check(needed, found.remaining) if found is not None else None
+    shown = _shown(needed, cap, found, over_cap, over_budget)
     refusals: list[str] = []
     shortfall = ZERO
-    if cap is not None:
-        decision = check(needed, cap)
-        if not decision.fits:
-            shortfall = max(shortfall, decision.shortfall)
-            refusals.append(
-                f"needs {usd(needed)}, more than max_usd {usd(cap)} by {usd(decision.shortfall)}"
-            )
+    if cap is not None and over_cap is not None and not over_cap.fits:
+        shortfall = max(shortfall, over_cap.shortfall)
+        refusals.append(
+            f"needs {shown[needed]}, more than max_usd {shown[cap]} by {shown[over_cap.shortfall]}"
+        )
     window = ""
-    if found is not None:
+    if found is not None and over_budget is not None:
         window = _window_phrase(found.period, found.period_start, found.period_end)
-        decision = check(needed, found.remaining)
-        if not decision.fits:
-            shortfall = max(shortfall, decision.shortfall)
+        if not over_budget.fits:
+            shortfall = max(shortfall, over_budget.shortfall)
             refusals.append(
-                f"needs {usd(needed)}, but budget {found.name!r} ({usd(found.limit)}) has "
-                f"{usd(found.remaining)} left {window}; short by {usd(decision.shortfall)}"
+                f"needs {shown[needed]}, but budget {found.name!r} ({shown[found.limit]}) has "
+                f"{shown[found.remaining]} left {window}; short by {shown[over_budget.shortfall]}"
             )
     if refusals:
         return False, shortfall, "; ".join(refusals)
     if found is not None:
         reason = (
-            f"fits: needs {usd(needed)} of the {usd(found.remaining)} "
+            f"fits: needs {shown[needed]} of the {shown[found.remaining]} "
             f"budget {found.name!r} has left {window}"
         )
     elif budget is not None:
@@ -124,8 +124,23 @@ def _decide(
     else:
         reason = "admitted: charged to no budget"
     if cap is not None:
-        reason += f" (max_usd {usd(cap)})"
+        reason += f" (max_usd {shown[cap]})"
     return True, ZERO, reason
+
+
+def _shown(
+    needed: Decimal,
+    cap: Decimal | None,
+    found: BudgetStatus | None,
+    *decisions: Decision | None,
+) -> dict[Decimal, str]:
+    """Every amount the reason may name, formatted together (none looks like another it is
+    not); the limits someone set (max_usd, the budget's) shown as set."""
+    given = [x for x in (cap, found.limit if found else None) if x is not None]
+    amounts = [needed, *given]
+    amounts += [found.remaining] if found is not None else []
+    amounts += [d.shortfall for d in decisions if d is not None and not d.fits]
+    return dict(zip(amounts, usd_together(*amounts, given=given), strict=True))
 
 
 def _window_phrase(period: Period, start: datetime | None, end: datetime | None) -> str:

@@ -8,9 +8,12 @@ Three formats, detected per file from its first non-blank line (or forced with `
 - `openai`: an OpenAI batch line `{"custom_id", "method": "POST", "url":
   "/v1/images/generations" | "/v1/images/edits", "body": {...}}`.
 
-Lines are read as bytes: UTF-8 with or without BOM, LF or CRLF, blank lines skipped. Every bad
-line is reported as `file:line: field: message`; the reader keeps going so one run lists them
-all (the CLI shows the first 20), and callers must not use what they read when `errors` is set.
+Lines are read as bytes: UTF-8 with or without BOM, LF or CRLF, blank lines skipped. A queue
+can also come from a stream (`costguard estimate -` reads stdin): it is read once, as it
+arrives, its format detected from its first non-blank line. Every bad line is reported as
+`file:line: field: message` (`<stdin>:LINE` for stdin); the reader keeps going so one run
+lists them all (the CLI shows the first 20), and callers must not use what they read when
+`errors` is set.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import datetime as dt
 import json
 import re
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from costguard.errors import (
     CostguardError,
@@ -47,6 +50,8 @@ from costguard.queue.lines import (
 Format = Literal["costguard", "gemini", "openai"]
 FORMATS: tuple[Format, ...] = ("costguard", "gemini", "openai")
 MAX_ERRORS_KEPT = 20
+STDIN = Path("<stdin>")
+"""The name a queue read from stdin goes by in messages (`<stdin>:14: model: ...`)."""
 _URI_PREFIXES = ("http://", "https://", "gs://", "file-", "files/")
 _PARSERS: dict[Format, Callable[[dict[str, Any]], Line]] = {
     "costguard": costguard_line,
@@ -149,15 +154,21 @@ def _json_problem(text: str) -> str:
 def detect_format(path: Path) -> Format:
     """The format of a queue file, from its first non-blank line (costguard when unsure)."""
     with path.open("rb") as handle:
-        for raw in handle:
-            line = raw.strip().removeprefix(b"\xef\xbb\xbf").strip()
-            if not line:
-                continue
-            try:
-                first = json.loads(line)
-            except (ValueError, UnicodeDecodeError, RecursionError):
-                return "costguard"  # the reader reports the line
-            return _format_of(first) or "costguard"
+        return _detect(handle, [])
+
+
+def _detect(lines: Iterable[bytes], seen: list[bytes]) -> Format:
+    """The format, from the first non-blank of `lines`; the lines read are appended to `seen`."""
+    for raw in lines:
+        seen.append(raw)
+        line = raw.strip().removeprefix(b"\xef\xbb\xbf").strip()
+        if not line:
+            continue
+        try:
+            first = json.loads(line)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return "costguard"  # the reader reports the line
+        return _format_of(first) or "costguard"
     return "costguard"
 
 
@@ -178,6 +189,10 @@ class QueueReader:
 
     Use: `reader = QueueReader(...)`, iterate it to the end, then `reader.check()` raises
     `QueueError` when any line was bad. Nothing read from a file with errors may be used.
+
+    With `stream` (stdin), the lines come from it instead of `path`, which only names them
+    (`STDIN`); a stream is read once, so such a reader can be iterated once, and relative
+    image paths are relative to the current directory.
     """
 
     def __init__(
@@ -189,17 +204,28 @@ class QueueReader:
         defaults: Defaults = NO_DEFAULTS,
         fmt: Format | None = None,
         check_images: bool = True,
+        stream: IO[bytes] | None = None,
     ) -> None:
         self.path = path
         self.book = book
         self.at = at
         self.defaults = defaults
         self.check_images = check_images
-        if not path.is_file():
+        self._stream = stream
+        self.streamed = stream is not None
+        """Whether the queue comes from a stream (read once), not a file."""
+        self._head: list[bytes] = []
+        """Lines of the stream read to detect its format, read again first."""
+        if stream is not None:
+            self.format: Format = fmt or _detect(stream, self._head)
+            self._base = Path()
+        elif not path.is_file():
             what = "is a folder, not a queue file" if path.is_dir() else "queue file not found"
             msg = f"{path}: {what}"
             raise UsageError(msg)
-        self.format: Format = fmt or detect_format(path)
+        else:
+            self.format = fmt or detect_format(path)
+            self._base = path.parent
         self._format_from = "--format" if fmt else "from its first line"
         self.errors: list[str] = []
         self.error_count = 0
@@ -208,36 +234,48 @@ class QueueReader:
         self._keys = KeySet()
         self._models: dict[str, Resolved | LineError] = {}
         self._combos: dict[object, _Checked | LineError] = {}
-        self._base = path.parent
+
+    def _raw_lines(self) -> Iterator[bytes]:
+        """The queue's lines as bytes: the file's, or the stream's (once)."""
+        if not self.streamed:
+            with self.path.open("rb") as handle:
+                yield from handle
+            return
+        stream, self._stream = self._stream, None
+        if stream is None:
+            msg = f"{self.path}: a queue read from a stream can be read only once"
+            raise CostguardError(msg)
+        yield from self._head
+        self._head = []
+        yield from stream
 
     def __iter__(self) -> Iterator[ImageRequest]:
-        with self.path.open("rb") as handle:
-            for number, raw in enumerate(handle, start=1):
-                data = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
-                try:
-                    text = data.decode("utf-8").strip()
-                except UnicodeDecodeError as exc:
-                    self.lines += 1
-                    self._error(number, "(line)", f"not valid UTF-8 at byte {exc.start}")
-                    continue
-                if not text:
-                    continue
+        for number, raw in enumerate(self._raw_lines(), start=1):
+            data = raw.removeprefix(b"\xef\xbb\xbf") if number == 1 else raw
+            try:
+                text = data.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
                 self.lines += 1
-                try:
-                    request = self._read(number, text)
-                except LineError as exc:
-                    self._error(number, exc.field, exc.message)
-                    continue
-                first = self._keys.add(request.key, number)
-                if first:
-                    self._error(
-                        number,
-                        self._key_field,
-                        f"duplicate key {request.key!r} (first used on line {first}); "
-                        "results are matched by key, so keys must be unique",
-                    )
-                    continue
-                yield request
+                self._error(number, "(line)", f"not valid UTF-8 at byte {exc.start}")
+                continue
+            if not text:
+                continue
+            self.lines += 1
+            try:
+                request = self._read(number, text)
+            except LineError as exc:
+                self._error(number, exc.field, exc.message)
+                continue
+            first = self._keys.add(request.key, number)
+            if first:
+                self._error(
+                    number,
+                    self._key_field,
+                    f"duplicate key {request.key!r} (first used on line {first}); "
+                    "results are matched by key, so keys must be unique",
+                )
+                continue
+            yield request
         if self.lines == 0 and not self.errors:
             self._error(0, "(file)", "the queue is empty")
 

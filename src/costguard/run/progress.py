@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from costguard.money import usd
+from costguard.money import usd, usd_together
 from costguard.providers.states import job_state
 
 if TYPE_CHECKING:
@@ -338,10 +338,12 @@ def part_line(part: PartView, *, verbose: bool = False) -> str:
 
 
 def money_text(snapshot: Snapshot) -> str:
-    """`spent $0.1234 of $5.0000 reserved` (`(rehearsal)` for a simulated run)."""
-    text = f"spent {usd(snapshot.spent)}"
-    if snapshot.reserved is not None:
-        text += f" of {usd(snapshot.reserved)} reserved"
+    """`spent $0.12 of $5.00 reserved` (`(rehearsal)` for a simulated run)."""
+    if snapshot.reserved is None:
+        text = f"spent {usd(snapshot.spent)}"
+    else:
+        spent, reserved = usd_together(snapshot.spent, snapshot.reserved)
+        text = f"spent {spent} of {reserved} reserved"
     return text + (" (rehearsal)" if snapshot.rehearsal else "")
 
 

@@ -32,7 +32,7 @@ from costguard.errors import (
     UsageError,
 )
 from costguard.ledger import Ledger
-from costguard.money import plain
+from costguard.money import plain, usd, usd_together
 from costguard.pricing.budget import check
 from costguard.pricing.engine import RateBook
 from costguard.queue.estimate import QueueEstimate, price_queue
@@ -190,12 +190,13 @@ class Runner:
             outputs.check_free(stems)
             decision = check(total.max, options.max_usd)
             if not decision.fits:
+                needed, limit, short = usd_together(
+                    total.max, options.max_usd, decision.shortfall, given=[options.max_usd]
+                )
                 self._refuse(
                     rundir,
                     run_id,
-                    f"the {options.mode} maximum {plain(total.max)} "
-                    f"passes --max-usd {plain(options.max_usd)} by "
-                    f"{plain(decision.shortfall)}",
+                    f"the {options.mode} maximum {needed} passes --max-usd {limit} by {short}",
                 )
             rundir.save(journal)
         else:
@@ -383,8 +384,9 @@ class Runner:
             self.ledger.release(journal.run_id, at=self.clock(), reason=f"nothing accepted: {exc}")
             journal.release()
             msg = (
-                f"{exc}; the provider accepted nothing, so the ${maximum} reserved for run "
-                f"{journal.run_id} was released: fix the cause and run the same command again"
+                f"{exc}; the provider accepted nothing, so the {usd(Decimal(maximum))} reserved "
+                f"for run {journal.run_id} was released: fix the cause and run the same command "
+                "again"
             )
             return ProviderError(msg, rejected=True)
         held = (
