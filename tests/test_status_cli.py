@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+import textkit
 from costguard.queue.reader import NO_DEFAULTS
 from costguard.run.options import RunOptions, run_id_for
 from costguard.run.rundir import RunDir
@@ -55,12 +56,8 @@ def detach(cli: Cli, tmp_path: Path, scenario: Path | None = None) -> str:
 
 def states(shown: str) -> dict[str, str]:
     """Part id -> the state column of `status`'s table."""
-    found = {}
-    for line in shown.splitlines():
-        cells = line.split()
-        if cells and cells[0].startswith(("gemini-", "gpt-image-")):
-            found[cells[0]] = cells[3]
-    return found
+    header, rows = textkit.table(shown)
+    return {row[0]: row[header.index("state")] for row in rows}
 
 
 def test_status_after_cancel_asks_the_provider_and_records_the_answer(

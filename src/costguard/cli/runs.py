@@ -583,7 +583,8 @@ def _parts_table(
 ) -> str:
     """A run's parts: requests, job, where it stands (`--verbose`: in the provider's words
     too), requests done and failed (`done`, per part; None: the provider did not say), and
-    what it cost."""
+    what it cost. To fit 100 columns the job id goes first (a Gemini job's is 44 wide), then
+    the counts; `--wide` shows them all."""
     from costguard.cli import table
     from costguard.cli.table import Column
     from costguard.money import usd
@@ -592,11 +593,11 @@ def _parts_table(
     columns = [
         Column("part"),
         Column("requests", right=True),
-        Column("job"),
+        Column("job", drop=2),
         Column("state"),
         *([Column("provider state")] if verbose else []),
-        Column("done", right=True),
-        Column("failed", right=True),
+        Column("done", right=True, drop=1),
+        Column("failed", right=True, drop=1),
         Column("cost", right=True),
     ]
     rows = [
