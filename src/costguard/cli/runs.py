@@ -314,8 +314,6 @@ def run(
     learned = calibration_wanted(calibrated)
     if learned:
         require_ledger(ledger)
-    if new_run or retry is not None:
-        typer.echo(f"new run {run_id}: `costguard collect {run_id}` picks it up later", err=True)
     try:
         summary = _start(options, run_id, pricing, ledger, learned=learned, verbose=verbose)
     except RunPendingError as pending:

@@ -241,6 +241,10 @@ class Runner:
         if not admission.admitted:
             self._refuse(rundir, run_id, admission.reason or "the ledger budget is spent")
         journal.admit(admission.reason, self.ledger.identity)
+        if options.nonce is not None or options.retry_of is not None:  # a run id no one typed
+            self.reporter.message(
+                f"new run {run_id}: `costguard collect {run_id}` picks it up later"
+            )
 
     def _recover(self, journal: Journal, outputs: Outputs) -> None:
         """Collect again what the manifest lost: a collected part with fewer lines than requests.
