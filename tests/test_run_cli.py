@@ -716,7 +716,7 @@ def test_detach_then_status_runs_and_collect(
     assert f"costguard collect {rid}" in result.err
     assert manifest(out) == []
 
-    shown = cli("status", rid)
+    shown = cli("status", rid, "--wide")  # job ids: wider than 100 columns with the rest
     assert shown.code == 0
     assert f"run {rid}: submitted (batch, simulated {slow})" in shown.out
     assert "collected: nothing yet" in shown.out
@@ -803,7 +803,8 @@ def test_status_shows_money_by_the_display_rule(
 ) -> None:
     """`status` shows the estimate and each part's cost as every other command does (to the
     cent, never two different amounts alike), not the journal's exact strings; within 100
-    columns the provider's state is left out (--wide shows it)."""
+    columns the job id is left out (--wide shows it); the provider's own state only with
+    --verbose."""
     queue = tmp_path / "queue.jsonl"
     write_queue(queue, MIXED)
     sc = scenario_file(tmp_path / "sc", "succeeded")
@@ -817,12 +818,23 @@ def test_status_shows_money_by_the_display_rule(
     )
     assert f"estimate: expected {expected}, max {maximum}" in shown.out.splitlines()
     header, rows = textkit.table(shown.out)
-    assert header == ["part", "requests", "job", "state", "cost"]
+    assert header == ["part", "requests", "state", "done", "failed", "cost"]
     assert [row[-1] for row in rows] == [usd(Decimal(p.cost_usd or "0")) for p in journal.parts]
-    wide = cli("status", rid, "--wide")
+    assert {row[2] for row in rows} == {"collected"}
+    assert "(left out to fit 100 columns: job; --wide shows every column)" in shown.out
+    wide = cli("status", rid, "--wide", "--verbose")
     header, rows = textkit.table(wide.out)
-    assert header == ["part", "requests", "job", "state", "provider state", "cost"]
-    assert {row[4] for row in rows} == {"succeeded"}
+    assert header == [
+        "part",
+        "requests",
+        "job",
+        "state",
+        "provider state",
+        "done",
+        "failed",
+        "cost",
+    ]
+    assert {row[4] for row in rows} == {"completed", "JOB_STATE_SUCCEEDED"}
 
 
 def test_timeout_exits_6_with_the_collect_hint(

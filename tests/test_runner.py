@@ -504,7 +504,7 @@ class DeletesTheLedger(QuietReporter):
         super().__init__(lambda _text: None)
         self.path = path
 
-    def progress(self, run_id: str, parts: Any, statuses: Any, elapsed: float) -> None:
+    def progress(self, snapshot: Any) -> None:
         for leftover in self.path.parent.glob(self.path.name + "*"):
             leftover.unlink()
 

@@ -11,7 +11,6 @@ import contextlib
 import getpass
 import json
 import os
-import sys
 from collections.abc import Iterator
 from decimal import Decimal
 from enum import StrEnum
@@ -41,18 +40,24 @@ from costguard.cli.common import (
     shared_journals,
 )
 from costguard.cli.output import emit, error_object, fail
+from costguard.cli.progress import progress_reporter
 from costguard.errors import UsageError
 from costguard.resources import home_dir
 
 if TYPE_CHECKING:
-    from costguard.providers.base import JobStatus, Provider
+    from costguard.providers.base import Provider
     from costguard.run.journal import Journal, Part
+    from costguard.run.options import RunOptions
+    from costguard.run.progress import Reporter
     from costguard.run.reconcile import Summary
+    from costguard.run.rundir import RunDir
     from costguard.run.runner import Runner
 
 SIMULATED_KEY = "costguard-simulated"
 """The API key sent to the in-process simulator (not a secret)."""
 EXIT_INCOMPLETE = 7
+ASKED = "job states as the provider gave them just now"
+"""`status`'s note when it asked the provider."""
 
 
 class RunModeOpt(StrEnum):
@@ -62,9 +67,14 @@ class RunModeOpt(StrEnum):
     sync = "sync"
 
 
+def _key_names(provider: str) -> tuple[str, ...]:
+    """The environment variables the provider's API key is read from, in order."""
+    return ("GEMINI_API_KEY", "GOOGLE_API_KEY") if provider == "gemini" else ("OPENAI_API_KEY",)
+
+
 def _key(provider: str) -> str:
     """The provider's API key from the environment, never echoed anywhere."""
-    names = ("GEMINI_API_KEY", "GOOGLE_API_KEY") if provider == "gemini" else ("OPENAI_API_KEY",)
+    names = _key_names(provider)
     for name in names:
         value = os.environ.get(name)
         if value:
@@ -87,56 +97,9 @@ def _providers(simulated: bool):  # type: ignore[no-untyped-def]
     return make
 
 
-class LiveReporter:
-    """A live progress line per job on a terminal (rich); messages above it."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.live import Live
-
-        self.console = Console(stderr=True)
-        self.live = Live(console=self.console, refresh_per_second=4, transient=True)
-        self.live.start()
-
-    def message(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
-
-    def progress(
-        self, run_id: str, parts: list[Part], statuses: dict[str, JobStatus], elapsed: float
-    ) -> None:
-        from rich.table import Table
-
-        table = Table(title=f"{run_id}  {elapsed:,.0f}s", title_justify="left", box=None)
-        for column in ("part", "state", "done", "failed", "of"):
-            table.add_column(column, no_wrap=True)
-        for part in parts:
-            status = statuses.get(part.id)
-            table.add_row(
-                part.id,
-                (status.raw_state if status else part.state).removeprefix("JOB_STATE_"),
-                _count(status.completed if status else None),
-                _count(status.failed if status else None),
-                f"{part.requests:,}",
-            )
-        self.live.update(table)
-
-    def done(self) -> None:
-        self.live.stop()
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _reporter() -> Any:
-    from costguard.run.options import QuietReporter
-
-    if sys.stderr.isatty():
-        return LiveReporter()
-    return QuietReporter(lambda text: typer.echo(text, err=True))
-
-
-def _runner(pricing: list[Path] | None, ledger: str | None, simulated: bool) -> Runner:
+def _runner(
+    pricing: list[Path] | None, ledger: str | None, reporter: Reporter, *, simulated: bool
+) -> Runner:
     from costguard.run.runner import Runner
 
     return Runner(
@@ -144,8 +107,13 @@ def _runner(pricing: list[Path] | None, ledger: str | None, simulated: bool) -> 
         ledger=open_cli_ledger(ledger),
         book=load_rate_book(pricing),
         providers=_providers(simulated),
-        reporter=_reporter(),
+        reporter=reporter,
     )
+
+
+def _has_key(provider: str) -> bool:
+    """Whether the provider's API key is set."""
+    return any(os.environ.get(name) for name in _key_names(provider))
 
 
 @contextlib.contextmanager
@@ -160,6 +128,16 @@ def _maybe_simulated(scenario: str | None, state: Path) -> Iterator[None]:
     with simulate(scenario, state=state, strict=False):
         yield
 
+
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Also show each job's state in the provider's own words (`in_progress`, "
+        "`JOB_STATE_RUNNING`) beside costguard's (`running`).",
+    ),
+]
 
 KeepRawOpt = Annotated[
     bool,
@@ -273,6 +251,7 @@ def run(
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
     calibrated: CalibratedOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Send a queue through the Batch API under a budget, poll, and collect every image.
 
@@ -336,14 +315,8 @@ def run(
     learned = calibration_wanted(calibrated)
     if learned:
         require_ledger(ledger)
-    runner = _runner(pricing, ledger, simulate is not None)
-    if learned:
-        from dataclasses import replace
-
-        options = replace(options, calibration=load_calibration(runner.ledger))
     try:
-        with _maybe_simulated(simulate, runner.run_dir(run_id).simulator_state):
-            summary = runner.start(options, run_id)
+        summary = _start(options, run_id, pricing, ledger, learned=learned, verbose=verbose)
     except RunPendingError as pending:
         if not detach:
             raise
@@ -364,6 +337,26 @@ def _detached(run_id: str, message: str, output: str) -> None:
     typer.echo(message, err=True)
     if output == "json":
         emit({"run_id": run_id, "status": "detached", "message": message})
+
+
+def _start(
+    options: RunOptions,
+    run_id: str,
+    pricing: list[Path] | None,
+    ledger: str | None,
+    *,
+    learned: bool,
+    verbose: bool,
+) -> Summary:
+    """Start (or resume) the run under the progress display, taken down on every way out."""
+    from dataclasses import replace
+
+    with progress_reporter(verbose=verbose, label=run_id) as reporter:
+        runner = _runner(pricing, ledger, reporter, simulated=options.simulate is not None)
+        if learned:
+            options = replace(options, calibration=load_calibration(runner.ledger))
+        with _maybe_simulated(options.simulate, runner.run_dir(run_id).simulator_state):
+            return runner.start(options, run_id)
 
 
 def collect(
@@ -391,6 +384,7 @@ def collect(
     keep_raw: KeepRawOpt = False,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Poll and collect a run started earlier (after --detach, --timeout, Ctrl-C or a crash).
 
@@ -402,21 +396,24 @@ def collect(
     from costguard.run.context import Clients
     from costguard.run.options import RunOptions
 
-    runner = _runner(pricing, ledger, simulated=False)
-    run_id = resolve_run(run_id, runner.ledger.journals)
-    journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
-    simulated = journal.simulate if journal else None
-    if simulated:
-        runner.clients = Clients(_providers(simulated=True))
-    options = RunOptions(
-        queue=Path(journal.queue) if journal else Path(),
-        max_usd=Decimal(0),
-        poll_interval=poll_interval if poll_interval is not None else (0.5 if simulated else 30.0),
-        timeout=timeout,
-        keep_raw=keep_raw,
-    )
-    with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
-        summary = runner.collect(run_id, options, queue=queue, out=out)
+    with progress_reporter(verbose=verbose, label=run_id) as reporter:
+        runner = _runner(pricing, ledger, reporter, simulated=False)
+        run_id = resolve_run(run_id, runner.ledger.journals)
+        journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
+        simulated = journal.simulate if journal else None
+        if simulated:
+            runner.clients = Clients(_providers(simulated=True))
+        options = RunOptions(
+            queue=Path(journal.queue) if journal else Path(),
+            max_usd=Decimal(0),
+            poll_interval=poll_interval
+            if poll_interval is not None
+            else (0.5 if simulated else 30.0),
+            timeout=timeout,
+            keep_raw=keep_raw,
+        )
+        with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
+            summary = runner.collect(run_id, options, queue=queue, out=out)
     _report(summary, output)
 
 
@@ -453,21 +450,48 @@ def status(
     output: Annotated[SummaryOutput, typer.Option(help="table or json.")] = SummaryOutput.table,
     ledger: LedgerOpt = None,
     wide: WideOpt = False,
+    refresh: Annotated[
+        bool | None,
+        typer.Option(
+            "--refresh/--no-refresh",
+            help="Ask the provider how the run's unfinished jobs are doing, and record it in "
+            "the journal. Default: ask when the run has unfinished jobs and their API keys are "
+            "set (a rehearsal: when its simulator's state is on this machine); otherwise, or "
+            "with --no-refresh, show what the journal last recorded.",
+        ),
+    ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Show a run's parts, jobs and what has been collected, from its journal (no API calls).
+    """Show a run's parts, jobs and what has been collected.
 
-    Example: costguard status run-3f2a9c0d1e7b
+    Example: costguard status run-3f2a9c0d1e7b --refresh
     """
     from costguard.run.outputs import Outputs
+    from costguard.run.progress import part_state
 
     journal = _load_journal(run_id, ledger)
+    journal, note = _refreshed(journal, ledger, refresh)
     counts: dict[str, int] = {}
+    tallies: dict[str, tuple[int, int]] = {}
     for line in Outputs(Path(journal.out)).lines():
         counts[line["status"]] = counts.get(line["status"], 0) + 1
+        lines, ok = tallies.get(line["part"], (0, 0))
+        tallies[line["part"]] = (lines + 1, ok + (line["status"] == "ok"))
+
+    def done_failed(part: Part) -> tuple[int | None, int | None]:
+        if part.endpoint == "sync":
+            lines, ok = tallies.get(part.id, (0, 0))
+            return ok, lines - ok
+        known = part.job_counts or {}
+        return known.get("done"), known.get("failed")
+
     if output == "json":
         from dataclasses import asdict
 
-        emit({**asdict(journal), "collected": counts})
+        shown = asdict(journal)
+        for part, entry in zip(journal.parts, shown["parts"], strict=True):
+            entry["progress_state"] = part_state(part)
+        emit({**shown, "collected": counts, "refreshed": note == ASKED})
         return
     from costguard.money import usd_together
 
@@ -486,24 +510,100 @@ def status(
     if calibration:
         since = f" (since {calibration['since']})" if calibration["since"] else ""
         typer.echo(f"calibrated from {calibration['requests']:,} requests{since}")
-    typer.echo(_parts_table(journal, wide=wide))
+    done = {p.id: done_failed(p) for p in journal.parts}
+    typer.echo(_parts_table(journal, done, wide=wide, verbose=verbose))
     typer.echo(
         "collected: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing yet")
     )
+    if note is not None:
+        typer.echo(note)
 
 
-def _parts_table(journal: Journal, *, wide: bool) -> str:
-    """A run's parts: requests, job, where it stands, and what it cost."""
+def _refreshed(
+    journal: Journal, ledger: str | None, wanted: bool | None
+) -> tuple[Journal, str | None]:
+    """The journal, with its unfinished jobs' states asked of the provider when `wanted` (None:
+    when their keys, or a rehearsal's simulator state, are here); and where the states shown
+    come from: `ASKED`, a note saying why the provider was not asked, or None (no job is
+    unfinished)."""
+    from costguard.errors import ProviderError
+    from costguard.run.context import Clients
+    from costguard.run.poll import refresh
+    from costguard.run.rundir import RunBusyError, RunDir
+
+    running = [p for p in journal.parts if p.awaiting_job]
+    if not running:
+        return journal, None
+    recorded = "job states as the journal last recorded them"
+    with shared_journals(ledger) as store:
+        rundir = RunDir(home_dir() / "runs" / journal.run_id, store=store)
+        why_not = _cannot_ask(journal, running, rundir, wanted=wanted)
+        if why_not is not None:
+            return journal, f"{recorded} ({why_not})"
+        try:
+            rundir.lock()
+        except RunBusyError as busy:
+            return journal, f"{recorded}: {busy} (it records them as it polls)"
+        try:
+            fresh = rundir.load()
+            clients = Clients(_providers(fresh.simulate is not None))
+            base = Path(fresh.queue).parent
+            with _maybe_simulated(fresh.simulate, rundir.simulator_state):
+                refresh(fresh, lambda provider: clients.get(provider, base))
+        except ProviderError as exc:
+            if wanted:
+                raise
+            return journal, f"{recorded} (asking the provider failed: {exc})"
+        finally:
+            rundir.unlock()
+    return fresh, ASKED
+
+
+def _cannot_ask(
+    journal: Journal, running: list[Part], rundir: RunDir, *, wanted: bool | None
+) -> str | None:
+    """Why `status` does not ask the provider (None: it does); with `--refresh`, an error."""
+    if wanted is False:
+        return "--refresh asks the provider"
+    why = None
+    if journal.simulate is not None:
+        if not rundir.simulator_state.is_file():
+            why = "its rehearsal's simulator state is on the machine that ran it"
+    else:
+        keyless = sorted({p.provider for p in running if not _has_key(p.provider)})
+        if keyless:
+            names = "; ".join(" or ".join(_key_names(p)) for p in keyless)
+            why = f"no {' or '.join(keyless)} API key set to ask the provider ({names})"
+    if why is not None and wanted:
+        msg = f"cannot ask about run {journal.run_id}: {why}"
+        raise UsageError(msg)
+    return why
+
+
+def _parts_table(
+    journal: Journal,
+    done: dict[str, tuple[int | None, int | None]],
+    *,
+    wide: bool,
+    verbose: bool,
+) -> str:
+    """A run's parts: requests, job, where it stands (`--verbose`: in the provider's words
+    too), requests done and failed (`done`, per part; None: the provider did not say), and
+    what it cost. To fit 100 columns the job id goes first (a Gemini job's is 44 wide), then
+    the counts; `--wide` shows them all."""
     from costguard.cli import table
     from costguard.cli.table import Column
     from costguard.money import usd
+    from costguard.run.progress import count_text, part_state
 
     columns = [
         Column("part"),
         Column("requests", right=True),
-        Column("job"),
+        Column("job", drop=2),
         Column("state"),
-        Column("provider state", drop=1),
+        *([Column("provider state")] if verbose else []),
+        Column("done", right=True, drop=1),
+        Column("failed", right=True, drop=1),
         Column("cost", right=True),
     ]
     rows = [
@@ -511,8 +611,10 @@ def _parts_table(journal: Journal, *, wide: bool) -> str:
             p.id,
             f"{p.requests:,}",
             p.job_id or "-",
-            p.state,
-            (p.job_state or "-").removeprefix("terminal:").removeprefix("JOB_STATE_"),
+            part_state(p),
+            *([p.provider_state or "-"] if verbose else []),
+            count_text(done[p.id][0]),
+            count_text(done[p.id][1]),
             usd(Decimal(p.cost_usd)) if p.cost_usd is not None else "-",
         ]
         for p in journal.parts
@@ -531,8 +633,10 @@ def cancel(
     Example: costguard cancel run-3f2a9c0d1e7b
     """
     from costguard.run.context import Clients
+    from costguard.run.options import QuietReporter
 
-    runner = _runner(pricing, ledger, simulated=False)
+    quiet = QuietReporter(lambda text: typer.echo(text, err=True))
+    runner = _runner(pricing, ledger, quiet, simulated=False)
     run_id = resolve_run(run_id, runner.ledger.journals)
     runner.run_dir(run_id).require()
     journal = runner.run_dir(run_id).load()

@@ -18,11 +18,10 @@ from typing import Any, Literal, Protocol, TypeVar
 from costguard.errors import ProviderError
 from costguard.media import HEAD_BYTES, sniff
 from costguard.models import ImageRequest, Usage
+from costguard.providers.states import TERMINAL, JobState
 
 T = TypeVar("T")
 
-JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "expired"]
-TERMINAL: frozenset[JobState] = frozenset({"succeeded", "failed", "cancelled", "expired"})
 Status = Literal["ok", "refused", "failed", "expired", "cancelled"]
 
 
@@ -31,11 +30,15 @@ class JobStatus:
     """A batch job's state as the provider reports it."""
 
     state: JobState
+    """In costguard's words (`providers/states.py`), the same for every provider."""
     raw_state: str
-    """The provider's own name for the state (`BATCH_STATE_RUNNING`, `finalizing`, ...)."""
+    """The provider's own name for the state (`JOB_STATE_RUNNING`, `finalizing`, ...)."""
     total: int | None = None
+    """Requests in the job; None when the provider did not say (unknown, not zero)."""
     completed: int | None = None
+    """Requests that succeeded so far; None when unknown."""
     failed: int | None = None
+    """Requests that failed so far; None when unknown."""
     error: str | None = None
     """Why the job failed, when the provider says."""
 

@@ -31,8 +31,6 @@ from typing import TYPE_CHECKING, Any
 from costguard.errors import ProviderError
 from costguard.models import ImageRequest, Usage
 from costguard.providers.base import (
-    TERMINAL,
-    JobState,
     JobStatus,
     Outcome,
     SubmittedJob,
@@ -42,8 +40,10 @@ from costguard.providers.base import (
     translating,
 )
 from costguard.providers.resultfiles import Sink, download_lines, loads
+from costguard.providers.states import TERMINAL, job_state
 
 if TYPE_CHECKING:
+    import httpx2
     from google.genai import Client
 
 INLINE_LIMIT = 20 * 1024 * 1024
@@ -63,19 +63,10 @@ TYPICAL_IMAGE_BYTES: dict[str, int] = {
 """Typical bytes of one returned image by size (PNG; 1-2 MB at 1K, 10-20 MB at 4K)."""
 SUCCESS_FINISH = {"STOP", "FINISH_REASON_UNSPECIFIED", None}
 
-_STATES: dict[str, JobState] = {
-    "JOB_STATE_QUEUED": "pending",
-    "JOB_STATE_PENDING": "pending",
-    "JOB_STATE_RUNNING": "running",
-    "JOB_STATE_CANCELLING": "running",
-    "JOB_STATE_UPDATING": "running",
-    "JOB_STATE_PAUSED": "running",
-    "JOB_STATE_SUCCEEDED": "succeeded",
-    "JOB_STATE_PARTIALLY_SUCCEEDED": "succeeded",
-    "JOB_STATE_FAILED": "failed",
-    "JOB_STATE_CANCELLED": "cancelled",
-    "JOB_STATE_EXPIRED": "expired",
-}
+_BATCH_GET = re.compile(r"/batches/([^/:?]+)$")
+"""The path of `batches.get` (whatever the API version prefix)."""
+_BATCH_STATS = re.compile(rb'"batchStats"\s*:\s*(\{[^{}]*\})')
+"""The job's `metadata.batchStats` object in an Operation body (a flat object of counters)."""
 
 
 def takes_image_size(model: str) -> bool:
@@ -111,12 +102,37 @@ class GeminiProvider:
         retry = types.HttpRetryOptions(
             attempts=attempts, http_status_codes=[408, 429, 500, 502, 503, 504]
         )
+        hooks = {"response": [self._note_batch_stats]}
         self.client: Client = genai.Client(
-            api_key=api_key, http_options=types.HttpOptions(retry_options=retry)
+            api_key=api_key,
+            http_options=types.HttpOptions(retry_options=retry, client_args={"event_hooks": hooks}),
         )
         self.base = base
         self._finished: dict[str, Any] = {}
         """Finished inline jobs as `status` fetched them, kept for `results` (one download)."""
+        self._stats: dict[str, dict[str, str] | None] = {}
+        """Per job, the `batchStats` of the last `batches.get` answer (None: it had none)."""
+
+    def _note_batch_stats(self, response: httpx2.Response) -> None:
+        """Keep a `batches.get` answer's `metadata.batchStats`, which the SDK drops.
+
+        The SDK's `BatchJob` has no request counts for the Gemini API (its `completion_stats`
+        is Vertex's), but the API reports them: `{"requestCount": "6", "successfulRequestCount":
+        "4", "failedRequestCount": "1", "pendingRequestCount": "1"}` (int64 as strings, zeros
+        left out). Only that small object is parsed, never the rest of the body (a finished
+        inline job's body holds its images); no other response is read here.
+        """
+        found = _BATCH_GET.search(response.request.url.path)
+        if response.request.method != "GET" or found is None or response.status_code != 200:
+            return
+        body = response.read()
+        at = body.find(b'"batchStats"')
+        stats = _BATCH_STATS.match(body, at) if at >= 0 else None
+        try:
+            parsed = json.loads(stats[1]) if stats else None
+        except ValueError:
+            parsed = None
+        self._stats[f"batches/{found[1]}"] = parsed if isinstance(parsed, dict) else None
 
     # wire ----------------------------------------------------------------------------------
 
@@ -198,15 +214,17 @@ class GeminiProvider:
         return SubmittedJob(job.name, uploaded.name)
 
     def status(self, job_id: str) -> JobStatus:
+        self._stats.pop(job_id, None)
         job = self.client.batches.get(name=job_id)
         raw = job.state.name if job.state is not None else "JOB_STATE_UNSPECIFIED"
         error = None
         if job.error is not None:
             error = f"{job.error.code}: {job.error.message}"
-        state = _STATES.get(raw, "running")
+        state = job_state(self.name, raw)
         if state in TERMINAL and job.dest is not None and job.dest.inlined_responses:
             self._finished[job_id] = job  # its results are in it: `results` reads this copy
-        return JobStatus(state, raw, error=error)
+        total, completed, failed = batch_counts(self._stats.pop(job_id, None))
+        return JobStatus(state, raw, total, completed, failed, error=error)
 
     def results(self, job_id: str, workdir: Path, *, keep: bool = False) -> Iterator[Outcome]:
         job = self._finished.pop(job_id, None) or self.client.batches.get(name=job_id)
@@ -254,6 +272,25 @@ class GeminiProvider:
         except errors.APIError as exc:
             return Outcome(request.key, "failed", reason=f"{exc.code} {exc.status}: {exc.message}")
         return parse_response(request.key, response.model_dump(mode="json", by_alias=True))
+
+
+def batch_counts(stats: dict[str, str] | None) -> tuple[int | None, int | None, int | None]:
+    """(total, succeeded, failed) from a job's `batchStats`; all None when it had none.
+
+    A counter left out is zero (proto3 JSON omits zeros), so a running job whose stats say only
+    `requestCount` and `pendingRequestCount` has 0 done and 0 failed, not unknown ones.
+    """
+    if stats is None:
+        return None, None, None
+
+    def count(name: str) -> int | None:
+        try:
+            return int(stats.get(name) or 0)
+        except (TypeError, ValueError):
+            return None
+
+    total = count("requestCount") if "requestCount" in stats else None
+    return total, count("successfulRequestCount"), count("failedRequestCount")
 
 
 def inline_fits(input_bytes: int, output_bytes: int) -> bool:

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from costguard.errors import ProviderError
 from costguard.models import ImageRequest, Usage
 from costguard.providers.base import (
-    JobState,
     JobStatus,
     Outcome,
     Status,
@@ -30,6 +29,7 @@ from costguard.providers.base import (
     translating,
 )
 from costguard.providers.resultfiles import Sink, download_lines, loads
+from costguard.providers.states import job_state
 
 if TYPE_CHECKING:
     from openai import OpenAI
@@ -42,16 +42,6 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 LOOKBACK_S = 3 * 24 * 3600
 """How far back `find_job` looks (a batch window is 24 h)."""
 
-_STATES: dict[str, JobState] = {
-    "validating": "pending",
-    "in_progress": "running",
-    "finalizing": "running",
-    "cancelling": "running",
-    "completed": "succeeded",
-    "failed": "failed",
-    "expired": "expired",
-    "cancelled": "cancelled",
-}
 _MIME = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
 _ERROR_STATUS: dict[str, Status] = {
     "moderation_blocked": "refused",
@@ -164,7 +154,7 @@ class OpenAIProvider:
             where = f"line {first.line}: " if first.line else ""
             error = f"{where}{first.code}: {first.message}"
         return JobStatus(
-            state=_STATES.get(batch.status, "running"),
+            state=job_state(self.name, batch.status),
             raw_state=batch.status,
             total=counts.total if counts else None,
             completed=counts.completed if counts else None,

@@ -11,6 +11,9 @@ actual cost: from the usage the provider reported, else the card's expected pric
 that came back; the part's sum is recorded in the ledger once, under the part's id, together
 with what each request reported using (its usage sample, for calibrated estimates; real runs
 only). A run priced with a calibration also notes each request's calibrated maximum on its line.
+
+The progress display is told as results are recorded (`RunContext.progress`: a count, at most
+every `REPORT_EVERY_S`), so a collection that takes minutes shows how far it got.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
     requests = {r.key: r for r in part_requests(journal, ctx.book, part)}
     earlier = {key for key in requests if key in collected}
     samples: list[Sample] = []
+    ctx.progress.collecting(part)
     with Writer(ctx, outputs, part, samples) as writer:
         workdir = ctx.rundir.workdir(part.id)
         for outcome in client.results(part.job_id, workdir, keep=ctx.keep_raw):
@@ -56,6 +60,7 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
             outcome = Outcome(key, missing_status, reason=reason)  # type: ignore[arg-type]
             record(ctx, outputs, part, request, outcome)
             collected.add(key)
+            ctx.progress.recorded()
     if earlier:  # collected by an interrupted collection: their samples come from the manifest
         for line in outputs.lines():
             if line["part"] == part.id and line["key"] in earlier:
@@ -67,6 +72,7 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
     learned = samples if ctx.learns else []
     ctx.ledger.record_spend(journal.run_id, part.id, cost, at=ctx.clock(), samples=learned)
     journal.collected(part, cost)
+    ctx.progress.collected(part)
     if not ctx.keep_raw:
         ctx.rundir.discard_work(part.id)
 
@@ -100,6 +106,7 @@ class Writer:
         sample = sample_of(self.ctx, request, line)
         if sample is not None:
             self.samples.append(sample)
+        self.ctx.progress.recorded()
         return line
 
     def __enter__(self) -> Writer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,7 +15,7 @@ from costguard.pricing.engine import RateBook
 from costguard.providers.base import Provider
 from costguard.queue.reader import Defaults, QueueReader
 from costguard.run.journal import Journal
-from costguard.run.options import Reporter
+from costguard.run.progress import Reporter, Tracker
 from costguard.run.rundir import RunDir
 
 ProviderFactory = Callable[[str, Path], Provider]
@@ -67,6 +68,13 @@ class RunContext:
     sleep: Callable[[float], None]
     keep_raw: bool = False
     """Keep each part's raw files after collecting it (`--keep-raw`)."""
+    monotonic: Callable[[], float] = time.monotonic
+    """Elapsed time: the poll's `--timeout` and the progress display."""
+
+    @cached_property
+    def progress(self) -> Tracker:
+        """Where the stages report progress; it reaches `reporter` as snapshots."""
+        return Tracker(self.journal, self.reporter, self.monotonic)
 
     def client(self, provider: str) -> Provider:
         return self.clients.get(provider, Path(self.journal.queue).parent)

@@ -78,6 +78,11 @@ class Part:
     input_file_id: str | None = None
     job_state: str | None = None
     """The provider's last reported state (raw name), `terminal:<state>` once final."""
+    provider_state: str | None = None
+    """The provider's own name for the job's state as last seen (also once final)."""
+    job_counts: dict[str, int | None] | None = None
+    """The job's requests as the provider last counted them: `total`, `done` (succeeded) and
+    `failed`, each None when the provider did not say."""
     job_error: str | None = None
     cost_usd: str | None = None
     """Actual cost recorded in the ledger when the part was collected."""
@@ -221,7 +226,8 @@ class Journal:
         self._move_part(part, "submitted")
 
     def observe(self, statuses: Mapping[str, JobStatus]) -> None:
-        """The provider's states of submitted parts' jobs (by part id); saved when any changed."""
+        """The provider's states of submitted parts' jobs (by part id), with their request
+        counts; saved when any changed."""
         changed = False
         for part_id, status in statuses.items():
             part = self.part(part_id)
@@ -232,6 +238,10 @@ class Journal:
                 changed = True
             elif part.job_state != status.raw_state:
                 part.job_state = status.raw_state
+                changed = True
+            counts = {"total": status.total, "done": status.completed, "failed": status.failed}
+            if (part.provider_state, part.job_counts) != (status.raw_state, counts):
+                part.provider_state, part.job_counts = status.raw_state, counts
                 changed = True
         if changed:
             self._save()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 from costguard.errors import CostguardError
 from costguard.pricing.calibration import Calibration
@@ -16,8 +16,8 @@ from costguard.pricing.schema import Mode
 from costguard.queue.reader import NO_DEFAULTS, Defaults, Format
 
 if TYPE_CHECKING:
-    from costguard.providers.base import JobStatus
-    from costguard.run.journal import Part
+    from costguard.run.progress import Snapshot
+
 
 RunMode = Literal["batch", "sync"]
 CARD_MODE: dict[RunMode, Mode] = {"batch": "batch", "sync": "standard"}
@@ -65,20 +65,8 @@ class RunOptions:
     what the run is priced at, not what is sent."""
 
 
-class Reporter(Protocol):
-    """Where progress goes (a live display on a terminal, nothing otherwise)."""
-
-    def message(self, text: str) -> None: ...
-
-    def progress(
-        self, run_id: str, parts: list[Part], statuses: dict[str, JobStatus], elapsed: float
-    ) -> None: ...
-
-    def done(self) -> None: ...
-
-
 class QuietReporter:
-    """Prints messages only (no live progress)."""
+    """Prints messages only, no progress (library use, tests)."""
 
     def __init__(self, emit: Callable[[str], None]) -> None:
         self.emit = emit
@@ -86,10 +74,8 @@ class QuietReporter:
     def message(self, text: str) -> None:
         self.emit(text)
 
-    def progress(
-        self, run_id: str, parts: list[Part], statuses: dict[str, JobStatus], elapsed: float
-    ) -> None:
-        """No live display when not on a terminal."""
+    def progress(self, snapshot: Snapshot) -> None:
+        """No progress display."""
 
     def done(self) -> None:
         """Nothing to tear down."""

@@ -58,6 +58,8 @@ class Outputs:
         """Manifest lines per part, as found by `open`."""
         self._costs: dict[str, Decimal] = {}
         """`cost_usd` summed per part: the lines `open` found plus those recorded since."""
+        self._tallies: dict[str, tuple[int, int]] = {}
+        """(lines, lines with status ok) per part, counted like `_costs` (for progress)."""
 
     def open(self, owner: str) -> set[str]:
         """Create the folder, drop a torn last manifest line; return the keys collected.
@@ -75,6 +77,7 @@ class Outputs:
         collected: set[str] = set()
         self.per_part = {}
         self._costs = {}
+        self._tallies = {}
         good = 0
         if self.manifest_path.exists():
             with self.manifest_path.open("rb") as handle:
@@ -209,9 +212,15 @@ class Outputs:
         (never by reading the manifest again: that made collecting quadratic in parts)."""
         return self._costs.get(part_id, Decimal(0))
 
+    def tally(self, part_id: str) -> tuple[int, int]:
+        """(manifest lines, of which ok) of a part, kept like `part_cost`."""
+        return self._tallies.get(part_id, (0, 0))
+
     def _add_cost(self, line: dict[str, Any]) -> None:
         part = line["part"]
         self._costs[part] = self._costs.get(part, Decimal(0)) + Decimal(line["cost_usd"])
+        lines, ok = self._tallies.get(part, (0, 0))
+        self._tallies[part] = (lines + 1, ok + (line["status"] == "ok"))
 
     def lines(self) -> Iterator[dict[str, Any]]:
         """Every manifest line."""

@@ -189,6 +189,8 @@ def summary_json(summary: Summary) -> str:
                     "job_id": p.job_id,
                     "state": p.state,
                     "job_state": p.job_state,
+                    "provider_state": p.provider_state,
+                    "job_counts": p.job_counts,
                     "cost_usd": p.cost_usd,
                 }
                 for p in summary.parts

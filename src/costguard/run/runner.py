@@ -39,10 +39,11 @@ from costguard.queue.estimate import QueueEstimate, price_queue
 from costguard.run.collect import collect_part
 from costguard.run.context import Clients, ProviderFactory, RunContext
 from costguard.run.journal import Journal, JournalError
-from costguard.run.options import CARD_MODE, Reporter, RunOptions, file_sha256, run_id_for
+from costguard.run.options import CARD_MODE, RunOptions, file_sha256, run_id_for
 from costguard.run.outputs import Outputs
 from costguard.run.plan import plan
 from costguard.run.poll import poll
+from costguard.run.progress import Reporter
 from costguard.run.reconcile import Summary, finish
 from costguard.run.rundir import RunDir
 from costguard.run.submit import submit_all
@@ -66,6 +67,7 @@ class Runner:
         reporter: Reporter,
         clock: Callable[[], dt.datetime] = _now,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.home = home
         self.ledger = ledger
@@ -74,6 +76,7 @@ class Runner:
         self.reporter = reporter
         self.clock = clock
         self.sleep = sleep
+        self.monotonic = monotonic
 
     # entry points --------------------------------------------------------------------------
 
@@ -359,11 +362,13 @@ class Runner:
             self.clock,
             self.sleep,
             keep_raw=options.keep_raw,
+            monotonic=self.monotonic,
         )
         outputs = Outputs(Path(journal.out))
         failing = True
         try:
             collected = outputs.open(f"{journal.run_id} {journal.created}")
+            ctx.progress.begin(outputs)
             self._recover(journal, outputs)
             if journal.mode == "sync":
                 run_sync(ctx, outputs, collected, options.concurrency)

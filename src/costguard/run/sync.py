@@ -12,7 +12,6 @@ from decimal import Decimal
 from threading import BoundedSemaphore, Lock
 
 from costguard.models import ImageRequest
-from costguard.providers.base import JobStatus
 from costguard.run.collect import record, sample_of
 from costguard.run.context import RunContext
 from costguard.run.outputs import Outputs
@@ -24,7 +23,7 @@ def run_sync(ctx: RunContext, outputs: Outputs, collected: set[str], concurrency
     part = journal.parts[0]
     lock = Lock()
     slots = BoundedSemaphore(max(1, concurrency) * 2)
-    done = [len(collected)]
+    ctx.progress.collecting(part)
 
     def one(request: ImageRequest) -> None:
         try:
@@ -40,13 +39,7 @@ def run_sync(ctx: RunContext, outputs: Outputs, collected: set[str], concurrency
                     at=ctx.clock(),
                     samples=[sample] if sample is not None else [],
                 )
-                done[0] += 1
-                ctx.reporter.progress(
-                    journal.run_id,
-                    journal.parts,
-                    {"sync": JobStatus("running", "sync", part.requests, done[0])},
-                    0.0,
-                )
+            ctx.progress.recorded()
         finally:
             slots.release()
 
@@ -62,6 +55,7 @@ def run_sync(ctx: RunContext, outputs: Outputs, collected: set[str], concurrency
         for future in futures:
             future.result()
     journal.collected(part, outputs.part_cost(part.id))
+    ctx.progress.collected(part)
 
 
 def _settled(future: Future[None]) -> bool:
