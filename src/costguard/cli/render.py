@@ -8,6 +8,7 @@ import io
 import json
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
 
 from costguard.cli import table
@@ -157,12 +158,34 @@ def estimate_table(
 def source_lines(queue: QueueEstimate, book: RateBook) -> list[str]:
     """Which queue, priced as of when, from which cards."""
     est = queue.estimate
-    lines = [f"{queue.path} ({queue.format} format), priced as of {est.as_of}"]
+    lines = [f"{shown_path(queue.path)} ({queue.format} format), priced as of {est.as_of}"]
     lines += [
-        f"Rate card {card_id}: {book.origins.get(card_id, '(in memory)')}"
+        f"Rate card {card_id}: {_card_origin(book.origins.get(card_id))}"
         for card_id in est.rate_cards
     ]
     return lines
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def _card_origin(origin: str | None) -> str:
+    """Where a card came from: shipped with costguard (named by its place in `pricing/`), or
+    the user's file."""
+    from costguard.pricing.loader import shipped_dir
+
+    if origin is None:
+        return "(in memory)"
+    try:
+        inside = Path(origin).resolve().relative_to(shipped_dir().resolve())
+    except (ValueError, OSError):
+        return shown_path(origin)
+    return f"shipped with costguard (pricing/{inside.as_posix()})"
 
 
 def estimate_markdown(
