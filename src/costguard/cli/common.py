@@ -291,3 +291,12 @@ RunArg = Annotated[
         show_default=False,
     ),
 ]
+
+
+SizeOpt = Annotated[str | None, typer.Option(metavar="SIZE", help="Size for lines that name none.")]
+QualityOpt = Annotated[
+    str | None, typer.Option(metavar="QUALITY", help="Quality for lines that name none.")
+]
+AspectRatioOpt = Annotated[
+    str | None, typer.Option(metavar="RATIO", help="Aspect ratio for lines that name none.")
+]

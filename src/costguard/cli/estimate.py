@@ -16,11 +16,14 @@ import typer
 
 from costguard.cli.common import (
     AsOfOpt,
+    AspectRatioOpt,
     CalibratedOpt,
     FormatOption,
     LedgerOpt,
     OutputOpt,
     PricingOpt,
+    QualityOpt,
+    SizeOpt,
     WideOpt,
     calibration_for,
     load_rate_book,
@@ -74,15 +77,9 @@ def estimate(
             "format). Also COSTGUARD_DEFAULT_MODEL.",
         ),
     ] = None,
-    size: Annotated[
-        str | None, typer.Option(metavar="SIZE", help="Size for lines that name none.")
-    ] = None,
-    quality: Annotated[
-        str | None, typer.Option(metavar="QUALITY", help="Quality for lines that name none.")
-    ] = None,
-    aspect_ratio: Annotated[
-        str | None, typer.Option(metavar="RATIO", help="Aspect ratio for lines that name none.")
-    ] = None,
+    size: SizeOpt = None,
+    quality: QualityOpt = None,
+    aspect_ratio: AspectRatioOpt = None,
     mode: Annotated[ModeOpt, typer.Option(help="Which prices to show.")] = ModeOpt.both,
     as_of: AsOfOpt = None,
     max_usd: Annotated[

@@ -21,11 +21,14 @@ import typer
 
 from costguard.cli.common import (
     AsOfOpt,
+    AspectRatioOpt,
     CalibratedOpt,
     FormatOption,
     LedgerOpt,
     PricingOpt,
+    QualityOpt,
     RunArg,
+    SizeOpt,
     SummaryOutput,
     WideOpt,
     calibration_wanted,
@@ -167,15 +170,9 @@ def run(
     model: Annotated[
         str | None, typer.Option(metavar="MODEL", help="Model for lines that name none.")
     ] = None,
-    size: Annotated[
-        str | None, typer.Option(metavar="SIZE", help="Size for lines that name none.")
-    ] = None,
-    quality: Annotated[
-        str | None, typer.Option(metavar="QUALITY", help="Quality for lines that name none.")
-    ] = None,
-    aspect_ratio: Annotated[
-        str | None, typer.Option(metavar="RATIO", help="Aspect ratio for lines that name none.")
-    ] = None,
+    size: SizeOpt = None,
+    quality: QualityOpt = None,
+    aspect_ratio: AspectRatioOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(metavar="DIR", help="Output folder (default: costguard-out/<run id>)."),

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, get_args
 
 from costguard.money import usd, usd_together
-from costguard.providers.states import job_state
+from costguard.providers.states import JobState, job_state
 
 if TYPE_CHECKING:
     from costguard.providers.base import JobStatus
@@ -41,21 +41,7 @@ REPORT_EVERY_S = 0.1
 """The shortest time between two reports of collection progress (a report per result would
 cost more than the result for small images)."""
 
-PART_STATES = (
-    "planned",
-    "submitting",
-    "queued",
-    "running",
-    "finalizing",
-    "cancelling",
-    "succeeded",
-    "failed",
-    "expired",
-    "cancelled",
-    "unknown",
-    "collecting",
-    "collected",
-)
+PART_STATES = ("planned", "submitting", *get_args(JobState), "collecting", "collected")
 """Every state `part_state` gives, in the order a part goes through them."""
 
 
