@@ -230,6 +230,7 @@ def test_unreadable_images_get_a_one_line_reason(out: Path) -> None:
         "folder.png",
         "../outside.png",
         "/etc/passwd",
+        "nul\0.png",
         save(out, "fine.png", photo(64, 64), "PNG"),
     ]
     results = make_thumbnails(out, names, out / "thumbs", workers=1)
@@ -242,6 +243,7 @@ def test_unreadable_images_get_a_one_line_reason(out: Path) -> None:
     assert reasons["folder.png"] == "not a file"
     assert reasons["../outside.png"].startswith("not a file name inside the output folder")
     assert reasons["/etc/passwd"].startswith("not a file name inside the output folder")
+    assert reasons["nul\0.png"].startswith("unreadable: ")
     for reason in reasons.values():
         assert "\n" not in reason
         assert 0 < len(reason) <= 200

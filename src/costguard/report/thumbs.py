@@ -18,7 +18,9 @@ without opening either. The index is a cache: a damaged one, or one for other se
 ignored and rewritten; it is rewritten atomically at the end of each call.
 
 Pillow is imported only inside functions (`import costguard` stays cheap). The pool uses
-`spawn`, so it works the same from a console script, under pytest or in a threaded program.
+`spawn`, so it works the same from the console script, `python -m costguard`, pytest or a
+threaded program (no fork of a process holding threads and locks); a script of one's own that
+makes a pool must start with `if __name__ == "__main__":`, as `spawn` imports it again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from stat import S_ISREG
@@ -53,7 +56,11 @@ CHUNK = 8
 """Images per task sent to a worker process (a few hundred milliseconds of work)."""
 POOL_MIN = 32
 """Fewer images than this to make are made in-process: starting processes costs more."""
+MAX_WORKERS = 8
+"""Processes used by default at most: more gain little (reading files) and each holds an image
+and Pillow (tens of MB); a container may see far more CPUs than it may use."""
 _INDEX_VERSION = 1
+"""Bump when thumbnails are made differently (qualities, filter): older indexes are then ignored."""
 
 
 class Thumb(NamedTuple):
@@ -97,7 +104,8 @@ def make_thumbnails(
         out: The run's output folder; `Thumb.path` is relative to it.
         names: Image file names relative to `out`, read lazily (any count; repeats ignored).
         folder: Where thumbnails go (created if missing); nothing is written elsewhere.
-        workers: Processes (None: the CPUs this process may use; 1: in-process, no pool).
+        workers: Processes (None: the CPUs this process may use, at most `MAX_WORKERS`; 1:
+            in-process, no pool).
             Fewer than `POOL_MIN` images to make are made in-process whatever it says.
         progress: Called with the number of images done so far, now and then and at the end.
 
@@ -165,12 +173,14 @@ def make_thumbnails(
 
 
 def _workers(workers: int | None) -> int:
+    """`workers`, or the CPUs this process may use, at most `MAX_WORKERS`."""
     if workers is not None:
         return max(1, workers)
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    return min(cpus, MAX_WORKERS)
 
 
 def _pooled(
@@ -215,7 +225,7 @@ def _one(out: str, name: str, folder: str, prefix: str, spec: _Spec) -> _Done:
         stat = source.stat()
     except FileNotFoundError:
         return name, "missing: the image file is not there", None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
         return name, _reason("unreadable", exc), None
     if not S_ISREG(stat.st_mode):
         return name, "not a file", None
@@ -358,7 +368,7 @@ def _encode(image: Image.Image, spec: _Spec, icc: bytes | None) -> bytes:
 def _write(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temp name and a rename (no fsync: a cache)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.part")
+    partial = path.with_name(f".thumbs-{os.getpid()}-{threading.get_ident()}.part")
     try:
         partial.write_bytes(data)
         partial.replace(path)
@@ -390,7 +400,7 @@ def _reuse(
         if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
             return None
         written = Path(folder, name + spec.suffix).stat()
-    except OSError:
+    except (OSError, ValueError):
         return None
     if (written.st_size, written.st_mtime_ns) != (thumb_size, thumb_mtime):
         return None
