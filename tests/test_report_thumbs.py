@@ -25,7 +25,8 @@ from costguard.simulator.images import image_for
 PADDED = 1_572_864
 """The simulator's padded size (1.5 MiB), as real 1-20 MB images."""
 WEBP = features.check("webp")
-SUFFIX = ".webp" if WEBP else ".jpg"
+SUFFIX = ".jpg"
+"""Opaque images' thumbnails are JPEG; only those with transparent pixels are WebP."""
 
 
 @pytest.fixture
@@ -153,8 +154,8 @@ def test_simulator_padded_images(out: Path) -> None:
 
 
 def test_alpha_is_kept_only_where_some_pixel_is_transparent(out: Path) -> None:
-    """An RGBA image with transparent pixels keeps them (WebP); a fully opaque one, a palette
-    PNG and a transparent-palette PNG become RGB, RGB and RGBA thumbnails."""
+    """An RGBA image with transparent pixels keeps them (a WebP thumbnail); a fully opaque one
+    and a palette PNG become JPEG (RGB), a transparent-palette PNG a WebP (RGBA)."""
     if not WEBP:
         pytest.skip("Pillow has no WebP here: thumbnails are JPEG (see the JPEG test)")
     half = Image.new("RGBA", (400, 400), (200, 30, 30, 255))
@@ -171,10 +172,17 @@ def test_alpha_is_kept_only_where_some_pixel_is_transparent(out: Path) -> None:
     results = make_thumbnails(out, names, out / "thumbs", workers=1)
     assert opened(out, results["half.png"]).mode == "RGBA"
     assert pixel(out, results["half.png"], (10, 10), "RGBA")[3] == 0
-    assert pixel(out, results["half.png"], (300, 10), "RGBA")[3] == 255
+    assert pixel(out, results["half.png"], (THUMB_SIDE - 20, 10), "RGBA")[3] == 255
     assert opened(out, results["opaque.png"]).mode == "RGB"
     assert opened(out, results["palette.png"]).mode == "RGB"
     assert opened(out, results["see-through.png"]).mode == "RGBA"
+    suffixes = {name: Path(thumb.path).suffix for name, thumb in results.items()}  # type: ignore[union-attr]
+    assert suffixes == {
+        "half.png": ".webp",
+        "opaque.png": ".jpg",
+        "palette.png": ".jpg",
+        "see-through.png": ".webp",
+    }
 
 
 def test_sixteen_bit_grey_cmyk_and_grey_jpeg_become_rgb(out: Path) -> None:
@@ -382,8 +390,8 @@ def test_nothing_is_written_outside_the_folder(out: Path) -> None:
 def test_jpeg_thumbnails_when_pillow_has_no_webp(
     out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without WebP support thumbnails are JPEG (`a.png.jpg`), transparency flattened on white;
-    an index made for WebP thumbnails is not reused for them."""
+    """Without WebP support a transparent image's thumbnail is JPEG too (`a.png.jpg`), flattened
+    on white; an index made with WebP is not reused for it."""
     half = Image.new("RGBA", (400, 400), (0, 0, 0, 255))
     half.paste((0, 0, 0, 0), (0, 0, 200, 400))
     name = save(out, "half.png", half, "PNG")
@@ -398,7 +406,7 @@ def test_jpeg_thumbnails_when_pillow_has_no_webp(
     assert image.format == "JPEG"
     assert image.mode == "RGB"
     assert grey(out, thumb, (20, 100)) > 240
-    assert grey(out, thumb, (300, 100)) < 15
+    assert grey(out, thumb, (THUMB_SIDE - 20, 100)) < 15
 
 
 def test_importing_the_module_does_not_import_pillow() -> None:

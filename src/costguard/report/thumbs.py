@@ -1,16 +1,18 @@
-"""Thumbnails for the report's contact sheet: one small WebP (else JPEG) per image, made fast.
+"""Thumbnails for the report's contact sheet: one small JPEG (WebP where transparent) per image.
 
 A run's images are large (1-20 MB, 1024 to 4096 pixels a side) and there may be 10,000 of
 them, so the page shows thumbnails instead: `make_thumbnails` streams through the names one
 image at a time (memory stays that of one image per process, whatever the count), in a pool
-of processes when there is enough work, and writes `<folder>/<name>.webp` (`a.png` ->
-`a.png.webp`, so `a.png` and `a.jpg` never clash), each at most `THUMB_SIDE` pixels a side
+of processes when there is enough work, and writes `<folder>/<name>.jpg` (`a.png` ->
+`a.png.jpg`, so `a.png` and `a.jpg` never clash; `.webp` for an image with transparent pixels,
+when Pillow has WebP, so the page shows them as such), each at most `THUMB_SIDE` pixels a side
 and `MAX_BYTES` bytes, written to a temp name and renamed (a crash never leaves a torn one).
 
 Fast: a JPEG is decoded already scaled down by its decoder (`Image.draft`, 1/2 to 1/8), other
-images are shrunk by box-averaging by a whole factor (`reducing_gap`) before the one resample;
-WebP is encoded at its fastest method. Decoding the source dominates: a 1.5 MB photo-like PNG
-takes ~20 ms to inflate, which no option changes; processes are the only lever.
+images are shrunk by box-averaging by a whole factor (`reducing_gap`) before the one resample
+(256 pixels is a whole factor of the 1024, 2048 and 4096 sides providers return, so that is
+all it takes); JPEG encodes in about half WebP's time. Decoding the source dominates: a 1.5 MB
+photo-like PNG takes ~20 ms to inflate, which no option changes; processes are the only lever.
 
 Cheap to redo: `<folder>/index.json` records, per image, its file size and mtime and those of
 its thumbnail (or why it could not be read); an entry whose files are unchanged is reused
@@ -40,8 +42,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:
     from PIL import Image
 
-THUMB_SIDE = 320
-"""Longest side of a thumbnail in pixels: crisp at 160 CSS pixels on a 2x screen."""
+THUMB_SIDE = 256
+"""Longest side of a thumbnail in pixels: the page's 168 CSS-pixel tiles at 1.5x, and a whole
+factor of the 1024-4096 pixel sides providers return (an exact, fast reduction)."""
 MAX_BYTES = 30_000
 """A thumbnail's largest size in bytes; an image that encodes larger is encoded again lower."""
 MAX_PIXELS = 16384 * 16384
@@ -49,7 +52,7 @@ MAX_PIXELS = 16384 * 16384
 QUALITIES = (80, 60, 40, 25, 10)
 """Encoder qualities tried in turn until a thumbnail fits `MAX_BYTES` (the first, nearly always)."""
 INDEX = "index.json"
-"""The reuse index's file name in the thumbnails folder (thumbnails end in .webp or .jpg)."""
+"""The reuse index's file name in the thumbnails folder (thumbnails end in .jpg or .webp)."""
 FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 """The image types opened (what providers return); anything else is `not an image`."""
 CHUNK = 8
@@ -59,7 +62,7 @@ POOL_MIN = 32
 MAX_WORKERS = 8
 """Processes used by default at most: more gain little (reading files) and each holds an image
 and Pillow (tens of MB); a container may see far more CPUs than it may use."""
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
 """Bump when thumbnails are made differently (qualities, filter): older indexes are then ignored."""
 
 
@@ -67,7 +70,7 @@ class Thumb(NamedTuple):
     """A thumbnail made (or reused) for one image."""
 
     path: str
-    """Relative to the output folder, POSIX (`thumbs/sku-1.png.webp`)."""
+    """Relative to the output folder, POSIX (`thumbs/sku-1.png.jpg`)."""
     width: int
     height: int
     source_width: int
@@ -78,13 +81,16 @@ class Thumb(NamedTuple):
 class _Spec(NamedTuple):
     """What a thumbnail is made as; an index made for another spec is not reused."""
 
-    format: str  # Pillow's format name: WEBP or JPEG
-    suffix: str  # .webp or .jpg
+    webp: bool  # images with transparent pixels as WebP (else flattened into a JPEG)
     side: int
 
 
+SUFFIXES = {"JPEG": ".jpg", "WEBP": ".webp"}
+"""A thumbnail's file suffix by its format."""
+
 _Entry = list[Any]
-"""An index entry: `[w, h, sw, sh, size, mtime_ns, thumb_size, thumb_mtime_ns]` for a thumbnail,
+"""An index entry: `[w, h, sw, sh, size, mtime_ns, thumb_size, thumb_mtime_ns, suffix]` for a
+thumbnail,
 `[reason, size, mtime_ns]` for an image that could not be read (its file's size and mtime)."""
 _Done = tuple[str, "Thumb | str", "_Entry | None"]
 """What making one image's thumbnail answers: name, `Thumb` (or reason), index entry if any."""
@@ -146,7 +152,7 @@ def make_thumbnails(
                 continue
             started.add(name)
             order.append(name)
-            reused = _reuse(out, name, folder, prefix, spec, index.get(name))
+            reused = _reuse(out, name, folder, prefix, index.get(name))
             if reused is None:
                 yield name
             else:
@@ -232,17 +238,18 @@ def _one(out: str, name: str, folder: str, prefix: str, spec: _Spec) -> _Done:
     made = _thumbnail(source, spec)
     if isinstance(made, str):
         return name, made, [made, stat.st_size, stat.st_mtime_ns]
-    data, (width, height), (source_width, source_height) = made
-    target = Path(folder, name + spec.suffix)
+    data, suffix, (width, height), (source_width, source_height) = made
+    target = Path(folder, name + suffix)
     _write(target, data)
     written = target.stat()
-    thumb = Thumb(f"{prefix}{name}{spec.suffix}", width, height, source_width, source_height)
+    thumb = Thumb(f"{prefix}{name}{suffix}", width, height, source_width, source_height)
     entry: _Entry = [
         *thumb[1:],
         stat.st_size,
         stat.st_mtime_ns,
         written.st_size,
         written.st_mtime_ns,
+        suffix,
     ]
     return name, thumb, entry
 
@@ -263,8 +270,11 @@ def _reason(what: str, exc: BaseException) -> str:
     return f"{what}: {message}"
 
 
-def _thumbnail(source: Path, spec: _Spec) -> tuple[bytes, tuple[int, int], tuple[int, int]] | str:
-    """The encoded thumbnail of `source`, its size and the source's size; or why it cannot be."""
+def _thumbnail(
+    source: Path, spec: _Spec
+) -> tuple[bytes, str, tuple[int, int], tuple[int, int]] | str:
+    """The encoded thumbnail of `source`, its suffix, its size and the source's size; or why it
+    cannot be made."""
     from PIL import Image, UnidentifiedImageError
 
     limit = Image.MAX_IMAGE_PIXELS
@@ -291,14 +301,8 @@ def _thumbnail(source: Path, spec: _Spec) -> tuple[bytes, tuple[int, int], tuple
     small = _orient(small, orientation)
     if orientation in (5, 6, 7, 8):
         width, height = height, width
-    return (
-        _encode(small, spec, icc if isinstance(icc, bytes) else None),
-        small.size,
-        (
-            width,
-            height,
-        ),
-    )
+    data, suffix = _encode(small, spec, icc if isinstance(icc, bytes) else None)
+    return data, suffix, small.size, (width, height)
 
 
 def _fit(width: int, height: int, side: int) -> tuple[int, int]:
@@ -344,24 +348,26 @@ def _orient(image: Image.Image, orientation: Any) -> Image.Image:
     return image if turn is None else image.transpose(turn)
 
 
-def _encode(image: Image.Image, spec: _Spec, icc: bytes | None) -> bytes:
-    """`image` encoded as `spec.format`, at the highest of `QUALITIES` that fits `MAX_BYTES`;
-    halved in size when even the lowest does not (noise)."""
+def _encode(image: Image.Image, spec: _Spec, icc: bytes | None) -> tuple[bytes, str]:
+    """`image` encoded (JPEG; WebP when it has transparent pixels and Pillow has WebP) at the
+    highest of `QUALITIES` that fits `MAX_BYTES`, halved in size when even the lowest does not
+    (noise); and the file suffix of its format."""
     from PIL import Image
 
-    if spec.format == "JPEG" and image.mode == "RGBA":
+    kind = "WEBP" if image.mode == "RGBA" and spec.webp else "JPEG"
+    if kind == "JPEG" and image.mode == "RGBA":
         flat = Image.new("RGB", image.size, (255, 255, 255))
         flat.paste(image, mask=image.getchannel("A"))
         image = flat
-    extra: dict[str, Any] = {"method": 0} if spec.format == "WEBP" else {}
+    extra: dict[str, Any] = {"method": 0} if kind == "WEBP" else {}
     if icc is not None and len(icc) <= 4096:
         extra["icc_profile"] = icc
     while True:
         for quality in QUALITIES:
             buffer = io.BytesIO()
-            image.save(buffer, spec.format, quality=quality, **extra)
+            image.save(buffer, kind, quality=quality, **extra)
             if buffer.tell() <= MAX_BYTES:
-                return buffer.getvalue()
+                return buffer.getvalue(), SUFFIXES[kind]
         image = image.resize((max(1, image.width // 2), max(1, image.height // 2)))
 
 
@@ -380,13 +386,11 @@ def _write(path: Path, data: bytes) -> None:
 def _spec() -> _Spec:
     from PIL import features
 
-    if features.check("webp"):
-        return _Spec("WEBP", ".webp", THUMB_SIDE)
-    return _Spec("JPEG", ".jpg", THUMB_SIDE)
+    return _Spec(bool(features.check("webp")), THUMB_SIDE)
 
 
 def _reuse(
-    out: Path, name: str, folder: Path, prefix: str, spec: _Spec, entry: _Entry | None
+    out: Path, name: str, folder: Path, prefix: str, entry: _Entry | None
 ) -> Thumb | str | None:
     """The recorded result for `name` when its image (and thumbnail) are unchanged, else None."""
     if entry is None:
@@ -396,15 +400,17 @@ def _reuse(
         if len(entry) == 3:
             reason, size, mtime = entry
             return str(reason) if (stat.st_size, stat.st_mtime_ns) == (size, mtime) else None
-        width, height, source_width, source_height, size, mtime, thumb_size, thumb_mtime = entry
+        width, height, source_width, source_height, size, mtime, thumb_size, thumb_mtime, suffix = (
+            entry
+        )
         if (stat.st_size, stat.st_mtime_ns) != (size, mtime):
             return None
-        written = Path(folder, name + spec.suffix).stat()
+        written = Path(folder, name + suffix).stat()
     except (OSError, ValueError):
         return None
     if (written.st_size, written.st_mtime_ns) != (thumb_size, thumb_mtime):
         return None
-    path = f"{prefix}{name}{spec.suffix}"
+    path = f"{prefix}{name}{suffix}"
     return Thumb(path, width, height, source_width, source_height)
 
 
@@ -427,7 +433,11 @@ def _well_formed(entry: Any) -> bool:
         return False
     if len(entry) == 3:
         return isinstance(entry[0], str) and all(_is_int(value) for value in entry[1:])
-    return len(entry) == 8 and all(_is_int(value) for value in entry)
+    return (
+        len(entry) == 9
+        and all(_is_int(value) for value in entry[:8])
+        and entry[8] in SUFFIXES.values()
+    )
 
 
 def _is_int(value: Any) -> bool:
