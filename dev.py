@@ -167,9 +167,23 @@ def ensure_postgres() -> None:
     )
 
 
+def ensure_chromium() -> None:
+    """The report's browser test drives Debian's Chromium: CI installs it when missing (as
+    root); elsewhere the test skips, saying so."""
+    if shutil.which("chromium") or os.environ.get("CI") != "true":
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        sh("apt-get", "update", "-qq", env=env)
+        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", env=env)
+        return
+    print("note: CI=true, no Chromium, and apt-get cannot install it: the browser test fails")
+
+
 def test() -> None:
     """Everything CI runs: lint, the suite, the wheel alone, and the suite against the wheel."""
     ensure_postgres()
+    ensure_chromium()
     lint()
     unit()
     wheel_smoke()

@@ -122,6 +122,27 @@ def main(examples: Path) -> int:
             raise AssertionError(msg)
         return f"{len(sizes)} images drawn with Pillow at the sizes asked, 1.5 MiB each"
 
+    def report() -> str:
+        from PIL import Image
+
+        out = work / "out-realistic"
+        page = cli("report", "last", env=env).strip()
+        if page != str(out / "report.html"):
+            msg = f"costguard report last printed {page!r}, not {out / 'report.html'}"
+            raise AssertionError(msg)
+        text = Path(page).read_text(encoding="utf-8")
+        facts = json.loads(cli("report", "last", "--output", "json", env=env))
+        thumbs = sorted((out / "thumbs").glob("*.png.*"))
+        for thumb in thumbs:
+            with Image.open(thumb) as image:
+                image.load()
+        heaviest = max(t.stat().st_size for t in thumbs)
+        tiles = text.count('<figure class="tile')
+        if tiles != len(facts["images"]) or len(thumbs) != facts["counts"]["ok"]:
+            msg = f"{tiles} tiles, {len(thumbs)} thumbnails for {facts['counts']} requests"
+            raise AssertionError(msg)
+        return f"{tiles} tiles, {len(thumbs)} thumbnails (largest {heaviest:,} bytes)"
+
     def budget_show() -> str:
         return cli("budget", "show", env=env).strip().splitlines()[0]
 
@@ -183,6 +204,7 @@ def main(examples: Path) -> int:
         ("costguard estimate", estimate),
         ("costguard run --simulate", run_simulated),
         ("costguard run --simulate realistic (Pillow)", run_realistic),
+        ("costguard report: page and thumbnails (Pillow)", report),
         ("costguard budget show", budget_show),
         ("costguard simulate serve + SDK call", serve_and_sdk_call),
         ("shell completion", completion),
