@@ -144,14 +144,8 @@ class _Chart:
         self.y_labels = usd_together(*self.y_ticks)
         self.title = _window_title(series, self.axis_end)
         self.figures = _figures(series)
-        one_line = (
-            _text_width(self.title, _CAPTION_FONT, bold=True)
-            + 24
-            + _text_width(self.figures, _CAPTION_FONT)
-            <= width - 16
-        )
-        self.caption_lines = 1 if one_line else 2
-        self.top = 44 if one_line else 62
+        self.caption = _caption_lines(self.title, self.figures, width - 16)
+        self.top = 26 + 18 * len(self.caption)
         self.left = round(max(_text_width(t, _TICK_FONT) for t in self.y_labels) + 18)
         self.right = width - 20
         self.rows = self._legend_rows()
@@ -219,14 +213,19 @@ class _Chart:
         )
 
     def _caption(self) -> str:
+        """The window's title (bold) and the end figures: beside it when both fit on one
+        line, else below it, over as many lines as they need."""
         title = f'<text x="8" y="20" font-weight="600" fill="{INK}">{_esc(self.title)}</text>'
-        if self.caption_lines == 1:
+        if self.caption == [self.title]:
             figures = (
                 f'<text x="{self.width - 8}" y="20" text-anchor="end" fill="{MUTED}">'
                 f"{_esc(self.figures)}</text>"
             )
         else:
-            figures = f'<text x="8" y="38" fill="{MUTED}">{_esc(self.figures)}</text>'
+            figures = "".join(
+                f'<text x="8" y="{20 + 18 * k}" fill="{MUTED}">{_esc(line)}</text>'
+                for k, line in enumerate(self.caption[1:], start=1)
+            )
         return f'<g class="caption" font-size="{_CAPTION_FONT}">{title}{figures}</g>'
 
     def _over_zone(self) -> str:
@@ -636,6 +635,24 @@ def _summary(series: SpendSeries, title: str) -> str:
     if series.empty:
         text += " No spend in this window."
     return text
+
+
+def _caption_lines(title: str, figures: str, room: float) -> list[str]:
+    """The caption's lines: [title] when the figures fit beside it, else the title and the
+    figures' parts (`a · b · c`) packed into lines of at most `room`."""
+    if (
+        _text_width(title, _CAPTION_FONT, bold=True) + 24 + _text_width(figures, _CAPTION_FONT)
+        <= room
+    ):
+        return [title]
+    lines = [title, ""]
+    for part in figures.split(" · "):
+        joined = f"{lines[-1]} · {part}" if lines[-1] else part
+        if lines[-1] and _text_width(joined, _CAPTION_FONT) > room:
+            lines.append(part)
+        else:
+            lines[-1] = joined
+    return lines
 
 
 def _window_title(series: SpendSeries, end: datetime) -> str:

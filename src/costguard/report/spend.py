@@ -14,7 +14,10 @@ reported beside the real figures and never in them. With no budget (a run capped
 `--max-usd` alone) the series is that run's own spend over its lifetime (`run_lifetime`).
 
 Money stays Decimal; moments are passed in (the current window ends "now" as the caller
-sees it).
+sees it). Each point is the ledger as it stood at that moment, so with `end` now the last one
+is `Ledger.status(budget, at=now)`. For a past window the last point is the budget as it stood
+at the window's end; `status` asked today differs only for a run open then whose reservation
+changed after it (spend or a close recorded later, which `status` counts at once).
 """
 
 from __future__ import annotations
