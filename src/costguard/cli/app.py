@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard.cli import calibrate, estimate, helpfmt, housekeeping, output
+from costguard.cli import calibrate, estimate, helpfmt, housekeeping, output, report
 from costguard.cli import runs as run_cli
 from costguard.cli.budget import budget_app
 from costguard.cli.ledger import ledger_app
@@ -68,6 +68,7 @@ for _command in (
     run_cli.collect,
     run_cli.status,
     run_cli.cancel,
+    report.report,
     calibrate.calibrate,
 ):
     app.command()(_command)

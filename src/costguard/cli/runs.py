@@ -44,6 +44,7 @@ from costguard.cli.common import (
 )
 from costguard.cli.output import emit, error_object, fail
 from costguard.cli.progress import progress_reporter
+from costguard.cli.report import NoReportOpt, write_run_report
 from costguard.errors import UsageError
 from costguard.resources import home_dir
 
@@ -248,6 +249,7 @@ def run(
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
     calibrated: CalibratedOpt = None,
+    no_report: NoReportOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Send a queue through the Batch API under a budget, poll, and collect every image.
@@ -313,7 +315,9 @@ def run(
     if learned:
         require_ledger(ledger)
     try:
-        summary = _start(options, run_id, pricing, ledger, learned=learned, verbose=verbose)
+        summary = _start(
+            options, run_id, pricing, ledger, learned=learned, verbose=verbose, page=not no_report
+        )
     except RunPendingError as pending:
         if not detach:
             raise
@@ -344,8 +348,10 @@ def _start(
     *,
     learned: bool,
     verbose: bool,
+    page: bool,
 ) -> Summary:
-    """Start (or resume) the run under the progress display, taken down on every way out."""
+    """Start (or resume) the run under the progress display, taken down on every way out;
+    then write its report (`page`)."""
     from dataclasses import replace
 
     with progress_reporter(verbose=verbose, label=run_id) as reporter:
@@ -353,7 +359,10 @@ def _start(
         if learned:
             options = replace(options, calibration=load_calibration(runner.ledger))
         with _maybe_simulated(options.simulate, runner.run_dir(run_id).simulator_state):
-            return runner.start(options, run_id)
+            summary = runner.start(options, run_id)
+    if page:
+        summary.report = write_run_report(runner.run_dir(run_id).load(), runner.book, runner.ledger)
+    return summary
 
 
 def collect(
@@ -381,6 +390,7 @@ def collect(
     keep_raw: KeepRawOpt = False,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
+    no_report: NoReportOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Poll and collect a run started earlier (after --detach, --timeout, Ctrl-C or a crash).
@@ -411,6 +421,8 @@ def collect(
         )
         with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
             summary = runner.collect(run_id, options, queue=queue, out=out)
+    if not no_report:
+        summary.report = write_run_report(runner.run_dir(run_id).load(), runner.book, runner.ledger)
     _report(summary, output)
 
 
@@ -798,6 +810,8 @@ def _report(summary: Summary, output: str) -> None:
         counts = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.counts.items()))
         typer.echo(f"run {summary.run_id}: {counts or 'nothing collected'}")
         typer.echo(f"images and manifest.jsonl in {summary.out}")
+        if summary.report is not None:
+            typer.echo(f"report: {summary.report}")
         typer.echo(_cost_line(summary))
         if summary.admission:
             typer.echo(f"budget: {summary.admission}")

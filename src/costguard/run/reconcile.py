@@ -8,6 +8,7 @@ request that is not ok, except refusals unless `--retry-refused`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -16,7 +17,7 @@ from typing import Any
 
 from costguard.models import Usage
 from costguard.money import ZERO, plain
-from costguard.pricing.engine import usage_cost
+from costguard.pricing.engine import RateBook, usage_cost
 from costguard.pricing.schema import Mode
 from costguard.run.context import RunContext
 from costguard.run.files import write_atomic
@@ -52,41 +53,51 @@ class Summary:
     """`{requests, since, facts}` when the run was priced with a calibration."""
     over_calibrated_max: int = 0
     """Requests whose actual cost passed their calibrated maximum (they were charged it)."""
+    report: Path | None = None
+    """The report page written for the run (`report.html`), if one was."""
 
 
 def finish(ctx: RunContext, outputs: Outputs) -> Summary:
     """The run's summary; once every part is collected, settle the ledger and write retry.jsonl."""
     journal = ctx.journal
-    summary = Summary(journal.run_id, Path(journal.out), parts=journal.parts)
-    summary.admission = journal.admission
-    summary.estimate_expected = Decimal(journal.estimate["expected_usd"])
-    summary.estimate_max = Decimal(journal.estimate["max_usd"])
-    calibration = journal.estimate.get("calibration")
-    if calibration:
-        summary.calibration = {k: calibration[k] for k in ("requests", "since", "facts")}
     if not journal.collected_all:
-        return summary
-    at = ctx.as_of
+        return _base(journal)
+    summary, retry = summarize(journal, outputs, ctx.book, ctx.as_of)
+    summary.retry_file, summary.retry_count = write_retry(journal, outputs, retry)
+    if not summary.retry_count:
+        summary.retry_command = None
+    if journal.status != "collected":
+        ctx.ledger.settle(journal.run_id, status="collected", at=ctx.clock())
+        journal.complete()
+    return summary
+
+
+def summarize(
+    journal: Journal, outputs: Outputs, book: RateBook, at: dt.date
+) -> tuple[Summary, dict[int, str]]:
+    """What the manifest holds so far, counted and priced, and the requests to retry (queue
+    line -> key); reads only (`finish` writes retry.jsonl and settles; the report reads this).
+    """
+    summary = _base(journal)
     other: Mode = "standard" if journal.mode == "batch" else "batch"
     equivalent: Decimal | None = ZERO
     retry: dict[int, str] = {}
+    retry_refused = journal.options["retry_refused"]
     for line in outputs.lines():
         summary.counts[line["status"]] = summary.counts.get(line["status"], 0) + 1
         per_part = summary.part_counts.setdefault(line["part"], {})
         per_part[line["status"]] = per_part.get(line["status"], 0) + 1
-        if line["status"] == "refused" and not journal.options["retry_refused"]:
+        if line["status"] == "refused" and not retry_refused:
             summary.refused_not_retried += 1
         summary.actual += Decimal(line["cost_usd"])
         ceiling = line.get("calibrated_max_usd")
         if ceiling is not None and Decimal(line["cost_usd"]) > Decimal(ceiling):
             summary.over_calibrated_max += 1
-        if line["status"] != "ok" and (
-            line["status"] != "refused" or journal.options["retry_refused"]
-        ):
+        if line["status"] != "ok" and (line["status"] != "refused" or retry_refused):
             retry[int(line["line"])] = line["key"]
         tokens = line.get("tokens")
         if equivalent is not None and tokens:
-            model = ctx.book.resolve(line["model"], at).model
+            model = book.resolve(line["model"], at).model
             if other not in model.modes:
                 equivalent = None
                 continue
@@ -97,14 +108,24 @@ def finish(ctx: RunContext, outputs: Outputs) -> Summary:
         summary.sync_equivalent = equivalent
     else:
         summary.batch_equivalent = equivalent
-    summary.retry_file, summary.retry_count = write_retry(journal, outputs, retry)
-    if summary.retry_count:
+    summary.retry_count = len(retry)
+    if retry:
+        summary.retry_file = Path(journal.out) / "retry.jsonl"
         summary.retry_command = (
             f"costguard run --retry {journal.run_id} --max-usd {journal.options['max_usd']}"
         )
-    if journal.status != "collected":
-        ctx.ledger.settle(journal.run_id, status="collected", at=ctx.clock())
-        journal.complete()
+    return summary, retry
+
+
+def _base(journal: Journal) -> Summary:
+    """A summary with the journal's facts and nothing counted yet."""
+    summary = Summary(journal.run_id, Path(journal.out), parts=journal.parts)
+    summary.admission = journal.admission
+    summary.estimate_expected = Decimal(journal.estimate["expected_usd"])
+    summary.estimate_max = Decimal(journal.estimate["max_usd"])
+    calibration = journal.estimate.get("calibration")
+    if calibration:
+        summary.calibration = {k: calibration[k] for k in ("requests", "since", "facts")}
     return summary
 
 
@@ -181,6 +202,7 @@ def summary_json(summary: Summary) -> str:
             "retry_file": str(summary.retry_file) if summary.retry_file else None,
             "retry_count": summary.retry_count,
             "retry_command": summary.retry_command,
+            "report": str(summary.report) if summary.report else None,
             "calibration": summary.calibration,
             "over_calibrated_max": summary.over_calibrated_max,
             "parts": [

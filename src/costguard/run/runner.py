@@ -35,6 +35,7 @@ from costguard.ledger import Ledger
 from costguard.money import plain, usd, usd_together
 from costguard.pricing.budget import check
 from costguard.pricing.engine import RateBook
+from costguard.pricing.schema import Mode
 from costguard.queue.estimate import QueueEstimate, price_queue
 from costguard.run.collect import collect_part
 from costguard.run.context import Clients, ProviderFactory, RunContext
@@ -336,6 +337,7 @@ class Runner:
                 "images": queue.estimate.images,
                 "expected_usd": plain(expected),
                 "max_usd": plain(maximum),
+                "groups": _group_entries(queue, CARD_MODE[options.mode]),
                 **_calibration_entry(queue),
             },
             rate_cards=queue.estimate.rate_cards,
@@ -426,6 +428,28 @@ class Runner:
             f"(or `costguard cancel {journal.run_id}`)"
         )
         return ProviderError(msg, rejected=exc.rejected)
+
+
+def _group_entries(queue: QueueEstimate, mode: Mode) -> list[dict[str, object]]:
+    """The journal's record of the estimate per model, size and quality (what the report sets
+    each group's actual cost against)."""
+    entries: list[dict[str, object]] = []
+    for group in queue.estimate.groups:
+        cost = group.cost.get(mode)
+        entries.append(
+            {
+                "provider": group.provider,
+                "model": group.model,
+                "size": group.size,
+                "quality": group.quality,
+                "card": group.card_id,
+                "requests": group.totals.requests,
+                "images": group.totals.images,
+                "expected_usd": None if cost is None else plain(cost.expected),
+                "max_usd": None if cost is None else plain(cost.max),
+            }
+        )
+    return entries
 
 
 def _calibration_entry(queue: QueueEstimate) -> dict[str, object]:

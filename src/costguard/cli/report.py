@@ -1,0 +1,129 @@
+"""`costguard report`: a run's HTML report (or its facts as JSON), also written after `run`.
+
+`write_run_report` is what `run` and `collect` call once they end, unless `--no-report`: a
+report that cannot be written is a warning there, never a failed run (the images are saved).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from costguard.cli.common import (
+    LedgerOpt,
+    PricingOpt,
+    RunArg,
+    load_rate_book,
+    open_cli_ledger,
+    resolve_run,
+    shared_journals,
+)
+from costguard.cli.output import emit
+from costguard.errors import CostguardError, LedgerError
+
+if TYPE_CHECKING:
+    from costguard.ledger import Ledger
+    from costguard.pricing.engine import RateBook
+    from costguard.run.journal import Journal
+
+MANY_THUMBNAILS = 500
+"""From this many images on, say that thumbnails are being made (it takes seconds)."""
+
+
+class ReportOutput(StrEnum):
+    """--output of `report`."""
+
+    html = "html"
+    json = "json"
+
+
+NoReportOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-report",
+        help="Do not write report.html (and its thumbs/) in the output folder at the end.",
+    ),
+]
+
+
+def report(
+    run_id: RunArg,
+    output: Annotated[
+        ReportOutput,
+        typer.Option(
+            help="html: write report.html in the run's output folder and print its path; "
+            "json: print the facts the page is made from (writes nothing)."
+        ),
+    ] = ReportOutput.html,
+    open_page: Annotated[
+        bool, typer.Option("--open", help="Open the page in the browser once written.")
+    ] = False,
+    pricing: PricingOpt = None,
+    ledger: LedgerOpt = None,
+) -> None:
+    """Write a run's report: contact sheet, cost against the estimate, spend over time, retry.
+
+    The page is self-contained (no network) and sits in the run's output folder beside the
+    images it shows (thumbnails in thumbs/); it never replaces a file costguard did not write.
+
+    Example: costguard report last --open
+    """
+    from costguard.report.build import report_facts
+    from costguard.resources import home_dir
+    from costguard.run.rundir import RunDir
+
+    with shared_journals(ledger) as store:
+        rundir = RunDir(home_dir() / "runs" / resolve_run(run_id, store), store=store)
+        rundir.require()
+        journal = rundir.load()
+    book = load_rate_book(pricing)
+    with open_cli_ledger(ledger) as opened:
+        _same_ledger(journal, opened)
+        if output == ReportOutput.json:
+            emit(report_facts(journal, book, opened, now=dt.datetime.now(dt.UTC)))
+            return
+        page = _write(journal, book, opened)
+    typer.echo(str(page))
+    if open_page:
+        import webbrowser
+
+        if not webbrowser.open(page.resolve().as_uri()):
+            typer.echo(f"no browser to open here; open {page} yourself", err=True)
+
+
+def write_run_report(journal: Journal, book: RateBook, ledger: Ledger) -> Path | None:
+    """The report at the end of `run` / `collect`: its path, or None with a warning on stderr
+    when it could not be written (the run's results are not affected)."""
+    try:
+        return _write(journal, book, ledger)
+    except (CostguardError, OSError) as exc:
+        typer.echo(f"warning: report not written: {exc}", err=True)
+        return None
+
+
+def _write(journal: Journal, book: RateBook, ledger: Ledger) -> Path:
+    from importlib.metadata import version
+
+    from costguard.report.build import write_report
+
+    images = int(journal.estimate["requests"])
+    if images >= MANY_THUMBNAILS:
+        typer.echo(f"report: making thumbnails of up to {images:,} images", err=True)
+    return write_report(
+        journal, book, ledger, now=dt.datetime.now(dt.UTC), version=version("costguard")
+    )
+
+
+def _same_ledger(journal: Journal, ledger: Ledger) -> None:
+    """The ledger given must be the one the run was admitted in (its spend is there)."""
+    if journal.ledger is not None and journal.ledger != ledger.identity:
+        msg = (
+            f"ledger {ledger.location} is not the ledger run {journal.run_id} was admitted in "
+            f"(identity {ledger.identity}, not {journal.ledger}); give that ledger (--ledger or "
+            "COSTGUARD_LEDGER_URL)"
+        )
+        raise LedgerError(msg)

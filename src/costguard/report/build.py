@@ -1,0 +1,113 @@
+"""Make a run's report: its facts, the budget's spend from the ledger, thumbnails, the page.
+
+`report_facts` is what `costguard report RUN --output json` prints; `write_report` writes
+`report.html` (and its `thumbs/` folder) in the run's output folder, at the end of every
+`run` / `collect` and on `costguard report`.
+
+Like every file costguard adds to an output folder, neither ever replaces a file costguard
+did not write: a `report.html` that is not this run's page (its `costguard-run` meta names the
+run) or a `thumbs/` folder without this run's marker is left alone, and the report goes beside
+it (`report.costguard-2.html`, `thumbs.costguard-2/`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from costguard.errors import OutputError
+from costguard.ledger import Ledger
+from costguard.pricing.engine import RateBook
+from costguard.report.chart import spend_chart
+from costguard.report.facts import gather
+from costguard.report.page import RUN_META, render
+from costguard.report.thumbs import make_thumbnails
+from costguard.run.files import write_atomic
+from costguard.run.journal import Journal
+
+PAGE = ("report", ".html")
+THUMBS = ("thumbs", "")
+THUMBS_MARKER = ".costguard-thumbs"
+"""The file in a thumbnail folder naming the run that made it."""
+
+
+def report_facts(
+    journal: Journal, book: RateBook, ledger: Ledger | None, *, now: dt.datetime
+) -> dict[str, Any]:
+    """Every fact the report shows, as JSON (`report --output json`)."""
+    facts = gather(journal, book, now=now)
+    facts["spend"] = spend_facts(journal, ledger, now=now)[0]
+    return facts
+
+
+def write_report(
+    journal: Journal,
+    book: RateBook,
+    ledger: Ledger | None,
+    *,
+    now: dt.datetime,
+    version: str,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Write the run's report page and thumbnails in its output folder; return the page's path.
+
+    Raises:
+        OutputError: the output folder cannot be written.
+    """
+    out = Path(journal.out)
+    facts = gather(journal, book, now=now)
+    facts["spend"], series = spend_facts(journal, ledger, now=now)
+    chart = spend_chart(series) if series is not None else None
+    try:
+        page = claim(out, PAGE, lambda path: _page_of(path, journal.run_id))
+        folder = claim(out, THUMBS, lambda path: _thumbs_of(path, journal.run_id))
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+            write_atomic(folder / THUMBS_MARKER, journal.run_id.encode() + b"\n")
+        names = (image["files"][0] for image in facts["images"] if image["files"])
+        thumbs = make_thumbnails(out, names, folder, workers=workers, progress=progress)
+        html = render(facts, thumbs=thumbs, chart=chart, version=version)
+        write_atomic(page, html.encode("utf-8"))
+    except OSError as exc:
+        msg = f"{out}: cannot write the report: {exc.strerror or exc}"
+        raise OutputError(msg) from exc
+    return page
+
+
+def claim(out: Path, name: tuple[str, str], ours: Callable[[Path], bool]) -> Path:
+    """The path for one of costguard's report files in `out`: `stem + suffix` when absent or
+    already this run's (`ours`), else the first `stem.costguard-K + suffix` that is."""
+    stem, suffix = name
+    k = 1
+    while True:
+        path = out / (f"{stem}{suffix}" if k == 1 else f"{stem}.costguard-{k}{suffix}")
+        if not path.exists() and not path.is_symlink():
+            return path
+        if ours(path):
+            return path
+        k += 1
+
+
+def _page_of(path: Path, run_id: str) -> bool:
+    """Whether `path` is a report page costguard wrote for `run_id`."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(1024)
+    return f'<meta name="{RUN_META}" content="{escape(run_id)}">'.encode() in head
+
+
+def _thumbs_of(path: Path, run_id: str) -> bool:
+    """Whether `path` is a thumbnail folder costguard made for `run_id`."""
+    marker = path / THUMBS_MARKER
+    if path.is_symlink() or not path.is_dir() or not marker.is_file():
+        return False
+    return marker.read_text(encoding="utf-8", errors="replace").strip() == run_id
+
+
+def spend_facts(journal, ledger, *, now):  # TEMPORARY
+    return {"note": "not yet"}, None
