@@ -147,42 +147,43 @@ class SpendSeries:
         return replace(self, points=(self.points[0], *middle, self.points[-1]))
 
     def as_json(self) -> dict[str, Any]:
-        """The series for `--output json`: money as exact decimal strings, moments ISO UTC."""
+        """The series for `--output json`: money as exact decimal strings (`*_usd`, as in the
+        rest of the report's facts), moments ISO 8601 UTC."""
         names = [o.owner for o in self.owners]
         return {
             "budget": self.budget,
             "start": _iso(self.start),
             "end": _iso(self.end),
             "window_end": None if self.window_end is None else _iso(self.window_end),
-            "limit": _opt(self.limit),
-            "spent": plain(self.spent),
-            "reserved": plain(self.reserved),
-            "remaining": _opt(self.remaining),
+            "limit_usd": _opt(self.limit),
+            "spent_usd": plain(self.spent),
+            "reserved_usd": plain(self.reserved),
+            "remaining_usd": _opt(self.remaining),
             "run": {
                 "run_id": self.run_id,
                 "owner": self.run_owner,
                 "rehearsal": self.rehearsal,
                 "counted": self.counted,
-                "spent": plain(self.run_spent),
-                "reserved": plain(self.run_reserved),
+                "spent_usd": plain(self.run_spent),
+                "reserved_usd": plain(self.run_reserved),
             },
             "owners": [
-                {"owner": o.owner, "spent": plain(o.spent), "reserved": plain(o.reserved)}
+                {"owner": o.owner, "spent_usd": plain(o.spent), "reserved_usd": plain(o.reserved)}
                 for o in self.owners
             ],
             "steps": self.steps,
             "points": [
                 {
                     "at": _iso(p.at),
-                    "spent": plain(p.spent),
-                    "reserved": plain(p.reserved),
-                    "by_owner": {
+                    "spent_usd": plain(p.spent),
+                    "reserved_usd": plain(p.reserved),
+                    "by_owner_usd": {
                         name: plain(amount)
                         for name, amount in zip(names, p.by_owner, strict=True)
                         if amount
                     },
-                    "run_spent": plain(p.run_spent),
-                    "run_reserved": plain(p.run_reserved),
+                    "run_spent_usd": plain(p.run_spent),
+                    "run_reserved_usd": plain(p.run_reserved),
                 }
                 for p in self.points
             ],
