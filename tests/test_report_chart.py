@@ -221,7 +221,8 @@ def test_the_reports_run_is_outlined_and_in_the_legend() -> None:
 
 
 def test_a_rehearsal_is_drawn_on_top_and_labelled_not_counted() -> None:
-    """A rehearsal's would-be spend sits above the real figures, dashed, labelled as such."""
+    """A rehearsal's would-be spend sits above the real figures, dashed, labelled as such, and
+    its share at the end is marked beside where the figures end."""
     runs = [
         run("real", "10", day(2)),
         run("sim", "20", day(3), owner="ana", rehearsal=True),
@@ -230,6 +231,8 @@ def test_a_rehearsal_is_drawn_on_top_and_labelled_not_counted() -> None:
     root = parse(spend_chart(series))
     (outline,) = paths(root, "this-run")
     assert outline.get("stroke-dasharray")
+    (marker,) = [r for r in root.iter(f"{SVG}rect") if r.get("class") == "this-run-end"]
+    assert float(marker.get("height", "0")) >= 4
     legend = "this run (rehearsal, not counted): $5.00 spent, $15.00 reserved"
     assert legend in texts(root)
     assert "$4.00 spent · $6.00 reserved · $90.00 left of $100.00" in texts(root)

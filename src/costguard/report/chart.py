@@ -321,10 +321,27 @@ class _Chart:
         if not path:
             return ""
         dash = "" if series.counted else ' stroke-dasharray="5 3"'
+        title = f"<title>{_esc(_run_text(series))}</title>"
         return (
             f'<path class="this-run" d="{path}" fill="none" stroke="{RUN_EDGE}" '
-            f'stroke-width="1.75" stroke-linejoin="round"{dash}>'
-            f"<title>{_esc(_run_text(series))}</title></path>"
+            f'stroke-width="1.75" stroke-linejoin="round"{dash}>{title}</path>'
+            f"{self._run_marker(lower[-1], upper[-1], title)}"
+        )
+
+    def _run_marker(self, lower: Decimal, upper: Decimal, title: str) -> str:
+        """The run's share at the end, as a short bar beside where the figures end: seen even
+        when the run was too short to show as an area."""
+        if upper == lower:
+            return ""
+        x = self.x(self.series.end) + 3
+        top, bottom = self.y(upper), self.y(lower)
+        if bottom - top < 4:
+            top = bottom - 4
+        dash = "" if self.series.counted else ' stroke-dasharray="2 1.5"'
+        return (
+            f'<rect class="this-run-end" x="{_n(x)}" y="{_n(top)}" width="6" '
+            f'height="{_n(bottom - top)}" fill="{RUN}" stroke="{RUN_EDGE}" stroke-width="1"'
+            f"{dash}>{title}</rect>"
         )
 
     def _limit(self) -> str:
