@@ -231,8 +231,9 @@ def test_a_rehearsal_is_drawn_on_top_and_labelled_not_counted() -> None:
     root = parse(spend_chart(series))
     (outline,) = paths(root, "this-run")
     assert outline.get("stroke-dasharray")
-    (marker,) = [r for r in root.iter(f"{SVG}rect") if r.get("class") == "this-run-end"]
-    assert float(marker.get("height", "0")) >= 4
+    (marker,) = [g for g in root.iter(f"{SVG}g") if g.get("class") == "this-run-end"]
+    outline = marker.findall(f"{SVG}rect")[-1]
+    assert float(outline.get("height", "0")) >= 4
     legend = "this run (rehearsal, not counted): $5.00 spent, $15.00 reserved"
     assert legend in texts(root)
     assert "$4.00 spent · $6.00 reserved · $90.00 left of $100.00" in texts(root)

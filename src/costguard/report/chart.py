@@ -23,7 +23,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import Literal
 
 from costguard.money import ZERO, usd_together
-from costguard.report.spend import MAX_POINTS, SpendSeries
+from costguard.report.spend import MAX_POINTS, SpendPoint, SpendSeries
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#F0E442")
 """Owners' colours: Okabe & Ito's colour-blind-safe set, less vermillion (the run's) and black."""
@@ -325,24 +325,35 @@ class _Chart:
         return (
             f'<path class="this-run" d="{path}" fill="none" stroke="{RUN_EDGE}" '
             f'stroke-width="1.75" stroke-linejoin="round"{dash}>{title}</path>'
-            f"{self._run_marker(lower[-1], upper[-1], title)}"
+            f"{self._run_marker(lower[-1], series.points[-1], title)}"
         )
 
-    def _run_marker(self, lower: Decimal, upper: Decimal, title: str) -> str:
-        """The run's share at the end, as a short bar beside where the figures end: seen even
-        when the run was too short to show as an area."""
-        if upper == lower:
+    def _run_marker(self, lower: Decimal, last: SpendPoint, title: str) -> str:
+        """The run's share at the end (spent solid, reserved hatched) as a short bar beside
+        where the figures end: seen even when the run was too short to show as an area."""
+        if not (last.run_spent or last.run_reserved):
             return ""
-        x = self.x(self.series.end) + 3
-        top, bottom = self.y(upper), self.y(lower)
-        if bottom - top < 4:
-            top = bottom - 4
+        x = _n(self.x(self.series.end) + 3)
+        bottom = self.y(lower)
+        middle = self.y(lower + last.run_spent)
+        top = min(self.y(lower + last.run_spent + last.run_reserved), bottom - 4)
         dash = "" if self.series.counted else ' stroke-dasharray="2 1.5"'
-        return (
-            f'<rect class="this-run-end" x="{_n(x)}" y="{_n(top)}" width="6" '
-            f'height="{_n(bottom - top)}" fill="{RUN}" stroke="{RUN_EDGE}" stroke-width="1"'
-            f"{dash}>{title}</rect>"
+        parts = [f'<g class="this-run-end">{title}']
+        if last.run_spent:
+            parts.append(
+                f'<rect x="{x}" y="{_n(max(middle, top))}" width="6" '
+                f'height="{_n(bottom - max(middle, top))}" fill="{RUN}"/>'
+            )
+        if last.run_reserved:
+            parts.append(
+                f'<rect x="{x}" y="{_n(top)}" width="6" height="{_n(min(middle, bottom) - top)}" '
+                f'fill="url(#{self.ident}-run-reserved)"/>'
+            )
+        parts.append(
+            f'<rect x="{x}" y="{_n(top)}" width="6" height="{_n(bottom - top)}" fill="none" '
+            f'stroke="{RUN_EDGE}" stroke-width="1"{dash}/></g>'
         )
+        return "".join(parts)
 
     def _limit(self) -> str:
         series = self.series
