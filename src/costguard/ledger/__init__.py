@@ -72,6 +72,7 @@ from costguard.ledger.migrations import MIGRATIONS, migration
 from costguard.ledger.periods import PERIODS, Period, period_window
 from costguard.ledger.postgres import MISSING_DRIVER, PostgresLedger, is_url, redact
 from costguard.ledger.records import (
+    Activity,
     Admission,
     Budget,
     BudgetStatus,
@@ -79,6 +80,7 @@ from costguard.ledger.records import (
     OwnerUsage,
     PeriodSpend,
     Run,
+    SpendEntry,
 )
 from costguard.ledger.sqlite import BUSY_TIMEOUT_S, SqliteLedger
 from costguard.resources import home_dir
@@ -89,6 +91,7 @@ __all__ = [
     "MIGRATIONS",
     "MISSING_DRIVER",
     "PERIODS",
+    "Activity",
     "Admission",
     "Budget",
     "BudgetStatus",
@@ -99,6 +102,7 @@ __all__ = [
     "PeriodSpend",
     "PostgresLedger",
     "Run",
+    "SpendEntry",
     "SqliteLedger",
     "default_path",
     "describe_location",

@@ -1,4 +1,5 @@
-"""Runs and spend read back: one run, the latest runs, history, finance export, spend by period."""
+"""Runs and spend read back: one run, the latest runs, history, finance export, spend by period,
+a budget's activity in a window."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from decimal import Decimal
 
 from costguard.ledger.base import LedgerBase
 from costguard.ledger.periods import Period, period_window
-from costguard.ledger.records import OPEN, Charge, PeriodSpend, Run
+from costguard.ledger.records import OPEN, Activity, Charge, PeriodSpend, Run, SpendEntry
 from costguard.ledger.sql import (
+    _ACTIVITY,
     _RUN_COLUMNS,
     _SELECT_RUN,
     _SELECT_RUNS,
@@ -143,6 +145,69 @@ class LedgerHistory(LedgerBase):
             PeriodSpend(start, end, total, len(run_ids))
             for (start, end), (total, run_ids) in windows.items()
         ]
+
+    def activity(
+        self,
+        budget: str | None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        run_id: str | None = None,
+    ) -> Activity:
+        """What budget `budget` used in `[since, until)`, to replay it over time; one snapshot.
+
+        The runs: the budget's real runs that held a reservation in the window (admitted
+        before `until`, not refused, and open at some moment after `since`: a run admitted
+        before the window and still open holds its reservation in it) or recorded spend in it,
+        counted as `status` counts them (spend by when it was recorded; a closed run holds
+        nothing after its close). Plus run `run_id`, whatever its budget and rehearsal or not
+        (a report shows a rehearsal's would-be spend beside the budget's real spend). With
+        `budget` None: only run `run_id` (a run capped by `max_usd` alone).
+
+        Args:
+            budget: the budget's name; None for no budget's runs.
+            since: start of the window (inclusive); None: from the beginning.
+            until: end of the window (exclusive); None: to the end.
+            run_id: a run to add, whatever its budget.
+        """
+        start = MIN_MOMENT if since is None else self._utc(since, "since")
+        end = MAX_MOMENT if until is None else self._utc(until, "until")
+        if end < start:
+            msg = f"until ({end.isoformat()}) is before since ({start.isoformat()})"
+            raise self._fail(msg)
+        rows = self._read(
+            lambda db: db.rows(
+                _ACTIVITY,
+                (
+                    run_id,
+                    budget,
+                    db.moment(end),
+                    db.moment(start),
+                    db.moment(start),
+                    db.moment(end),
+                ),
+            )
+        )
+        spend: list[SpendEntry] = []
+        before: dict[str, Decimal] = {}
+        for row in rows:
+            if row["amount_usd"] is None:
+                continue
+            moment = _moment(row["recorded_at"])
+            amount = Decimal(row["amount_usd"])
+            if moment < start:
+                before[row["run_id"]] = before.get(row["run_id"], ZERO) + amount
+            elif moment < end:
+                spend.append(SpendEntry(moment, row["run_id"], row["part_id"], amount))
+        spend.sort(key=lambda e: (e.recorded, e.run_id, e.part_id))
+        return Activity(
+            budget=budget,
+            since=None if since is None else start,
+            until=None if until is None else end,
+            runs=tuple(_runs_from(rows)),
+            spend=tuple(spend),
+            spent_before=before,
+        )
 
 
 # --- helpers over rows ---------------------------------------------------------------------

@@ -153,3 +153,38 @@ class Charge:
     """The run's status now."""
     meta: dict[str, Any]
     """The run's meta (queue, mode, rate cards)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpendEntry:
+    """One recorded spend: a part of a run, what it cost and when it was recorded."""
+
+    recorded: datetime
+    run_id: str
+    part_id: str
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """What a budget's runs did in a window `[since, until)`: `Ledger.activity`'s answer.
+
+    Enough to replay the budget's spent and reserved moment by moment (`report.spend`): each
+    run's estimate, admission and close, the spend it recorded before the window (which
+    lowers what it still holds) and every spend recorded in the window.
+    """
+
+    budget: str | None
+    """The budget asked for; None: only the run asked for."""
+    since: datetime | None
+    """Start of the window (inclusive, UTC); None: from the beginning."""
+    until: datetime | None
+    """End of the window (exclusive, UTC); None: to the end."""
+    runs: tuple[Run, ...]
+    """The budget's real runs that held a reservation or recorded spend in the window, and
+    the run asked for (whatever its budget, rehearsal or not); oldest first. Each as
+    `Ledger.run` gives it now (its status, `reserved` and `spent` over all its spend)."""
+    spend: tuple[SpendEntry, ...]
+    """The spend those runs recorded in the window, in the order recorded."""
+    spent_before: dict[str, Decimal]
+    """Per run id: the spend it recorded before the window (runs without any left out)."""

@@ -51,6 +51,20 @@ _USAGE_IN_WINDOW = (
 One statement reads one snapshot on both databases, so a run settled between two reads can
 never be missed by both (PostgreSQL's READ COMMITTED takes a snapshot per statement).
 """
+_ACTIVITY = (
+    f"SELECT {_RUN_COLUMNS}, s.part_id, s.recorded_at FROM ("  # noqa: S608
+    "SELECT * FROM runs WHERE run_id = ? OR (budget = ? AND rehearsal = 0 AND ("
+    "(status <> 'refused' AND created_at < ? AND (closed_at IS NULL OR closed_at > ?)) "
+    "OR EXISTS (SELECT 1 FROM spend AS w WHERE w.run_id = runs.run_id "
+    "AND w.recorded_at >= ? AND w.recorded_at < ?)))"
+    ") AS r LEFT JOIN spend AS s ON s.run_id = r.run_id "
+    "ORDER BY r.created_at, r.run_id, s.recorded_at, s.part_id"
+)
+"""A budget's activity in a window (`LedgerHistory.activity`): the run asked for, and the
+budget's real runs open at some moment of `[since, until)` (admitted before `until`, not
+refused, not closed by `since`) or with spend recorded in it; each with all its spend, in one
+statement (one snapshot). Parameters: run id, budget, until, since, since, until.
+"""
 _UPSERT_RUN = (
     "INSERT INTO runs (run_id, budget, estimate_usd, max_usd, remaining_usd, status, owner, "
     "created_at, closed_at, reason, close_reason, meta, rehearsal) "

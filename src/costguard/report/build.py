@@ -18,12 +18,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from costguard.errors import OutputError
+from costguard.errors import LedgerError, OutputError
 from costguard.ledger import Ledger
 from costguard.pricing.engine import RateBook
 from costguard.report.chart import spend_chart
 from costguard.report.facts import gather
 from costguard.report.page import RUN_META, render
+from costguard.report.spend import SpendSeries, run_lifetime, spend_series
 from costguard.report.thumbs import make_thumbnails
 from costguard.run.files import write_atomic
 from costguard.run.journal import Journal
@@ -109,5 +110,50 @@ def _thumbs_of(path: Path, run_id: str) -> bool:
     return marker.read_text(encoding="utf-8", errors="replace").strip() == run_id
 
 
-def spend_facts(journal, ledger, *, now):  # TEMPORARY
-    return {"note": "not yet"}, None
+def spend_facts(
+    journal: Journal, ledger: Ledger | None, *, now: dt.datetime
+) -> tuple[dict[str, Any], SpendSeries | None]:
+    """The budget's spend over time (`SpendSeries.as_json`, with a `note` where one helps)
+    and its series for the chart; a note alone when the ledger has nothing to show.
+
+    The window is the budget's window in which the run closed (or now, while it is open): the
+    current one ends now, a past one at its end. A run charged to no budget, or to one that is
+    not set, is shown alone over its lifetime against its `--max-usd`.
+    """
+    if ledger is None:
+        return {"note": "No ledger was given: the budget's spend is not known."}, None
+    run = ledger.run(journal.run_id)
+    if run is None:
+        return {"note": f"The ledger has no record of run {journal.run_id}."}, None
+    notes: list[str] = []
+    series = None
+    if run.budget is not None:
+        at = now if run.open or run.settled is None else min(run.settled, now)
+        try:
+            status = ledger.status(run.budget, at=at)
+        except LedgerError:
+            notes.append(f"Budget {run.budget!r} is not set: only --max-usd capped this run.")
+        else:
+            start, period_end = status.period_start, status.period_end
+            end = now if period_end is None or period_end > now else period_end
+            found = ledger.activity(run.budget, since=start, until=end, run_id=run.run_id)
+            series = spend_series(
+                found,
+                start=start,
+                end=end,
+                limit=status.limit,
+                run_id=run.run_id,
+                window_end=period_end,
+            )
+    if series is None:
+        found = ledger.activity(None, run_id=run.run_id)
+        start, end = run_lifetime(found, run.run_id, now=now)
+        series = spend_series(found, start=start, end=end, limit=run.max_usd, run_id=run.run_id)
+        if run.budget is None:
+            notes.append("Charged to no budget: the run's own spend against its --max-usd.")
+    if run.rehearsal:
+        notes.append("A rehearsal: its would-be spend is shown apart and counts in no budget.")
+    facts = series.as_json()
+    if notes:
+        facts["note"] = " ".join(notes)
+    return facts, series
