@@ -95,7 +95,7 @@ def test_the_report_works_in_a_real_browser(
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    page.on("console", lambda m: m.type in ("error", "warning") and problems.append(m.text))
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("requestfailed", lambda r: problems.append(f"failed to load {r.url}"))
     page.goto((out / "report.html").as_uri())
@@ -128,7 +128,7 @@ def test_the_report_works_in_a_real_browser(
         page.locator("#sheet .tile:not(.bad) a.img").first.click()
     full = opened.value
     full.wait_for_load_state("load")
-    assert full.url.startswith((out.as_uri() + "/"))
+    assert full.url.startswith(out.as_uri() + "/")
     assert full.evaluate("document.images[0].naturalWidth") >= 1024
     full.close()
 
