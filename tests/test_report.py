@@ -287,7 +287,7 @@ def test_the_cost_of_requests_that_think_is_shown_as_a_spread(
     costs = sorted(Decimal(line["cost_usd"]) for line in by_key(out).values())
     assert (Decimal(row["min_usd"]), Decimal(row["max_usd"])) == (costs[0], costs[-1])
     assert sum(row["histogram"]) == len(lines)
-    assert "Cost per request, where it varies" in (out / "report.html").read_text(encoding="utf-8")
+    assert "Cost per image, where it varies" in (out / "report.html").read_text(encoding="utf-8")
 
 
 def test_an_unknown_run_is_an_error_with_its_exit_code(cli: Callable[..., Any]) -> None:

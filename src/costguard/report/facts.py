@@ -11,7 +11,7 @@ made from it, so the two never disagree.
   sent: its sha256 is checked).
 - `cost`: the estimate (expected and maximum) against the actual, per model, size and quality
   and in total; the same usage priced in the other mode (the batch saving); the spread of
-  per-request cost where it varies.
+  cost per image where it varies.
 - `retry`: what `retry.jsonl` holds and the command that sends it.
 - `spend` is added by the caller from the ledger (`report/spend.py`).
 """
@@ -42,6 +42,9 @@ STATUSES = ("ok", "refused", "failed", "expired", "cancelled")
 """Request statuses in the order the report shows them."""
 
 HISTOGRAM_BINS = 12
+SPREAD_MIN = Decimal("0.01")
+"""A group's cost per image is shown as a spread only when its largest is more than this
+share above its smallest (prompts of different lengths differ by far less)."""
 
 
 @dataclass(slots=True)
@@ -52,7 +55,8 @@ class _Group:
     ok: int = 0
     actual: Decimal = ZERO
     costs: list[Decimal] = field(default_factory=list)
-    """Per-request cost of its ok requests (for the spread)."""
+    """Cost per image of its ok requests (for the spread: a request for two images costs
+    twice as much, and that is not a spread)."""
 
 
 def gather(journal: Journal, book: RateBook, *, now: dt.datetime) -> dict[str, Any]:
@@ -71,7 +75,7 @@ def gather(journal: Journal, book: RateBook, *, now: dt.datetime) -> dict[str, A
         group.actual += cost
         if line["status"] == "ok":
             group.ok += 1
-            group.costs.append(cost)
+            group.costs.append(cost / max(len(line["files"]), 1))
         images.append(
             {
                 "key": line["key"],
@@ -197,8 +201,8 @@ def _cost(
 
 
 def _spread(key: tuple[str, str, str | None], costs: list[Decimal]) -> dict[str, Any] | None:
-    """Per-request cost of one group's ok requests, where it varies (thinking, input images)."""
-    if len(costs) < 2 or min(costs) == max(costs):
+    """Cost per image of one group's ok requests, where it varies (thinking, input images)."""
+    if len(costs) < 2 or max(costs) <= min(costs) * (1 + SPREAD_MIN):
         return None
     ordered = sorted(costs)
     low, high = ordered[0], ordered[-1]

@@ -376,9 +376,10 @@ def _spread(spread: list[Mapping[str, Any]]) -> str:
             "</tr>"
         )
     return (
-        "<h3>Cost per request, where it varies</h3>"
-        "<p>Requests of one model, size and quality cost different amounts when the model "
-        "thinks or reads input images: the spread of the ok requests.</p>"
+        "<h3>Cost per image, where it varies</h3>"
+        "<p>Images of one model, size and quality cost different amounts when the model "
+        "thinks or reads input images: the spread over the ok requests (shown where the "
+        "largest is more than 1% above the smallest).</p>"
         '<table class="data"><thead><tr><th>model</th><th>size</th><th>quality</th>'
         "<th>requests</th><th>min</th><th>median</th><th>p90</th><th>max</th>"
         f"<th>distribution</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
