@@ -1040,6 +1040,7 @@ def test_console_script_runs_a_simulated_queue(tmp_path: Path, home: Path) -> No
     assert "batch saved $" in proc.stdout
     assert sorted(p.name for p in out.iterdir()) == [
         ".costguard-run", "manifest.jsonl", "o-pair-1.png", "o-pair-2.png", "o-portrait.png",
+        "report.html", "thumbs",
     ]  # fmt: skip
     listed = subprocess.run(
         [console_script(), "runs", "--output", "json"],
