@@ -102,7 +102,9 @@ def write_run_report(journal: Journal, book: RateBook, ledger: Ledger) -> Path |
         return _write(journal, book, ledger)
     except (CostguardError, OSError) as exc:
         typer.echo(f"warning: report not written: {exc}", err=True)
-        return None
+    except KeyboardInterrupt:  # the run itself is done: say so, not that jobs keep running
+        typer.echo(f"report interrupted; `costguard report {journal.run_id}` writes it", err=True)
+    return None
 
 
 def _write(journal: Journal, book: RateBook, ledger: Ledger) -> Path:
