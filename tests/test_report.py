@@ -307,3 +307,15 @@ def test_the_spend_section_names_the_budget(
     assert result.code == 0, result.err
     facts = json.loads(cli("report", "last", "--output", "json").out)
     assert facts["spend"]["budget"] == "team"
+
+
+def test_a_report_needs_the_output_folder(tmp_path: Path, cli: Callable[..., Any]) -> None:
+    """A run whose output folder is gone is refused with exit 9, and no folder is made."""
+    import shutil
+
+    _, _, out = run_queue(tmp_path, cli, GEMINI_LINES[:1])
+    shutil.rmtree(out)
+    result = cli("report", "last")
+    assert result.code == 9
+    assert "is not there" in result.err
+    assert not out.exists()

@@ -57,9 +57,15 @@ def write_report(
     """Write the run's report page and thumbnails in its output folder; return the page's path.
 
     Raises:
-        OutputError: the output folder cannot be written.
+        OutputError: the output folder is not there, or cannot be written.
     """
     out = Path(journal.out)
+    if not out.is_dir():
+        msg = (
+            f"{out}: the output folder of run {journal.run_id} is not there (nothing collected "
+            "yet, or it was moved or deleted): no report written"
+        )
+        raise OutputError(msg)
     facts = gather(journal, book, now=now)
     facts["spend"], series = spend_facts(journal, ledger, now=now)
     chart = spend_chart(series) if series is not None else None
