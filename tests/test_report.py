@@ -319,3 +319,21 @@ def test_a_report_needs_the_output_folder(tmp_path: Path, cli: Callable[..., Any
     assert result.code == 9
     assert "is not there" in result.err
     assert not out.exists()
+
+
+def test_a_damaged_manifest_is_named_not_a_traceback(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """A damaged manifest line stops `report` and `status` with file:line (exit 2); a torn last
+    line is not yet a record and is left out."""
+    _, _, out = run_queue(tmp_path, cli, GEMINI_LINES[:3])
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_bytes().splitlines(keepends=True)
+    manifest.write_bytes(b"".join([lines[0], b"garbage{\n", *lines[2:]]))
+    for command in ("report", "status"):
+        result = cli(command, "last")
+        assert result.code == 2, (command, result.err)
+        assert f"{manifest}:2: damaged line" in result.err
+    manifest.write_bytes(b"".join([*lines[:2], b'{"key": "x", "trunc\n']))
+    facts = json.loads(cli("report", "last", "--output", "json").out)
+    assert facts["collected"] == 2

@@ -218,8 +218,8 @@ def spend_series(
     """
     end = _utc(end, "end")
     run = _find(activity.runs, run_id)
-    if activity.budget is None:
-        counted_ids = {run.run_id} if run is not None else set()
+    if activity.budget is None:  # the run alone, against its --max-usd (a rehearsal: apart)
+        counted_ids = {run.run_id} if run is not None and not run.rehearsal else set()
     else:
         counted_ids = {
             r.run_id for r in activity.runs if not r.rehearsal and r.budget == activity.budget

@@ -223,13 +223,26 @@ class Outputs:
         self._tallies[part] = (lines + 1, ok + (line["status"] == "ok"))
 
     def lines(self) -> Iterator[dict[str, Any]]:
-        """Every manifest line."""
+        """Every manifest record (a torn last line, cut short by a crash, is not one yet).
+
+        Raises:
+            JournalError: a damaged line (not a manifest record), named by file and line.
+        """
         if not self.manifest_path.exists():
             return
         with self.manifest_path.open("rb") as handle:
-            for raw in handle:
-                if raw.endswith(b"\n"):
-                    yield json.loads(raw)
+            for number, raw in enumerate(handle, start=1):
+                line = _manifest_line(raw)
+                if line is None:
+                    if not handle.read(1):  # the last line, torn by a crash: not a record yet
+                        return
+                    msg = (
+                        f"{self.manifest_path}:{number}: damaged line (not a manifest record); "
+                        "repair or restore the file (running the run's command again says what "
+                        "it can recover)"
+                    )
+                    raise JournalError(msg)
+                yield line
 
 
 def _manifest_line(raw: bytes) -> dict[str, Any] | None:
