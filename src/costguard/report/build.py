@@ -75,7 +75,7 @@ def write_report(
         if not folder.is_dir():
             folder.mkdir(parents=True)
             write_atomic(folder / THUMBS_MARKER, journal.run_id.encode() + b"\n")
-        names = (image["files"][0] for image in facts["images"] if image["files"])
+        names = (name for image in facts["images"] for name in image["files"])
         thumbs = make_thumbnails(out, names, folder, workers=workers, progress=progress)
         html = render(facts, thumbs=thumbs, chart=chart, version=version)
         write_atomic(page, html.encode("utf-8"))

@@ -91,6 +91,7 @@ def gather(journal: Journal, book: RateBook, *, now: dt.datetime) -> dict[str, A
                 "cost_usd": line["cost_usd"],
             }
         )
+    images.sort(key=lambda image: int(image["line"]))  # queue order, not collection order
     requests = int(journal.estimate["requests"])
     collected = len(images)
     rehearsal = journal.simulate is not None

@@ -12,7 +12,7 @@ browser's grid, each skipped by layout and paint until it nears the screen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from html import escape
 from typing import Any
@@ -131,11 +131,12 @@ def _cards(facts: Mapping[str, Any]) -> str:
     maximum = Decimal(cost["estimate"]["max_usd"])
     shown_actual, shown_expected, shown_max = usd_together(actual, expected, maximum)
     rehearsal = facts["run"]["rehearsal"]
+    ok = facts["counts"].get("ok", 0)
     cards = [
         _card(
             "Would have cost" if rehearsal else "Actual cost",
             shown_actual,
-            f"of {facts['collected']:,} requests collected",
+            f"{ok:,} of {facts['run']['requests']:,} requests ok",
         ),
         _card("Estimate", shown_expected, f"expected; at most {shown_max}"),
     ]
@@ -145,18 +146,17 @@ def _cards(facts: Mapping[str, Any]) -> str:
         cards.append(_card("Batch saving", saving, f"against {at_sync} in sync calls"))
     elif other["usd"] is not None:
         extra, in_batch = usd_together(actual - Decimal(other["usd"]), Decimal(other["usd"]))
-        cards.append(_card("Paid for sync", extra, f"more than {in_batch} in batch"))
+        cards.append(_card("Sync premium", extra, f"over {in_batch} in batch"))
     spend = facts.get("spend") or {}
     if spend.get("limit_usd") is not None:
         left = Decimal(spend["remaining_usd"])
-        cards.append(
-            _card(
-                f"Budget {spend.get('budget') or '--max-usd'}",
-                usd(left),
-                f"left of {usd(Decimal(spend['limit_usd']))} this window",
-                warn=left < 0,
-            )
+        limit = usd(Decimal(spend["limit_usd"]))
+        title, sub = (
+            (f"Budget {spend['budget']}", f"left of {limit} this window")
+            if spend.get("budget")
+            else ("Under --max-usd", f"left of {limit} for this run")
         )
+        cards.append(_card(title, usd(left), sub, warn=left < 0))
     return f'<section class="cards">{"".join(cards)}</section>'
 
 
@@ -212,10 +212,14 @@ def _sheet(facts: Mapping[str, Any], thumbs: Mapping[str, Thumb | str]) -> str:
         out.append('<p class="empty">Nothing collected yet.</p>')
     for status in order:
         subgroups = by_status[status]
-        total = sum(len(images) for images in subgroups.values())
+        requests = sum(len(images) for images in subgroups.values())
+        pictures = sum(len(i["files"]) for images in subgroups.values() for i in images)
+        counted = f"{requests:,} request{'s' if requests != 1 else ''}" + (
+            f", {pictures:,} images" if pictures != requests and pictures else ""
+        )
         out.append(
             f'<details class="status s-{escape(status)}" id="s-{escape(status)}" open>'
-            f"<summary><h3>{escape(status)} <span>{total:,}</span></h3></summary>"
+            f"<summary><h3>{escape(status)} <span>{counted}</span></h3></summary>"
         )
         for (part, model, size, quality), images in subgroups.items():
             label = " · ".join(x for x in (model, size, quality) if x)
@@ -224,50 +228,47 @@ def _sheet(facts: Mapping[str, Any], thumbs: Mapping[str, Thumb | str]) -> str:
                 f"{escape(part)}</span></h4>"
                 '<div class="grid">'
             )
-            out.extend(_tile(image, thumbs) for image in images)
+            for image in images:
+                out.extend(_tiles(image, thumbs))
             out.append("</div></div>")
         out.append("</details>")
     out.append("</section>")
     return "\n".join(out)
 
 
-def _tile(image: Mapping[str, Any], thumbs: Mapping[str, Thumb | str]) -> str:
+def _tiles(image: Mapping[str, Any], thumbs: Mapping[str, Thumb | str]) -> Iterator[str]:
+    """One tile per image a request returned (`key · 2 of 3` when it asked for several), or
+    one tile saying why it returned none."""
     key = escape(image["key"])
     prompt = escape(image["prompt"] or "")
     files = image["files"]
-    caption = (
-        f'<figcaption><span class="k">{key}</span>'
-        + (f'<span class="p" title="{prompt}">{prompt}</span>' if prompt else "")
-        + f'<span class="c">{escape(usd(Decimal(image["cost_usd"])))}</span></figcaption>'
-    )
+    said = f'<span class="p" title="{prompt}">{prompt}</span>' if prompt else ""
+    cost = f'<span class="c">{escape(usd(Decimal(image["cost_usd"])))}</span>'
     if image["status"] != "ok" or not files:
         reason = escape(image["reason"] or "no reason given")
-        return (
+        yield (
             f'<figure class="tile bad"><div class="why"><b>{escape(image["status"])}</b>'
-            f"<p>{reason}</p></div>{caption}</figure>"
+            f'<p>{reason}</p></div><figcaption><span class="k">{key}</span>{said}{cost}'
+            "</figcaption></figure>"
         )
-    first = files[0]
-    thumb = thumbs.get(first)
-    href = escape(_href(first))
-    if isinstance(thumb, Thumb):
-        picture = (
-            f'<img src="{escape(_href(thumb.path))}" width="{thumb.width}" '
-            f'height="{thumb.height}" loading="lazy" decoding="async" alt="{key}" '
-            f'title="{thumb.source_width}x{thumb.source_height}">'
+        return
+    for number, name in enumerate(files, start=1):
+        which = f' <span class="of">{number} of {len(files)}</span>' if len(files) > 1 else ""
+        thumb = thumbs.get(name)
+        if isinstance(thumb, Thumb):
+            picture = (
+                f'<img src="{escape(_href(thumb.path))}" width="{thumb.width}" '
+                f'height="{thumb.height}" loading="lazy" decoding="async" alt="{key}" '
+                f'title="{thumb.source_width}x{thumb.source_height}">'
+            )
+        else:
+            why = thumb if isinstance(thumb, str) else "no thumbnail"
+            picture = f'<span class="nothumb">{escape(why)}</span>'
+        yield (
+            f'<figure class="tile"><a class="img" href="{escape(_href(name))}" '
+            f'target="_blank" rel="noopener">{picture}</a><figcaption><span class="k">{key}'
+            f"{which}</span>{said}{cost if number == 1 else ''}</figcaption></figure>"
         )
-    else:
-        why = thumb if isinstance(thumb, str) else "no thumbnail"
-        picture = f'<span class="nothumb">{escape(why)}</span>'
-    more = (
-        " ".join(f'<a href="{escape(_href(f))}">+{i}</a>' for i, f in enumerate(files[1:], 2))
-        if len(files) > 1
-        else ""
-    )
-    extra = f'<span class="more">{more}</span>' if more else ""
-    return (
-        f'<figure class="tile"><a class="img" href="{href}" target="_blank" rel="noopener">'
-        f"{picture}</a>{extra}{caption}</figure>"
-    )
 
 
 def _href(path: str) -> str:
@@ -478,14 +479,14 @@ content-visibility:auto;contain-intrinsic-size:auto 240px;display:flex;flex-dire
 .tile .img{display:flex;align-items:center;justify-content:center;height:168px;
 background:repeating-conic-gradient(#eee 0 25%,#fff 0 50%) 0 0/16px 16px}
 .tile img{width:100%;height:100%;object-fit:contain;display:block}
-.tile .more{font-size:12px;padding:2px 8px}
+.tile .of{font-weight:400;color:var(--mute)}
 .tile figcaption{padding:6px 8px;font-size:12px;display:flex;flex-direction:column;gap:2px}
 .tile .k{font-weight:600;word-break:break-all}
 .tile .p{color:var(--mute);display:-webkit-box;-webkit-line-clamp:3;-webkit-box-orient:vertical;
 overflow:hidden}
 .tile .c{color:var(--mute);font-variant-numeric:tabular-nums}
 .tile.bad .why{height:168px;box-sizing:border-box;padding:10px;background:#fff5f5;
-overflow:auto;font-size:12px}
+overflow-y:auto;overflow-x:hidden;overflow-wrap:anywhere;font-size:12px}
 .tile.bad .why b{color:var(--bad);text-transform:uppercase;font-size:11px}
 .tile.bad .why p{margin:6px 0 0}
 .nothumb{color:var(--mute);font-size:12px;padding:8px}
@@ -512,7 +513,9 @@ var subs=Array.prototype.slice.call(document.querySelectorAll('#sheet .sub'));
 var texts=null,timer=0;
 function apply(){
   var q=find.value.trim().toLowerCase(),shown=0;
-  if(texts===null){texts=tiles.map(function(t){return t.textContent.toLowerCase();});}
+  if(texts===null){texts=tiles.map(function(t){
+    var k=t.querySelector('.k'),p=t.querySelector('.p');
+    return ((k?k.textContent:'')+' '+(p?p.textContent:'')).toLowerCase();});}
   for(var i=0;i<tiles.length;i++){
     var hit=!q||texts[i].indexOf(q)>=0;tiles[i].hidden=!hit;if(hit)shown++;}
   subs.forEach(function(s){s.hidden=!s.querySelector('.tile:not([hidden])');});
