@@ -341,3 +341,21 @@ def test_a_damaged_manifest_is_named_not_a_traceback(
     manifest.write_bytes(b"".join([*lines[:2], b'{"key": "x", "trunc\n']))
     facts = json.loads(cli("report", "last", "--output", "json").out)
     assert facts["collected"] == 2
+
+
+def test_ctrl_c_while_the_report_is_written_exits_130_saying_the_run_is_done(
+    tmp_path: Path, cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C during the end-of-run report exits 130 and says the run itself is done."""
+    import costguard.report.build
+
+    def interrupted(*args: object, **kwargs: object) -> Path:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(costguard.report.build, "write_report", interrupted)
+    result, _, out = run_queue(tmp_path, cli, GEMINI_LINES[:1])
+    assert result.code == 130
+    rid = run_id_of(out)
+    assert f"run {rid} itself is done" in result.err
+    assert f"`costguard report {rid}` writes the report" in result.err
+    assert len(by_key(out)) == 1

@@ -22,7 +22,7 @@ from costguard.cli.common import (
     resolve_run,
     shared_journals,
 )
-from costguard.cli.output import emit
+from costguard.cli.output import emit, fail
 from costguard.errors import CostguardError, LedgerError
 
 if TYPE_CHECKING:
@@ -97,13 +97,19 @@ def report(
 
 def write_run_report(journal: Journal, book: RateBook, ledger: Ledger) -> Path | None:
     """The report at the end of `run` / `collect`: its path, or None with a warning on stderr
-    when it could not be written (the run's results are not affected)."""
+    when it could not be written (the run's results are not affected). Ctrl-C exits 130,
+    saying the run is done."""
     try:
         return _write(journal, book, ledger)
     except (CostguardError, OSError) as exc:
         typer.echo(f"warning: report not written: {exc}", err=True)
     except KeyboardInterrupt:  # the run itself is done: say so, not that jobs keep running
-        typer.echo(f"report interrupted; `costguard report {journal.run_id}` writes it", err=True)
+        msg = (
+            f"interrupted while writing the report: run {journal.run_id} itself is done "
+            f"(`costguard status {journal.run_id}`); `costguard report {journal.run_id}` writes "
+            "the report"
+        )
+        raise fail(130, "interrupted", msg, prefix="", run_id=journal.run_id) from None
     return None
 
 
