@@ -359,3 +359,20 @@ def test_ctrl_c_while_the_report_is_written_exits_130_saying_the_run_is_done(
     assert f"run {rid} itself is done" in result.err
     assert f"`costguard report {rid}` writes the report" in result.err
     assert len(by_key(out)) == 1
+
+
+def test_a_retry_is_refused_in_another_ledger_than_its_run(
+    tmp_path: Path, cli: Callable[..., Any]
+) -> None:
+    """`run --retry` of a run admitted in another ledger exits 5 (its spend would be recorded
+    apart from the run's), naming the fix; with that ledger it goes."""
+    other = tmp_path / "other.sqlite3"
+    cli("ledger", "migrate", "--ledger", other)
+    result, _, _ = run_queue(tmp_path, cli, MIXED, "expired", "--ledger", str(other))
+    assert result.code == 7, result.err
+    refused = cli("run", "--retry", "last", "--max-usd", "5", *FAST)
+    assert refused.code == 5
+    assert "is not the ledger run" in refused.err
+    assert "--ledger or COSTGUARD_LEDGER_URL" in refused.err
+    went = cli("run", "--retry", "last", "--max-usd", "5", "--ledger", other, *FAST)
+    assert went.code in (0, 7), went.err

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from costguard.ledger.journals import JournalStore
     from costguard.pricing.calibration import Calibration
     from costguard.pricing.engine import RateBook
+    from costguard.run.journal import Journal
 
 
 class OutputOpt(StrEnum):
@@ -249,6 +250,23 @@ def shared_journals(location: str | None) -> Iterator[JournalStore | None]:
         return
     with open_cli_ledger(location) as book:
         yield book.journals
+
+
+def same_ledger(journal: Journal, ledger: Ledger) -> None:
+    """Refuse a ledger other than the one run `journal` was admitted in (its spend is there).
+
+    Raises:
+        LedgerError: another ledger (exit 5), saying how to give the right one.
+    """
+    from costguard.errors import LedgerError
+
+    if journal.ledger is not None and journal.ledger != ledger.identity:
+        msg = (
+            f"ledger {ledger.location} is not the ledger run {journal.run_id} was admitted in "
+            f"(identity {ledger.identity}, not {journal.ledger}); give that ledger (--ledger or "
+            "COSTGUARD_LEDGER_URL)"
+        )
+        raise LedgerError(msg)
 
 
 def resolve_run(text: str, store: JournalStore | None) -> str:

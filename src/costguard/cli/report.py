@@ -20,10 +20,11 @@ from costguard.cli.common import (
     load_rate_book,
     open_cli_ledger,
     resolve_run,
+    same_ledger,
     shared_journals,
 )
 from costguard.cli.output import emit, fail
-from costguard.errors import CostguardError, LedgerError
+from costguard.errors import CostguardError
 
 if TYPE_CHECKING:
     from costguard.ledger import Ledger
@@ -82,7 +83,7 @@ def report(
         journal = rundir.load()
     book = load_rate_book(pricing)
     with open_cli_ledger(ledger) as opened:
-        _same_ledger(journal, opened)
+        same_ledger(journal, opened)
         if output == ReportOutput.json:
             emit(report_facts(journal, book, opened, now=dt.datetime.now(dt.UTC)))
             return
@@ -124,14 +125,3 @@ def _write(journal: Journal, book: RateBook, ledger: Ledger) -> Path:
     return write_report(
         journal, book, ledger, now=dt.datetime.now(dt.UTC), version=version("costguard")
     )
-
-
-def _same_ledger(journal: Journal, ledger: Ledger) -> None:
-    """The ledger given must be the one the run was admitted in (its spend is there)."""
-    if journal.ledger is not None and journal.ledger != ledger.identity:
-        msg = (
-            f"ledger {ledger.location} is not the ledger run {journal.run_id} was admitted in "
-            f"(identity {ledger.identity}, not {journal.ledger}); give that ledger (--ledger or "
-            "COSTGUARD_LEDGER_URL)"
-        )
-        raise LedgerError(msg)

@@ -40,6 +40,7 @@ from costguard.cli.common import (
     parse_usd,
     require_ledger,
     resolve_run,
+    same_ledger,
     shared_journals,
 )
 from costguard.cli.output import emit, error_object, fail
@@ -275,6 +276,8 @@ def run(
             msg = f"give a queue or --retry {retry}, not both"
             raise UsageError(msg)
         retry = (earlier := _load_journal(retry, ledger)).run_id  # a prefix or `last`: the id
+        with open_cli_ledger(ledger) as opened:  # the retry is recorded where the run was
+            same_ledger(earlier, opened)
         queue = Path(earlier.out) / "retry.jsonl"
         if not queue.is_file():
             msg = f"run {retry} has nothing to retry ({queue} does not exist)"
