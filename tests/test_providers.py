@@ -43,6 +43,21 @@ def test_gemini_inline_job_reports_batch_stats_through_its_life(tmp_path: Path) 
         assert len(list(provider.results(job, tmp_path / "work"))) == 3
 
 
+def test_a_failed_gemini_job_says_why(tmp_path: Path) -> None:
+    """A job the Gemini API failed carries the Operation's error (the SDK drops it)."""
+    with simulate("failed", time_scale=0) as sim:
+        provider = GeminiProvider("sim-key", base=tmp_path)
+        requests = [ImageRequest("k", "a cat", FLASH, "gemini", "1K")]
+        job = provider.submit(FLASH, requests, "tag", tmp_path / "work").job_id
+        sim.advance(10_000)
+        status = provider.status(job)
+    assert status.state == "failed"
+    assert status.error is not None
+    code, _, message = status.error.partition(": ")
+    assert code.isdigit()
+    assert message
+
+
 def test_gemini_file_job_counts_a_failed_request(tmp_path: Path) -> None:
     """A request the API could not run is counted failed (`failedRequestCount`), the job
     still succeeds."""

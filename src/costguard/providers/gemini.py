@@ -112,9 +112,12 @@ class GeminiProvider:
         """Finished inline jobs as `status` fetched them, kept for `results` (one download)."""
         self._stats: dict[str, dict[str, str] | None] = {}
         """Per job, the `batchStats` of the last `batches.get` answer (None: it had none)."""
+        self._errors: dict[str, str] = {}
+        """Per job, the Operation's `error` of the last `batches.get` answer, when it had one."""
 
     def _note_batch_stats(self, response: httpx2.Response) -> None:
-        """Keep a `batches.get` answer's `metadata.batchStats`, which the SDK drops.
+        """Keep a `batches.get` answer's `metadata.batchStats` and a failed job's `error`,
+        which the SDK drops (google-genai 3.x copies neither into its `BatchJob`).
 
         The SDK's `BatchJob` has no request counts for the Gemini API (its `completion_stats`
         is Vertex's), but the API reports them: `{"requestCount": "6", "successfulRequestCount":
@@ -133,6 +136,9 @@ class GeminiProvider:
         except ValueError:
             parsed = None
         self._stats[f"batches/{found[1]}"] = parsed if isinstance(parsed, dict) else None
+        error = _operation_error(body)
+        if error is not None:
+            self._errors[f"batches/{found[1]}"] = error
 
     # wire ----------------------------------------------------------------------------------
 
@@ -215,9 +221,10 @@ class GeminiProvider:
 
     def status(self, job_id: str) -> JobStatus:
         self._stats.pop(job_id, None)
+        self._errors.pop(job_id, None)
         job = self.client.batches.get(name=job_id)
         raw = job.state.name if job.state is not None else "JOB_STATE_UNSPECIFIED"
-        error = None
+        error = self._errors.pop(job_id, None)
         if job.error is not None:
             error = f"{job.error.code}: {job.error.message}"
         state = job_state(self.name, raw)
@@ -272,6 +279,25 @@ class GeminiProvider:
         except errors.APIError as exc:
             return Outcome(request.key, "failed", reason=f"{exc.code} {exc.status}: {exc.message}")
         return parse_response(request.key, response.model_dump(mode="json", by_alias=True))
+
+
+ERROR_BODY_MAX = 1 << 20
+"""Largest `batches.get` body read whole for its `error` (a failed job's is a few hundred
+bytes; a finished inline job's holds its images and has no job error)."""
+
+
+def _operation_error(body: bytes) -> str | None:
+    """`code: message` of a batch Operation's top-level `error`, or None."""
+    if len(body) > ERROR_BODY_MAX or b'"error"' not in body:
+        return None
+    try:
+        operation = json.loads(body)
+    except ValueError:
+        return None
+    error = operation.get("error") if isinstance(operation, dict) else None
+    if not isinstance(error, dict):
+        return None
+    return f"{error.get('code')}: {error.get('message', '')}"
 
 
 def batch_counts(stats: dict[str, str] | None) -> tuple[int | None, int | None, int | None]:
