@@ -210,6 +210,7 @@ def test_a_users_report_and_thumbs_are_never_overwritten(
     assert sorted(p.name for p in (out / "thumbs").iterdir()) == ["mine.txt"]
     page = out / "report.costguard-2.html"
     assert f"report: {page}" in result.out.splitlines()
+    assert "was not written by costguard for this run: left as it is" in result.err
     tiles = Page(page.read_text(encoding="utf-8")).tiles
     assert all(t["img"].startswith("thumbs.costguard-2/") for t in tiles)
     again = cli("report", "last")

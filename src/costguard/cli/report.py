@@ -122,6 +122,13 @@ def _write(journal: Journal, book: RateBook, ledger: Ledger) -> Path:
     images = int(journal.estimate["requests"])
     if images >= MANY_THUMBNAILS:
         typer.echo(f"report: making thumbnails of up to {images:,} images", err=True)
-    return write_report(
+    page = write_report(
         journal, book, ledger, now=dt.datetime.now(dt.UTC), version=version("costguard")
     )
+    if page.name != "report.html":
+        typer.echo(
+            f"note: {page.with_name('report.html')} was not written by costguard for this run: "
+            f"left as it is; the report is {page.name} beside it",
+            err=True,
+        )
+    return page
