@@ -183,8 +183,9 @@ def _retry(facts: Mapping[str, Any]) -> str:
         )
     if retry["refused_left_out"]:
         lines.append(
-            f"<p>{retry['refused_left_out']:,} refused on safety grounds are left out (they "
-            "would likely be refused again); <code>--retry-refused</code> includes them.</p>"
+            f"<p>{retry['refused_left_out']:,} refused on safety grounds are left out of "
+            "<code>retry.jsonl</code>: they would likely be refused again (a run started with "
+            "<code>--retry-refused</code> writes them there too).</p>"
         )
     if not lines:
         return ""

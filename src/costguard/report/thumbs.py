@@ -10,8 +10,8 @@ and `MAX_BYTES` bytes, written to a temp name and renamed (a crash never leaves 
 
 Fast: a JPEG is decoded already scaled down by its decoder (`Image.draft`, 1/2 to 1/8), other
 images are shrunk by box-averaging by a whole factor (`reducing_gap`) before the one resample
-(256 pixels is a whole factor of the 1024, 2048 and 4096 sides providers return, so that is
-all it takes); JPEG encodes in about half WebP's time. Decoding the source dominates: a 1.5 MB
+(256 pixels divides the 1024, 2048 and 4096 pixel squares providers return, so for them that
+is all it takes); JPEG encodes in about half WebP's time. Decoding the source dominates: a 1.5 MB
 photo-like PNG takes ~20 ms to inflate, which no option changes; processes are the only lever.
 
 Cheap to redo: `<folder>/index.json` records, per image, its file size and mtime and those of
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 THUMB_SIDE = 256
 """Longest side of a thumbnail in pixels: the page's 168 CSS-pixel tiles at 1.5x, and a whole
-factor of the 1024-4096 pixel sides providers return (an exact, fast reduction)."""
+factor of the 1024-4096 pixel squares providers return (an exact, fast reduction)."""
 MAX_BYTES = 30_000
 """A thumbnail's largest size in bytes; an image that encodes larger is encoded again lower."""
 MAX_PIXELS = 16384 * 16384
@@ -62,7 +62,7 @@ POOL_MIN = 32
 MAX_WORKERS = 8
 """Processes used by default at most: more gain little (reading files) and each holds an image
 and Pillow (tens of MB); a container may see far more CPUs than it may use."""
-_INDEX_VERSION = 2
+_INDEX_VERSION = 3
 """Bump when thumbnails are made differently (qualities, filter): older indexes are then ignored."""
 
 
@@ -359,7 +359,8 @@ def _encode(image: Image.Image, spec: _Spec, icc: bytes | None) -> tuple[bytes, 
         flat = Image.new("RGB", image.size, (255, 255, 255))
         flat.paste(image, mask=image.getchannel("A"))
         image = flat
-    extra: dict[str, Any] = {"method": 0} if kind == "WEBP" else {}
+    # JPEG at 4:4:4: fine colour detail (thin stripes, text) keeps its colour at this size
+    extra: dict[str, Any] = {"method": 0} if kind == "WEBP" else {"subsampling": 0}
     if icc is not None and len(icc) <= 4096:
         extra["icc_profile"] = icc
     while True:

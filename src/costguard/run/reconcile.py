@@ -175,7 +175,8 @@ def explain(summary: Summary) -> list[str]:
     if summary.refused_not_retried:
         lines.append(
             f"{summary.refused_not_retried:,} refused on safety grounds and left out of "
-            "retry.jsonl (they would likely refuse again; --retry-refused includes them)"
+            "retry.jsonl (they would likely refuse again; a run started with --retry-refused "
+            "writes them there too)"
         )
     return lines
 
