@@ -151,14 +151,21 @@ def wheel_test() -> None:
     sh(wbin / "python", "-m", "pytest", "-q", "-x", *PARALLEL, *args, cwd=work, env=env)
 
 
+def apt_install(package: str) -> bool:
+    """Install a Debian package (as root, where apt-get is); False when that cannot be done."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return False
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    sh("apt-get", "update", "-qq", env=env)
+    sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", package, env=env)
+    return True
+
+
 def ensure_postgres() -> None:
     """The ledger tests start a throw-away PostgreSQL: install its binaries when missing."""
     if shutil.which("initdb") or list(Path("/usr/lib/postgresql").glob("*/bin/initdb")):
         return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        sh("apt-get", "update", "-qq", env=env)
-        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql", env=env)
+    if apt_install("postgresql"):
         return
     print(
         "note: PostgreSQL (initdb) is not installed; the PostgreSQL ledger tests will be "
@@ -172,10 +179,7 @@ def ensure_chromium() -> None:
     root); elsewhere the test skips, saying so."""
     if shutil.which("chromium") or os.environ.get("CI") != "true":
         return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        sh("apt-get", "update", "-qq", env=env)
-        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", env=env)
+    if apt_install("chromium"):
         return
     print("note: CI=true, no Chromium, and apt-get cannot install it: the browser test fails")
 
