@@ -138,8 +138,10 @@ def main(examples: Path) -> int:
                 image.load()
         heaviest = max(t.stat().st_size for t in thumbs)
         tiles = text.count('<figure class="tile')
-        if tiles != len(facts["images"]) or len(thumbs) != facts["counts"]["ok"]:
-            msg = f"{tiles} tiles, {len(thumbs)} thumbnails for {facts['counts']} requests"
+        images = sum(len(i["files"]) for i in facts["images"])
+        without = sum(1 for i in facts["images"] if not i["files"])
+        if tiles != images + without or len(thumbs) != images:
+            msg = f"{tiles} tiles, {len(thumbs)} thumbnails for {images} images ({facts['counts']})"
             raise AssertionError(msg)
         return f"{tiles} tiles, {len(thumbs)} thumbnails (largest {heaviest:,} bytes)"
 
