@@ -316,6 +316,33 @@ class Ledger(LedgerHistory, LedgerSamples):
         """
         return self._close(run_id, status=RELEASED, at=at, reason=self._text(reason, "reason"))
 
+    def annotate(self, run_id: str, meta: Mapping[str, Any]) -> Run:
+        """Merge `meta` into the run's meta (keys given replace the same keys); return the run.
+
+        For what is learned after admission (the gateway's provider job id, how a batch was
+        reconciled). Money and status are not touched.
+
+        Raises:
+            LedgerError: the run is unknown, or `meta` is not JSON.
+        """
+        run_id = self._text(run_id, "run id")
+        self._meta(meta)  # validated before anything is written
+
+        def work(db: Tx) -> list[Run]:
+            self._check_identity(db)
+            db.lock("run", run_id)
+            found = _runs_from(db.rows(_SELECT_RUN, (run_id,)))
+            if not found:
+                return found
+            merged = {**found[0].meta, **dict(meta)}
+            db.run("UPDATE runs SET meta = ? WHERE run_id = ?", (self._meta(merged), run_id))
+            return _runs_from(db.rows(_SELECT_RUN, (run_id,)))
+
+        found = self._write(work)
+        if not found:
+            raise self._fail(f"no run {run_id!r}")
+        return found[0]
+
     def _close(self, run_id: str, *, status: str, at: datetime, reason: str) -> Run:
         run_id = self._text(run_id, "run id")
         when = self._utc(at)

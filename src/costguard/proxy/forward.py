@@ -32,7 +32,17 @@ from starlette.routing import Route
 
 from costguard.proxy.scrub import Scrubber
 
-__all__ = ["HOP_BY_HOP", "STREAMED_ROUTES", "BodySink", "ExchangeSink", "create_proxy_app"]
+__all__ = [
+    "HOP_BY_HOP",
+    "STREAMED_ROUTES",
+    "BodySink",
+    "BodyTooLargeError",
+    "Exchange",
+    "ExchangeSink",
+    "Gate",
+    "create_proxy_app",
+    "read_body",
+]
 
 HOP_BY_HOP = frozenset(
     {
@@ -65,6 +75,45 @@ class BodySink(Protocol):
         """Drop a body that will not be finished (the upstream failed)."""
 
 
+class BodyTooLargeError(Exception):
+    """A request body passed the proxy's limit (answered 413, nothing more forwarded)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body larger than {limit:,} bytes")
+        self.limit = limit
+
+
+async def read_body(request: Request, limit: int | None) -> bytes:
+    """A request's whole body, or `BodyTooLargeError` once it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if limit is not None and declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLargeError(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Gate(Protocol):
+    """What may stop or change a request before it is forwarded (the budget gateway's hook).
+
+    `before` runs once the exchange is named and before anything goes upstream: it returns a
+    response to answer instead (nothing is forwarded), the whole request body it read (that
+    body is forwarded), or None (the body streams through untouched). `failed` is told of an
+    exchange whose upstream failed (no `commit` follows for it).
+    """
+
+    async def before(self, exchange: Exchange, request: Request) -> Response | bytes | None:
+        """Answer instead, or let the request go (with the body read, if it was)."""
+
+    def failed(self, exchange: Exchange) -> None:
+        """The upstream failed for `exchange`: nothing was answered by it."""
+
+
 class ExchangeSink(Protocol):
     """What the proxy asks of whoever takes its traffic (the `Recorder` when recording)."""
 
@@ -91,7 +140,7 @@ class ExchangeSink(Protocol):
         """Where the request or response body of exchange `seq` goes."""
 
     def commit(self, record: dict[str, Any]) -> None:
-        """Take one finished exchange (`_Exchange.record`)."""
+        """Take one finished exchange (`Exchange.record`)."""
 
 
 def _rewrite_urls(text: bytes, upstream: str, proxy: str) -> bytes:
@@ -101,7 +150,7 @@ def _rewrite_urls(text: bytes, upstream: str, proxy: str) -> bytes:
 
 
 @dataclass
-class _Exchange:
+class Exchange:
     """One request on its way through the proxy."""
 
     seq: int
@@ -146,8 +195,15 @@ class _Proxy:
         log: Callable[[str], None] | None,
         timeout_s: float,
         on_stop: Callable[[], None] | None,
+        *,
+        gate: Gate | None = None,
+        max_body: int | None = None,
+        name: str = "costguard record",
     ) -> None:
         self.recorder = recorder
+        self.gate = gate
+        self.max_body = max_body
+        self.name = name
         self.log = log
         self.timeout_s = timeout_s
         self.on_stop = on_stop
@@ -166,7 +222,7 @@ class _Proxy:
                 if self.on_stop is not None:  # before uvicorn re-raises a caught signal
                     self.on_stop()
 
-    def _start(self, request: Request) -> _Exchange | None:
+    def _start(self, request: Request) -> Exchange | None:
         recorder = self.recorder
         host = request.headers.get("host") or f"{request.url.hostname}:{request.url.port}"
         proxy_base = f"{request.url.scheme}://{host}"
@@ -180,7 +236,7 @@ class _Proxy:
         upstream = recorder.upstream_for(provider)
         if upstream is None:
             return None
-        return _Exchange(
+        return Exchange(
             recorder.next_seq(),
             route,
             provider,
@@ -193,18 +249,27 @@ class _Proxy:
             upstream,
         )
 
-    def _outgoing(self, request: Request, exchange: _Exchange, sink: BodySink) -> httpx.Request:
+    def _outgoing(
+        self, request: Request, exchange: Exchange, sink: BodySink, read: bytes | None
+    ) -> httpx.Request:
         assert self.client is not None
+        limit = self.max_body
 
         async def body() -> AsyncIterator[bytes]:
+            size = 0
             async for chunk in request.stream():
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise BodyTooLargeError(limit)
                 sink.write(chunk)
                 yield chunk
 
         headers = [
             (name, value)
             for name, value in request.headers.items()
-            if name not in HOP_BY_HOP and name not in ("host", "accept-encoding")
+            if name not in HOP_BY_HOP
+            and name not in ("host", "accept-encoding")
+            and not name.startswith("x-costguard-")  # the gateway's own, never sent on
         ]
         headers.append(("accept-encoding", "identity"))
         raw_path = request.scope.get("raw_path") or exchange.path.encode()
@@ -212,10 +277,13 @@ class _Proxy:
         if request.url.query:
             url += "?" + request.url.query
         has_body = "content-length" in exchange.headers or "transfer-encoding" in exchange.headers
-        content = body() if has_body else b""
+        content: bytes | AsyncIterator[bytes] = body() if has_body else b""
+        if read is not None:
+            sink.write(read)
+            content = read
         return self.client.build_request(exchange.method, url, headers=headers, content=content)
 
-    def _reply_headers(self, upstream: httpx.Response, exchange: _Exchange) -> dict[str, str]:
+    def _reply_headers(self, upstream: httpx.Response, exchange: Exchange) -> dict[str, str]:
         self.recorder.scrubber.learn_reply(upstream.headers.multi_items())
         headers: dict[str, str] = {}
         for name, value in upstream.headers.multi_items():
@@ -230,30 +298,53 @@ class _Proxy:
             headers[lower] = text
         return headers
 
-    def _done(self, exchange: _Exchange, status: int) -> None:
+    def _done(self, exchange: Exchange, status: int) -> None:
         if self.log is not None:
             self.log(f"{exchange.method} {exchange.path} -> {status} [{exchange.route}]")
 
-    async def forward(self, request: Request) -> Response:
+    def _too_large(self, exc: BodyTooLargeError) -> Response:
+        message = f"{self.name}: {exc}; nothing more was forwarded"
+        return JSONResponse({"error": {"message": message, "code": 413}}, status_code=413)
+
+    async def forward(self, request: Request) -> Response:  # noqa: PLR0911, PLR0915 - one pass
         """Forward one request, stream the answer back, record both."""
         assert self.client is not None
         recorder = self.recorder
         exchange = self._start(request)
         if exchange is None:
             message = (
-                f"costguard record: no --upstream for this request ({request.method} "
+                f"{self.name}: no --upstream for this request ({request.method} "
                 f"{request.url.path}); give one for every provider: {recorder.upstream}"
             )
             return JSONResponse({"error": {"message": message, "code": 502}}, status_code=502)
+        read: bytes | None = None
+        if self.gate is not None:
+            try:
+                decided = await self.gate.before(exchange, request)
+            except BodyTooLargeError as exc:
+                self._done(exchange, 413)
+                return self._too_large(exc)
+            if isinstance(decided, Response):
+                self._done(exchange, decided.status_code)
+                return decided
+            read = decided
         request_sink = recorder.sink(exchange.seq, exchange.route, "request")
         try:
             upstream = await self.client.send(
-                self._outgoing(request, exchange, request_sink), stream=True
+                self._outgoing(request, exchange, request_sink, read), stream=True
             )
+        except BodyTooLargeError as exc:
+            request_sink.abort()
+            if self.gate is not None:
+                self.gate.failed(exchange)
+            self._done(exchange, 413)
+            return self._too_large(exc)
         except httpx.HTTPError as exc:
             request_sink.abort()
+            if self.gate is not None:
+                self.gate.failed(exchange)
             self._done(exchange, 502)
-            message = f"costguard record: upstream {exchange.upstream} failed: {exc!r}"
+            message = f"{self.name}: upstream {exchange.upstream} failed: {exc!r}"
             return JSONResponse({"error": {"message": message, "code": 502}}, status_code=502)
         exchange.request_body = request_sink.finish(exchange.headers.get("content-type", ""))
         headers = self._reply_headers(upstream, exchange)
@@ -301,6 +392,9 @@ def create_proxy_app(
     log: Callable[[str], None] | None = None,
     timeout_s: float = 600.0,
     on_stop: Callable[[], None] | None = None,
+    gate: Gate | None = None,
+    max_body: int | None = None,
+    name: str = "costguard record",
 ) -> Starlette:
     """The ASGI app that forwards every path to the recorder's upstream(s) and records it.
 
@@ -309,8 +403,11 @@ def create_proxy_app(
         log: Called with `METHOD /path -> status [route]` per request (nothing secret).
         timeout_s: Read timeout towards the upstream (large downloads take a while).
         on_stop: Called once the server shuts down (the CLI prints its summary there).
+        gate: Decides before forwarding (the budget gateway); None forwards everything.
+        max_body: Largest request body forwarded, in bytes (413 beyond); None: no limit.
+        name: How the proxy names itself in the errors it answers.
     """
-    proxy = _Proxy(recorder, log, timeout_s, on_stop)
+    proxy = _Proxy(recorder, log, timeout_s, on_stop, gate=gate, max_body=max_body, name=name)
     return Starlette(
         routes=[Route("/{path:path}", proxy.forward, methods=METHODS)],
         lifespan=proxy.lifespan,

@@ -1,0 +1,123 @@
+"""The gateway's ledger bookkeeping: one ledger run per paid call or batch job.
+
+Each paid call is admitted as its own run `guard-<uuid>` (the same atomic `Ledger.admit` as
+`costguard run`), holding the call's maximum. Its meta says what it is (`gateway`, `route`,
+`provider`, `models`, `owner_source`, `kind`) and, for a batch, the provider's job id once the
+provider accepted it: a restarted gateway finds its open jobs from the ledger alone.
+
+`--max-usd` caps what this gateway process admits in all (reservations held plus spend); the
+budget caps everything charged to it, by every gateway and run sharing the ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from costguard.guard.price import Priced
+from costguard.ledger import Ledger
+from costguard.ledger.records import Admission, Run
+from costguard.money import ZERO
+
+__all__ = ["GATEWAY", "Book"]
+
+GATEWAY = "costguard guard"
+"""The `gateway` meta of every run the gateway admits."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Book:
+    """Admission, spend and settling of the gateway's runs on one ledger (thread-safe)."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        budget: str,
+        max_usd: Decimal | None = None,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.ledger = ledger
+        self.budget = budget
+        self.max_usd = max_usd
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._held: dict[str, Decimal] = {}
+        """What each run this process admitted counts towards `max_usd` (max, then actual)."""
+
+    def check_budget(self) -> None:
+        """Raise `LedgerError` (exit 5) when the budget is not set: a mistyped name never
+        runs unguarded."""
+        self.ledger.status(self.budget, at=self.clock())
+
+    def admit(self, priced: Priced, *, owner: str, meta: dict[str, Any]) -> Admission:
+        """Reserve the call's maximum as a new run (refused: the run is recorded refused)."""
+        run_id = f"guard-{uuid.uuid4().hex}"
+        with self._lock:
+            cap = None
+            if self.max_usd is not None:
+                cap = max(self.max_usd - sum(self._held.values(), ZERO), ZERO)
+            admission = self.ledger.admit(
+                run_id,
+                priced.maximum,
+                budget=self.budget,
+                max_usd=cap,
+                owner=owner,
+                at=self.clock(),
+                meta={
+                    "gateway": GATEWAY,
+                    "models": list(priced.models),
+                    "mode": priced.mode,
+                    "requests": priced.requests,
+                    "images": priced.images,
+                    "expected_usd": priced.expected,
+                    **meta,
+                },
+                require_budget=True,
+            )
+            if admission.admitted:
+                self._held[run_id] = priced.maximum
+        return admission
+
+    def annotate(self, run_id: str, **meta: Any) -> None:
+        """Add facts learned after admission (the job id, the terminal state seen)."""
+        self.ledger.annotate(run_id, meta)
+
+    def settle(
+        self, run_id: str, amount: Decimal, *, status: str, how: str, reconciled: bool = True
+    ) -> Run:
+        """Record `amount` as the run's spend and close it with `status`.
+
+        Not `reconciled`: the amount is an estimate (no usage could be read); the run closes
+        with status `unreconciled` and its meta says why (`how`).
+        """
+        now = self.clock()
+        self.ledger.annotate(run_id, {"reconciled": reconciled, "settled_by": how})
+        self.ledger.record_spend(run_id, "gateway", amount, at=now)
+        run = self.ledger.settle(run_id, status=status if reconciled else "unreconciled", at=now)
+        with self._lock:
+            if run_id in self._held:
+                self._held[run_id] = run.spent
+        return run
+
+    def release(self, run_id: str, reason: str) -> Run:
+        """Free the whole reservation: nothing was spent (the provider refused the call)."""
+        run = self.ledger.release(run_id, at=self.clock(), reason=reason)
+        with self._lock:
+            self._held.pop(run_id, None)
+        return run
+
+    def open_runs(self) -> list[Run]:
+        """This budget's open gateway runs (what a restarted gateway resumes)."""
+        return [
+            run
+            for run in self.ledger.runs(limit=10_000, status="open")
+            if run.meta.get("gateway") == GATEWAY and run.budget == self.budget
+        ]

@@ -1,0 +1,114 @@
+"""`costguard guard`: the budget gateway in front of the real SDKs, a simulator as upstream."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from openai import APIStatusError, OpenAI
+
+from costguard.guard.app import Guard, GuardOptions, create_guard_app
+from costguard.guard.book import Book
+from costguard.ledger import open_ledger
+from costguard.pricing.loader import load_book
+from costguard.simulator import Simulator
+from costguard.simulator.server import app_in_thread, serve_in_thread
+
+OPENAI_KEY = "sk-guard-SECRET-0123456789"
+GEMINI_KEY = "AIza-guard-SECRET-0123456789abcdef"
+
+
+@contextlib.contextmanager
+def gateway(
+    ledger_path: Path, *, usd: str = "100", grace_s: float = 600.0
+) -> Iterator[tuple[str, Guard, list[str], list[str]]]:
+    """A simulator upstream and a gateway in front of it; yields (gateway URL, guard, the
+    upstream's request log, the gateway's log)."""
+    upstream_log: list[str] = []
+    gate_log: list[str] = []
+    with serve_in_thread(Simulator(), log=upstream_log.append) as upstream:
+        ledger = open_ledger(ledger_path)
+        ledger.set_budget("team", usd=Decimal(usd))
+        book = Book(ledger, budget="team")
+        options = GuardOptions(
+            budget="team", upstreams={"openai": upstream, "gemini": upstream}, grace_s=grace_s
+        )
+        guard = Guard(book, load_book(), options, log=gate_log.append)
+        app = create_guard_app(guard, log=gate_log.append)
+        try:
+            with app_in_thread(app, lifespan="on") as url:
+                yield url, guard, upstream_log, gate_log
+        finally:
+            guard.close()
+            ledger.close()
+
+
+def test_sync_openai_call_that_fits_is_charged_its_actual_cost(tmp_path: Path) -> None:
+    """An images.generate call is admitted, forwarded, and settled at its usage's cost."""
+    with gateway(tmp_path / "ledger.sqlite3") as (url, guard, upstream, _):
+        client = OpenAI(base_url=url + "/v1", api_key=OPENAI_KEY, max_retries=0)
+        with client:
+            result = client.images.generate(model="gpt-image-2", prompt="a fox", quality="low")
+        assert result.data
+        runs = guard.book.ledger.runs(limit=10)
+        assert len(runs) == 1
+        run = runs[0]
+        assert run.run_id.startswith("guard-")
+        assert run.status == "completed"
+        assert Decimal(0) < run.spent <= run.estimate
+        assert run.meta["route"] == "openai.images.generate"
+        assert run.meta["reconciled"] is True
+        assert run.owner.startswith("key:")
+        assert len(upstream) == 1
+
+
+def test_sync_call_over_budget_is_refused_after_one_request(tmp_path: Path) -> None:
+    """Over budget: the SDK raises at once (one request), the upstream sees nothing."""
+    with gateway(tmp_path / "ledger.sqlite3", usd="0.001") as (url, guard, upstream, log):
+        client = OpenAI(base_url=url + "/v1", api_key=OPENAI_KEY)  # default retries on
+        with client, pytest.raises(APIStatusError) as caught:
+            client.images.generate(model="gpt-image-2", prompt="a fox", quality="high")
+        assert caught.value.status_code == 402
+        message = caught.value.message
+        assert "'team'" in message
+        assert "needs" in message
+        assert "left" in message
+        assert upstream == []
+        assert sum("refused" in line for line in log) == 1
+        gemini = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=url))
+        with pytest.raises(genai_errors.ClientError) as refused:
+            gemini.models.generate_content(
+                model="gemini-3-pro-image",
+                contents="an owl",
+                config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
+            )
+        assert refused.value.code == 402
+        assert "team" in str(refused.value.message)
+        gemini.close()
+        assert upstream == []
+        assert sum("refused" in line for line in log) == 2
+        assert [r.status for r in guard.book.ledger.runs(limit=10)] == ["refused", "refused"]
+
+
+def test_gemini_sync_call_is_settled_from_usage_metadata(tmp_path: Path) -> None:
+    """A generateContent call on an image model is charged from its usageMetadata."""
+    with gateway(tmp_path / "ledger.sqlite3") as (url, guard, upstream, _):
+        gemini = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=url))
+        response = gemini.models.generate_content(
+            model="gemini-3.1-flash-image",
+            contents="an owl",
+            config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
+        )
+        gemini.close()
+        assert response.candidates
+        (run,) = guard.book.ledger.runs(limit=10)
+        assert run.status == "completed"
+        assert Decimal(0) < run.spent <= run.estimate
+        assert run.meta["provider"] == "gemini"
+        assert len(upstream) == 1
