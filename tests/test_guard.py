@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +23,8 @@ from costguard.simulator.server import app_in_thread, serve_in_thread
 
 OPENAI_KEY = "sk-guard-SECRET-0123456789"
 GEMINI_KEY = "AIza-guard-SECRET-0123456789abcdef"
+SIMS: list[Simulator] = []
+"""The simulators `gateway` started (the last is the current one)."""
 
 
 @contextlib.contextmanager
@@ -32,7 +35,9 @@ def gateway(
     upstream's request log, the gateway's log)."""
     upstream_log: list[str] = []
     gate_log: list[str] = []
-    with serve_in_thread(Simulator(), log=upstream_log.append) as upstream:
+    sim = Simulator()
+    SIMS.append(sim)
+    with serve_in_thread(sim, log=upstream_log.append) as upstream:
         ledger = open_ledger(ledger_path)
         ledger.set_budget("team", usd=Decimal(usd))
         book = Book(ledger, budget="team")
@@ -112,3 +117,93 @@ def test_gemini_sync_call_is_settled_from_usage_metadata(tmp_path: Path) -> None
         assert Decimal(0) < run.spent <= run.estimate
         assert run.meta["provider"] == "gemini"
         assert len(upstream) == 1
+
+
+def batch_input(count: int = 3) -> bytes:
+    """An OpenAI images batch input file."""
+    return b"".join(
+        json.dumps(
+            {
+                "custom_id": f"c{i}",
+                "method": "POST",
+                "url": "/v1/images/generations",
+                "body": {"model": "gpt-image-2", "prompt": f"a fox {i}", "quality": "low"},
+            }
+        ).encode()
+        + b"\n"
+        for i in range(count)
+    )
+
+
+@pytest.mark.slow
+def test_openai_file_batch_is_admitted_and_settled_at_actual(tmp_path: Path) -> None:
+    """Upload, create, poll, download through the gateway: settled from the batch's usage."""
+    with gateway(tmp_path / "ledger.sqlite3") as (url, guard, _, log):
+        client = OpenAI(base_url=url + "/v1", api_key=OPENAI_KEY, max_retries=0)
+        with client:
+            upload = client.files.create(file=("in.jsonl", batch_input()), purpose="batch")
+            batch = client.batches.create(
+                input_file_id=upload.id,
+                endpoint="/v1/images/generations",
+                completion_window="24h",
+            )
+            (run,) = guard.book.ledger.runs(limit=10)
+            assert run.status == "open"
+            assert run.meta["job"] == batch.id
+            assert run.meta["requests"] == 3
+            for _ in range(100):
+                batch = client.batches.retrieve(batch.id)
+                if batch.status in ("completed", "failed", "expired", "cancelled"):
+                    break
+                SIMS[-1].clock.advance(900)
+            assert batch.status == "completed"
+            assert batch.output_file_id
+            client.files.content(batch.output_file_id).read()
+        (run,) = guard.book.ledger.runs(limit=10)
+        assert run.status == "completed"
+        assert Decimal(0) < run.spent <= run.estimate
+        assert run.meta["reconciled"] is True
+        text = "\n".join(log) + json.dumps(run.meta)
+        assert OPENAI_KEY not in text
+
+
+def test_batch_from_a_file_not_seen_is_refused(tmp_path: Path) -> None:
+    """A batch whose input was uploaded elsewhere cannot be priced: refused, not forwarded."""
+    with gateway(tmp_path / "ledger.sqlite3") as (url, guard, upstream, _):
+        client = OpenAI(base_url=url + "/v1", api_key=OPENAI_KEY)
+        with client, pytest.raises(APIStatusError) as caught:
+            client.batches.create(
+                input_file_id="file-elsewhere",
+                endpoint="/v1/images/generations",
+                completion_window="24h",
+            )
+        assert caught.value.status_code == 400
+        assert "through this gateway" in caught.value.message
+        assert upstream == []
+        assert guard.book.ledger.runs(limit=10) == []
+
+
+def test_gemini_inline_batch_is_settled_from_its_responses(tmp_path: Path) -> None:
+    """An inline batch is priced from its requests and settled from the responses' usage."""
+    with gateway(tmp_path / "ledger.sqlite3") as (url, guard, _, _log):
+        gemini = genai.Client(api_key=GEMINI_KEY, http_options=types.HttpOptions(base_url=url))
+        job = gemini.batches.create(
+            model="gemini-3.1-flash-image",
+            src=[
+                {"contents": f"an owl {i}", "config": {"response_modalities": ["IMAGE"]}}
+                for i in range(3)
+            ],
+        )
+        (run,) = guard.book.ledger.runs(limit=10)
+        assert run.status == "open"
+        assert run.meta["requests"] == 3
+        assert job.name is not None
+        for _ in range(100):
+            job = gemini.batches.get(name=job.name)
+            if job.done:
+                break
+            SIMS[-1].clock.advance(900)
+        gemini.close()
+        (run,) = guard.book.ledger.runs(limit=10)
+        assert run.status == "completed"
+        assert Decimal(0) < run.spent <= run.estimate
