@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from costguard.cli import calibrate, estimate, helpfmt, housekeeping, output, report
+from costguard.cli import guard as guard_cli
 from costguard.cli import runs as run_cli
 from costguard.cli.budget import budget_app
 from costguard.cli.ledger import ledger_app
@@ -70,6 +71,7 @@ for _command in (
     run_cli.cancel,
     report.report,
     calibrate.calibrate,
+    guard_cli.guard,
 ):
     app.command()(_command)
 runs_app = typer.Typer(invoke_without_command=True, subcommand_metavar="[rm|prune ARGS...]")

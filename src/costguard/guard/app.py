@@ -65,10 +65,14 @@ class GuardOptions:
     max_usd: Decimal | None = None
     upstreams: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_UPSTREAMS))
     allow_unpriced: bool = False
-    grace_s: float = 600.0
+    grace_s: float = 3600.0
     """How long after a batch is seen terminal its results may still pass through before it
-    is settled from the batch object alone."""
+    is settled from the batch object alone (unreconciled when that has no usage)."""
     poll_s: float = 30.0
+    """How often the watcher (`watch`) polls open jobs and settles what is overdue."""
+    owner: str | None = None
+    """The owner of calls that carry no `X-Costguard-Owner` header (default: the key's
+    fingerprint)."""
     max_body: int = 2 * 1024 * 1024 * 1024
     """Largest request body forwarded (Gemini batch input files go up to 2 GB)."""
     sync_body: int = 64 * 1024 * 1024
@@ -195,7 +199,7 @@ class Guard:
             elif route == "gemini.files.upload":
                 self._gemini_uploaded(call, status, answer)
             elif route in ("openai.batches.retrieve", "gemini.batches.get") and status == 200:
-                self._seen_batch(call.exchange.provider, call.exchange.params["batch"], answer)
+                self.seen_batch(call.exchange.provider, call.exchange.params["batch"], answer)
             elif route in ("openai.files.content", "gemini.files.download") and call.job:
                 self._results_passed(call, status, body, complete=bool(record["complete"]))
         except Exception as exc:  # noqa: BLE001 - the answer has gone; log, never crash the proxy
@@ -229,6 +233,8 @@ class Guard:
         if priced is None:  # not an image call: not the gateway's business
             return body
         owner, source = owner_of(exchange.headers, exchange.query)
+        if source != "header" and self.options.owner:
+            owner, source = self.options.owner, "gateway option"
         meta |= {"route": route, "provider": exchange.provider, "owner_source": source}
         admission = await run_in_threadpool(self.book.admit, priced, owner=owner, meta=meta)
         if not admission.admitted:
@@ -238,11 +244,12 @@ class Guard:
                 f"costguard guard: budget {self.book.budget!r} refused this call: it needs up to "
                 f"{usd(admission.needed)}; {admission.reason}. Nothing was sent to the provider."
             )
-            self.log(f"refused {route} for {owner}: needs {usd(admission.needed)}")
+            exchange.note = f"refused for {owner}: needs {usd(admission.needed)}"
             return refusal(
                 exchange.provider, REFUSED_STATUS, message, code="costguard_budget_exceeded"
             )
         call.run_id = admission.run_id
+        exchange.note = f"admitted for {owner} up to {usd(priced.maximum)} ({admission.run_id})"
         call.priced = priced
         call.requests = requests
         return body
@@ -360,7 +367,9 @@ class Guard:
             self._calls.pop(exchange.seq, None)
         if self.options.allow_unpriced:
             self.log(f"UNPRICED {exchange.route} forwarded (--allow-unpriced): {reason}")
+            exchange.note = "unpriced: forwarded (--allow-unpriced)"
             return body
+        exchange.note = "refused: cannot be priced"
         message = (
             reason
             if reason.startswith("costguard guard")
@@ -452,7 +461,7 @@ class Guard:
             return None
         return run
 
-    def _seen_batch(self, provider: str, job: str, answer: Any) -> None:
+    def seen_batch(self, provider: str, job: str, answer: Any) -> None:
         """A batch object passed through (or the poller fetched it): settle if terminal."""
         run = self.run_of(provider, job)
         if run is None or not isinstance(answer, dict):
@@ -506,6 +515,11 @@ class Guard:
                 spool.unlink(missing_ok=True)
 
     # -- restart and grace -------------------------------------------------------------------
+
+    def open_jobs(self) -> list[tuple[str, str]]:
+        """(provider, job id) of the batch jobs this gateway admitted or resumed, still open."""
+        with self._lock:
+            return list(self._jobs)
 
     def resume(self) -> list[Run]:
         """Take up the open batch jobs of this budget's gateway runs from the ledger."""

@@ -164,6 +164,8 @@ class Exchange:
     proxy_base: str
     upstream: str
     request_body: dict[str, Any] | None = None
+    note: str = ""
+    """What the gate decided, appended to the exchange's log line (never a key)."""
 
     def record(
         self, status: int, headers: dict[str, str], body: dict[str, Any] | None, *, complete: bool
@@ -300,7 +302,8 @@ class _Proxy:
 
     def _done(self, exchange: Exchange, status: int) -> None:
         if self.log is not None:
-            self.log(f"{exchange.method} {exchange.path} -> {status} [{exchange.route}]")
+            note = f" {exchange.note}" if exchange.note else ""
+            self.log(f"{exchange.method} {exchange.path} -> {status} [{exchange.route}]{note}")
 
     def _too_large(self, exc: BodyTooLargeError) -> Response:
         message = f"{self.name}: {exc}; nothing more was forwarded"

@@ -5,7 +5,7 @@ header, so absolute upload URLs point back here) and is answered by `Simulator.h
 worker thread; streamed bodies (downloads) are sent as they are generated. A route with a
 body limit (`Simulator.body_limit`: uploads, Gemini's 20 MB requests) is refused from its
 `Content-Length` before its body is read, and otherwise its body is streamed into a spooled
-temporary file with the limit enforced as it arrives. The server binds
+temporary file with the limit enforced as it arrives. Served by `costguard.proxy.server`: it binds
 127.0.0.1 by default; port 0 picks a free port. The access log is off, because a Gemini
 client may put its key in the query string: `log=` gets one line per request without it.
 
@@ -17,29 +17,31 @@ client may put its key in the query string: `log=` gets one line per request wit
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import socket
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
+from costguard.proxy.server import (
+    Listening,
+    app_in_thread,
+    base_url_of,
+    bind,
+    listening_on,
+    serve_app,
+)
 from costguard.simulator import Simulator
 from costguard.simulator.core import SPOOL_MEMORY_BYTES, SimRequest
 
 __all__ = [
     "Listening",
     "app_in_thread",
+    "base_url_of",
     "bind",
     "create_app",
     "listening_on",
@@ -48,9 +50,7 @@ __all__ = [
     "serve_in_thread",
 ]
 
-MAX_PORT = 65535
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-Lifespan = Literal["auto", "on", "off"]
 
 
 def create_app(sim: Simulator, *, log: Callable[[str], None] | None = None) -> Starlette:
@@ -120,89 +120,6 @@ async def _spooled_body(
     return spool
 
 
-def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening TCP socket on `host:port` (0 = a free port).
-
-    Raises:
-        OSError: when the address is taken or cannot be bound.
-        ValueError: when `port` is outside 0..65535.
-    """
-    if not 0 <= port <= MAX_PORT:
-        msg = f"port {port} is outside 0..{MAX_PORT}"
-        raise ValueError(msg)
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def base_url_of(sock: socket.socket) -> str:
-    """`http://host:port` for a bound socket (a wildcard address shows as loopback)."""
-    return listening_on(sock).base_url
-
-
-@dataclass(frozen=True, slots=True)
-class Listening:
-    """Where a server listens: the address actually bound, and the URL a local client uses."""
-
-    host: str
-    """The bound address (`0.0.0.0` and `::` mean every interface)."""
-    port: int
-    base_url: str
-    """`http://host:port` a client on this machine can reach (loopback for a wildcard bind)."""
-
-    @property
-    def all_interfaces(self) -> bool:
-        """Whether the wildcard address was bound (every interface)."""
-        return self.host in _WILDCARDS
-
-    @property
-    def loopback_only(self) -> bool:
-        """Whether only this machine can connect (a loopback address was bound)."""
-        return not self.all_interfaces and ipaddress.ip_address(self.host).is_loopback
-
-    @property
-    def bound(self) -> str:
-        """`host:port` as bound (IPv6 in brackets)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    def describe(self) -> str:
-        """The base URL, or for a wildcard bind what was bound and the URL for local clients."""
-        if self.all_interfaces:
-            return f"all interfaces ({self.bound}), local clients use {self.base_url}"
-        return self.base_url
-
-
-_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - read from the bound socket
-
-
-def listening_on(sock: socket.socket) -> Listening:
-    """What a bound socket listens on (see `Listening`)."""
-    host, port = sock.getsockname()[:2]
-    local = _WILDCARDS.get(host, host)
-    shown = f"[{local}]" if ":" in local else local
-    return Listening(host, port, f"http://{shown}:{port}")
-
-
-def _server(app: ASGIApp, *, lifespan: Lifespan = "off") -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,
-        lifespan=lifespan,
-        access_log=False,
-        log_config=None,
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-    )
-    return uvicorn.Server(config)
-
-
 def serve(
     sim: Simulator,
     *,
@@ -213,24 +130,6 @@ def serve(
 ) -> None:
     """Serve `sim` until interrupted (Ctrl-C / SIGTERM); `ready(listening)` once listening."""
     serve_app(create_app(sim, log=log), host=host, port=port, ready=ready)
-
-
-def serve_app(
-    app: ASGIApp,
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    ready: Callable[[Listening], None] | None = None,
-    lifespan: Lifespan = "off",
-) -> None:
-    """Serve any ASGI app (the simulator, the recording proxy) until interrupted."""
-    sock = bind(host, port)
-    try:
-        if ready is not None:
-            ready(listening_on(sock))
-        _server(app, lifespan=lifespan).run(sockets=[sock])
-    finally:
-        sock.close()
 
 
 @contextlib.contextmanager
@@ -246,31 +145,6 @@ def serve_in_thread(
     Yields:
         The base URL, e.g. `http://127.0.0.1:54321` (OpenAI clients add `/v1`).
     """
-    with app_in_thread(create_app(sim, log=log), host=host, port=port) as base_url:
+    app = create_app(sim, log=log)
+    with app_in_thread(app, host=host, port=port, name="costguard-sim") as base_url:
         yield base_url
-
-
-@contextlib.contextmanager
-def app_in_thread(
-    app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: Lifespan = "off"
-) -> Iterator[str]:
-    """Serve any ASGI app from a background thread for the block; yields its base URL."""
-    sock = bind(host, port)
-    server = _server(app, lifespan=lifespan)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="costguard-sim", daemon=True
-    )
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            msg = "costguard-sim: the simulator server did not start"
-            raise RuntimeError(msg)
-        time.sleep(0.005)
-    try:
-        yield base_url_of(sock)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
