@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from costguard.guard.app import Guard, GuardOptions, create_guard_app
+from costguard.guard.app import DEFAULT_UPSTREAMS, Guard, GuardOptions, create_guard_app
 from costguard.guard.book import Book
 from costguard.guard.watch import Watcher
 from costguard.proxy.server import Listening, app_in_thread, serve_app
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from costguard.ledger import Ledger
     from costguard.pricing.engine import RateBook
 
-__all__ = ["running", "serve", "serving"]
+__all__ = ["guarded", "running", "serve", "serving"]
 
 
 @contextlib.contextmanager
@@ -100,3 +102,58 @@ def serve(
     """
     with running(ledger, options, rates=rates, log=log, keys=keys) as (_guard, app):
         serve_app(app, host=host, port=port, ready=ready, lifespan="on")
+
+
+BASE_URL_VARIABLES = ("OPENAI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
+
+
+@contextlib.contextmanager
+def guarded(
+    *,
+    budget: str,
+    max_usd: Decimal | float | str | None = None,
+    ledger: str | Path | None = None,
+    upstreams: dict[str, str] | None = None,
+    owner: str | None = None,
+    grace_s: float = 3600.0,
+    poll_s: float = 30.0,
+) -> Iterator[str]:
+    """`costguard.guard()`: a gateway in a thread, the SDKs pointed at it for the block.
+
+    Sets `OPENAI_BASE_URL` (`<url>/v1`) and `GOOGLE_GEMINI_BASE_URL` (`<url>`) for the block and
+    restores their earlier values (or their absence) afterwards, even on error. Clients created
+    inside the block go through the gateway. Yields the gateway's base URL.
+    """
+    import os
+
+    from costguard.ledger import open_ledger
+
+    location = (
+        ledger or os.environ.get("COSTGUARD_LEDGER_URL") or os.environ.get("COSTGUARD_LEDGER")
+    )
+    chosen = dict(DEFAULT_UPSTREAMS)
+    chosen.update(upstreams or {})
+    options = GuardOptions(
+        budget=budget,
+        max_usd=None if max_usd is None else Decimal(str(max_usd)),
+        upstreams=chosen,
+        owner=owner,
+        grace_s=grace_s,
+        poll_s=poll_s,
+    )
+    opened = open_ledger(location or None)
+    earlier = {name: os.environ.get(name) for name in BASE_URL_VARIABLES}
+    try:
+        with serving(opened, options) as url:
+            os.environ["OPENAI_BASE_URL"] = f"{url}/v1"
+            os.environ["GOOGLE_GEMINI_BASE_URL"] = url
+            try:
+                yield url
+            finally:
+                for name, value in earlier.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+    finally:
+        opened.close()
