@@ -200,6 +200,8 @@ def test_guard_cli_serves_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
     (run,) = runs_of(ledger)
     assert run.status == "completed"
     assert OPENAI_KEY not in json.dumps(run.meta) + run.owner
+    stored = b"".join(path.read_bytes() for path in tmp_path.glob("ledger.sqlite3*"))
+    assert OPENAI_KEY.encode() not in stored
 
 
 def admit_openai_batch(url: str) -> str:
@@ -305,3 +307,28 @@ def test_gemini_file_batch_settles_unreconciled_after_the_grace_period(tmp_path:
     assert Decimal(0) < run.spent <= run.estimate
     text = "\n".join(log) + json.dumps(run.meta) + run.owner
     assert GEMINI_KEY not in text
+
+
+def test_guard_context_manager_needs_no_pytest(tmp_path: Path) -> None:
+    """`costguard.guard()` on the base install: a fresh interpreter, no pytest imported."""
+    ledger = tmp_path / "ledger.sqlite3"
+    budget(ledger)
+    script = (
+        "import sys, urllib.request, costguard\n"
+        f"with costguard.guard(budget='team', ledger={str(ledger)!r}) as url:\n"
+        "    import os\n"
+        "    assert os.environ['OPENAI_BASE_URL'] == url + '/v1'\n"
+        "assert 'pytest' not in sys.modules, 'pytest imported'\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=SRC)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
