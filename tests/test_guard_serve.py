@@ -244,7 +244,11 @@ def test_restarted_gateway_settles_a_batch_admitted_before(tmp_path: Path, who: 
         else:
             with gateway(ledger, upstream, log, poll_s=0.1) as (url, guard):
                 assert guard.open_jobs() == [("openai", job)]
-                guard.keys["openai"] = OPENAI_KEY  # as a pass-through call or the env gives it
+                time.sleep(0.3)
+                assert runs_of(ledger)[0].status == "open"  # no key yet: it waits
+                # any call (here an unpaid one) brings the key, held in memory only
+                with OpenAI(base_url=url + "/v1", api_key=OPENAI_KEY, max_retries=0) as client:
+                    client.files.list()
                 wait_for(lambda: runs_of(ledger)[0].status != "open")
     (run,) = runs_of(ledger)
     assert run.status == "completed"
