@@ -4,6 +4,7 @@ restart resuming open batches from the ledger, the watcher and the grace rule.""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -336,3 +337,29 @@ def test_guard_context_manager_needs_no_pytest(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_openai_batch_without_usage_settles_at_its_share_after_the_grace(tmp_path: Path) -> None:
+    """Seen terminal without usage: held until the grace period is over (its results may still
+    pass through), then settled at maximum x completed/total, unreconciled."""
+    ledger = tmp_path / "ledger.sqlite3"
+    budget(ledger)
+    log: list[str] = []
+    with (
+        serve_in_thread(Simulator()) as upstream,
+        gateway(ledger, upstream, log, poll_s=600, grace_s=60) as (url, guard),
+    ):
+        job = admit_openai_batch(url)
+        seen = {"status": "completed", "request_counts": {"total": 2, "completed": 1}}
+        guard.seen_batch("openai", job, seen)
+        (run,) = runs_of(ledger)
+        assert run.status == "open"
+        assert run.meta["terminal_status"] == "completed"
+        now = guard.book.clock()
+        guard.settle_overdue(now + dt.timedelta(seconds=30))
+        assert runs_of(ledger)[0].status == "open"
+        guard.settle_overdue(now + dt.timedelta(seconds=61))
+    (run,) = runs_of(ledger)
+    assert run.status == "unreconciled"
+    assert run.meta["reconciled"] is False
+    assert run.spent == run.estimate / 2
