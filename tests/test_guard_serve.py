@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google import genai
@@ -363,3 +364,25 @@ def test_openai_batch_without_usage_settles_at_its_share_after_the_grace(tmp_pat
     assert run.status == "unreconciled"
     assert run.meta["reconciled"] is False
     assert run.spent == run.estimate / 2
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["--upstream", "foo=http://x"], 2, "--upstream 'foo=http://x'"),
+        (["--upstream", "openai=ftp://x"], 2, "PROVIDER=URL"),
+        (["--port", "70000"], 2, "--port 70000"),
+        (["--max-usd", "abc"], 2, "--max-usd"),
+        (["--budget", "taem"], 5, "budgets set: 'team'"),
+    ],
+)
+def test_guard_cli_refuses_bad_options_before_listening(
+    cli: Callable[..., Any], tmp_path: Path, args: list[str], code: int, says: str
+) -> None:
+    """A bad `--upstream`, port or amount: exit 2; a budget not set: exit 5; nothing listens."""
+    ledger = tmp_path / "ledger.sqlite3"
+    budget(ledger)
+    result = cli("guard", "--budget", "team", "--ledger", ledger, "--port", "0", *args)
+    assert result.code == code
+    assert says in result.err
+    assert "listening" not in result.out
