@@ -386,3 +386,50 @@ def test_guard_cli_refuses_bad_options_before_listening(
     assert result.code == code
     assert says in result.err
     assert "listening" not in result.out
+
+
+@pytest.mark.slow
+def test_gateway_killed_mid_batch_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """`costguard guard` killed -9 with a batch open; a new one on the same ledger settles it
+    once: one run, its reservation neither lost nor counted twice."""
+    ledger = tmp_path / "ledger.sqlite3"
+    budget(ledger, usd="10")
+    sim = Simulator()
+    with serve_in_thread(sim) as upstream:
+        first = guard_process(ledger, upstream, "--budget", "team")
+        try:
+            assert first.stdout is not None
+            job = admit_openai_batch(json.loads(first.stdout.readline())["url"])
+        finally:
+            first.kill()
+            first.communicate(timeout=30)
+        (run,) = runs_of(ledger)
+        assert run.status == "open"
+        store = open_ledger(ledger)
+        try:
+            held = store.statuses(at=dt.datetime.now(dt.UTC))[0]
+        finally:
+            store.close()
+        assert held.reserved == run.estimate
+        second = guard_process(ledger, upstream, "--budget", "team")
+        try:
+            assert second.stdout is not None
+            url = json.loads(second.stdout.readline())["url"]
+            with OpenAI(base_url=url + "/v1", api_key=OPENAI_KEY, max_retries=0) as client:
+                for _ in range(100):
+                    if client.batches.retrieve(job).status == "completed":
+                        break
+                    sim.clock.advance(900)
+            wait_for(lambda: runs_of(ledger)[0].status != "open")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            second.communicate(timeout=30)
+    (run,) = runs_of(ledger)
+    assert run.status == "completed"
+    store = open_ledger(ledger)
+    try:
+        after = store.statuses(at=dt.datetime.now(dt.UTC))[0]
+    finally:
+        store.close()
+    assert after.reserved == 0
+    assert after.spent == run.spent
