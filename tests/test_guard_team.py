@@ -62,9 +62,7 @@ def batch_maximum(location: str, upstream: str) -> Decimal:
 def gateways(location: str, upstream: str, count: int) -> Iterator[list[str]]:
     """`count` gateways on the same ledger; yields their URLs."""
     with contextlib.ExitStack() as stack:
-        urls = [
-            stack.enter_context(gateway_in_thread(location, upstream))[0] for _ in range(count)
-        ]
+        urls = [stack.enter_context(gateway_in_thread(location, upstream))[0] for _ in range(count)]
         yield urls
 
 
@@ -110,9 +108,7 @@ def finish(url: str, name: str) -> str:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("count", [1, PIPELINES], ids=["one-gateway", "eight-gateways"])
-def test_eight_pipelines_one_postgresql_budget_that_fits_three(
-    pg_url: str, count: int
-) -> None:
+def test_eight_pipelines_one_postgresql_budget_that_fits_three(pg_url: str, count: int) -> None:
     """Exactly 3 of 8 racing batch creates are forwarded; 5 refused in Gemini's shape."""
     with serve_process() as (upstream, _):
         maximum = batch_maximum(pg_url, upstream)
@@ -148,9 +144,7 @@ def test_eight_pipelines_one_postgresql_budget_that_fits_three(
         assert exc.status == "FAILED_PRECONDITION"
         assert "budget 'team' refused" in str(exc.message)
     runs = [r for r in runs if r.budget == "team"]
-    assert sorted(r.status for r in runs) == ["completed"] * FITS + ["refused"] * (
-        PIPELINES - FITS
-    )
+    assert sorted(r.status for r in runs) == ["completed"] * FITS + ["refused"] * (PIPELINES - FITS)
     done = [r for r in runs if r.status == "completed"]
     assert {r.meta["job"] for r in done} == {name.removeprefix("batches/") for name in admitted}
     assert all(r.parts == 1 and Decimal(0) < r.spent <= r.estimate for r in done)
