@@ -18,6 +18,8 @@ Through the gateway every call is priced, admitted in the ledger (one transactio
 and settled from the answer's usage (two more): the figures include that bookkeeping. The
 simulator answers at once unless `--upstream-latency` holds each answer (real image calls take
 seconds, which makes the gateway's share smaller still); 0 is the worst case for the gateway.
+Every call is a ledger run of its own, and the ledger grows during the run: admission sums the
+budget's window, so later rounds pay for the earlier ones (the figures say how many runs).
 
     python bench/guard.py [--calls 400] [--clients 8] [--rounds 3] [--upstream-latency 0]
                           [--ledger URL]
@@ -197,11 +199,19 @@ def main() -> None:
                 latency_rows, throughput_rows = measure(upstream, url, args)
             finally:
                 gateway.stop()
+        from costguard.ledger import open_ledger
+
+        ledger = open_ledger(location)
+        try:
+            runs = ledger.status("bench", at=ledger.runs(limit=1)[0].created).owners[0].runs
+        finally:
+            ledger.close()
 
     print(
         f"costguard guard overhead: upstream `costguard simulate serve` answering in "
         f"{args.upstream_latency * 1000:g} ms, ledger "
-        f"{'PostgreSQL' if args.ledger else 'SQLite'}, {args.rounds} interleaved rounds\n"
+        f"{'PostgreSQL' if args.ledger else 'SQLite'} ({runs} gateway runs in it at the end: "
+        f"one per call), {args.rounds} interleaved rounds\n"
     )
     print("Latency per call, one client (ms; direct is the baseline):")
     print(
