@@ -203,7 +203,8 @@ def main() -> None:
 
         ledger = open_ledger(location)
         try:
-            runs = ledger.status("bench", at=ledger.runs(limit=1)[0].created).owners[0].runs
+            held = ledger.status("bench", at=ledger.runs(limit=1)[0].created)
+            runs = sum(owner.runs for owner in held.owners)
         finally:
             ledger.close()
 
