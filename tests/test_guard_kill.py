@@ -56,7 +56,7 @@ def create_gemini(url: str) -> tuple[str, object]:
         src=[
             {"contents": f"a cover {i}", "config": {"response_modalities": ["IMAGE"]}}
             for i in range(3)
-        ],
+        ],  # type: ignore[arg-type]
     )
     assert job.name is not None
     name = job.name
@@ -109,7 +109,7 @@ def test_gateway_killed_mid_batch_and_restarted_settles_once(tmp_path: Path, pro
             for _ in range(KILLS):
                 gateway.kill9()
                 held = ledger.status("team", at=run.created)
-                assert (held.open_runs, held.reserved, held.spent) == (1, run.estimate, 0)
+                assert (held.open_runs, held.reserved, held.spent) == (1, run.estimate, Decimal(0))
                 assert gateway.start() == url  # same port: the pipeline's client is unchanged
                 state = poll()  # type: ignore[operator]
                 assert state is None, "the batch ended before the gateway was killed again"
@@ -133,5 +133,5 @@ def test_gateway_killed_mid_batch_and_restarted_settles_once(tmp_path: Path, pro
     assert run.meta["reconciled"] is True
     assert run.parts == 1
     assert Decimal(0) < run.spent <= run.estimate
-    assert (status.open_runs, status.reserved, status.spent) == (0, 0, run.spent)
+    assert (status.open_runs, status.reserved, status.spent) == (0, Decimal(0), run.spent)
     assert sum("settled batch" in line for line in lines) == 1, lines
