@@ -320,10 +320,11 @@ def test_a_report_needs_the_output_folder(tmp_path: Path, cli: Callable[..., Any
 
     _, _, out = run_queue(tmp_path, cli, GEMINI_LINES[:1])
     shutil.rmtree(out)
-    result = cli("report", "last")
-    assert result.code == 9
-    assert "is not there" in result.err
-    assert not out.exists()
+    for extra in ([], ["--output", "json"]):
+        result = cli("report", "last", *extra)
+        assert result.code == 9
+        assert "is not there" in result.err
+        assert not out.exists()
 
 
 def test_a_damaged_manifest_is_named_not_a_traceback(
