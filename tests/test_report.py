@@ -301,6 +301,9 @@ def test_an_unknown_run_is_an_error_with_its_exit_code(cli: Callable[..., Any]) 
     assert result.code == 5
     assert json.loads(result.out)["error"]["code"] == 5
     assert "run-doesnotexist" in result.err
+    both = cli("report", "last", "--output", "json", "--open")
+    assert both.code == 2
+    assert "--open opens the page it writes" in both.err
 
 
 def test_the_spend_section_names_the_budget(
