@@ -75,7 +75,7 @@ def demo() -> None:
         home / "out",
         env=env,
     )
-    print(f"\nimages, manifest.jsonl: {home / 'out'}")
+    print(f"\nimages, manifest.jsonl and report.html (open it in a browser): {home / 'out'}")
 
 
 def lint() -> None:

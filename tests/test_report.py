@@ -301,6 +301,9 @@ def test_an_unknown_run_is_an_error_with_its_exit_code(cli: Callable[..., Any]) 
     assert result.code == 5
     assert json.loads(result.out)["error"]["code"] == 5
     assert "run-doesnotexist" in result.err
+    both = cli("report", "last", "--output", "json", "--open")
+    assert both.code == 2
+    assert "--open opens the page it writes" in both.err
 
 
 def test_the_spend_section_names_the_budget(
@@ -320,10 +323,11 @@ def test_a_report_needs_the_output_folder(tmp_path: Path, cli: Callable[..., Any
 
     _, _, out = run_queue(tmp_path, cli, GEMINI_LINES[:1])
     shutil.rmtree(out)
-    result = cli("report", "last")
-    assert result.code == 9
-    assert "is not there" in result.err
-    assert not out.exists()
+    for extra in ([], ["--output", "json"]):
+        result = cli("report", "last", *extra)
+        assert result.code == 9
+        assert "is not there" in result.err
+        assert not out.exists()
 
 
 def test_a_damaged_manifest_is_named_not_a_traceback(

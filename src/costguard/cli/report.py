@@ -24,7 +24,7 @@ from costguard.cli.common import (
     shared_journals,
 )
 from costguard.cli.output import emit, fail
-from costguard.errors import CostguardError
+from costguard.errors import CostguardError, UsageError
 
 if TYPE_CHECKING:
     from costguard.ledger import Ledger
@@ -76,6 +76,10 @@ def report(
     from costguard.report.build import report_facts
     from costguard.resources import home_dir
     from costguard.run.rundir import RunDir
+
+    if open_page and output == ReportOutput.json:
+        msg = "--open opens the page it writes; --output json writes none: give one of them"
+        raise UsageError(msg)
 
     with shared_journals(ledger) as store:
         rundir = RunDir(home_dir() / "runs" / resolve_run(run_id, store), store=store)

@@ -38,7 +38,13 @@ THUMBS_MARKER = ".costguard-thumbs"
 def report_facts(
     journal: Journal, book: RateBook, ledger: Ledger | None, *, now: dt.datetime
 ) -> dict[str, Any]:
-    """Every fact the report shows, as JSON (`report --output json`)."""
+    """Every fact the report shows, as JSON (`report --output json`).
+
+    Raises:
+        OutputError: the output folder is not there (its facts would read as nothing
+            collected).
+    """
+    _output_folder(journal)
     facts = gather(journal, book, now=now)
     facts["spend"] = spend_facts(journal, ledger, now=now)[0]
     return facts
@@ -59,13 +65,7 @@ def write_report(
     Raises:
         OutputError: the output folder is not there, or cannot be written.
     """
-    out = Path(journal.out)
-    if not out.is_dir():
-        msg = (
-            f"{out}: the output folder of run {journal.run_id} is not there (nothing collected "
-            "yet, or it was moved or deleted): no report written"
-        )
-        raise OutputError(msg)
+    out = _output_folder(journal)
     facts = gather(journal, book, now=now)
     facts["spend"], series = spend_facts(journal, ledger, now=now)
     chart = spend_chart(series) if series is not None else None
@@ -83,6 +83,18 @@ def write_report(
         msg = f"{out}: cannot write the report: {exc.strerror or exc}"
         raise OutputError(msg) from exc
     return page
+
+
+def _output_folder(journal: Journal) -> Path:
+    """The run's output folder; it must be there (a report never makes an empty one)."""
+    out = Path(journal.out)
+    if not out.is_dir():
+        msg = (
+            f"{out}: the output folder of run {journal.run_id} is not there (nothing collected "
+            "yet, or it was moved or deleted): no report"
+        )
+        raise OutputError(msg)
+    return out
 
 
 def claim(out: Path, name: tuple[str, str], ours: Callable[[Path], bool]) -> Path:
