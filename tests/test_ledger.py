@@ -198,6 +198,7 @@ SCHEMA = {
     ],
     "spend": ["run_id", "part_id", "amount_usd", "recorded_at"],
     "ledger_identity": ["id"],
+    "closed_spend_days": ["budget", "day", "amount_usd"],
     "usage_samples": [
         "run_id",
         "request_key",

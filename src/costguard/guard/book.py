@@ -101,15 +101,20 @@ class Book:
     def settle(
         self, run_id: str, amount: Decimal, *, status: str, how: str, reconciled: bool = True
     ) -> Run:
-        """Record `amount` as the run's spend and close it with `status`.
+        """Record `amount` as the run's spend and close it with `status`, in one ledger
+        transaction (`Ledger.settle_call`).
 
         Not `reconciled`: the amount is an estimate (no usage could be read); the run closes
         with status `unreconciled` and its meta says why (`how`).
         """
-        now = self.clock()
-        self.ledger.annotate(run_id, {"reconciled": reconciled, "settled_by": how})
-        self.ledger.record_spend(run_id, "gateway", amount, at=now)
-        run = self.ledger.settle(run_id, status=status if reconciled else "unreconciled", at=now)
+        run = self.ledger.settle_call(
+            run_id,
+            "gateway",
+            amount,
+            status=status if reconciled else "unreconciled",
+            at=self.clock(),
+            meta={"reconciled": reconciled, "settled_by": how},
+        )
         with self._lock:
             if run_id in self._held:
                 self._held[run_id] = run.spent

@@ -28,7 +28,14 @@ from costguard.ledger.sql import (
     _opt_decimal,
     ts_text,
 )
-from costguard.ledger.usage import _budget, _decide, _for_rehearsal, _status
+from costguard.ledger.usage import (
+    _add_closed_spend,
+    _admission_status,
+    _budget,
+    _decide,
+    _for_rehearsal,
+    _status,
+)
 from costguard.money import ZERO, usd_together
 from costguard.pricing.calibration import Sample
 
@@ -201,7 +208,7 @@ class Ledger(LedgerHistory, LedgerSamples):
                     )
                     raise self._fail(msg)
                 if budget_row is not None:
-                    found = _status(db, _budget(budget_row), when)
+                    found = _admission_status(db, _budget(budget_row), when)
                     if rehearsal:
                         held = _status(db, _budget(budget_row), when, rehearsals=True)
                         found = _for_rehearsal(found, held)
@@ -266,32 +273,93 @@ class Ledger(LedgerHistory, LedgerSamples):
         def work(db: Tx) -> bool:
             self._check_identity(db)
             db.lock("run", run_id)
-            row = db.one("SELECT status FROM runs WHERE run_id = ?", (run_id,))
-            if row is None:
-                raise self._fail(f"no run {run_id!r}; admit it before recording its spend")
-            if row["status"] == REFUSED:
-                raise self._fail(f"run {run_id!r} was refused; it cannot have spent anything")
-            before = db.one(
-                "SELECT amount_usd, recorded_at FROM spend WHERE run_id = ? AND part_id = ?",
-                (run_id, part_id),
-            )
-            insert_samples(db, run_id, samples, when)
-            if before is not None:
-                if Decimal(before["amount_usd"]) != cost:
-                    recorded, now = usd_together(Decimal(before["amount_usd"]), cost)
-                    msg = (
-                        f"part {part_id!r} of run {run_id!r} is already recorded as "
-                        f"{recorded}, not {now}"
-                    )
-                    raise self._fail(msg)
-                return db.retry and _moment(before["recorded_at"]) == when
-            db.run(
-                "INSERT INTO spend (run_id, part_id, amount_usd, recorded_at) VALUES (?, ?, ?, ?)",
-                (run_id, part_id, db.money(cost), db.moment(when)),
-            )
-            return True
+            return self._record_part(db, run_id, part_id, cost, when, samples)
 
         return self._write(work)
+
+    def _record_part(
+        self,
+        db: Tx,
+        run_id: str,
+        part_id: str,
+        cost: Decimal,
+        when: datetime,
+        samples: Sequence[Sample] = (),
+    ) -> bool:
+        """`record_spend` inside a transaction holding the run's lock."""
+        row = db.one("SELECT status, budget, rehearsal FROM runs WHERE run_id = ?", (run_id,))
+        if row is None:
+            raise self._fail(f"no run {run_id!r}; admit it before recording its spend")
+        if row["status"] == REFUSED:
+            raise self._fail(f"run {run_id!r} was refused; it cannot have spent anything")
+        before = db.one(
+            "SELECT amount_usd, recorded_at FROM spend WHERE run_id = ? AND part_id = ?",
+            (run_id, part_id),
+        )
+        insert_samples(db, run_id, samples, when)
+        if before is not None:
+            if Decimal(before["amount_usd"]) != cost:
+                recorded, now = usd_together(Decimal(before["amount_usd"]), cost)
+                msg = (
+                    f"part {part_id!r} of run {run_id!r} is already recorded as "
+                    f"{recorded}, not {now}"
+                )
+                raise self._fail(msg)
+            return db.retry and _moment(before["recorded_at"]) == when
+        db.run(
+            "INSERT INTO spend (run_id, part_id, amount_usd, recorded_at) VALUES (?, ?, ?, ?)",
+            (run_id, part_id, db.money(cost), db.moment(when)),
+        )
+        if row["status"] != OPEN and not row["rehearsal"] and row["budget"] is not None:
+            # a late part of a closed run: its budget's closed spend grows now
+            db.lock("budget", row["budget"])
+            _add_closed_spend(db, row["budget"], [(when, cost)])
+        return True
+
+    def settle_call(
+        self,
+        run_id: str,
+        part_id: str,
+        amount: Decimal,
+        *,
+        status: str,
+        at: datetime,
+        meta: Mapping[str, Any] | None = None,
+    ) -> Run:
+        """Record one part's spend, merge `meta` and close the run, in one transaction.
+
+        What `annotate`, `record_spend` and `settle` do one after the other, for a run that is
+        one call (the gateway's sync calls): one commit instead of three. Idempotent like each
+        of them: again with the same amount changes nothing (the first status stays) and
+        returns the run; a run already closed gets the part as late spend.
+
+        Raises:
+            LedgerError: the run is unknown or was refused, the part was already recorded with
+                a different amount, `status` is `open` or `refused`, or `meta` is not JSON.
+        """
+        run_id = self._text(run_id, "run id")
+        part_id = self._text(part_id, "part id")
+        cost = self._money(amount, "amount")
+        when = self._utc(at)
+        status = self._text(status, "status")
+        if status in _NOT_SETTLE_STATUSES:
+            msg = f"cannot settle with status {status!r}; use e.g. completed, failed, cancelled"
+            raise self._fail(msg)
+        extra = dict(meta or {})
+        self._meta(extra)  # validated before anything is written
+
+        def work(db: Tx) -> list[Run]:
+            self._check_identity(db)
+            db.lock("run", run_id)
+            self._record_part(db, run_id, part_id, cost, when)
+            if extra:
+                found = _runs_from(db.rows(_SELECT_RUN, (run_id,)))
+                merged = {**found[0].meta, **extra}
+                db.run("UPDATE runs SET meta = ? WHERE run_id = ?", (self._meta(merged), run_id))
+            _close_open(db, run_id, status=status, when=when, reason="")
+            return _runs_from(db.rows(_SELECT_RUN, (run_id,)))
+
+        return self._write(work)[0]
 
     def settle(self, run_id: str, *, status: str, at: datetime) -> Run:
         """Close an open run with `status` (e.g. `completed`, `failed`); return it.
@@ -350,14 +418,40 @@ class Ledger(LedgerHistory, LedgerSamples):
         def work(db: Tx) -> list[Run]:
             self._check_identity(db)
             db.lock("run", run_id)
-            db.run(
-                "UPDATE runs SET status = ?, closed_at = ?, close_reason = ? "
-                "WHERE run_id = ? AND status = 'open'",
-                (status, db.moment(when), reason, run_id),
-            )
+            _close_open(db, run_id, status=status, when=when, reason=reason)
             return _runs_from(db.rows(_SELECT_RUN, (run_id,)))
 
         found = self._write(work)
         if not found:
             raise self._fail(f"no run {run_id!r}")
         return found[0]
+
+
+def _close_open(db: Tx, run_id: str, *, status: str, when: datetime, reason: str) -> bool:
+    """Close the run if it is open (the caller holds its lock); True if it was.
+
+    A real run's spend moves into its budget's closed spend per day (`closed_spend_days`) in
+    the same transaction, under the budget's lock, so admission never sees it twice or not
+    at all.
+    """
+    row = db.one(
+        "SELECT budget, rehearsal FROM runs WHERE run_id = ? AND status = 'open'", (run_id,)
+    )
+    if row is None:
+        return False
+    if row["budget"] is not None and not row["rehearsal"]:
+        db.lock("budget", row["budget"])
+    db.run(
+        "UPDATE runs SET status = ?, closed_at = ?, close_reason = ? "
+        "WHERE run_id = ? AND status = 'open'",
+        (status, db.moment(when), reason, run_id),
+    )
+    if row["budget"] is not None and not row["rehearsal"]:
+        spend = [
+            (_moment(s["recorded_at"]), Decimal(s["amount_usd"]))
+            for s in db.rows(
+                "SELECT amount_usd, recorded_at FROM spend WHERE run_id = ?", (run_id,)
+            )
+        ]
+        _add_closed_spend(db, row["budget"], spend)
+    return True

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
 
 from costguard.errors import LedgerError
+from costguard.ledger.sql import day_of, dec_text, ts_text
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -37,6 +40,14 @@ class Schema:
     def execute(self, ddl: str) -> None:
         """Run `ddl` after replacing `{text}`, `{money}`, `{moment}`, `{json}` (`{{` for `{`)."""
         self._execute(ddl.format(**COLUMN_TYPES[self.dialect]))
+
+    def rows(self, sql: str) -> list[Any]:
+        """Run a query as written (no replacements); its rows, each readable by column name."""
+        return list(self._execute(sql).fetchall())  # type: ignore[attr-defined]
+
+    def insert(self, sql: str, params: Sequence[object]) -> None:
+        """Run one statement with `?` placeholders (SQLite only; PostgreSQL migrates in SQL)."""
+        self._execute(sql, params)  # type: ignore[call-arg]
 
 
 Migration = Callable[[Schema], None]
@@ -178,6 +189,54 @@ def m006_usage_samples(db: Schema) -> None:
         """
     )
     db.execute("CREATE INDEX usage_samples_recorded_at ON usage_samples (recorded_at)")
+
+
+@migration
+def m007_closed_spend_days(db: Schema) -> None:
+    """What closed real runs spent, per budget and UTC day: admission reads these, not spend.
+
+    Admission needs what a budget's window has spent: summing every spend row of the window
+    grew with the runs in it (one run per gateway call). A run's spend moves here when it
+    closes (`Ledger.settle`, `release`, `settle_call`), and spend recorded after it closed is
+    added here too, in the same transaction and under the budget's lock; admission then reads
+    the open runs (with their spend) and at most one row per day of the window. Days, not
+    windows: a budget's period may change, and every window is a whole number of UTC days.
+    Rehearsals' spend never counts, so it is not kept here. Existing ledgers are summed once.
+    """
+    db.execute(
+        """
+        CREATE TABLE closed_spend_days (
+            budget {text} NOT NULL,
+            day {moment} NOT NULL,
+            amount_usd {money} NOT NULL,
+            PRIMARY KEY (budget, day)
+        )
+        """
+    )
+    if db.dialect == "postgresql":
+        db.execute(
+            "INSERT INTO closed_spend_days (budget, day, amount_usd) "
+            "SELECT r.budget, date_trunc('day', s.recorded_at AT TIME ZONE 'UTC') "
+            "AT TIME ZONE 'UTC', SUM(s.amount_usd) "
+            "FROM spend AS s JOIN runs AS r ON r.run_id = s.run_id "
+            "WHERE r.status <> 'open' AND r.rehearsal = 0 AND r.budget IS NOT NULL "
+            "GROUP BY 1, 2"
+        )
+        return
+    # SQLite keeps money as decimal TEXT: summed exactly here, not by SUM (a float).
+    totals: dict[tuple[str, str], Decimal] = {}
+    for row in db.rows(
+        "SELECT r.budget AS budget, s.recorded_at AS recorded_at, s.amount_usd AS amount_usd "
+        "FROM spend AS s JOIN runs AS r ON r.run_id = s.run_id "
+        "WHERE r.status <> 'open' AND r.rehearsal = 0 AND r.budget IS NOT NULL"
+    ):
+        key = (row["budget"], ts_text(day_of(datetime.fromisoformat(row["recorded_at"]))))
+        totals[key] = totals.get(key, Decimal(0)) + Decimal(row["amount_usd"])
+    for (budget, day), amount in sorted(totals.items()):
+        db.insert(
+            "INSERT INTO closed_spend_days (budget, day, amount_usd) VALUES (?, ?, ?)",
+            (budget, day, dec_text(amount)),
+        )
 
 
 def refuse_unknown(unknown: set[str], where: str) -> None:

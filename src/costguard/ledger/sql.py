@@ -51,6 +51,25 @@ _USAGE_IN_WINDOW = (
 One statement reads one snapshot on both databases, so a run settled between two reads can
 never be missed by both (PostgreSQL's READ COMMITTED takes a snapshot per statement).
 """
+_ADMISSION_USAGE = (
+    "SELECT 'closed' AS kind, NULL AS run_id, NULL AS estimate_usd, NULL AS created_at, "
+    "d.amount_usd, d.day AS recorded_at FROM closed_spend_days AS d "
+    "WHERE d.budget = ? AND d.day >= ? AND d.day < ? "
+    "UNION ALL "
+    "SELECT 'open' AS kind, r.run_id, r.estimate_usd, r.created_at, s.amount_usd, "
+    "s.recorded_at FROM runs AS r LEFT JOIN spend AS s ON s.run_id = r.run_id "
+    "WHERE r.budget = ? AND r.rehearsal = 0 AND r.status = 'open'"
+)
+"""What admission needs of a budget's real runs, in one statement (one snapshot): what closed
+runs spent per day of the window (`closed_spend_days`) and the open runs with all their spend.
+Its cost grows with the days of the window and the open runs, never with the closed runs.
+Parameters: budget, window start, window end, budget.
+"""
+_ADD_CLOSED_SPEND = (
+    "INSERT INTO closed_spend_days (budget, day, amount_usd) VALUES (?, ?, ?) "
+    "ON CONFLICT (budget, day) DO UPDATE SET amount_usd = excluded.amount_usd"
+)
+"""Write a day's new total (read, added to in Python under the budget's lock: exact on both)."""
 _ACTIVITY = (
     f"SELECT {_RUN_COLUMNS}, s.part_id, s.recorded_at FROM ("  # noqa: S608
     "SELECT * FROM runs WHERE run_id = ? OR (budget = ? AND rehearsal = 0 AND ("
@@ -99,6 +118,12 @@ def dec_text(amount: Decimal) -> str:
 def ts_text(moment: datetime) -> str:
     """Fixed-width UTC text: text order is time order."""
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def day_of(moment: datetime) -> datetime:
+    """The UTC midnight starting `moment`'s day (`closed_spend_days` keys)."""
+    at = moment.astimezone(UTC)
+    return datetime(at.year, at.month, at.day, tzinfo=UTC)
 
 
 def _moment(value: datetime | str) -> datetime:

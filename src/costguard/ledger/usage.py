@@ -8,7 +8,17 @@ from decimal import Decimal
 
 from costguard.ledger.periods import Period, period_window
 from costguard.ledger.records import Budget, BudgetStatus, OwnerUsage
-from costguard.ledger.sql import _USAGE_IN_WINDOW, MAX_MOMENT, MIN_MOMENT, Row, Tx, _moment
+from costguard.ledger.sql import (
+    _ADD_CLOSED_SPEND,
+    _ADMISSION_USAGE,
+    _USAGE_IN_WINDOW,
+    MAX_MOMENT,
+    MIN_MOMENT,
+    Row,
+    Tx,
+    _moment,
+    day_of,
+)
 from costguard.money import ZERO, usd_together
 from costguard.pricing.budget import Decision, check
 
@@ -81,6 +91,58 @@ def _status(db: Tx, budget: Budget, at: datetime, *, rehearsals: bool = False) -
         open_runs=len(held),
         owners=tuple(owners),
     )
+
+
+def _admission_status(db: Tx, budget: Budget, at: datetime) -> BudgetStatus:
+    """The budget's real totals in the window containing `at`, as `_status` gives them, read
+    from what closed runs spent per day (`closed_spend_days`) and the open runs: its cost does
+    not grow with the closed runs in the window. No breakdown by owner (admission needs none).
+    """
+    start, end = period_window(budget.period, at)
+    low = MIN_MOMENT if start is None else start
+    high = MAX_MOMENT if end is None else end
+    rows = db.rows(_ADMISSION_USAGE, (budget.name, db.moment(low), db.moment(high), budget.name))
+    spent = ZERO
+    held: dict[str, tuple[Decimal, Decimal]] = {}
+    for row in rows:
+        amount = ZERO if row["amount_usd"] is None else Decimal(row["amount_usd"])
+        if row["kind"] == "closed":
+            spent += amount
+            continue
+        if row["recorded_at"] is not None and low <= _moment(row["recorded_at"]) < high:
+            spent += amount
+        if _moment(row["created_at"]) < high:
+            _, used = held.get(row["run_id"], (ZERO, ZERO))
+            held[row["run_id"]] = (Decimal(row["estimate_usd"]), used + amount)
+    reserved = sum((max(estimate - used, ZERO) for estimate, used in held.values()), ZERO)
+    return BudgetStatus(
+        name=budget.name,
+        limit=budget.limit,
+        period=budget.period,
+        period_start=start,
+        period_end=end,
+        reserved=reserved,
+        spent=spent,
+        remaining=budget.limit - reserved - spent,
+        open_runs=len(held),
+        owners=(),
+    )
+
+
+def _add_closed_spend(db: Tx, budget: str, spend: list[tuple[datetime, Decimal]]) -> None:
+    """Add spend of a closed real run (moment, amount) to its budget's days; the caller holds
+    the budget's lock (so no two writers add to one day at once)."""
+    by_day: dict[datetime, Decimal] = {}
+    for moment, amount in spend:
+        day = day_of(moment)
+        by_day[day] = by_day.get(day, ZERO) + amount
+    for day, amount in sorted(by_day.items()):
+        row = db.one(
+            "SELECT amount_usd FROM closed_spend_days WHERE budget = ? AND day = ?",
+            (budget, db.moment(day)),
+        )
+        total = amount if row is None else Decimal(row["amount_usd"]) + amount
+        db.run(_ADD_CLOSED_SPEND, (budget, db.moment(day), db.money(total)))
 
 
 def _for_rehearsal(real: BudgetStatus, rehearsing: BudgetStatus) -> BudgetStatus:
