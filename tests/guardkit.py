@@ -92,7 +92,7 @@ from costguard.guard.app import Guard, GuardOptions, create_guard_app
 from costguard.guard.book import Book
 from costguard.ledger import open_ledger
 from costguard.pricing.loader import load_book
-from costguard.simulator.server import _server, base_url_of, bind
+from costguard.proxy.server import _server, base_url_of, bind
 
 location, budget, upstream, port, ready = sys.argv[1:6]
 ledger = open_ledger(location)

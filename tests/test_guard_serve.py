@@ -433,3 +433,59 @@ def test_gateway_killed_mid_batch_loses_and_doubles_nothing(tmp_path: Path) -> N
         store.close()
     assert after.reserved == 0
     assert after.spent == run.spent
+
+
+def test_a_job_admitted_by_another_gateway_is_settled_here(tmp_path: Path) -> None:
+    """Two gateways on one ledger, both running: a job admitted through the first after the
+    second started (so not resumed by it) and polled through the second is found in the
+    ledger by its job id and settled by the second."""
+    ledger = tmp_path / "ledger.sqlite3"
+    budget(ledger)
+    log: list[str] = []
+    with (
+        serve_in_thread(Simulator()) as upstream,
+        gateway(ledger, upstream, log, poll_s=600, grace_s=60) as (first, _),
+        gateway(ledger, upstream, log, poll_s=600, grace_s=60) as (_, other),
+    ):
+        job = admit_openai_batch(first)
+        assert ("openai", job) not in other.open_jobs()
+        (run,) = runs_of(ledger)
+        found = other.run_of("openai", job)
+        assert found is not None
+        assert found.run_id == run.run_id
+        assert ("openai", job) in other.open_jobs()
+        seen = {"status": "completed", "request_counts": {"total": 2, "completed": 1}}
+        other.seen_batch("openai", job, seen)
+        other.settle_overdue(other.book.clock() + dt.timedelta(seconds=61))
+    (run,) = runs_of(ledger)
+    assert (run.status, run.spent) == ("unreconciled", run.estimate / 2)
+
+
+def test_a_batch_whose_job_id_was_never_recorded_gets_a_deadline(tmp_path: Path) -> None:
+    """A batch run admitted but never given its job id (the gateway died after forwarding the
+    create) is settled at its maximum, unreconciled, once 30 minutes and the grace are over."""
+    from costguard.guard.price import Priced
+
+    ledger = tmp_path / "ledger.sqlite3"
+    budget(ledger)
+    log: list[str] = []
+    with (
+        serve_in_thread(Simulator()) as upstream,
+        gateway(ledger, upstream, log, poll_s=600, grace_s=60) as (_, guard),
+    ):
+        priced = Priced(Decimal("0.5"), Decimal("0.2"), 2, 2, ("gpt-image-2",), "batch")
+        admission = guard.book.admit(
+            priced, owner="t", meta={"kind": "file", "provider": "openai", "route": "x"}
+        )
+        assert admission.admitted
+        now = guard.book.clock()
+        guard.settle_overdue(now + dt.timedelta(minutes=30))
+        assert runs_of(ledger)[0].status == "open"
+        guard.settle_overdue(now + dt.timedelta(minutes=31, seconds=1))
+    (run,) = runs_of(ledger)
+    assert (run.status, run.spent, run.meta["reconciled"]) == (
+        "unreconciled",
+        Decimal("0.5"),
+        False,
+    )
+    assert "no job id recorded" in run.meta["settled_by"]

@@ -324,8 +324,7 @@ class Guard:
         self, lines: bytes, fmt: str, model: str | None, at: dt.date
     ) -> tuple[Priced, list[ImageRequest], dict[str, Any]]:
         kind: Format = "openai" if fmt == "openai" else "gemini"
-        priced = price.price_lines(io.BytesIO(lines), kind, self.rates, at, "standard", model=model)
-        requests = price.requests_of(lines, kind, self.rates, at, model=model)
+        priced, requests = price.price_sync(lines, kind, self.rates, at, "standard", model=model)
         first = requests[0]
         meta = {"kind": "sync", "size": first.size, "quality": first.quality}
         return priced, requests, meta
@@ -449,10 +448,20 @@ class Guard:
             self.uploads.chunk_path(upload_id).unlink(missing_ok=True)
 
     def run_of(self, provider: str, job: str) -> Run | None:
-        """The open run of a job this gateway admitted or resumed."""
+        """The open run of a job: one this gateway admitted or resumed, else one another
+        gateway on the same ledger and budget admitted (looked up in the ledger by job id,
+        then polled and settled here too)."""
         with self._lock:
             run_id = self._jobs.get((provider, job))
         if run_id is None:
+            if not job:
+                return None
+            for found in self.book.open_runs():
+                meta = found.meta
+                if str(meta.get("job") or "") == job and meta.get("provider") == provider:
+                    with self._lock:
+                        self._jobs[provider, job] = found.run_id
+                    return found
             return None
         run = self.book.ledger.run(run_id)
         if run is None or not run.open:
@@ -547,22 +556,30 @@ class Guard:
                     reconciled=False,
                 )
                 self.log(f"settled {run.run_id} unreconciled at {usd(amount)}")
-            elif (
-                not meta.get("job")
-                and meta.get("kind") == "sync"
-                and run.created + dt.timedelta(minutes=30) + grace <= now
-            ):
+            elif not meta.get("job") and run.created + _NO_ANSWER + grace <= now:
+                # a sync call never answered, or a batch whose job id was never recorded (the
+                # gateway stopped after forwarding the create): nothing can tell what it cost
+                # now, so it is settled at its maximum rather than held forever.
+                sync = meta.get("kind") == "sync"
                 self.book.settle(
                     run.run_id,
                     run.estimate,
                     status="completed",
-                    how="no answer seen (gateway stopped mid-call): maximum",
+                    how="no answer seen (gateway stopped mid-call): maximum"
+                    if sync
+                    else "no job id recorded (gateway stopped mid-create): maximum",
                     reconciled=False,
                 )
+                self.log(f"settled {run.run_id} unreconciled at its maximum {usd(run.estimate)}")
 
     def close(self) -> None:
         """Remove the spooled uploads."""
         self.uploads.close()
+
+
+_NO_ANSWER = dt.timedelta(minutes=30)
+"""How long a gateway run may go without its answer (sync) or its job id (batch) before
+`settle_overdue` settles it at its maximum, after the grace period."""
 
 
 def _json(body: bytes) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import IO, Any
 from costguard.errors import CostguardError
 from costguard.models import ImageRequest, Usage
 from costguard.money import ZERO
-from costguard.pricing.engine import RateBook, Totals, price, usage_cost
+from costguard.pricing.engine import GroupKey, RateBook, Totals, estimate, price, usage_cost
 from costguard.pricing.schema import Mode
 from costguard.queue.estimate import price_queue
 from costguard.queue.reader import Defaults, Format, QueueReader
@@ -35,6 +35,7 @@ __all__ = [
     "gemini_inline_lines",
     "openai_body_line",
     "price_lines",
+    "price_sync",
     "requests_of",
 ]
 
@@ -81,6 +82,43 @@ def price_lines(
         mode=mode,
         input_images=sum(t.input_images for t in grouped),
     )
+
+
+def price_sync(
+    lines: bytes, fmt: Format, book: RateBook, at: dt.date, mode: Mode, *, model: str | None
+) -> tuple[Priced, list[ImageRequest]]:
+    """`price_lines` and `requests_of` of a sync call's line(s) in one read of the body: the
+    same checks (images included) and figures as `price_lines`, and the requests."""
+    reader = QueueReader(
+        WHERE, book, at, defaults=Defaults(model=model), fmt=fmt, stream=io.BytesIO(lines)
+    )
+    grouped: dict[GroupKey, Totals] = {}
+    try:
+        requests = list(reader)
+        reader.check()
+        for request in requests:
+            key = (request.model, request.size, request.quality)
+            totals = grouped.get(key)
+            if totals is None:
+                totals = grouped[key] = Totals()
+            totals.add(request)
+        found = estimate(grouped, book, at)
+    except CostguardError as exc:
+        raise UnpriceableError(str(exc)) from None
+    total = found.total(mode)
+    if total is None:
+        msg = f"the rate cards do not sell these requests in {mode} mode"
+        raise UnpriceableError(msg)
+    priced = Priced(
+        maximum=total.max,
+        expected=total.expected,
+        requests=found.requests,
+        images=found.images,
+        models=tuple(sorted({key[0] for key in grouped})),
+        mode=mode,
+        input_images=sum(t.input_images for t in grouped.values()),
+    )
+    return priced, requests
 
 
 def requests_of(

@@ -15,6 +15,10 @@ the same tables, follow the same rules and pass the same tests:
 - **usage_samples**: what each collected request of a real run reported using (tokens, with
   its model, size, quality and priced quantities), written with its part's spend; read back
   as a calibration (`Ledger.calibration`, `ledger.samples`).
+- **closed_spend_days**: what closed real runs spent, per budget and UTC day (kept in the
+  transactions that close a run or record a closed run's late spend, under the budget's lock):
+  admission reads it and the open runs, so its cost never grows with the closed runs in the
+  window (one run per gateway call). `status` still sums the spend rows (by owner).
 
 **What a budget has left.** For a budget and the period window containing `at`::
 
@@ -33,7 +37,8 @@ negative when actual spend passes the limit; nothing is admitted then.
 the calendar month, `none` all time. Windows are half-open: `[start, end)`.
 
 **Admission** (`Ledger.admit`) is one write transaction: lock, read what the budget has left
-(in one statement), check, insert the run. On SQLite the transaction is `BEGIN IMMEDIATE`, so
+(in one statement: the open runs with their spend, and `closed_spend_days` of the window),
+check, insert the run. On SQLite the transaction is `BEGIN IMMEDIATE`, so
 all writers are serialised; on PostgreSQL it takes advisory locks on the run id and the budget
 name, so admissions to one budget are serialised across machines (see `ledger.postgres`). Two
 processes that together would pass the budget never both get in. Admission is idempotent per
