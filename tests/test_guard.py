@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -17,6 +18,7 @@ from openai import APIStatusError, OpenAI
 from costguard.guard.app import Guard, GuardOptions, create_guard_app
 from costguard.guard.book import Book
 from costguard.ledger import open_ledger
+from costguard.ledger.records import Run
 from costguard.pricing.loader import load_book
 from costguard.simulator import Simulator
 from costguard.simulator.server import app_in_thread, serve_in_thread
@@ -54,6 +56,17 @@ def gateway(
             ledger.close()
 
 
+def settled_runs(guard: Guard, count: int, timeout: float = 10.0) -> list[Run]:
+    """The ledger's runs once `count` of them are closed: a sync call is settled just after
+    its answer has gone back to the pipeline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = guard.book.ledger.runs(limit=100)
+        if sum(run.status != "open" for run in runs) >= count or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.02)
+
+
 def test_sync_openai_call_that_fits_is_charged_its_actual_cost(tmp_path: Path) -> None:
     """An images.generate call is admitted, forwarded, and settled at its usage's cost."""
     with gateway(tmp_path / "ledger.sqlite3") as (url, guard, upstream, _):
@@ -61,7 +74,7 @@ def test_sync_openai_call_that_fits_is_charged_its_actual_cost(tmp_path: Path) -
         with client:
             result = client.images.generate(model="gpt-image-2", prompt="a fox", quality="low")
         assert result.data
-        runs = guard.book.ledger.runs(limit=10)
+        runs = settled_runs(guard, 1)
         assert len(runs) == 1
         run = runs[0]
         assert run.run_id.startswith("guard-")
@@ -112,7 +125,7 @@ def test_gemini_sync_call_is_settled_from_usage_metadata(tmp_path: Path) -> None
         )
         gemini.close()
         assert response.candidates
-        (run,) = guard.book.ledger.runs(limit=10)
+        (run,) = settled_runs(guard, 1)
         assert run.status == "completed"
         assert Decimal(0) < run.spent <= run.estimate
         assert run.meta["provider"] == "gemini"

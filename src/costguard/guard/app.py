@@ -29,7 +29,7 @@ from costguard.guard import jobs, price
 from costguard.guard.book import Book
 from costguard.guard.price import Priced, UnpriceableError
 from costguard.guard.routes import PAID_BATCH, PAID_SYNC, key_of, owner_of, route_of
-from costguard.guard.sinks import NULL, Buffer, Spool
+from costguard.guard.sinks import NULL, Skeleton, Spool
 from costguard.guard.uploads import Uploads
 from costguard.ledger.records import Run
 from costguard.models import ImageRequest
@@ -53,8 +53,9 @@ REFUSED_STATUS = 402
 retries nothing by default and 408/429/5xx with HttpRetryOptions), so the pipeline fails at
 once."""
 UNPRICED_STATUS = 400
-JSON_LIMIT = 256 * 1024 * 1024
-"""Largest JSON answer kept to reconcile from (Gemini inline results carry images)."""
+JSON_LIMIT = 64 * 1024 * 1024
+"""Largest skeleton of a JSON answer kept to reconcile from (images are not kept: `Skeleton`;
+a Gemini inline batch of 50,000 results leaves ~25 MB)."""
 
 
 @dataclass
@@ -178,7 +179,7 @@ class Guard:
             "openai.batches.retrieve",
             "gemini.batches.get",
         ):
-            return Buffer(JSON_LIMIT)
+            return Skeleton(JSON_LIMIT)
         return NULL
 
     def commit(self, record: dict[str, Any]) -> None:
@@ -226,8 +227,13 @@ class Guard:
             return None
         limit = self.options.sync_body if route in PAID_SYNC else 64 * 1024 * 1024
         body = await read_body(request, limit)
+        return await run_in_threadpool(self._price_and_admit, call, body)  # one thread hop
+
+    def _price_and_admit(self, call: _Call, body: bytes) -> Response | bytes:
+        """Price a paid call and reserve its maximum: the body to forward, or the answer."""
+        exchange = call.exchange
         try:
-            priced, requests, meta = await run_in_threadpool(self._price, exchange, body)
+            priced, requests, meta = self._price(exchange, body)
         except UnpriceableError as exc:
             return self._unpriced(exchange, body, str(exc))
         if priced is None:  # not an image call: not the gateway's business
@@ -235,8 +241,8 @@ class Guard:
         owner, source = owner_of(exchange.headers, exchange.query)
         if source != "header" and self.options.owner:
             owner, source = self.options.owner, "gateway option"
-        meta |= {"route": route, "provider": exchange.provider, "owner_source": source}
-        admission = await run_in_threadpool(self.book.admit, priced, owner=owner, meta=meta)
+        meta |= {"route": exchange.route, "provider": exchange.provider, "owner_source": source}
+        admission = self.book.admit(priced, owner=owner, meta=meta)
         if not admission.admitted:
             with self._lock:
                 self._calls.pop(exchange.seq, None)
@@ -260,6 +266,12 @@ class Guard:
             call = self._calls.pop(exchange.seq, None)
         if call is not None and call.run_id is not None:
             self.book.release(call.run_id, "the upstream failed; nothing was answered")
+
+    def answer_first(self, exchange: Exchange) -> bool:
+        """A sync paid call is settled once its answer has gone back (the pipeline does not
+        wait on the ledger); a batch create is committed first, so the job is known before
+        the pipeline can poll it."""
+        return exchange.route in PAID_SYNC
 
     # -- pricing --------------------------------------------------------------------------
 

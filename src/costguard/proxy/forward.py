@@ -4,10 +4,12 @@ A pipeline points its SDK at the app `create_proxy_app` builds; every request is
 the upstream base URL + the same path and query (with one upstream per provider, to the URL of
 the provider the sink recognises in the request), with the same method, body and headers (minus
 hop-by-hop ones, and with `accept-encoding: identity` so bodies arrive readable), and the answer
-goes back to the client as it arrives. Downloads (`STREAMED_ROUTES`) and other non-JSON answers
-are streamed through; JSON answers are read whole so that absolute URLs pointing at the upstream
-(Gemini's `uri`, `downloadUri`, and the `X-Goog-Upload-URL` header) can be rewritten to the
-proxy, which keeps resumable uploads going through it.
+goes back to the client as it arrives, chunk by chunk, whatever its size. Gemini's JSON
+answers have the absolute URLs that point at the upstream (a file's `uri` and `downloadUri`,
+and the `X-Goog-Upload-URL` header) rewritten to the proxy on the way (`UrlRewriter`, in
+constant memory), which keeps resumable uploads and downloads going through it; every other
+answer passes unchanged, with its `Content-Length`. The exchange is committed before the
+answer's last bytes are sent, unless the gate lets the answer go first (`Gate.answer_first`).
 
 What happens to the traffic is the sink's business (`ExchangeSink`): it names each request,
 picks its upstream, receives both bodies chunk by chunk (`BodySink`) and each finished exchange.
@@ -17,12 +19,13 @@ The recording proxy's `Recorder` (`costguard.simulator.recording.record`) is one
 from __future__ import annotations
 
 import contextlib
-import re
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+import anyio
 import httpx
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -40,6 +43,7 @@ __all__ = [
     "Exchange",
     "ExchangeSink",
     "Gate",
+    "UrlRewriter",
     "create_proxy_app",
     "read_body",
 ]
@@ -104,7 +108,9 @@ class Gate(Protocol):
     `before` runs once the exchange is named and before anything goes upstream: it returns a
     response to answer instead (nothing is forwarded), the whole request body it read (that
     body is forwarded), or None (the body streams through untouched). `failed` is told of an
-    exchange whose upstream failed (no `commit` follows for it).
+    exchange whose upstream failed (no `commit` follows for it). `answer_first` lets a JSON
+    answer go back before its exchange is committed (the commit still runs, even when the
+    client has gone).
     """
 
     async def before(self, exchange: Exchange, request: Request) -> Response | bytes | None:
@@ -112,6 +118,10 @@ class Gate(Protocol):
 
     def failed(self, exchange: Exchange) -> None:
         """The upstream failed for `exchange`: nothing was answered by it."""
+
+    def answer_first(self, exchange: Exchange) -> bool:
+        """Whether the exchange's `commit` may run once its answer has been sent (bookkeeping
+        nobody waits for) rather than before it is answered."""
 
 
 class ExchangeSink(Protocol):
@@ -143,10 +153,62 @@ class ExchangeSink(Protocol):
         """Take one finished exchange (`Exchange.record`)."""
 
 
+_URL_ENDS = frozenset(b"/\"'?#" + b" \t\r\n\f\v")
+"""Bytes that may follow a base URL being rewritten (a longer host or port is not it)."""
+
+
+class UrlRewriter:
+    """Rewrites absolute URLs under `upstream` to `proxy` in a body that arrives in chunks.
+
+    `feed` returns what is settled so far; a possible match cut by a chunk boundary waits in
+    `carry` (at most `len(upstream)` bytes) for the next chunk; `flush` returns the rest. A
+    body of any size streams through in constant memory, and a chunk without the upstream's
+    bytes costs one `bytes.find`.
+    """
+
+    def __init__(self, upstream: str, proxy: str) -> None:
+        self.old = upstream.encode()
+        self.new = proxy.encode()
+        self.carry = b""
+
+    def _rewrite(self, data: bytes, settled: int) -> tuple[bytes, int]:
+        """(`data` rewritten up to the end of the last match starting before `settled`, where
+        that output ends in `data`)."""
+        out: list[bytes] = []
+        pos = 0
+        found = data.find(self.old)
+        while 0 <= found < settled:
+            end = found + len(self.old)
+            if end == len(data) or data[end] in _URL_ENDS:
+                out.append(data[pos:found])
+                out.append(self.new)
+                pos = end
+            found = data.find(self.old, end if pos == end else found + 1)
+        done = max(settled, pos)
+        out.append(data[pos:done])
+        return b"".join(out), done
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The next chunk in; what can be sent on out."""
+        data = self.carry + chunk if self.carry else chunk
+        settled = len(data) - len(self.old)  # a match starting here has its next byte
+        if settled <= 0:
+            self.carry = data
+            return b""
+        out, done = self._rewrite(data, settled)
+        self.carry = data[done:]
+        return out
+
+    def flush(self) -> bytes:
+        """The end of the body: the rest."""
+        data, self.carry = self.carry, b""
+        return self._rewrite(data, len(data))[0]
+
+
 def _rewrite_urls(text: bytes, upstream: str, proxy: str) -> bytes:
     """Absolute URLs under `upstream` rewritten to `proxy` (not a longer host or port)."""
-    pattern = re.escape(upstream.encode()) + rb"(?=[/\"'?#\s]|$)"
-    return re.sub(pattern, proxy.encode().replace(b"\\", b"\\\\"), text)
+    rewriter = UrlRewriter(upstream, proxy)
+    return rewriter.feed(text) + rewriter.flush()
 
 
 @dataclass
@@ -186,6 +248,28 @@ class Exchange:
             },
             "response": {"status": status, "headers": headers, "body": body},
         }
+
+
+class _AnswerThen(StreamingResponse):
+    """A streamed answer with a step that runs once it has been sent, or failed to be (the
+    client went away, the upstream broke off): the exchange is always committed."""
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        status: int,
+        headers: dict[str, str],
+        then: Callable[[], Awaitable[None]],
+    ) -> None:
+        super().__init__(content, status, headers=headers)
+        self.then = then
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.then()
 
 
 class _Proxy:
@@ -309,7 +393,7 @@ class _Proxy:
         message = f"{self.name}: {exc}; nothing more was forwarded"
         return JSONResponse({"error": {"message": message, "code": 413}}, status_code=413)
 
-    async def forward(self, request: Request) -> Response:  # noqa: PLR0911, PLR0915 - one pass
+    async def forward(self, request: Request) -> Response:  # noqa: PLR0915 - one pass
         """Forward one request, stream the answer back, record both."""
         assert self.client is not None
         recorder = self.recorder
@@ -359,34 +443,56 @@ class _Proxy:
             prefer_file=exchange.route in STREAMED_ROUTES,
         )
         status = upstream.status_code
+        committed = threading.Lock()  # held once the exchange is committed
 
         def commit(complete: bool) -> None:
+            if not committed.acquire(blocking=False):
+                return  # committed already (exactly once, whoever comes second)
             body = sink.finish(content_type)
             recorder.commit(exchange.record(status, dict(headers), body, complete=complete))
             self._done(exchange, status)
 
-        if exchange.route not in STREAMED_ROUTES and "json" in content_type.lower():
-            try:
-                data = await upstream.aread()
-            finally:
-                await upstream.aclose()
-            data = _rewrite_urls(data, exchange.upstream, exchange.proxy_base)
-            sink.write(data)
-            await run_in_threadpool(commit, True)  # noqa: FBT003 - complete
-            return Response(data, status, headers=headers)
+        rewriter = None
+        reply = dict(headers)
+        if (
+            exchange.provider == "gemini"  # the only API whose answers carry its own URLs
+            and exchange.route not in STREAMED_ROUTES
+            and "json" in content_type.lower()
+        ):
+            rewriter = UrlRewriter(exchange.upstream, exchange.proxy_base)
+        elif (length := upstream.headers.get("content-length")) is not None:
+            reply["content-length"] = length  # unchanged: sent as is, not chunked
+        answer_first = self.gate is not None and self.gate.answer_first(exchange)
+        passed = False
 
         async def relay() -> AsyncIterator[bytes]:
-            complete = False
+            """The answer as it arrives, one chunk behind: unless the gate lets the answer go
+            first, the exchange is committed before its last bytes reach the client."""
+            nonlocal passed
+            held = b""
             try:
                 async for chunk in upstream.aiter_bytes():
-                    sink.write(chunk)
-                    yield chunk
-                complete = True
+                    out = rewriter.feed(chunk) if rewriter is not None else chunk
+                    if out:
+                        sink.write(out)
+                        if held:
+                            yield held
+                        held = out
+                if rewriter is not None and (rest := rewriter.flush()):
+                    sink.write(rest)
+                    held += rest
+                passed = True
             finally:
                 await upstream.aclose()
-                commit(complete)
+            if not answer_first:
+                await run_in_threadpool(commit, True)  # noqa: FBT003 - complete
+            if held:
+                yield held
 
-        return StreamingResponse(relay(), status, headers=headers)
+        async def after() -> None:  # runs however the answer ended
+            await run_in_threadpool(commit, passed)
+
+        return _AnswerThen(relay(), status, reply, after)
 
 
 def create_proxy_app(
