@@ -3,9 +3,9 @@
 upstream in the same run, on images that weigh what real ones do.
 
 Starts `costguard simulate serve` (the upstream; each image padded to `--image-bytes`, 1.5 MiB
-by default: a real 1K image, so an answer is ~2 MB of base64) and `costguard guard` in front
-of it (a SQLite ledger in a temporary folder unless `--ledger` names one, a budget far above
-the workload), each a subprocess as a user runs them. The calls are sync image calls as the
+by default: a real 1K image, so an answer is ~2 MB of base64; 0: the tiny images) and
+`costguard guard` in front of it (a SQLite ledger in a temporary folder unless `--ledger`
+names one, a budget far above the workload), each a subprocess as a user runs them. The calls are sync image calls as the
 SDKs send them, OpenAI `images.generate` (gpt-image-2) and Gemini `generateContent`
 (gemini-3.1-flash-image) alternately; through the gateway each is priced, admitted in the
 ledger, forwarded, and settled from its usage.
@@ -97,7 +97,7 @@ def pair(
             {
                 "name": "bench-guard",
                 "description": "sync image calls, images of a real weight",
-                "image_bytes": image_bytes,
+                **({"image_bytes": image_bytes} if image_bytes > 0 else {}),
                 "latency_s": held if latency_s > 0 else {},
             }
         )
@@ -190,7 +190,11 @@ def main() -> None:
                 throughput(gateway, args.count, args.workers),
             )
     added = ms(guarded, 50) - ms(plain, 50)
-    weight = f"images of {args.image_bytes / 1024 / 1024:.2f} MiB"
+    weight = (
+        f"images of {args.image_bytes / 1024 / 1024:.2f} MiB"
+        if args.image_bytes > 0
+        else "tiny images (a few hundred bytes)"
+    )
     where = "given" if args.ledger else "SQLite"
     print(f"costguard guard vs direct ({os.cpu_count()} cores, {weight}, ledger {where}; "
           "OpenAI and Gemini calls alternately)")  # fmt: skip
