@@ -5,10 +5,10 @@ upstream in the same run, on images that weigh what real ones do.
 Starts `costguard simulate serve` (the upstream; each image padded to `--image-bytes`, 1.5 MiB
 by default: a real 1K image, so an answer is ~2 MB of base64; 0: the tiny images) and
 `costguard guard` in front of it (a SQLite ledger in a temporary folder unless `--ledger`
-names one, a budget far above the workload), each a subprocess as a user runs them. The calls are sync image calls as the
-SDKs send them, OpenAI `images.generate` (gpt-image-2) and Gemini `generateContent`
-(gemini-3.1-flash-image) alternately; through the gateway each is priced, admitted in the
-ledger, forwarded, and settled from its usage.
+names one, a budget far above the workload), each a subprocess as a user runs them. The calls
+are sync image calls as the SDKs send them, OpenAI `images.generate` (gpt-image-2) and Gemini
+`generateContent` (gemini-3.1-flash-image) alternately; through the gateway each is priced,
+admitted in the ledger, forwarded, and settled from its usage.
 
 1. Latency: one client, calls one after another, direct and through the gateway alternately,
    upstream answering at once (the worst case: the gateway's whole cost is on the path);

@@ -220,3 +220,40 @@ def test_gemini_inline_batch_is_settled_from_its_responses(tmp_path: Path) -> No
         (run,) = guard.book.ledger.runs(limit=10)
         assert run.status == "completed"
         assert Decimal(0) < run.spent <= run.estimate
+
+
+def test_budget_show_splits_gateway_spend_by_owner_never_showing_a_key(tmp_path: Path) -> None:
+    """`X-Costguard-Owner` names the owner; without it, a fingerprint of the key does."""
+    from typer.testing import CliRunner
+
+    from costguard.cli.app import app
+    from costguard.guard.routes import owner_of
+
+    ledger = tmp_path / "ledger.sqlite3"
+    with gateway(ledger) as (url, guard, _, _):
+        named = OpenAI(
+            base_url=url + "/v1",
+            api_key=OPENAI_KEY,
+            max_retries=0,
+            default_headers={"X-Costguard-Owner": "covers"},
+        )
+        keyed = OpenAI(base_url=url + "/v1", api_key=OPENAI_KEY, max_retries=0)
+        with named, keyed:
+            named.images.generate(model="gpt-image-2", prompt="a fox", quality="low")
+            named.images.generate(model="gpt-image-2", prompt="an owl", quality="low")
+            keyed.images.generate(model="gpt-image-2", prompt="a hare", quality="medium")
+        runs = settled_runs(guard, 3)
+    shown = CliRunner().invoke(app, ["budget", "show", "--ledger", str(ledger), "--output", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert OPENAI_KEY not in shown.output
+    (budget,) = json.loads(shown.output)["budgets"]
+    owners = {o["owner"]: o for o in budget["owners"]}
+    fingerprint = owner_of({"authorization": f"Bearer {OPENAI_KEY}"}, {})[0]
+    assert set(owners) == {"covers", fingerprint}
+    assert owners["covers"]["runs"] == 2
+    assert owners[fingerprint]["runs"] == 1
+    spent = {run.owner: Decimal(0) for run in runs}
+    for run in runs:
+        spent[run.owner] += run.spent
+    assert {name: Decimal(o["spent"]) for name, o in owners.items()} == spent
+    assert Decimal(budget["spent"]) == sum(spent.values())
