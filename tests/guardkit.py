@@ -3,14 +3,13 @@ benchmark.
 
 - `gateway_in_thread`: a gateway on a loopback port, served from a thread of this process, for
   a ledger location (SQLite file or PostgreSQL URL), a budget and upstream base URLs.
-- `gateway_process`: the same gateway in a subprocess of its own (`RUNNER`, built the way
-  `gateway_in_thread` builds it and served with uvicorn), so a test can `kill -9` it and start
-  another on the same port.
+- `gateway_process`: `costguard guard` in a subprocess, as a user runs it, so a test can
+  `kill -9` it and start another on the same port.
 - `upstream_jobs`: how many batch jobs an upstream (`costguard simulate serve`) holds, asked
   through its own list endpoints.
 
-The gateway is built from `costguard.guard.app` directly (`Guard`, `Book`, `create_guard_app`),
-as the CLI builds it.
+`gateway_in_thread` builds the gateway from `costguard.guard.app` (`Guard`, `Book`,
+`create_guard_app`), as the CLI does.
 """
 
 from __future__ import annotations
@@ -86,34 +85,6 @@ def gateway_in_thread(
         ledger.close()
 
 
-RUNNER = """
-import json, os, sys
-from costguard.guard.app import Guard, GuardOptions, create_guard_app
-from costguard.guard.book import Book
-from costguard.ledger import open_ledger
-from costguard.pricing.loader import load_book
-from costguard.proxy.server import _server, base_url_of, bind
-
-location, budget, upstream, port, ready = sys.argv[1:6]
-ledger = open_ledger(location)
-book = Book(ledger, budget=budget)
-book.check_budget()
-options = GuardOptions(budget=budget, upstreams={"openai": upstream, "gemini": upstream})
-guard = Guard(book, load_book(), options, log=lambda line: print(line, flush=True))
-app = create_guard_app(guard, log=lambda line: print(line, flush=True))
-sock = bind("127.0.0.1", int(port))
-server = _server(app, lifespan="on")
-partial = ready + ".part"
-with open(partial, "w") as handle:
-    json.dump({"url": base_url_of(sock), "pid": os.getpid()}, handle)
-os.replace(partial, ready)
-server.run(sockets=[sock])
-guard.close()
-ledger.close()
-"""
-"""A gateway process: argv = ledger location, budget, upstream URL, port, ready file."""
-
-
 class GatewayProcess:
     """A gateway running in a subprocess (see `gateway_process`)."""
 
@@ -131,9 +102,13 @@ class GatewayProcess:
         """Start it and wait until it listens; return its URL."""
         with tempfile.TemporaryDirectory(prefix="costguard-gw-") as folder:
             ready = Path(folder) / "ready.json"
-            args = [self.location, self.budget, self.upstream, str(self.port), str(ready)]
+            args = [
+                "guard", "--budget", self.budget, "--ledger", self.location,
+                "--upstream", f"openai={self.upstream}", "--upstream", f"gemini={self.upstream}",
+                "--port", str(self.port), "--ready-file", str(ready),
+            ]  # fmt: skip
             proc = subprocess.Popen(
-                [sys.executable, "-c", RUNNER, *args],
+                [sys.executable, "-m", "costguard", *args],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 text=True,
