@@ -13,6 +13,7 @@ import pytest
 from costguard.ledger import Activity, Run, SpendEntry
 from costguard.report.chart import spend_chart
 from costguard.report.spend import MAX_POINTS, SpendSeries, spend_series
+from test_report_spend import run
 
 SVG = "{http://www.w3.org/2000/svg}"
 MAR_1 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -22,29 +23,6 @@ APR_1 = datetime(2026, 4, 1, tzinfo=UTC)
 def day(n: int, hour: int = 0) -> datetime:
     """A moment in March 2026."""
     return datetime(2026, 3, n, hour, tzinfo=UTC)
-
-
-def run(run_id: str, estimate: str, created: datetime, **kwargs: Any) -> Run:
-    """A run as the ledger gives it (only what the series reads matters)."""
-    values: dict[str, Any] = {
-        "run_id": run_id,
-        "budget": "default",
-        "estimate": Decimal(estimate),
-        "max_usd": None,
-        "reserved": Decimal(0),
-        "spent": Decimal(0),
-        "parts": 0,
-        "status": "open" if kwargs.get("settled") is None else "completed",
-        "owner": "ana",
-        "created": created,
-        "settled": None,
-        "reason": "",
-        "close_reason": "",
-        "meta": {},
-        "remaining_at_admission": None,
-    }
-    values.update(kwargs)
-    return Run(**values)
 
 
 def series_of(

@@ -702,6 +702,7 @@ def _run_row(journal: Journal) -> dict[str, Any]:
     manifest, when it is on this machine) and what its collected parts cost (its journal, as
     recorded in the ledger)."""
     from costguard.money import ZERO, plain
+    from costguard.run.journal import JournalError
     from costguard.run.outputs import Outputs
 
     collected = [p for p in journal.parts if p.state == "collected" and p.cost_usd is not None]
@@ -711,7 +712,7 @@ def _run_row(journal: Journal) -> dict[str, Any]:
     if manifest.manifest_path.is_file():
         try:
             statuses = [line["status"] for line in manifest.lines()]
-        except (OSError, ValueError, KeyError, TypeError):  # unreadable: `status RUN` says why
+        except (OSError, ValueError, KeyError, TypeError, JournalError):  # `status RUN` says why
             ok = not_ok = None
         else:
             ok = statuses.count("ok")

@@ -62,12 +62,12 @@ class _Group:
 def gather(journal: Journal, book: RateBook, *, now: dt.datetime) -> dict[str, Any]:
     """The facts of the run `journal` describes, as they stand at `now` (see the module)."""
     at = dt.date.fromisoformat(journal.as_of)
-    outputs = Outputs(Path(journal.out))
-    summary, _ = summarize(journal, outputs, book, at)
+    lines = list(Outputs(Path(journal.out)).lines())  # read once: counted, then shown
+    summary, _ = summarize(journal, lines, book, at)
     prompts, prompt_note = _prompts(journal, book, at)
     images: list[dict[str, Any]] = []
     groups: dict[tuple[str, str, str | None], _Group] = {}
-    for line in outputs.lines():
+    for line in lines:
         model = book.resolve(line["model"], at).model.id
         group = groups.setdefault((model, line["size"], line["quality"]), _Group())
         cost = Decimal(line["cost_usd"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -62,7 +63,7 @@ def finish(ctx: RunContext, outputs: Outputs) -> Summary:
     journal = ctx.journal
     if not journal.collected_all:
         return _base(journal)
-    summary, retry = summarize(journal, outputs, ctx.book, ctx.as_of)
+    summary, retry = summarize(journal, outputs.lines(), ctx.book, ctx.as_of)
     summary.retry_file, summary.retry_count = write_retry(journal, outputs, retry)
     if not summary.retry_count:
         summary.retry_command = None
@@ -73,17 +74,17 @@ def finish(ctx: RunContext, outputs: Outputs) -> Summary:
 
 
 def summarize(
-    journal: Journal, outputs: Outputs, book: RateBook, at: dt.date
+    journal: Journal, lines: Iterable[dict[str, Any]], book: RateBook, at: dt.date
 ) -> tuple[Summary, dict[int, str]]:
-    """What the manifest holds so far, counted and priced, and the requests to retry (queue
-    line -> key); reads only (`finish` writes retry.jsonl and settles; the report reads this).
-    """
+    """What the manifest `lines` hold so far, counted and priced, and the requests to retry
+    (queue line -> key); reads only (`finish` writes retry.jsonl and settles; the report, which
+    reads the manifest once for its own use, passes the same lines)."""
     summary = _base(journal)
     other: Mode = "standard" if journal.mode == "batch" else "batch"
     equivalent: Decimal | None = ZERO
     retry: dict[int, str] = {}
     retry_refused = journal.options["retry_refused"]
-    for line in outputs.lines():
+    for line in lines:
         summary.counts[line["status"]] = summary.counts.get(line["status"], 0) + 1
         per_part = summary.part_counts.setdefault(line["part"], {})
         per_part[line["status"]] = per_part.get(line["status"], 0) + 1
