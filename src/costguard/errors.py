@@ -109,9 +109,12 @@ class ProviderError(CostguardError):
     exit_code = 8
     kind = "provider"
 
-    def __init__(self, message: str, *, rejected: bool) -> None:
-        super().__init__(message, details={"rejected": rejected})
+    def __init__(self, message: str, *, rejected: bool, quota: bool = False) -> None:
+        super().__init__(message, details={"rejected": rejected, "quota": quota})
         self.rejected = rejected
+        self.quota = quota
+        """The provider is out of quota or rate for now (HTTP 429, e.g. Gemini's
+        RESOURCE_EXHAUSTED): the same call may succeed later."""
 
 
 class OutputError(CostguardError):

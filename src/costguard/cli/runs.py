@@ -144,6 +144,16 @@ VerboseOpt = Annotated[
     ),
 ]
 
+MaxEnqueuedOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--max-enqueued-tokens",
+        metavar="LIMIT",
+        help="The provider's batch quota, LIMIT = MODEL=N: at most N tokens of MODEL enqueued "
+        "at once. Parts are sized to fit and sent as earlier ones finish (repeatable; "
+        "COSTGUARD_MAX_ENQUEUED_TOKENS).",
+    ),
+]
 KeepRawOpt = Annotated[
     bool,
     typer.Option(
@@ -243,6 +253,16 @@ def run(
     concurrency: Annotated[
         int, typer.Option(metavar="N", help="Parallel calls in sync mode.", min=1)
     ] = 4,
+    max_requests_per_part: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            min=1,
+            help="Split batch jobs at N requests (default: the providers' limits; "
+            "COSTGUARD_MAX_REQUESTS_PER_PART).",
+        ),
+    ] = None,
+    max_enqueued_tokens: MaxEnqueuedOpt = None,
     keep_raw: KeepRawOpt = False,
     as_of: AsOfOpt = None,
     fmt: FormatOption = None,
@@ -306,6 +326,8 @@ def run(
         budget_required=chosen_budget is not None,
         owner=owner or os.environ.get("COSTGUARD_OWNER") or getpass.getuser(),
         concurrency=concurrency,
+        max_requests_per_part=Settings().part_size(max_requests_per_part),
+        max_enqueued_tokens=Settings().quota_limits(max_enqueued_tokens),
         keep_raw=keep_raw,
         simulate=simulate,
         retry_of=retry,
@@ -391,6 +413,7 @@ def collect(
         typer.Option("--out", metavar="DIR", help="Write what this machine collects here instead."),
     ] = None,
     keep_raw: KeepRawOpt = False,
+    max_enqueued_tokens: MaxEnqueuedOpt = None,
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
     no_report: NoReportOpt = False,
@@ -403,9 +426,11 @@ def collect(
 
     Example: costguard collect run-3f2a9c0d1e7b
     """
+    from costguard.cli.settings import Settings
     from costguard.run.context import Clients
     from costguard.run.options import RunOptions
 
+    limits = Settings().quota_limits(max_enqueued_tokens)
     with progress_reporter(verbose=verbose, label=run_id) as reporter:
         runner = _runner(pricing, ledger, reporter, simulated=False)
         run_id = resolve_run(run_id, runner.ledger.journals)
@@ -421,6 +446,7 @@ def collect(
             else (0.5 if simulated else 30.0),
             timeout=timeout,
             keep_raw=keep_raw,
+            max_enqueued_tokens=limits,
         )
         with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
             summary = runner.collect(run_id, options, queue=queue, out=out)
@@ -827,6 +853,8 @@ def _report(summary: Summary, output: str) -> None:
             )
         for line in explain(summary):
             typer.echo(line)
+        if (waited := summary.quota_line()) is not None:
+            typer.echo(waited)
         saving = _saving_line(summary)
         if saving:
             typer.echo(saving)

@@ -32,6 +32,50 @@ class Settings(BaseSettings):
     (`0`/`false`/`no`/`off`, or unset: only with `--calibrated`). Read by `calibrated_default`."""
     calibration_since: str | None = None
     """The first day (or a span back, like 90d) a calibrated estimate learns from."""
+    max_enqueued_tokens: str | None = None
+    """Per model, the provider's enqueued-token quota, `MODEL=N[,MODEL=N...]`, for `run` and
+    `collect` when `--max-enqueued-tokens` does not name that model."""
+    max_requests_per_part: str | None = None
+    """`run` splits batch parts at this many requests when `--max-requests-per-part` is not
+    given."""
+
+    def quota_limits(self, given: list[str] | None) -> dict[str, int]:
+        """`--max-enqueued-tokens` items over `max_enqueued_tokens`, as a dict.
+
+        Raises:
+            UsageError: an item is not MODEL=N, naming the option or the setting.
+        """
+        from costguard.run.quota import parse_limits
+
+        limits: dict[str, int] = {}
+        for where, values in (
+            ("COSTGUARD_MAX_ENQUEUED_TOKENS", [self.max_enqueued_tokens or ""]),
+            ("--max-enqueued-tokens", given or []),
+        ):
+            try:
+                limits |= parse_limits([v for v in values if v.strip()])
+            except ValueError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+        return limits
+
+    def part_size(self, given: int | None) -> int | None:
+        """`--max-requests-per-part`, else `max_requests_per_part`, else None.
+
+        Raises:
+            UsageError: the setting is not a whole number of 1 or more.
+        """
+        if given is not None:
+            return given
+        text = (self.max_requests_per_part or "").strip().replace("_", "")
+        if not text:
+            return None
+        if not text.isdigit() or int(text) < 1:
+            msg = (
+                f"COSTGUARD_MAX_REQUESTS_PER_PART={self.max_requests_per_part!r} is not a "
+                "whole number of 1 or more"
+            )
+            raise UsageError(msg)
+        return int(text)
 
     def ledger_location(self, given: str | None = None) -> str | None:
         """The ledger to open: `given` (`--ledger`), else `ledger_url`, else `ledger`.

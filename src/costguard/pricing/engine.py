@@ -375,6 +375,18 @@ def price(
     return Cost(images, images) + prompt + inputs + thinking + text
 
 
+def max_tokens(model: ModelCard, request: ImageRequest) -> int:
+    """The most tokens one request can count, input and output: what a provider's quota on
+    enqueued tokens may count for it. Output images at the card's tokens for the request's
+    size and quality, the prompt at its maximum (a token per byte), input images, thinking
+    and text output at their maxima. An upper bound, so parts sized with it fit a quota."""
+    images = output_image_tokens(model, request.size, request.quality) * request.n
+    _, prompt = prompt_tokens(request.prompt_bytes)
+    inputs = len(request.images) * model.input_image_tokens.max if model.input_image_tokens else 0
+    thinking = model.thinking_tokens.max if model.thinking_tokens is not None else 0
+    return images + prompt + inputs + thinking + request.text_tokens_max
+
+
 def usage_cost(
     model: ModelCard, mode: Mode, usage: Usage, *, size: str, quality: str | None
 ) -> Decimal:

@@ -41,6 +41,12 @@ class JobStatus:
     """Requests that failed so far; None when unknown."""
     error: str | None = None
     """Why the job failed, when the provider says."""
+    quota: bool = False
+    """The job failed because the provider's quota could not hold it (OpenAI's
+    `token_limit_exceeded` at validation): nothing ran, nothing is billed, it may be sent
+    again once earlier jobs finish."""
+    quota_limit: int | None = None
+    """The enqueued-token limit the provider's message named, when it named one."""
 
     @property
     def terminal(self) -> bool:

@@ -83,7 +83,9 @@ def translate(exc: BaseException) -> ProviderError | None:
         code = int(exc.code or 0)
         said = f"{exc.status or ''} {exc.message or ''}".strip()
         rejected = 400 <= code < 500 and code not in (408, 409, 429)
-        return ProviderError(f"Gemini answered {code}: {scrub(said)}", rejected=rejected)
+        return ProviderError(
+            f"Gemini answered {code}: {scrub(said)}", rejected=rejected, quota=code == 429
+        )
     if isinstance(exc, httpx2.TransportError):
         return ProviderError(f"Gemini could not be reached: {scrub(str(exc))}", rejected=False)
     return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -56,6 +57,13 @@ def endpoint_for(request: ImageRequest) -> str:
     return EDITS if request.images else GENERATIONS
 
 
+QUOTA_CODE = "token_limit_exceeded"
+"""A batch's error code when it failed at validation because the organisation's enqueued
+tokens for its model would pass the limit."""
+_QUOTA_LIMIT = re.compile(r"Limit: ([0-9][0-9,]*) enqueued tokens")
+"""The limit in that error's message ("... Limit: 2,000,000 enqueued tokens. ...")."""
+
+
 def translate(exc: BaseException) -> ProviderError | None:
     """The `openai` SDK's errors as ProviderError (None for anything else)."""
     import openai
@@ -65,7 +73,9 @@ def translate(exc: BaseException) -> ProviderError | None:
         error = _error_body(exc.body) or {}
         said = str(error.get("message") or exc.message)
         rejected = 400 <= code < 500 and code not in (408, 409, 429)
-        return ProviderError(f"OpenAI answered {code}: {scrub(said)}", rejected=rejected)
+        return ProviderError(
+            f"OpenAI answered {code}: {scrub(said)}", rejected=rejected, quota=code == 429
+        )
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(f"OpenAI could not be reached: {scrub(str(exc))}", rejected=False)
     return None
@@ -148,11 +158,14 @@ class OpenAIProvider:
     def status(self, job_id: str) -> JobStatus:
         batch = self.client.batches.retrieve(job_id)
         counts = batch.request_counts
-        error = None
+        error, quota, limit = None, False, None
         if batch.errors is not None and batch.errors.data:
             first = batch.errors.data[0]
             where = f"line {first.line}: " if first.line else ""
             error = f"{where}{first.code}: {first.message}"
+            quota = first.code == QUOTA_CODE
+            if quota and (named := _QUOTA_LIMIT.search(first.message or "")):
+                limit = int(named.group(1).replace(",", ""))
         return JobStatus(
             state=job_state(self.name, batch.status),
             raw_state=batch.status,
@@ -160,6 +173,8 @@ class OpenAIProvider:
             completed=counts.completed if counts else None,
             failed=counts.failed if counts else None,
             error=error,
+            quota=quota,
+            quota_limit=limit,
         )
 
     def results(self, job_id: str, workdir: Path, *, keep: bool = False) -> Iterator[Outcome]:

@@ -11,6 +11,9 @@ The run:      planned -> admitted -> submitted -> collected
 A batch part: planned -> submitting -> submitted -> collected
               (`submitting` is written before the provider is asked to create the job, so a
               restart looks for the job by its tag before creating it again)
+              (submitting | submitted -> planned: `quota_refused`, when the provider refused
+              the job for its quota, at create or at validation: the part waits and is
+              submitted again under a new tag, `<tag>#<attempt>`)
               (collected -> submitted: `reopen`, when the manifest lost some of its lines)
 The sync part (the whole queue in sync mode): planned -> collected
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +51,7 @@ RUN_TRANSITIONS: dict[str, frozenset[str]] = {
 """Per run status, the statuses it may be reached from."""
 
 PART_TRANSITIONS: dict[str, frozenset[str]] = {
-    "planned": frozenset({"submitting"}),
+    "planned": frozenset({"submitting", "submitted"}),
     "submitting": frozenset({"planned", "submitting"}),
     "submitted": frozenset({"submitting", "collected"}),
     "collected": frozenset({"submitted", "planned"}),
@@ -86,11 +90,28 @@ class Part:
     job_error: str | None = None
     cost_usd: str | None = None
     """Actual cost recorded in the ledger when the part was collected."""
+    tokens: int | None = None
+    """The most tokens the part's job enqueues at the provider (what quotas count), as planned;
+    None in journals written before quotas were scheduled."""
+    attempt: int = 1
+    """How many times the part's job has been asked for (quota refusals send it again)."""
+    quota_waits: int = 0
+    """How many times the part began to wait for quota (held back because its model's quota
+    was full, or refused by the provider for quota)."""
+    quota_wait_s: float = 0.0
+    """Seconds the part spent waiting for quota, over its finished waits."""
+    waiting_since: str | None = None
+    """When the current wait for quota began (ISO time); None when not waiting."""
 
     @property
     def job_finished(self) -> bool:
         """The provider reported a final state for this part's job."""
         return self.job_state in TERMINAL_JOB_STATES
+
+    @property
+    def waiting_for_quota(self) -> bool:
+        """Refused for quota and not yet submitted again."""
+        return self.state == "planned" and self.waiting_since is not None
 
     @property
     def awaiting_job(self) -> bool:
@@ -124,6 +145,11 @@ class Journal:
     """The ledger's reason for admitting the run (which budget, what it had left)."""
     ledger: str | None = None
     """The identity of the ledger that admitted the run: its spend is recorded there only."""
+    quota_limits: dict[str, int] = field(default_factory=dict)
+    """Enqueued-token limits per model learned from the provider's refusals during the run."""
+    quota_caps: dict[str, int] = field(default_factory=dict)
+    """Per `provider|model`, how many parts to keep in flight, lowered when the provider
+    refused a job for quota without naming a limit (Gemini), raised as submissions succeed."""
     format: int = FORMAT
 
     def __post_init__(self) -> None:
@@ -196,13 +222,65 @@ class Journal:
         """About to ask the provider to create `part`'s job (it may exist after a crash)."""
         self._move_part(part, "submitting")
 
-    def submitted(self, part: Part, job_id: str, input_file_id: str | None) -> None:
-        """The provider created `part`'s job."""
+    def submitted(
+        self, part: Part, job_id: str, input_file_id: str | None, *, at: datetime | None = None
+    ) -> None:
+        """The provider created `part`'s job (at `at`: a wait for quota ends then)."""
         self._check_part(part, "submitted")
         self._check_run("submitted")
         part.job_id, part.input_file_id = job_id, input_file_id
+        if part.waiting_since is not None and at is not None:
+            waited = (at - datetime.fromisoformat(part.waiting_since)).total_seconds()
+            part.quota_wait_s += max(waited, 0.0)
+        part.waiting_since = None
         self._move_part(part, "submitted", save=False)
         self._move_run("submitted")
+
+    def quota_refused(
+        self, part: Part, at: datetime, *, cap: tuple[str, int] | None = None
+    ) -> None:
+        """The provider refused to create `part`'s job for its quota (e.g. Gemini's 429
+        RESOURCE_EXHAUSTED): the part goes back to `planned` and waits; `cap` (key, parts) is
+        how many parts of that provider and model to keep in flight from now on."""
+        if part.state != "submitting":
+            msg = f"run {self.run_id}: part {part.id} is {part.state}, not being submitted"
+            raise JournalError(msg)
+        if cap is not None:
+            self.quota_caps[cap[0]] = cap[1]
+        self._requeue(part, at, {})
+        self._save()
+
+    def hold(self, part: Part, at: datetime) -> None:
+        """`part` is held back: its model's quota is full (saved once per wait)."""
+        if part.state != "planned" or part.waiting_since is not None:
+            return
+        self._begin_wait(part, at)
+        self._save()
+
+    def _begin_wait(self, part: Part, at: datetime) -> None:
+        if part.waiting_since is None:
+            part.waiting_since = at.isoformat()
+            part.quota_waits += 1
+
+    def raise_cap(self, key: str, parts: int) -> None:
+        """Keep up to `parts` in flight for `key` again (submissions succeed at the cap)."""
+        self.quota_caps[key] = parts
+        self._save()
+
+    def _requeue(self, part: Part, at: datetime, limits: Mapping[str, int]) -> None:
+        """`part` back to `planned` under a new tag (`<tag>#<attempt>`), waiting for quota;
+        the job it had, if any, ran nothing and is forgotten. Not saved."""
+        self._check_part(part, "planned")
+        base = part.tag.split("#", 1)[0]
+        part.attempt += 1
+        part.tag = f"{base}#{part.attempt}"
+        part.job_id = part.input_file_id = part.job_state = part.provider_state = None
+        part.job_counts, part.job_error = None, None
+        self._begin_wait(part, at)
+        for model, limit in limits.items():
+            known = self.quota_limits.get(model)
+            self.quota_limits[model] = limit if known is None else min(known, limit)
+        part.state = "planned"
 
     def found(self, part: Part, job_id: str) -> None:
         """A job created before a crash was found at the provider by `part`'s tag."""
@@ -225,13 +303,20 @@ class Journal:
             raise JournalError(msg)
         self._move_part(part, "submitted")
 
-    def observe(self, statuses: Mapping[str, JobStatus]) -> None:
+    def observe(self, statuses: Mapping[str, JobStatus], at: datetime | None = None) -> None:
         """The provider's states of submitted parts' jobs (by part id), with their request
-        counts; saved when any changed."""
+        counts; saved when any changed. A job the provider failed for its quota sends its part
+        back to wait (`quota_refused`, in the same save)."""
         changed = False
         for part_id, status in statuses.items():
             part = self.part(part_id)
             if part.state != "submitted" or part.job_finished:
+                continue
+            if status.terminal and status.quota:
+                part.job_state = "terminal:" + status.state
+                limits = {part.model: status.quota_limit} if status.quota_limit else {}
+                self._requeue(part, at or datetime.now().astimezone(), limits)
+                changed = True
                 continue
             if status.terminal:
                 part.job_state, part.job_error = "terminal:" + status.state, status.error

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -59,6 +59,11 @@ class RunOptions:
     """The run whose `retry.jsonl` this run sends again (`run --retry RUN`)."""
     nonce: str | None = None
     """Makes a new run of a queue that already ran (`run --new-run`)."""
+    max_requests_per_part: int | None = None
+    """Split batch parts at this many requests (besides the providers' own limits)."""
+    max_enqueued_tokens: Mapping[str, int] = field(default_factory=dict)
+    """Per model, the most tokens the provider lets be enqueued at once (its batch quota):
+    parts are sized to fit and submitted as room is made."""
     calibration: Calibration | None = None
     """Price with allowances learned from real runs (`run --calibrated`); a new run keeps it in
     its journal, a resumed run keeps what it started with. Not part of the run id: it changes

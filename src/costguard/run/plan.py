@@ -1,17 +1,22 @@
 """Planning a run: split the queue into parts (one provider job each) and find a part's requests.
 
-Batch mode makes one part per provider, model and endpoint, split at the providers' limits.
-Sync mode has one part, `sync`, for the whole queue. The split is deterministic, so a part's
-requests are found again by re-reading the queue (nothing but counts is kept in the journal).
+Batch mode makes one part per provider, model and endpoint, split at the providers' limits
+(requests and bytes per job), at `--max-requests-per-part`, and so that no part enqueues more
+tokens than its model's quota allows (`--max-enqueued-tokens MODEL=N`; each request counted at
+its most, `pricing.engine.max_tokens`). Sync mode has one part, `sync`, for the whole queue.
+The split is deterministic, so a part's requests are found again by re-reading the queue
+(nothing but counts is kept in the journal).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 from costguard.errors import UsageError
 from costguard.models import INLINE_IMAGE, ImageRequest
-from costguard.pricing.engine import RateBook
+from costguard.pricing.engine import RateBook, max_tokens
+from costguard.pricing.schema import ModelCard
 from costguard.run.context import queue_reader
 from costguard.run.journal import Journal, Part
 from costguard.run.outputs import safe_name
@@ -38,17 +43,41 @@ def plan(journal: Journal, book: RateBook, requests: int) -> set[str]:
         journal.plan([sync], {})
         return stems
     groups: dict[str, list[int]] = {}
+    tokens: dict[str, list[int]] = {}
     sizes: dict[str, int] = {}
     names: set[str] = set()
+    per_part = journal.options.get("max_requests_per_part")
+    quota: dict[str, int] = journal.options.get("max_enqueued_tokens") or {}
+    at = dt.date.fromisoformat(journal.as_of)
+    cards: dict[str, ModelCard] = {}
     for request in queue_reader(journal, book):
         group = group_of(request)
         limit_n, limit_bytes = LIMITS[request.provider]
+        if per_part:
+            limit_n = min(limit_n, int(per_part))
+        if request.model not in cards:
+            cards[request.model] = book.resolve(request.model, at).model
+        weight, count = _weight(request), max_tokens(cards[request.model], request)
+        limit_tokens = quota.get(request.model)
+        if limit_tokens is not None and count > limit_tokens:
+            msg = (
+                f"line {request.line}: this request may count up to {count:,} tokens, more than "
+                f"the {limit_tokens:,} enqueued tokens --max-enqueued-tokens allows "
+                f"{request.model}; it could never be submitted"
+            )
+            raise UsageError(msg)
         counts = groups.setdefault(group, [0])
-        weight = _weight(request)
-        if counts[-1] >= limit_n or (counts[-1] and sizes[group] + weight > limit_bytes):
+        sums = tokens.setdefault(group, [0])
+        if counts[-1] and (
+            counts[-1] >= limit_n
+            or sizes[group] + weight > limit_bytes
+            or (limit_tokens is not None and sums[-1] + count > limit_tokens)
+        ):
             counts.append(0)
+            sums.append(0)
             sizes[group] = 0
         counts[-1] += 1
+        sums[-1] += count
         sizes[group] = sizes.get(group, 0) + weight
         _claim_names(names, request)
     parts = []
@@ -64,6 +93,7 @@ def plan(journal: Journal, book: RateBook, requests: int) -> set[str]:
                     endpoint,
                     count,
                     tag=f"costguard:{journal.run_id}:{part_id}",
+                    tokens=tokens[group][index],
                 )
             )
     journal.plan(parts, groups)

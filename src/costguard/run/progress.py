@@ -8,7 +8,7 @@ into a `Snapshot` and hands it to the run's `Reporter`: a live table on a termin
 A part's state, in costguard's words (`part_state`):
 
     planned -> submitting -> queued -> running -> finalizing -> succeeded -> collecting -> collected
-                                     (cancelling)               failed | expired | cancelled
+     (waiting for quota)             (cancelling)               failed | expired | cancelled
 
 (`unknown`: the provider reported a state costguard does not know; the sync part of a sync run
 is `planned`, `running` while its calls are made, then `collected`.) The provider's own name
@@ -41,17 +41,26 @@ REPORT_EVERY_S = 0.1
 """The shortest time between two reports of collection progress (a report per result would
 cost more than the result for small images)."""
 
-PART_STATES = ("planned", "submitting", *get_args(JobState), "collecting", "collected")
+PART_STATES = (
+    "planned",
+    "waiting for quota",
+    "submitting",
+    *get_args(JobState),
+    "collecting",
+    "collected",
+)
 """Every state `part_state` gives, in the order a part goes through them."""
 
 
-def part_state(part: Part, *, collecting: bool = False) -> str:
+def part_state(part: Part, *, collecting: bool = False) -> str:  # noqa: PLR0911 - a state each
     """`part`'s state in costguard's words, from its journal entry (`collecting`: its results
     are being recorded right now)."""
     if part.state == "collected":
         return "collected"
     if collecting:
         return "running" if part.endpoint == "sync" else "collecting"
+    if part.waiting_for_quota:
+        return "waiting for quota"
     if part.state in ("planned", "submitting"):
         return part.state
     if part.job_state is None:

@@ -24,6 +24,7 @@ from costguard.run.context import RunContext
 from costguard.run.files import write_atomic
 from costguard.run.journal import Journal, Part
 from costguard.run.outputs import Outputs
+from costguard.run.progress import clock_text
 
 
 @dataclass
@@ -56,6 +57,26 @@ class Summary:
     """Requests whose actual cost passed their calibrated maximum (they were charged it)."""
     report: Path | None = None
     """The report page written for the run (`report.html`), if one was."""
+
+    @property
+    def quota_waits(self) -> int:
+        """How many times a part's submission waited for the provider's quota."""
+        return sum(p.quota_waits for p in self.parts)
+
+    @property
+    def quota_wait_s(self) -> float:
+        """Seconds parts spent waiting for quota, summed over parts."""
+        return sum(p.quota_wait_s for p in self.parts)
+
+    def quota_line(self) -> str | None:
+        """`3 submissions waited for quota, 0:41:10 in all (longest 0:20:05)`; None if none."""
+        if not self.quota_waits:
+            return None
+        longest = max(p.quota_wait_s for p in self.parts)
+        return (
+            f"{self.quota_waits:,} submission(s) waited for the provider's quota, "
+            f"{clock_text(self.quota_wait_s)} in all (longest part {clock_text(longest)})"
+        )
 
 
 def finish(ctx: RunContext, outputs: Outputs) -> Summary:
@@ -207,6 +228,10 @@ def summary_json(summary: Summary) -> str:
             "report": str(summary.report) if summary.report else None,
             "calibration": summary.calibration,
             "over_calibrated_max": summary.over_calibrated_max,
+            "quota": {
+                "waits": summary.quota_waits,
+                "wait_s": round(summary.quota_wait_s, 3),
+            },
             "parts": [
                 {
                     "id": p.id,
@@ -216,6 +241,9 @@ def summary_json(summary: Summary) -> str:
                     "provider_state": p.provider_state,
                     "job_counts": p.job_counts,
                     "cost_usd": p.cost_usd,
+                    "attempts": p.attempt,
+                    "quota_waits": p.quota_waits,
+                    "quota_wait_s": round(p.quota_wait_s, 3),
                 }
                 for p in summary.parts
             ],

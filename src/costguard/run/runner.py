@@ -43,11 +43,10 @@ from costguard.run.journal import Journal, JournalError
 from costguard.run.options import CARD_MODE, RunOptions, file_sha256, run_id_for
 from costguard.run.outputs import Outputs
 from costguard.run.plan import plan
-from costguard.run.poll import poll
 from costguard.run.progress import Reporter
 from costguard.run.reconcile import Summary, finish
 from costguard.run.rundir import RunDir
-from costguard.run.submit import submit_all
+from costguard.run.schedule import run_jobs
 from costguard.run.sync import run_sync
 
 
@@ -331,6 +330,8 @@ class Runner:
                 "budget": options.budget,
                 "owner": options.owner,
                 "retry_of": options.retry_of,
+                "max_requests_per_part": options.max_requests_per_part,
+                "max_enqueued_tokens": dict(options.max_enqueued_tokens),
             },
             estimate={
                 "requests": queue.estimate.requests,
@@ -375,8 +376,7 @@ class Runner:
             if journal.mode == "sync":
                 run_sync(ctx, outputs, collected, options.concurrency)
             else:
-                submit_all(ctx)
-                poll(ctx, options)
+                run_jobs(ctx, options)
                 for part in journal.parts:
                     if part.state == "submitted" and part.job_finished:
                         collect_part(ctx, part, outputs, collected)
