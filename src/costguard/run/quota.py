@@ -35,7 +35,7 @@ def parse_limits(values: list[str] | None) -> dict[str, int]:
     for value in values or []:
         for item in value.split(","):
             model, sep, number = item.strip().partition("=")
-            digits = number.strip().replace("_", "").replace(",", "")
+            digits = number.strip().replace("_", "")
             if not sep or not model.strip() or not digits.isdigit() or int(digits) <= 0:
                 msg = f"{item.strip()!r} is not MODEL=TOKENS (e.g. gpt-image-2=2000000)"
                 raise ValueError(msg)

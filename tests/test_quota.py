@@ -1,0 +1,218 @@
+"""Provider quotas: parts sized to fit, submitted as room is made, refusals waited out.
+
+Unit tests of the decisions (`run/quota.py`, the plan's split, the journal's wait transitions)
+and whole runs against the simulator enforcing each provider's quota as it does: OpenAI fails
+a batch at validation with `token_limit_exceeded` (its message names the limit), Gemini answers
+429 RESOURCE_EXHAUSTED at create (naming none).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from costguard.errors import UsageError
+from costguard.pricing.engine import RateBook, max_tokens
+from costguard.queue.reader import QueueReader
+from costguard.run.journal import Journal, Part
+from costguard.run.quota import Quota, cap_key, parse_limits
+from runkit import AS_OF, write_queue
+
+T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def part(number: int, tokens: int, *, state: str = "planned", model: str = "gpt-image-2") -> Part:
+    return Part(
+        f"p-{number}", "openai", model, "generations", 10, tag=f"costguard:run:p-{number}",
+        state=state, tokens=tokens,
+    )  # fmt: skip
+
+
+def journal(parts: list[Part], **options: Any) -> Journal:
+    made = Journal(
+        run_id="run-q", created=T0.isoformat(), queue="q.jsonl", queue_sha256="0" * 64,
+        queue_format="costguard", mode="batch", as_of=AS_OF.isoformat(), out="out",
+        options=options, estimate={}, rate_cards=[], status="submitted", parts=parts,
+    )  # fmt: skip
+    saves: list[int] = []
+    return made.bind(lambda _j: saves.append(1))
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+def test_limits_parse_repeated_and_comma_separated_items() -> None:
+    assert parse_limits(["gpt-image-2=2_000_000", "a=1,b=2000"]) == {
+        "gpt-image-2": 2_000_000,
+        "a": 1,
+        "b": 2000,
+    }
+    assert parse_limits(None) == {}
+
+
+@pytest.mark.parametrize("bad", ["gpt-image-2", "=5", "m=0", "m=-3", "m=1.5", "m=lots"])
+def test_a_limit_that_is_not_model_equals_a_positive_number_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="is not MODEL=TOKENS"):
+        parse_limits([bad])
+
+
+def test_the_cli_names_the_setting_or_option_that_is_wrong(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from costguard.cli.settings import Settings
+
+    monkeypatch.setenv("COSTGUARD_MAX_ENQUEUED_TOKENS", "gpt-image-2=1000")
+    assert Settings().quota_limits(["gpt-image-2=500", "x=7"]) == {"gpt-image-2": 500, "x": 7}
+    with pytest.raises(UsageError, match="--max-enqueued-tokens: 'x' is not MODEL=TOKENS"):
+        Settings().quota_limits(["x"])
+    monkeypatch.setenv("COSTGUARD_MAX_ENQUEUED_TOKENS", "oops")
+    with pytest.raises(UsageError, match="COSTGUARD_MAX_ENQUEUED_TOKENS: 'oops'"):
+        Settings().quota_limits(None)
+    monkeypatch.setenv("COSTGUARD_MAX_REQUESTS_PER_PART", "0")
+    with pytest.raises(UsageError, match="COSTGUARD_MAX_REQUESTS_PER_PART='0'"):
+        Settings().part_size(None)
+    assert Settings().part_size(25) == 25
+
+
+# --- what fits ---------------------------------------------------------------------------------
+
+
+def test_parts_fit_while_their_models_tokens_in_flight_leave_room() -> None:
+    flying = [part(1, 100, state="submitted"), part(2, 100, state="submitted")]
+    waiting = part(3, 100)
+    other = part(4, 100, model="gpt-image-1.5")
+    made = journal([*flying, waiting, other], max_enqueued_tokens={"gpt-image-2": 300})
+    quota = Quota()
+    assert quota.fits(waiting, made)  # 200 + 100 <= 300
+    assert quota.fits(other, made)  # another model's quota
+    assert not Quota({"gpt-image-2": 250}).fits(waiting, made)  # the lowest limit wins
+    made.quota_limits["gpt-image-2"] = 299  # learned from the provider
+    assert not quota.fits(waiting, made)
+    flying[0].job_state = "terminal:succeeded"  # finished: it frees its tokens
+    assert quota.fits(waiting, made)
+
+
+def test_a_cap_learned_from_refusals_limits_parts_in_flight() -> None:
+    flying = [part(1, 1, state="submitted"), part(2, 1, state="submitted")]
+    waiting = part(3, 1)
+    made = journal([*flying, waiting])
+    made.quota_caps[cap_key(waiting)] = 2
+    assert not Quota().fits(waiting, made)
+    made.quota_caps[cap_key(waiting)] = 3
+    assert Quota().fits(waiting, made)
+
+
+def test_with_nothing_in_flight_a_part_always_goes() -> None:
+    lone = part(1, 10_000)
+    assert Quota({"gpt-image-2": 10}).fits(lone, journal([lone]))
+
+
+# --- the journal's wait -------------------------------------------------------------------------
+
+
+def test_a_job_failed_for_quota_sends_its_part_back_under_a_new_tag() -> None:
+    from costguard.providers.base import JobStatus
+
+    p = part(1, 100, state="submitted")
+    p.job_id = "batch_1"
+    made = journal([p])
+    status = JobStatus(
+        "failed", "failed", error="token_limit_exceeded: ...", quota=True, quota_limit=2_000_000
+    )
+    made.observe({"p-1": status}, T0)
+    assert (p.state, p.job_id, p.job_state, p.attempt) == ("planned", None, None, 2)
+    assert p.tag == "costguard:run:p-1#2"
+    assert (p.quota_waits, p.waiting_since) == (1, T0.isoformat())
+    assert made.quota_limits == {"gpt-image-2": 2_000_000}
+    made.submitting(p)
+    made.quota_refused(p, T0 + dt.timedelta(seconds=30), cap=("openai|gpt-image-2", 1))
+    assert (p.tag, p.quota_waits) == ("costguard:run:p-1#3", 1)  # the same wait goes on
+    assert made.quota_caps == {"openai|gpt-image-2": 1}
+    made.submitting(p)
+    made.submitted(p, "batch_2", "file_2", at=T0 + dt.timedelta(seconds=90))
+    assert (p.state, p.waiting_since, p.quota_wait_s) == ("submitted", None, 90.0)
+
+
+def test_a_held_part_counts_one_wait_however_long() -> None:
+    p = part(1, 1)
+    made = journal([p])
+    made.hold(p, T0)
+    made.hold(p, T0 + dt.timedelta(minutes=5))
+    assert (p.quota_waits, p.waiting_since) == (1, T0.isoformat())
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+
+def lines(count: int, **extra: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": f"k{i:03}",
+            "prompt": "a red fox",
+            "model": "gpt-image-2",
+            "quality": "low",
+            **extra,
+        }
+        for i in range(count)
+    ]
+
+
+def planned(
+    tmp_path: Path, book: RateBook, rows: list[dict[str, Any]], **options: Any
+) -> list[Part]:
+    from costguard.run.plan import plan
+
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, rows)
+    base = {"model": None, "size": None, "quality": None, "aspect_ratio": None}
+    made = Journal(
+        run_id="run-p", created=T0.isoformat(), queue=str(queue), queue_sha256="0" * 64,
+        queue_format="costguard", mode="batch", as_of=AS_OF.isoformat(),
+        out=str(tmp_path / "out"), options=base | options, estimate={}, rate_cards=[],
+    )  # fmt: skip
+    plan(made, book, len(rows))
+    return made.parts
+
+
+def test_max_requests_per_part_splits_a_group_into_equal_parts(
+    tmp_path: Path, shipped_book: RateBook
+) -> None:
+    parts = planned(tmp_path, shipped_book, lines(100), max_requests_per_part=10)
+    assert [p.requests for p in parts] == [10] * 10
+    assert len({p.tokens for p in parts}) == 1
+
+
+def test_parts_are_sized_to_the_models_enqueued_token_limit(
+    tmp_path: Path, shipped_book: RateBook
+) -> None:
+    rows = lines(50)
+    one = max_tokens(
+        shipped_book.resolve("gpt-image-2", AS_OF).model,
+        next(iter(QueueReader(write_queue_path(tmp_path, rows), shipped_book, AS_OF))),
+    )
+    parts = planned(tmp_path, shipped_book, rows, max_enqueued_tokens={"gpt-image-2": one * 12})
+    assert [p.requests for p in parts] == [12, 12, 12, 12, 2]
+    assert all(p.tokens is not None and p.tokens <= one * 12 for p in parts)
+
+
+def write_queue_path(tmp_path: Path, rows: list[dict[str, Any]]) -> Path:
+    path = tmp_path / "probe.jsonl"
+    write_queue(path, rows[:1])
+    return path
+
+
+def test_a_request_larger_than_the_limit_is_refused_at_plan_naming_its_line(
+    tmp_path: Path, shipped_book: RateBook
+) -> None:
+    with pytest.raises(UsageError, match=r"line 1: this request may count up to [\d,]+ tokens"):
+        planned(tmp_path, shipped_book, lines(3), max_enqueued_tokens={"gpt-image-2": 10})
+
+
+def test_without_quota_options_the_plan_is_what_it_was(
+    tmp_path: Path, shipped_book: RateBook
+) -> None:
+    parts = planned(tmp_path, shipped_book, lines(30))
+    assert [(p.id, p.requests) for p in parts] == [("gpt-image-2-1", 30)]
