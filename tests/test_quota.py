@@ -9,6 +9,7 @@ a batch at validation with `token_limit_exceeded` (its message names the limit),
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -216,3 +217,160 @@ def test_without_quota_options_the_plan_is_what_it_was(
 ) -> None:
     parts = planned(tmp_path, shipped_book, lines(30))
     assert [(p.id, p.requests) for p in parts] == [("gpt-image-2-1", 30)]
+
+
+# --- whole runs against the simulator enforcing the provider's quota -----------------------------
+
+PARTS = 10
+PER_PART = 3
+HOLDS = 3
+"""The quota holds this many of the run's (equal) parts at once."""
+
+
+class Watched:
+    """A provider client that logs, in order, each job it created (with the request keys it
+    sent) and each job it saw end (and whether it ended for quota)."""
+
+    def __init__(self, inner: Any, log: list[tuple[str, str, Any]]) -> None:
+        self.inner = inner
+        self.log = log
+
+    def submit(self, model: str, requests: Any, tag: str, workdir: Path) -> Any:
+        keys: list[str] = []
+
+        def spy() -> Any:
+            for request in requests:
+                keys.append(request.key)
+                yield request
+
+        job = self.inner.submit(model, spy(), tag, workdir)
+        self.log.append(("create", job.job_id, tuple(keys)))
+        return job
+
+    def status(self, job_id: str) -> Any:
+        found = self.inner.status(job_id)
+        if found.terminal:
+            self.log.append(("end", job_id, found.quota))
+        return found
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def most_in_flight(log: list[tuple[str, str, Any]]) -> tuple[int, dict[str, tuple[str, ...]]]:
+    """(the most jobs in flight at once, keys per job), jobs failed for quota left out: they
+    never ran. An upper bound: a job counts until the runner saw it end."""
+    refused = {job for kind, job, quota in log if kind == "end" and quota}
+    flying: set[str] = set()
+    most = 0
+    keys: dict[str, tuple[str, ...]] = {}
+    for kind, job, extra in log:
+        if job in refused:
+            continue
+        if kind == "create":
+            flying.add(job)
+            keys[job] = extra
+            most = max(most, len(flying))
+        else:
+            flying.discard(job)
+    return most, keys
+
+
+def part_tokens(book: RateBook, tmp_path: Path, model: str) -> int:
+    """What the runner counts for one part (its estimate: at least the simulator's count)."""
+    rows = quota_lines(model)[:PER_PART]
+    probe = tmp_path / "probe.jsonl"
+    write_queue(probe, rows)
+    card = book.resolve(model, AS_OF).model
+    return sum(max_tokens(card, request) for request in QueueReader(probe, book, AS_OF))
+
+
+def quota_lines(model: str) -> list[dict[str, Any]]:
+    extra = {"quality": "low"} if model.startswith("gpt") else {}
+    return [
+        {"key": f"q{i:02}", "prompt": "a red fox in snow", "model": model, **extra}
+        for i in range(PARTS * PER_PART)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model", "how"),
+    [
+        ("gpt-image-2", "provider"),  # OpenAI fails the 4th at validation, naming the limit
+        ("gpt-image-2", "given"),  # the user gave the limit: nothing is refused
+        ("gemini-3.1-flash-image", "provider"),  # Gemini answers 429 past 3 jobs
+        ("gemini-3.1-flash-image", "given"),
+    ],
+)
+def test_ten_parts_through_a_quota_that_holds_three(
+    model: str, how: str, tmp_path: Path, shipped_book: RateBook
+) -> None:
+    """All 10 parts finish; at most 3 run at once; no request is sent in two jobs that ran;
+    the spend is counted once; waits are reported."""
+    from costguard.ledger import open_ledger
+    from costguard.providers.gemini import GeminiProvider
+    from costguard.providers.openai import OpenAIProvider
+    from costguard.run.options import QuietReporter, RunOptions
+    from costguard.run.runner import Runner
+    from costguard.simulator import simulate
+    from costguard.simulator.scenario import Quota as SimQuota
+    from costguard.simulator.scenario import load_scenario
+    from runkit import by_key
+
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, quota_lines(model))
+    tokens = part_tokens(shipped_book, tmp_path, model)
+    limit = tokens * 7 // 2  # 3.5 parts
+    if model.startswith("gpt"):
+        sim_quota = SimQuota(enqueued_tokens={model: limit})
+    else:
+        sim_quota = SimQuota(concurrent_jobs=HOLDS)
+    scenario = load_scenario("succeeded").model_copy(update={"quota": sim_quota})
+    log: list[tuple[str, str, Any]] = []
+
+    def providers(name: str, base: Path) -> Any:
+        inner = GeminiProvider("sim-key", base=base) if name == "gemini" else None
+        inner = inner or OpenAIProvider("sim-key", base=base)
+        return Watched(inner, log)
+
+    given = {model: limit} if how == "given" else {}
+    messages: list[str] = []
+    with (
+        simulate(scenario, time_scale=0) as sim,
+        open_ledger(tmp_path / "ledger.sqlite3") as ledger,
+    ):
+        runner = Runner(
+            home=tmp_path / "home", ledger=ledger, book=shipped_book, providers=providers,
+            reporter=QuietReporter(messages.append), sleep=lambda _s: sim.advance(1800),
+        )  # fmt: skip
+        options = RunOptions(
+            queue=queue, out=tmp_path / "out", as_of=AS_OF, poll_interval=0.01,
+            max_usd=Decimal(50), max_requests_per_part=PER_PART, max_enqueued_tokens=given,
+        )  # fmt: skip
+        summary = runner.start(options)
+        run = ledger.run(summary.run_id)
+        learned = runner.run_dir(summary.run_id).load().quota_limits
+    assert summary.counts == {"ok": PARTS * PER_PART}
+    assert len(summary.parts) == PARTS
+    assert all(p.state == "collected" for p in summary.parts)
+    most, keys = most_in_flight(log)
+    assert most <= HOLDS, log
+    sent = [key for job_keys in keys.values() for key in job_keys]
+    assert sorted(sent) == sorted(row["key"] for row in quota_lines(model)), "sent twice"
+    assert len(keys) == PARTS
+    lines = by_key(tmp_path / "out")
+    total = sum((Decimal(line["cost_usd"]) for line in lines.values()), Decimal(0))
+    assert run is not None
+    assert (run.status, run.parts, run.reserved) == ("collected", PARTS, 0)
+    assert summary.actual == total == run.spent
+    waited = summary.quota_waits
+    assert waited >= PARTS - HOLDS  # every part past the third waited at least once
+    line = summary.quota_line()
+    assert line is not None
+    assert f"{waited:,} submission(s) waited for the provider's quota" in line
+    refused = [job for kind, job, quota in log if kind == "end" and quota]
+    if how == "given" or model.startswith("gemini"):
+        assert refused == []  # nothing was created that the quota could not hold
+    else:
+        assert refused  # OpenAI's failures at validation, none billed ...
+        assert learned == {model: limit}  # ... and their message taught the limit
