@@ -42,18 +42,9 @@ def write_queue(path: Path, count: int) -> None:
     """`count` tiny low-quality requests, one JSON line each."""
     with path.open("w", encoding="utf-8") as handle:
         for number in range(count):
-            handle.write(
-                json.dumps(
-                    {
-                        "key": f"r{number:06}",
-                        "prompt": "a red fox in snow",
-                        "model": MODEL,
-                        "quality": "low",
-                        "size": "1024x1024",
-                    }  # fmt: skip
-                )
-                + "\n"
-            )
+            row = {"key": f"r{number:06}", "prompt": "a red fox in snow", "model": MODEL}
+            row |= {"quality": "low", "size": "1024x1024"}
+            handle.write(json.dumps(row) + "\n")
 
 
 def queue_tokens(queue: Path) -> int:
