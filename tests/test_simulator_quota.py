@@ -8,6 +8,7 @@ tokens and for concurrent jobs. Jobs free their share once terminal.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -59,6 +60,7 @@ def scenario(quota: Quota | None = None, **fields: Any) -> Scenario:
     )
 
 
+@contextlib.contextmanager
 def serve(sc: Scenario) -> Iterator[tuple[Simulator, str]]:
     """A stopped-clock simulator under `sc`, served on a local socket."""
     sim = Simulator(sc, api_keys=[KEY], time_scale=0)
@@ -87,7 +89,7 @@ def openai_input(count: int, size: str = "1024x1024", quality: str = "medium") -
                 "size": size,
                 "quality": quality,
             },
-        }  # fmt: skip
+        }
         for i in range(count)
     ]
     return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
@@ -104,7 +106,7 @@ def openai_batch(client: OpenAI, data: bytes) -> str:
 
 def openai_tokens_of_a_batch(data: bytes) -> int:
     """The `usage.total_tokens` a completed batch of `data` reports, with no quota."""
-    for sim, base_url in serve(scenario()):
+    with serve(scenario()) as (sim, base_url):
         client = openai_client(base_url)
         batch_id = openai_batch(client, data)
         sim.advance(PENDING_S + RUNNING_S + FINALIZING_S)
@@ -115,7 +117,6 @@ def openai_tokens_of_a_batch(data: bytes) -> int:
         assert isinstance(face, OpenAIFace)
         assert face.batches[batch_id].enqueued_tokens == done.usage.total_tokens
         return done.usage.total_tokens
-    raise AssertionError("unreachable")
 
 
 def test_openai_batch_past_the_token_limit_fails_at_validation() -> None:
@@ -124,7 +125,7 @@ def test_openai_batch_past_the_token_limit_fails_at_validation() -> None:
     data = openai_input(3)
     tokens = openai_tokens_of_a_batch(data)
     limit = 2 * tokens
-    for sim, base_url in serve(scenario(Quota(enqueued_tokens={OPENAI_MODEL: limit}))):
+    with serve(scenario(Quota(enqueued_tokens={OPENAI_MODEL: limit}))) as (sim, base_url):
         client = openai_client(base_url)
         first, second, third = (openai_batch(client, data) for _ in range(3))
         assert client.batches.retrieve(third).status == "validating"
@@ -178,7 +179,7 @@ def test_openai_cancelled_batch_frees_its_tokens_once_cancelled() -> None:
     """A cancelling batch still holds its tokens; once cancelled it no longer counts."""
     data = openai_input(2)
     tokens = openai_tokens_of_a_batch(data)
-    for sim, base_url in serve(scenario(Quota(enqueued_tokens={OPENAI_MODEL: tokens}))):
+    with serve(scenario(Quota(enqueued_tokens={OPENAI_MODEL: tokens}))) as (sim, base_url):
         client = openai_client(base_url)
         first = openai_batch(client, data)
         sim.advance(PENDING_S)
@@ -195,7 +196,7 @@ def test_openai_cancelled_batch_frees_its_tokens_once_cancelled() -> None:
 def test_openai_limits_are_per_model_and_concurrent_jobs_do_not_apply() -> None:
     """Another model's batches do not count, and `concurrent_jobs` is Gemini's alone."""
     quota = Quota(enqueued_tokens={"gpt-image-1-mini": 1}, concurrent_jobs=1)
-    for sim, base_url in serve(scenario(quota)):
+    with serve(scenario(quota)) as (sim, base_url):
         client = openai_client(base_url)
         ids = [openai_batch(client, openai_input(2)) for _ in range(3)]
         sim.advance(PENDING_S)
@@ -217,13 +218,18 @@ INLINE: list[Any] = [
 ]
 
 
+def part(text: str) -> dict[str, Any]:
+    """A user content of one text part, as the REST API spells it."""
+    return {"role": "user", "parts": [{"text": text}]}
+
+
 def gemini_file(client: genai.Client, tmp_path: Path) -> str:
     """Upload the JSONL form of `INLINE`; the file's name."""
     path = tmp_path / "in.jsonl"
     lines = [
-        {"key": item["metadata"]["key"], "request": {"contents": [{"parts": [{"text": item["contents"]}]}]}}
+        {"key": item["metadata"]["key"], "request": {"contents": [part(item["contents"])]}}
         for item in INLINE
-    ]  # fmt: skip
+    ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
     assert uploaded.name is not None
@@ -232,7 +238,7 @@ def gemini_file(client: genai.Client, tmp_path: Path) -> str:
 
 def gemini_tokens_of_a_job(src: Any = INLINE, model: str = GEMINI_MODEL, **fields: Any) -> int:
     """The sum of `totalTokenCount` over a finished inline job of `src`, with no quota."""
-    for sim, base_url in serve(scenario(**fields)):
+    with serve(scenario(**fields)) as (sim, base_url):
         client = gemini_client(base_url)
         job = client.batches.create(model=model, src=src)
         sim.advance(PENDING_S + RUNNING_S)
@@ -249,14 +255,16 @@ def gemini_tokens_of_a_job(src: Any = INLINE, model: str = GEMINI_MODEL, **field
         assert isinstance(face, GeminiFace)
         assert face._batches[(job.name or "").removeprefix("batches/")].enqueued_tokens == total
         return total
-    raise AssertionError("unreachable")
 
 
-def assert_quota_refusal(sim: Simulator, create: Any) -> None:
-    """`create()` raises ClientError 429 RESOURCE_EXHAUSTED after exactly one request."""
+def assert_quota_refusal(
+    sim: Simulator, client: genai.Client, src: Any, config: dict[str, str] | None = None
+) -> None:
+    """Creating a job of `src` raises ClientError 429 RESOURCE_EXHAUSTED after exactly one
+    request (the SDK does not retry by default)."""
     before = sim.calls.count("gemini.batches.create")
     with pytest.raises(errors.ClientError) as caught:
-        create()
+        client.batches.create(model=GEMINI_MODEL, src=src, config=config)
     assert sim.calls.count("gemini.batches.create") == before + 1
     assert sim.calls.statuses("gemini.batches.create")[-1] == 429
     assert caught.value.code == 429
@@ -272,16 +280,16 @@ def test_gemini_create_past_the_token_limit_is_refused_429(source: str, tmp_path
     after the two succeed, a new job is created."""
     tokens = gemini_tokens_of_a_job()
     quota = Quota(enqueued_tokens={GEMINI_MODEL: 2 * tokens})
-    for sim, base_url in serve(scenario(quota)):
+    with serve(scenario(quota)) as (sim, base_url):
         client = gemini_client(base_url)
         src = INLINE if source == "inline" else gemini_file(client, tmp_path)
         first = client.batches.create(model=GEMINI_MODEL, src=src)
         second = client.batches.create(model=GEMINI_MODEL, src=src)
-        assert_quota_refusal(sim, lambda: client.batches.create(model=GEMINI_MODEL, src=src))
+        assert_quota_refusal(sim, client, src)
         assert len(list(client.batches.list())) == 2
 
         sim.advance(PENDING_S)  # running still counts
-        assert_quota_refusal(sim, lambda: client.batches.create(model=GEMINI_MODEL, src=src))
+        assert_quota_refusal(sim, client, src)
         sim.advance(RUNNING_S)
         for job in (first, second):
             assert client.batches.get(name=job.name or "").state == "JOB_STATE_SUCCEEDED"
@@ -294,15 +302,15 @@ def test_gemini_create_past_the_token_limit_is_refused_429(source: str, tmp_path
 def test_gemini_concurrent_jobs_limit_and_cancel_frees_it() -> None:
     """`concurrent_jobs: 2`: a third create is a 429 until one job is terminal (cancelled
     jobs count once cancelled, which Gemini is at once)."""
-    for sim, base_url in serve(scenario(Quota(concurrent_jobs=2))):
+    with serve(scenario(Quota(concurrent_jobs=2))) as (sim, base_url):
         client = gemini_client(base_url)
         first = client.batches.create(model=GEMINI_MODEL, src=INLINE)
         client.batches.create(model="gemini-3.1-flash-image", src=INLINE)
-        assert_quota_refusal(sim, lambda: client.batches.create(model=GEMINI_MODEL, src=INLINE))
+        assert_quota_refusal(sim, client, INLINE)
         client.batches.cancel(name=first.name or "")
         assert client.batches.get(name=first.name or "").state == "JOB_STATE_CANCELLED"
         third = client.batches.create(model=GEMINI_MODEL, src=INLINE)
-        assert_quota_refusal(sim, lambda: client.batches.create(model=GEMINI_MODEL, src=INLINE))
+        assert_quota_refusal(sim, client, INLINE)
         sim.advance(PENDING_S + RUNNING_S)
         assert client.batches.get(name=third.name or "").state == "JOB_STATE_SUCCEEDED"
         client.batches.create(model=GEMINI_MODEL, src=INLINE)
@@ -310,14 +318,12 @@ def test_gemini_concurrent_jobs_limit_and_cancel_frees_it() -> None:
 
 def test_gemini_builtin_quota_scenario_per_job() -> None:
     """`cg_scenario=quota` in a display name applies the built-in's limits (2 jobs)."""
-    for sim, base_url in serve(scenario()):
+    with serve(scenario()) as (sim, base_url):
         client = gemini_client(base_url)
         config = {"display_name": "nightly cg_scenario=quota"}
         for _ in range(2):
             client.batches.create(model=GEMINI_MODEL, src=INLINE, config=config)
-        assert_quota_refusal(
-            sim, lambda: client.batches.create(model=GEMINI_MODEL, src=INLINE, config=config)
-        )
+        assert_quota_refusal(sim, client, INLINE, config)
 
 
 def test_gemini_enqueued_tokens_match_reported_usage_with_thinking_and_sizes() -> None:
