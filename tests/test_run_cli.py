@@ -1179,7 +1179,7 @@ def test_an_unknown_scenario_is_named_however_it_is_spelt(
     assert result.code == 2
     assert result.err == (
         f"error: unknown scenario {scenario!r}{why}; built-in scenarios: cancelled, expired, "
-        "failed, flaky, realistic, refusals, shuffled, slow, succeeded\n"
+        "failed, flaky, quota, realistic, refusals, shuffled, slow, succeeded\n"
     )
     as_json = cli("run", *argv, "--max-usd", "1", "--output", "json", *FAST)
     error = json.loads(as_json.out)["error"]

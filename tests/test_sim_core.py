@@ -152,12 +152,13 @@ def test_blob_store_is_content_addressed() -> None:
 
 
 def test_builtin_scenarios_exist_and_load() -> None:
-    """The nine built-in scenarios load, each with a one-line description."""
+    """The ten built-in scenarios load, each with a one-line description."""
     assert builtin_names() == [
         "cancelled",
         "expired",
         "failed",
         "flaky",
+        "quota",
         "realistic",
         "refusals",
         "shuffled",

@@ -190,6 +190,7 @@ def test_scenarios_command_lists_every_builtin() -> None:
         "expired",
         "failed",
         "flaky",
+        "quota",
         "realistic",
         "refusals",
         "shuffled",

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from statistics import NormalDist
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -91,6 +91,32 @@ class TokenSpread(_Model):
         return min(self.max, max(0, round(self.median * math.exp(self.sigma * z))))
 
 
+class Quota(_Model):
+    """The provider's batch quotas (organization- or project-wide limits on enqueued work).
+
+    A job counts while it is not terminal (OpenAI: validating, in_progress, finalizing,
+    cancelling; Gemini: pending, running); it frees its share once it succeeded, failed,
+    expired or was cancelled. The limits are those of the scenario the new job runs under;
+    every non-terminal job of the same provider counts against them, whatever its scenario.
+    A job's enqueued tokens are counted by `costguard.simulator.openai.usage.enqueued_tokens`
+    and `costguard.simulator.gemini.content.enqueued_tokens`.
+    """
+
+    enqueued_tokens: dict[str, Annotated[int, Field(ge=0)]] = {}
+    """Per model name (as the batch names it, without `models/`): the most tokens that may be
+    enqueued at once in that model's non-terminal batches. A model not listed has no limit.
+    Over it, OpenAI creates the batch, which then fails validation with
+    `token_limit_exceeded`; Gemini refuses the create with 429 RESOURCE_EXHAUSTED."""
+    concurrent_jobs: int | None = Field(None, ge=1)
+    """Gemini only: the most batch jobs not yet terminal at once (Gemini's concurrent batch
+    limit); a create past it is refused with 429 RESOURCE_EXHAUSTED. None: no limit. OpenAI
+    publishes no such limit (only enqueued tokens), so OpenAI ignores it."""
+
+    def token_limit(self, model: str) -> int | None:
+        """The enqueued-token limit of `model` (a `models/` prefix is ignored), or None."""
+        return self.enqueued_tokens.get(model.removeprefix("models/"))
+
+
 class Scenario(_Model):
     """One scenario file."""
 
@@ -130,6 +156,9 @@ class Scenario(_Model):
     input_image_tokens: TokenSpread | None = None
     """OpenAI edits: the tokens of each input image drawn per request key and image
     (`TokenSpread`) instead of the fixed `edit_input_image_tokens`; None: the fixed figure."""
+
+    quota: Quota = Quota()
+    """The provider's batch quotas (`Quota`); default: no limits."""
 
     def image_size(self, requested: tuple[int, int]) -> tuple[int, int] | None:
         """The pixel size to draw for a request asking `requested` (None: a tiny image)."""

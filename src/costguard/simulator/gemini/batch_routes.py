@@ -19,13 +19,41 @@ from costguard.simulator.gemini.batches import (
     _Batch,
     batch_status,
 )
-from costguard.simulator.gemini.content import MAX_INLINE_BYTES, validate_request
+from costguard.simulator.gemini.content import (
+    MAX_INLINE_BYTES,
+    enqueued_tokens,
+    validate_request,
+)
 from costguard.simulator.gemini.errors import ApiError, payload_too_large
 from costguard.simulator.gemini.parts import contents_problem
 from costguard.simulator.gemini.results import BatchResults
+from costguard.simulator.gemini.usage import UsageTable
 from costguard.simulator.gemini.wire import JSON, _get, timestamp
+from costguard.simulator.scenario import Quota, Scenario
 
 BATCH_PAGE_DEFAULT, BATCH_PAGE_MAX = 50, 1000
+
+
+QUOTA_MESSAGE = (
+    "You exceeded your current quota, please check your plan and billing details. For more "
+    "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits."
+)
+"""The message of a batch create refused for quota: like the real API's, it names no limit."""
+QUOTA_REASON = "batch_quota"
+"""The error body variant (`fixtures/gemini/errors/429_batch_quota.json`) of that refusal."""
+
+
+class _Tally:
+    """Sums the enqueued tokens of a job's valid requests while its input is checked."""
+
+    def __init__(self, table: UsageTable, scenario: Scenario) -> None:
+        self.table = table
+        self.thinking = scenario.thinking_tokens
+        self.tokens = 0
+
+    def add(self, model: str, request: JSON, key: object) -> None:
+        """Count one valid request for `model` (`key`: its own key, when it has one)."""
+        self.tokens += enqueued_tokens(model, request, self.table, key=key, thinking=self.thinking)
 
 
 class BatchRoutes(BatchResults):
@@ -49,14 +77,17 @@ class BatchRoutes(BatchResults):
         display_name = _get(batch, "displayName") or None
         if display_name is not None and not isinstance(display_name, str):
             raise ApiError(400, "display_name must be a string.")
+        scenario = self._sim.scenario_for(display_name)
+        tally = _Tally(self.table, scenario)
         if requests is not None:
             items = _get(requests, "requests")
-            inline, errors = self._check_inline(model, items)
+            inline, errors = self._check_inline(model, items, tally)
             count, input_file, invalid = len(inline), None, None
         else:
             inline = None
-            input_file, count, invalid, errors = self._check_input_file(model, file_name)
-        scenario = self._sim.scenario_for(display_name)
+            input_file, count, invalid, errors = self._check_input_file(model, file_name, tally)
+        enqueued = tally.tokens if invalid is None else 0
+        self._check_quota(model, enqueued, scenario.quota)
         record = _Batch(
             id=self._new_id(36),
             model=model,
@@ -68,12 +99,30 @@ class BatchRoutes(BatchResults):
             input_file=input_file,
             invalid_input=invalid,
             error_positions=errors,
+            enqueued_tokens=enqueued,
         )
         self._batches[record.id] = record
         self._sim.record_job(self.name, record.id, scenario.name, count)
         return SimResponse.json(self._operation(record))
 
-    def _check_inline(self, model: str, items: object) -> tuple[list[JSON], list[int]]:
+    def _check_quota(self, model: str, tokens: int, quota: Quota) -> None:
+        """Refuse a create past the scenario's quotas (429 RESOURCE_EXHAUSTED, no number
+        named, as the real API answers); jobs not yet terminal count, deleted ones do not."""
+        limit = quota.token_limit(model)
+        if limit is None and quota.concurrent_jobs is None:
+            return
+        now = self._now()
+        live = [
+            b for b in self._batches.values() if not b.deleted and not batch_status(b, now).terminal
+        ]
+        over_jobs = quota.concurrent_jobs is not None and len(live) >= quota.concurrent_jobs
+        used = sum(b.enqueued_tokens for b in live if b.model == model)
+        if over_jobs or (limit is not None and used + tokens > limit):
+            raise ApiError(429, QUOTA_MESSAGE, reason=QUOTA_REASON)
+
+    def _check_inline(
+        self, model: str, items: object, tally: _Tally
+    ) -> tuple[list[JSON], list[int]]:
         if not isinstance(items, list) or not items:
             raise ApiError(400, "* InlinedRequests.requests: requests must not be empty")
         errors = []
@@ -85,12 +134,13 @@ class BatchRoutes(BatchResults):
             unparsed = contents_problem(item["request"], at=at)
             if unparsed:
                 raise ApiError(400, unparsed)
-            if self._request_problem(model, item["request"]):
+            key = _get(_get(item, "metadata"), "key")
+            if self._request_problem(model, item["request"], tally, key):
                 errors.append(position)
         return items, errors
 
     def _check_input_file(
-        self, model: str, file_name: object
+        self, model: str, file_name: object, tally: _Tally
     ) -> tuple[str, int, str | None, list[int]]:
         if not isinstance(file_name, str) or not file_name:
             raise ApiError(400, "input_config.file_name must be a file name (files/...).")
@@ -110,18 +160,23 @@ class BatchRoutes(BatchResults):
             if not isinstance(entry, dict) or not isinstance(_get(entry, "request"), dict):
                 invalid = f"Line {number} of {file_name} has no 'request' object."
                 break
-            if self._request_problem(model, entry["request"]):
+            if self._request_problem(model, entry["request"], tally, entry.get("key")):
                 errors.append(count)
             count += 1
         if invalid is None and count == 0:
             invalid = f"Input file {file_name} contains no requests."
         return file_id, count, invalid, errors
 
-    def _request_problem(self, model: str, request: JSON) -> str | None:
+    def _request_problem(
+        self, model: str, request: JSON, tally: _Tally | None = None, key: object = None
+    ) -> str | None:
         item_model = _get(request, "model")
         if isinstance(item_model, str) and item_model:
             model = item_model.removeprefix("models/")
-        return validate_request(model, request, self.table)
+        problem = validate_request(model, request, self.table)
+        if problem is None and tally is not None:
+            tally.add(model, request, key)
+        return problem
 
     def _batch(self, match: re.Match[str]) -> _Batch:
         record = self._batches.get(match["id"])

@@ -42,6 +42,9 @@ class _Batch:
     output_deleted: bool = False
     output_digest: tuple[int, str] | None = None
     """(size, sha256 hex) of the result file once computed."""
+    enqueued_tokens: int = 0
+    """What the job counts against its model's enqueued-token quota while not terminal
+    (`content.enqueued_tokens` summed over its valid requests)."""
 
     def to_state(self) -> JSON:
         return {
@@ -59,6 +62,7 @@ class _Batch:
             "deleted": self.deleted,
             "output_deleted": self.output_deleted,
             "output_digest": list(self.output_digest) if self.output_digest else None,
+            "enqueued_tokens": self.enqueued_tokens,
         }
 
     @classmethod
@@ -79,6 +83,7 @@ class _Batch:
             deleted=state["deleted"],
             output_deleted=state["output_deleted"],
             output_digest=(int(digest[0]), str(digest[1])) if digest else None,
+            enqueued_tokens=int(state.get("enqueued_tokens", 0)),
         )
 
 

@@ -178,6 +178,41 @@ def _image_candidate(
     return {"content": content, "finishReason": "STOP", "index": 0}, out_text
 
 
+def enqueued_tokens(
+    model: str,
+    request: JSON,
+    table: UsageTable,
+    *,
+    key: object = None,
+    thinking: TokenSpread | None = None,
+) -> int:
+    """The tokens one valid batch request enqueues, counted against `Quota.enqueued_tokens`.
+
+    The `totalTokenCount` `generate_response` reports when the request is answered with its
+    image, with no image drawn: prompt text tokens (ceil(UTF-8 bytes of the text parts / 4))
+    + input image tokens (the model's `input_image_tokens` per image part) + output image
+    tokens (the model's figure for the request's `imageSize`) + the short text's tokens when
+    TEXT is among the response modalities (the default) + thinking tokens (the model's fixed
+    figure, or the scenario's `thinking_tokens` draw for the request's key). A refusal is not
+    foreseen: the provider counts a request when it is enqueued, before the model runs. A batch
+    enqueues the sum over its requests; requests the API would reject count 0.
+    `key`: the request's own key (see `request_key`); `model` without `models/` is fine.
+    """
+    usage = table.lookup(model)
+    assert usage is not None  # validated by the caller
+    config = _get(request, "generationConfig") or {}
+    tokens = text_tokens(prompt_text(request)) + _input_images(request) * usage.input_image_tokens
+    size = _get(_get(config, "imageConfig") or {}, "imageSize")
+    tokens += usage.image_tokens(size, table.default_image_size)
+    modalities = _get(config, "responseModalities") or ["TEXT", "IMAGE"]
+    if "TEXT" in [str(m).upper() for m in modalities]:
+        tokens += text_tokens(_IMAGE_TEXT)
+    thoughts = usage.thinking_tokens
+    if thinking is not None and thoughts:
+        thoughts = thinking.draw(request_key(key, request, model), "thinking_tokens")
+    return tokens + thoughts
+
+
 _USAGE_ORDER = (
     "promptTokenCount",
     "candidatesTokenCount",

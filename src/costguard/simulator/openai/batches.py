@@ -62,6 +62,9 @@ class BatchJob:
     model: str | None = None
     errors: list[dict[str, Any]] | None = None
     published: bool = False
+    enqueued_tokens: int = 0
+    """What the batch counts against its model's enqueued-token quota while not terminal (the
+    sum of `usage.enqueued_tokens` over its valid requests; 0 when validation failed)."""
 
     def to_json(self) -> dict[str, Any]:
         """The persisted form (the scenario is kept whole, so loading needs no file)."""
@@ -86,6 +89,8 @@ class Analysis:
     cum_input: array[int] = field(default_factory=lambda: array("Q", [0]))
     """Prefix sums of input tokens over answered requests (length total + 1)."""
     cum_output: array[int] = field(default_factory=lambda: array("Q", [0]))
+    enqueued: int = 0
+    """The batch's enqueued tokens (`usage.enqueued_tokens` summed, refused requests too)."""
 
     def failures(self, finished: int) -> int:
         """Refused or rejected requests among the first `finished` positions."""
@@ -271,6 +276,24 @@ class InputScan:
             )
             self.fail("model_mismatch", line_no, message, "body.model")
         return custom_id, body
+
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+"""Statuses a batch never leaves; a batch in one no longer counts against quotas."""
+
+QUOTA_ORGANIZATION = "org-costguard-sim"
+"""The organization named in the simulator's quota messages."""
+
+
+def token_limit_error(model: str, limit: int) -> dict[str, Any]:
+    """The validation error of a batch past its model's enqueued-token limit (the real
+    message, quoted in openai/openai-python#2084)."""
+    message = (
+        f"Enqueued token limit reached for {model} in organization {QUOTA_ORGANIZATION}. "
+        f"Limit: {limit:,} enqueued tokens. Please try again once some in_progress batches "
+        "have been completed."
+    )
+    return {"code": "token_limit_exceeded", "message": message, "param": None, "line": None}
 
 
 _UNFINISHED = {

@@ -19,17 +19,24 @@ from costguard.simulator.openai.batches import (
     _REFUSED,
     _REJECTED,
     _UNFINISHED,
+    TERMINAL_STATUSES,
     Analysis,
     BatchJob,
     InputScan,
     Timeline,
     _lines,
     timeline,
+    token_limit_error,
 )
 from costguard.simulator.openai.errors import MODERATION_CATEGORY, ApiError, error_body
 from costguard.simulator.openai.files import FILE_TTL_S, FileRecord
 from costguard.simulator.openai.images import ImageRoutes
-from costguard.simulator.openai.usage import ImageCall, _json_images_count, parse_image_call
+from costguard.simulator.openai.usage import (
+    ImageCall,
+    _json_images_count,
+    enqueued_tokens,
+    parse_image_call,
+)
 from costguard.simulator.openai.wire import CHUNK_BYTES, _digest, _dump
 from costguard.simulator.splice import chunked, dump_pieces
 
@@ -89,11 +96,30 @@ class BatchResults(ImageRoutes):
                     "param": None,
                 }
             ]
+        if not errors and model is not None:
+            job.enqueued_tokens = analysis.enqueued
+            limit = job.scenario.quota.token_limit(model)
+            if (
+                limit is not None
+                and self._enqueued(model, job.created_at) + analysis.enqueued > limit
+            ):
+                errors = [token_limit_error(model, limit)]
         if errors:
             job.errors = errors
             job.total = 0
         else:
             self._analyses[job.id] = analysis
+
+    def _enqueued(self, model: str, now: int) -> int:
+        """Tokens enqueued for `model` at `now`: batches not terminal then, and not failed
+        (at validation, for quota or otherwise)."""
+        return sum(
+            other.enqueued_tokens
+            for other in self.batches.values()
+            if other.model == model
+            and not other.errors
+            and timeline(other).status(now) not in TERMINAL_STATUSES
+        )
 
     def _analysis(self, job: BatchJob) -> Analysis:
         found = self._analyses.get(job.id)
@@ -141,10 +167,12 @@ class BatchResults(ImageRoutes):
         except ApiError:
             outcome = _REJECTED
         else:
+            spread = job.scenario.input_image_tokens
+            analysis.enqueued += enqueued_tokens(call, self.usage, spread)
             if job.scenario.refuses(position, call.prompt):
                 outcome = _REFUSED
             else:
-                images = call.input_image_tokens(self.usage, job.scenario.input_image_tokens)
+                images = call.input_image_tokens(self.usage, spread)
                 input_tokens = call.input_text_tokens + images
                 output_tokens = call.output_tokens(self.usage)
         analysis.outcome.append(outcome)

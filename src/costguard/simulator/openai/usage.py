@@ -243,6 +243,22 @@ class ImageCall:
         }
 
 
+def enqueued_tokens(call: ImageCall, table: UsageTable, spread: TokenSpread | None = None) -> int:
+    """The tokens one batch request enqueues, counted against `Quota.enqueued_tokens`.
+
+    The figures the request's `usage` reports when it is answered (`ImageCall.usage`), with
+    no image drawn: input text tokens (ceil(UTF-8 bytes of the prompt / 4)) + input image
+    tokens (edits: `edit_input_image_tokens` per input image, or the scenario's
+    `input_image_tokens` draws) + output image tokens (the model's table figure for the
+    request's size and quality, times `n`). A refusal is not foreseen: the provider counts a
+    request when it is enqueued, before the model runs. A batch enqueues the sum over its
+    requests; requests the API would reject (bad parameters, unknown model) count 0.
+    """
+    return (
+        call.input_text_tokens + call.input_image_tokens(table, spread) + call.output_tokens(table)
+    )
+
+
 def body_key(body: dict[str, Any]) -> str:
     """The key of a request without one (a synchronous call): a digest of its body, so the
     same request draws the same figures on every run."""
