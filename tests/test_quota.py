@@ -310,6 +310,7 @@ def test_ten_parts_through_a_quota_that_holds_three(
     from costguard.ledger import open_ledger
     from costguard.providers.gemini import GeminiProvider
     from costguard.providers.openai import OpenAIProvider
+    from costguard.report.build import report_facts, write_report
     from costguard.run.options import QuietReporter, RunOptions
     from costguard.run.runner import Runner
     from costguard.simulator import simulate
@@ -349,7 +350,15 @@ def test_ten_parts_through_a_quota_that_holds_three(
         )  # fmt: skip
         summary = runner.start(options)
         run = ledger.run(summary.run_id)
-        learned = runner.run_dir(summary.run_id).load().quota_limits
+        done = runner.run_dir(summary.run_id).load()
+        learned = done.quota_limits
+        page = write_report(
+            done, shipped_book, ledger, now=dt.datetime.now(dt.UTC), version="test", workers=1
+        )
+    facts = report_facts(done, shipped_book, None, now=dt.datetime.now(dt.UTC))
+    assert facts["quota"]["waits"] == summary.quota_waits
+    assert facts["quota"]["wait_s"] == round(summary.quota_wait_s, 3)
+    assert "waited for the provider&#x27;s batch quota" in page.read_text(encoding="utf-8")
     assert summary.counts == {"ok": PARTS * PER_PART}
     assert len(summary.parts) == PARTS
     assert all(p.state == "collected" for p in summary.parts)

@@ -110,6 +110,7 @@ class GeminiProvider:
             http_options=types.HttpOptions(retry_options=retry, client_args={"event_hooks": hooks}),
         )
         self.base = base
+        self.attempts = attempts
         self._finished: dict[str, Any] = {}
         """Finished inline jobs as `status` fetched them, kept for `results` (one download)."""
         self._stats: dict[str, dict[str, str] | None] = {}
@@ -207,7 +208,7 @@ class GeminiProvider:
             job = self.client.batches.create(
                 model=model,
                 src=inline,  # type: ignore[arg-type]
-                config={"display_name": tag},
+                config=self._create_config(tag),
             )
             assert job.name is not None
             return SubmittedJob(job.name)
@@ -216,10 +217,23 @@ class GeminiProvider:
         )
         assert uploaded.name is not None
         job = self.client.batches.create(
-            model=model, src=uploaded.name, config={"display_name": tag}
+            model=model, src=uploaded.name, config=self._create_config(tag)
         )
         assert job.name is not None
         return SubmittedJob(job.name, uploaded.name)
+
+    def _create_config(self, tag: str) -> Any:
+        """A batch create's config: its tag, and retries without 429. Past the batch quota
+        Gemini answers 429 RESOURCE_EXHAUSTED, which seconds of backoff do not clear: the run's
+        scheduler waits for room instead (`run/submit.py`)."""
+        from google.genai import types
+
+        retry = types.HttpRetryOptions(
+            attempts=self.attempts, http_status_codes=[408, 500, 502, 503, 504]
+        )
+        return types.CreateBatchJobConfig(
+            display_name=tag, http_options=types.HttpOptions(retry_options=retry)
+        )
 
     def status(self, job_id: str) -> JobStatus:
         self._stats.pop(job_id, None)

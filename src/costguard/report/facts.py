@@ -13,6 +13,8 @@ made from it, so the two never disagree.
   and in total; the same usage priced in the other mode (the batch saving); the spread of
   cost per image where it varies.
 - `retry`: what `retry.jsonl` holds and the command that sends it.
+- `quota`: how many submissions waited for the provider's quota, for how long, how many parts
+  wait now, and the limits the provider named.
 - `spend` is added by the caller from the ledger (`report/spend.py`).
 """
 
@@ -132,6 +134,13 @@ def gather(journal: Journal, book: RateBook, *, now: dt.datetime) -> dict[str, A
             "command": summary.retry_command,
             "refused_left_out": summary.refused_not_retried,
         },
+        "quota": {
+            "waits": sum(p.quota_waits for p in journal.parts),
+            "wait_s": round(sum(p.quota_wait_s for p in journal.parts), 3),
+            "longest_s": round(max((p.quota_wait_s for p in journal.parts), default=0.0), 3),
+            "waiting": sum(1 for p in journal.parts if p.waiting_for_quota),
+            "limits": journal.quota_limits,
+        },
     }
 
 
@@ -148,6 +157,9 @@ def _part(part: Part) -> dict[str, Any]:
         "job_counts": part.job_counts,
         "error": part.job_error,
         "cost_usd": part.cost_usd,
+        "attempts": part.attempt,
+        "quota_waits": part.quota_waits,
+        "quota_wait_s": round(part.quota_wait_s, 3),
     }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from costguard.money import usd, usd_together
 from costguard.report.facts import STATUSES
 from costguard.report.thumbs import Thumb
+from costguard.run.progress import clock_text
 
 RUN_META = "costguard-run"
 """The `<meta name=...>` naming the run a page reports: how costguard knows a page is its own."""
@@ -418,8 +419,25 @@ def _parts(facts: Mapping[str, Any]) -> str:
         '<section id="parts"><h2>Jobs</h2><table class="data"><thead><tr><th>part</th>'
         "<th>model</th><th>job</th><th>state</th><th>requests</th><th>done</th><th>failed</th>"
         f"<th>cost</th><th>error</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        "</section>"
+        f"{_quota_note(facts)}</section>"
     )
+
+
+def _quota_note(facts: Mapping[str, Any]) -> str:
+    """A line on the waits for the provider's quota, when there were any."""
+    quota = facts.get("quota") or {}
+    if not quota.get("waits"):
+        return ""
+    text = (
+        f"{quota['waits']:,} submission(s) waited for the provider's batch quota, "
+        f"{clock_text(quota['wait_s'])} in all (longest part {clock_text(quota['longest_s'])})"
+    )
+    if quota.get("waiting"):
+        text += f"; {quota['waiting']:,} part(s) wait now"
+    if quota.get("limits"):
+        named = ", ".join(f"{m} {n:,} tokens" for m, n in sorted(quota["limits"].items()))
+        text += f"; limits the provider named: {named}"
+    return f'<p class="note" id="quota">{escape(text)}.</p>'
 
 
 def _footer(facts: Mapping[str, Any], version: str) -> str:
