@@ -8,6 +8,7 @@ a batch at validation with `token_limit_exceeded` (its message names the limit),
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
@@ -383,3 +384,57 @@ def test_ten_parts_through_a_quota_that_holds_three(
     else:
         assert refused  # OpenAI's failures at validation, none billed ...
         assert learned == {model: limit}  # ... and their message taught the limit
+
+
+def test_cancel_withdraws_the_parts_waiting_for_quota_so_collect_never_sends_them(
+    tmp_path: Path, shipped_book: RateBook
+) -> None:
+    """`cancel` on a detached run: its jobs are cancelled and its waiting parts withdrawn;
+    `collect` records their requests as cancelled, at no cost, and creates no job."""
+    from costguard.ledger import open_ledger
+    from costguard.providers.openai import OpenAIProvider
+    from costguard.run.options import QuietReporter, RunOptions, RunPendingError
+    from costguard.run.runner import Runner
+    from costguard.simulator import simulate
+    from costguard.simulator.scenario import load_scenario
+    from runkit import by_key
+
+    model = "gpt-image-2"
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, quota_lines(model))
+    limit = part_tokens(shipped_book, tmp_path, model) * 7 // 2
+    log: list[tuple[str, str, Any]] = []
+    with (
+        simulate(load_scenario("slow"), time_scale=0) as sim,
+        open_ledger(tmp_path / "ledger.sqlite3") as ledger,
+    ):
+        runner = Runner(
+            home=tmp_path / "home", ledger=ledger, book=shipped_book,
+            providers=lambda _n, base: Watched(OpenAIProvider("sim-key", base=base), log),
+            reporter=QuietReporter(lambda _m: None), sleep=lambda _s: sim.advance(60),
+        )  # fmt: skip
+        options = RunOptions(
+            queue=queue, out=tmp_path / "out", as_of=AS_OF, poll_interval=0.01,
+            max_usd=Decimal(50), max_requests_per_part=PER_PART,
+            max_enqueued_tokens={model: limit}, detach=True,
+        )  # fmt: skip
+        with pytest.raises(RunPendingError, match="7 part\\(s\\) wait for quota"):
+            runner.start(options)
+        (folder,) = (tmp_path / "home" / "runs").iterdir()
+        jobs, withdrawn = runner.cancel(folder.name)
+        assert len(jobs) == HOLDS
+        assert len(withdrawn) == PARTS - HOLDS
+        summary = runner.collect(folder.name, dataclasses.replace(options, detach=False))
+        run = ledger.run(summary.run_id)
+    assert sum(1 for kind, _job, _x in log if kind == "create") == HOLDS  # nothing more sent
+    lines = by_key(tmp_path / "out")
+    assert len(lines) == PARTS * PER_PART
+    held_back = [line for line in lines.values() if line["part"] in withdrawn]
+    assert len(held_back) == (PARTS - HOLDS) * PER_PART
+    assert {line["status"] for line in held_back} == {"cancelled"}
+    assert all(Decimal(line["cost_usd"]) == 0 for line in held_back)
+    assert all("before it was submitted" in line["reason"] for line in held_back)
+    assert run is not None
+    assert (run.status, run.parts, run.reserved) == ("collected", PARTS, 0)
+    assert summary.counts.get("cancelled", 0) >= (PARTS - HOLDS) * PER_PART
+    assert summary.retry_count >= (PARTS - HOLDS) * PER_PART

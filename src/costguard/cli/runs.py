@@ -666,7 +666,8 @@ def cancel(
     pricing: PricingOpt = None,
     ledger: LedgerOpt = None,
 ) -> None:
-    """Ask the provider to cancel a run's unfinished jobs; then `collect` keeps what finished.
+    """Ask the provider to cancel a run's unfinished jobs, and withdraw its parts not yet
+    submitted (waiting for quota); then `collect` keeps what finished.
 
     Example: costguard cancel run-3f2a9c0d1e7b
     """
@@ -681,14 +682,20 @@ def cancel(
     if journal.simulate:
         runner.clients = Clients(_providers(simulated=True))
     with _maybe_simulated(journal.simulate, runner.run_dir(run_id).simulator_state):
-        jobs = runner.cancel(run_id)
+        jobs, withdrawn = runner.cancel(run_id)
     if output == "json":
-        emit({"run_id": run_id, "cancelled": jobs})
+        emit({"run_id": run_id, "cancelled": jobs, "withdrawn": withdrawn})
         return
-    if not jobs:
+    if not jobs and not withdrawn:
         typer.echo(f"run {run_id}: no unfinished job to cancel")
         return
-    typer.echo(f"run {run_id}: asked the provider to cancel {', '.join(jobs)}")
+    if jobs:
+        typer.echo(f"run {run_id}: asked the provider to cancel {', '.join(jobs)}")
+    if withdrawn:
+        typer.echo(
+            f"run {run_id}: withdrew {len(withdrawn)} part(s) not yet submitted (waiting for "
+            f"quota): they will never be sent ({', '.join(withdrawn)})"
+        )
     typer.echo(f"collect what finished with `costguard collect {run_id}`")
 
 

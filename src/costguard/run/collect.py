@@ -36,8 +36,9 @@ from costguard.run.plan import part_requests
 
 
 def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[str]) -> None:
-    """Collect a part whose job finished; `collected` holds the keys already in the manifest."""
-    assert part.job_id is not None
+    """Collect a part whose job finished (or that was withdrawn before it was submitted: every
+    request cancelled); `collected` holds the keys already in the manifest."""
+    assert part.job_id is not None or part.withdrawn
     journal = ctx.journal
     state = (part.job_state or "terminal:failed").removeprefix("terminal:")
     client = ctx.client(part.provider)
@@ -47,7 +48,8 @@ def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[s
     ctx.progress.collecting(part)
     with Writer(ctx, outputs, part, samples) as writer:
         workdir = ctx.rundir.workdir(part.id)
-        for outcome in client.results(part.job_id, workdir, keep=ctx.keep_raw):
+        results = client.results(part.job_id, workdir, keep=ctx.keep_raw) if part.job_id else ()
+        for outcome in results:
             request = requests.get(outcome.key)
             if request is None or outcome.key in collected:
                 continue

@@ -14,6 +14,8 @@ A batch part: planned -> submitting -> submitted -> collected
               (submitting | submitted -> planned: `quota_refused`, when the provider refused
               the job for its quota, at create or at validation: the part waits and is
               submitted again under a new tag, `<tag>#<attempt>`)
+              (planned -> collected: a part `withdraw`n by `costguard cancel` before it was
+              ever submitted; its requests are recorded cancelled)
               (collected -> submitted: `reopen`, when the manifest lost some of its lines)
 The sync part (the whole queue in sync mode): planned -> collected
 
@@ -110,8 +112,13 @@ class Part:
 
     @property
     def waiting_for_quota(self) -> bool:
-        """Refused for quota and not yet submitted again."""
-        return self.state == "planned" and self.waiting_since is not None
+        """Held back or refused for quota, and not yet submitted (nor withdrawn)."""
+        return self.state == "planned" and self.waiting_since is not None and not self.withdrawn
+
+    @property
+    def withdrawn(self) -> bool:
+        """Cancelled before its job was ever created (`Journal.withdraw`): never sent."""
+        return self.state == "planned" and self.job_finished
 
     @property
     def awaiting_job(self) -> bool:
@@ -250,6 +257,23 @@ class Journal:
         self._requeue(part, at, {})
         self._save()
 
+    def withdraw(self, part: Part, at: datetime) -> None:
+        """`costguard cancel` while `part` waits to be submitted (or was being submitted and
+        the provider has no job for its tag): it never will be. It stays
+        `planned` with a final `cancelled` job state and no job; collecting it records its
+        requests as cancelled, at no cost."""
+        if part.state not in ("planned", "submitting") or part.endpoint == "sync":
+            msg = f"run {self.run_id}: part {part.id} ({part.state}) cannot be withdrawn"
+            raise JournalError(msg)
+        part.state = "planned"  # `submitting`: the caller found no job at the provider
+        if part.waiting_since is not None:
+            waited = (at - datetime.fromisoformat(part.waiting_since)).total_seconds()
+            part.quota_wait_s += max(waited, 0.0)
+            part.waiting_since = None
+        part.job_state, part.provider_state = "terminal:cancelled", None
+        part.job_error = "cancelled before it was submitted (costguard cancel)"
+        self._save()
+
     def hold(self, part: Part, at: datetime) -> None:
         """`part` is held back: its model's quota is full (saved once per wait)."""
         if part.state != "planned" or part.waiting_since is not None:
@@ -334,7 +358,7 @@ class Journal:
     def collected(self, part: Part, cost: Decimal) -> None:
         """`part`'s results are recorded and its actual cost is in the ledger."""
         early = part.state == "submitted" and not part.job_finished
-        if early or (part.state == "planned" and part.endpoint != "sync"):
+        if early or (part.state == "planned" and part.endpoint != "sync" and not part.withdrawn):
             msg = f"run {self.run_id}: part {part.id} cannot be collected while {part.state}"
             raise JournalError(msg)
         if part.state == "collected" and part.endpoint == "sync":

@@ -59,6 +59,8 @@ def part_state(part: Part, *, collecting: bool = False) -> str:  # noqa: PLR0911
         return "collected"
     if collecting:
         return "running" if part.endpoint == "sync" else "collecting"
+    if part.withdrawn:
+        return "cancelled"  # by `costguard cancel`, before it was ever submitted
     if part.waiting_for_quota:
         return "waiting for quota"
     if part.state in ("planned", "submitting"):

@@ -45,7 +45,7 @@ from costguard.run.outputs import Outputs
 from costguard.run.plan import plan
 from costguard.run.progress import Reporter
 from costguard.run.reconcile import Summary, finish
-from costguard.run.rundir import RunDir
+from costguard.run.rundir import RunBusyError, RunDir
 from costguard.run.schedule import run_jobs
 from costguard.run.sync import run_sync
 
@@ -138,8 +138,15 @@ class Runner:
         finally:
             rundir.unlock()
 
-    def cancel(self, run_id: str) -> list[str]:
-        """Ask the provider to cancel every unfinished job of a run."""
+    def cancel(self, run_id: str) -> tuple[list[str], list[str]]:
+        """Ask the provider to cancel every unfinished job of a run, and withdraw the parts not
+        yet submitted (waiting for quota) so nothing more is ever sent for it: (jobs asked to
+        cancel, parts withdrawn).
+
+        Raises:
+            RunBusyError: parts wait to be submitted by the process driving the run (its lock
+                is held): that process would submit them; stop it and cancel again.
+        """
         rundir = self.run_dir(run_id)
         journal = rundir.load()
         cancelled = []
@@ -147,7 +154,34 @@ class Runner:
             if part.job_id and part.awaiting_job:
                 self.clients.get(part.provider, Path(journal.queue).parent).cancel(part.job_id)
                 cancelled.append(part.job_id)
-        return cancelled
+        waiting = [p for p in journal.parts if p.state in ("planned", "submitting")]
+        if not waiting or journal.mode == "sync" or journal.status == "planned":
+            return cancelled, []
+        try:
+            rundir.lock()
+        except RunBusyError as exc:
+            asked = f"asked the provider to cancel {', '.join(cancelled)}; " if cancelled else ""
+            msg = (
+                f"{asked}{len(waiting)} part(s) not yet submitted are left to the process "
+                f"driving run {run_id}, which would submit them ({exc}): stop it (Ctrl-C), "
+                "then cancel again"
+            )
+            raise RunBusyError(msg) from None
+        try:
+            journal = rundir.load()  # as it is now that nobody else drives it
+            withdrawn = []
+            for part in journal.parts:
+                client = self.clients.get(part.provider, Path(journal.queue).parent)
+                if part.state == "submitting" and (found := client.find_job(part.tag)):
+                    journal.found(part, found)  # created before a crash: cancel it
+                    client.cancel(found)
+                    cancelled.append(found)
+                elif part.state in ("planned", "submitting") and not part.withdrawn:
+                    journal.withdraw(part, self.clock())
+                    withdrawn.append(part.id)
+            return cancelled, withdrawn
+        finally:
+            rundir.unlock()
 
     # preparation ---------------------------------------------------------------------------
 
@@ -378,7 +412,7 @@ class Runner:
             else:
                 run_jobs(ctx, options)
                 for part in journal.parts:
-                    if part.state == "submitted" and part.job_finished:
+                    if (part.state == "submitted" and part.job_finished) or part.withdrawn:
                         collect_part(ctx, part, outputs, collected)
             summary = finish(ctx, outputs)
         except ProviderError as exc:

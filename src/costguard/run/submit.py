@@ -25,7 +25,7 @@ def submit_ready(ctx: RunContext, quota: Quota) -> int:
     journal = ctx.journal
     refused: set[str] = set()  # provider|model refused this round: no second try now
     for part in journal.parts:
-        if part.state not in ("planned", "submitting"):
+        if part.state not in ("planned", "submitting") or part.withdrawn:
             continue
         key = cap_key(part)
         client = ctx.client(part.provider)
@@ -74,4 +74,4 @@ def submit_ready(ctx: RunContext, quota: Quota) -> int:
         if held is not None and len(in_flight) + 1 >= held:
             journal.raise_cap(key, held + 1)  # it held at the cap: probe one more
         ctx.reporter.message(f"{part.id}: submitted {part.requests:,} requests as {job.job_id}")
-    return sum(1 for p in journal.parts if p.state == "planned")
+    return sum(1 for p in journal.parts if p.state == "planned" and not p.withdrawn)
