@@ -332,7 +332,7 @@ def test_data_commands_print_typed_json(cli: Cli, tmp_path: Path) -> None:
     assert (listed["mode"], listed["simulated"], listed["scenario"]) == ("batch", True, "succeeded")
     assert listed["requests"] == 1
     cancelled = document(cli("cancel", listed["run"], "--output", "json"))
-    assert cancelled == {"run_id": listed["run"], "cancelled": []}
+    assert cancelled == {"run_id": listed["run"], "cancelled": [], "withdrawn": []}
 
 
 def test_a_bare_exit_gets_a_generic_error_document(capsys: pytest.CaptureFixture[str]) -> None:
@@ -394,7 +394,7 @@ def test_costguard_errors_render_kind_and_details(capsys: pytest.CaptureFixture[
             ProviderError("openai: 401 invalid key", rejected=True),
             8,
             "provider",
-            {"rejected": True},
+            {"rejected": True, "quota": False},
             id="provider",
         ),
         pytest.param(OutputError("out: disk full"), 9, "output", {}, id="output"),
