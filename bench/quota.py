@@ -2,9 +2,10 @@
 """Benchmark: a queue far past the provider's batch quota runs to the end, in bounded memory.
 
 For each size N (20,000 and 200,000 requests by default) it writes a queue of N tiny
-gpt-image-2 requests and runs `costguard run --simulate` on it as a subprocess, as a user runs
-it, with the simulator's OpenAI quota (enqueued tokens for gpt-image-2) set to 10% of the
-queue's tokens and the same limit given to costguard (`--max-enqueued-tokens`): the run plans
+gpt-image-2 requests and runs `costguard run` on it as a subprocess, as a user runs it, against
+`costguard simulate serve` in another process (its base URL in `OPENAI_BASE_URL`, as a real
+provider), whose OpenAI quota (enqueued tokens for gpt-image-2) is 10% of the queue's tokens;
+the same limit is given to costguard (`--max-enqueued-tokens`): the run plans
 ~10 parts that each fit, keeps at most what the quota holds in flight, and submits the rest as
 earlier parts finish. Printed per N: wall time, parts, how many submissions waited for quota,
 and the run's peak RSS (its own, from `wait4`), with the ratio of the largest N to the smallest
@@ -80,25 +81,42 @@ def write_scenario(path: Path, limit: int) -> None:
 
 
 def run_once(work: Path, count: int, share: float) -> dict[str, Any]:
-    """`costguard run` of `count` requests under a quota of `share` of them."""
+    """`costguard run` of `count` requests under a quota of `share` of them, against
+    `costguard simulate serve` in a process of its own (so the run's peak RSS is costguard's
+    alone, not the simulated provider's)."""
     queue = work / f"queue-{count}.jsonl"
     write_queue(queue, count)
     limit = int(queue_tokens(queue) * share)
     scenario = work / f"quota-{count}.yaml"
     write_scenario(scenario, limit)
     env = dict(os.environ, PYTHONPATH=SRC, COSTGUARD_HOME=str(work / f"home-{count}"))
+    serve = ["simulate", "serve", "--port", "0", "--scenario", str(scenario), "--output", "json"]
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "costguard", *serve],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
+    assert sim.stdout is not None
+    url = json.loads(sim.stdout.readline())["url"]
+    env |= {"OPENAI_BASE_URL": f"{url}/v1", "OPENAI_API_KEY": "sk-bench-quota"}
     args = [
         sys.executable, "-m", "costguard", "run", str(queue), "--max-usd", "100000",
-        "--simulate", str(scenario), "--out", str(work / f"out-{count}"), "--as-of", AS_OF,
+        "--out", str(work / f"out-{count}"), "--as-of", AS_OF,
         "--max-enqueued-tokens", f"{MODEL}={limit}", "--poll-interval", "0.2",
         "--no-report", "--output", "json",
     ]  # fmt: skip
     began = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    try:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=60)
     wall = time.perf_counter() - began
     if proc.returncode != 0:
         sys.exit(f"costguard run of {count:,} requests exited {proc.returncode}")
