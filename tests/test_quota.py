@@ -418,7 +418,7 @@ def test_cancel_withdraws_the_parts_waiting_for_quota_so_collect_never_sends_the
             max_usd=Decimal(50), max_requests_per_part=PER_PART,
             max_enqueued_tokens={model: limit}, detach=True,
         )  # fmt: skip
-        with pytest.raises(RunPendingError, match="7 part\\(s\\) wait for quota"):
+        with pytest.raises(RunPendingError, match="7 part\\(s\\) wait for the provider's quota"):
             runner.start(options)
         (folder,) = (tmp_path / "home" / "runs").iterdir()
         jobs, withdrawn = runner.cancel(folder.name)

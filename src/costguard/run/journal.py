@@ -175,6 +175,12 @@ class Journal:
         raise JournalError(msg)
 
     @property
+    def unsent(self) -> list[Part]:
+        """Batch parts whose job is still to be created (waiting for quota, or not yet tried),
+        withdrawn ones aside."""
+        return [p for p in self.parts if p.state == "planned" and not p.withdrawn]
+
+    @property
     def collected_all(self) -> bool:
         """Every part's results are in the output folder and its cost in the ledger."""
         return all(p.state == "collected" for p in self.parts)

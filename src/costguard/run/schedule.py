@@ -33,10 +33,7 @@ def run_jobs(ctx: RunContext, options: RunOptions) -> None:
         if pending:
             statuses = refresh(journal, ctx.client, at=ctx.clock())
             ctx.progress.polled(statuses)
-            if all(p.job_finished for p in pending) and not any(
-                p.waiting_for_quota or (p.state == "planned" and not p.withdrawn)
-                for p in journal.parts
-            ):
+            if all(p.job_finished for p in pending) and not journal.unsent:
                 return
         else:
             ctx.progress.report(force=True)
@@ -44,15 +41,20 @@ def run_jobs(ctx: RunContext, options: RunOptions) -> None:
             options.timeout is not None and ctx.monotonic() - started >= options.timeout
         ):
             why = "detached" if options.detach else f"--timeout {options.timeout:g}s reached"
-            left = sum(1 for p in journal.parts if p.state == "planned" and not p.withdrawn)
-            waits = f"; {left} part(s) wait for quota and go out then" if left else ""
+            left = len(journal.unsent)
+            waits = (
+                f"; {left} part(s) wait for the provider's quota and are submitted only while "
+                f"costguard drives the run (`costguard collect {journal.run_id}`)"
+                if left
+                else ""
+            )
             msg = (
                 f"{why}: run {journal.run_id} keeps running at the provider{waits}; "
                 f"pick it up with `costguard collect {journal.run_id}`"
             )
             raise RunPendingError(msg, details={"run_id": journal.run_id})
         made_room = sum(1 for p in journal.parts if p.job_finished) > finished_before
-        if made_room and any(p.state == "planned" and not p.withdrawn for p in journal.parts):
+        if made_room and journal.unsent:
             interval = options.poll_interval  # the waiting parts go out soon
         wait(ctx, interval)
         interval = min(interval * 1.5, max(options.poll_interval, 300.0))

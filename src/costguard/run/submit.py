@@ -74,4 +74,4 @@ def submit_ready(ctx: RunContext, quota: Quota) -> int:
         if held is not None and len(in_flight) + 1 >= held:
             journal.raise_cap(key, held + 1)  # it held at the cap: probe one more
         ctx.reporter.message(f"{part.id}: submitted {part.requests:,} requests as {job.job_id}")
-    return sum(1 for p in journal.parts if p.state == "planned" and not p.withdrawn)
+    return len(journal.unsent)
