@@ -265,7 +265,8 @@ def test_a_torn_last_manifest_line_is_dropped(tmp_path: Path, torn: bytes) -> No
     """Reopening drops a last line without its newline, keeps the rest, and appends after them."""
     out = tmp_path / "out"
     outputs = Outputs(out)
-    assert outputs.open("run-1 t") == set()
+    outputs.open("run-1 t")
+    assert outputs.keys("p1") == set()
     outputs.record(line("a"))
     outputs.record(line("b", cost="0.02"))
     outputs.close()
@@ -273,7 +274,9 @@ def test_a_torn_last_manifest_line_is_dropped(tmp_path: Path, torn: bytes) -> No
     with outputs.manifest_path.open("ab") as handle:
         handle.write(torn)
     reopened = Outputs(out)
-    assert reopened.open("run-1 t") == {"a", "b"}
+    reopened.open("run-1 t")
+    assert reopened.keys("p1") == {"a", "b"}
+    assert reopened.keys("p2") == set()
     assert outputs.manifest_path.read_bytes() == good
     reopened.record(line("c", cost="0.03"))
     reopened.close()
@@ -347,7 +350,8 @@ def test_out_folder_marker_refuses_another_runs_folder(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="another run"):
         Outputs(out).open("run-a t-other-creation")
     again = Outputs(out)
-    assert again.open("run-a t1") == {"k"}
+    again.open("run-a t1")
+    assert again.keys("p1") == {"k"}
     again.close()
 
 

@@ -37,7 +37,7 @@ from costguard.run.plan import part_requests
 
 def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[str]) -> None:
     """Collect a part whose job finished (or that was withdrawn before it was submitted: every
-    request cancelled); `collected` holds the keys already in the manifest."""
+    request cancelled); `collected` holds the part's keys already in the manifest."""
     assert part.job_id is not None or part.withdrawn
     journal = ctx.journal
     state = (part.job_state or "terminal:failed").removeprefix("terminal:")

@@ -61,8 +61,8 @@ class Outputs:
         self._tallies: dict[str, tuple[int, int]] = {}
         """(lines, lines with status ok) per part, counted like `_costs` (for progress)."""
 
-    def open(self, owner: str) -> set[str]:
-        """Create the folder, drop a torn last manifest line; return the keys collected.
+    def open(self, owner: str) -> None:
+        """Create the folder, drop a torn last manifest line, count each part's lines.
 
         `owner` identifies the run (id and creation time); a folder holding another run's
         results is refused rather than mixed with this one. Only the last line may be torn
@@ -74,7 +74,6 @@ class Outputs:
             self.out.mkdir(parents=True, exist_ok=True)
             if not self.check(owner):
                 write_atomic(self.out / ".costguard-run", owner.encode() + b"\n")
-        collected: set[str] = set()
         self.per_part = {}
         self._costs = {}
         self._tallies = {}
@@ -92,7 +91,6 @@ class Outputs:
                             )
                             raise JournalError(msg)
                         break
-                    collected.add(line["key"])
                     self.per_part[line["part"]] = self.per_part.get(line["part"], 0) + 1
                     self._add_cost(line)
                     good += len(raw)
@@ -100,7 +98,16 @@ class Outputs:
                 handle.truncate(good)
         with self._writing("manifest.jsonl"):
             self._manifest = self.manifest_path.open("a", encoding="utf-8")
-        return collected
+
+    def keys(self, part_id: str) -> set[str]:
+        """The keys of `part_id` already in the manifest (an interrupted collection's).
+
+        Read from the manifest only when the part has lines there (a resumed collection), so
+        a run never holds every key it recorded: memory follows the part, not the queue.
+        """
+        if not self.tally(part_id)[0]:
+            return set()
+        return {line["key"] for line in self.lines() if line["part"] == part_id}
 
     def check_free(self, stems: set[str]) -> None:
         """Refuse an output folder the run cannot use, before it reserves anything.

@@ -404,16 +404,16 @@ class Runner:
         outputs = Outputs(Path(journal.out))
         failing = True
         try:
-            collected = outputs.open(f"{journal.run_id} {journal.created}")
+            outputs.open(f"{journal.run_id} {journal.created}")
             ctx.progress.begin(outputs)
             self._recover(journal, outputs)
             if journal.mode == "sync":
-                run_sync(ctx, outputs, collected, options.concurrency)
+                run_sync(ctx, outputs, outputs.keys("sync"), options.concurrency)
             else:
                 run_jobs(ctx, options)
                 for part in journal.parts:
                     if (part.state == "submitted" and part.job_finished) or part.withdrawn:
-                        collect_part(ctx, part, outputs, collected)
+                        collect_part(ctx, part, outputs, outputs.keys(part.id))
             summary = finish(ctx, outputs)
         except ProviderError as exc:
             raise self._after_provider_error(journal, outputs, exc) from exc
