@@ -257,3 +257,29 @@ def test_budget_show_splits_gateway_spend_by_owner_never_showing_a_key(tmp_path:
         spent[run.owner] += run.spent
     assert {name: Decimal(o["spent"]) for name, o in owners.items()} == spent
     assert Decimal(budget["spent"]) == sum(spent.values())
+
+
+def test_max_usd_caps_what_one_gateway_admits_counting_settled_spend(tmp_path: Path) -> None:
+    """`--max-usd`: maxima held plus spend settled, by this gateway process."""
+    from costguard.guard.price import Priced
+
+    ledger = open_ledger(tmp_path / "ledger.sqlite3")
+    ledger.set_budget("team", usd=Decimal(100))
+    book = Book(ledger, budget="team", max_usd=Decimal("1.00"))
+    call = Priced(Decimal("0.40"), Decimal("0.30"), 1, 1, ("gpt-image-2",), "standard")
+    first = book.admit(call, owner="a", meta={})
+    second = book.admit(call, owner="a", meta={})
+    assert first.admitted
+    assert second.admitted
+    third = book.admit(call, owner="a", meta={})
+    assert not third.admitted  # 0.80 held: 0.20 left
+    assert (
+        third.reason
+        == "needs $0.40, more than the $0.20 left of this gateway's --max-usd $1.00; short by $0.20"
+    )
+    book.settle(first.run_id, Decimal("0.10"), status="completed", how="test")
+    book.release(second.run_id, "the provider answered 500")
+    assert book.admit(call, owner="a", meta={}).admitted  # 0.10 spent: 0.90 left
+    assert book.admit(call, owner="a", meta={}).admitted  # 0.50 left
+    assert not book.admit(call, owner="a", meta={}).admitted  # 0.10 left
+    ledger.close()

@@ -866,9 +866,13 @@ def test_timeout_exits_6_with_the_collect_hint(
 
 
 def test_cancel_a_detached_run_then_collect_reports_cancelled(
-    tmp_path: Path, cli: Callable[..., Any], slow: Path, ledger: Ledger
+    tmp_path: Path, cli: Callable[..., Any], ledger: Ledger
 ) -> None:
     """`cancel` asks the provider to stop every job; `collect` then reports them all cancelled."""
+    slow = scenario_file(
+        tmp_path / "sc", "slow", name="slow-15s", time_scale=1000,
+        pending_s=7200, running_s=7200, finalizing_s=600,
+    )  # fmt: skip  # jobs take ~15 wall seconds: `cancel` reaches them first on a busy machine
     queue = tmp_path / "queue.jsonl"
     raw = write_queue(queue, MIXED)
     out = tmp_path / "out"

@@ -247,8 +247,8 @@ class Guard:
             with self._lock:
                 self._calls.pop(exchange.seq, None)
             message = (
-                f"costguard guard: budget {self.book.budget!r} refused this call: it needs up to "
-                f"{usd(admission.needed)}; {admission.reason}. Nothing was sent to the provider."
+                f"costguard guard: budget {self.book.budget!r} refused this call: "
+                f"{admission.reason}. Nothing was sent to the provider."
             )
             exchange.note = f"refused for {owner}: needs {usd(admission.needed)}"
             return refusal(

@@ -11,6 +11,7 @@ budget caps everything charged to it, by every gateway and run sharing the ledge
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from costguard.errors import LedgerError
 from costguard.guard.price import Priced
 from costguard.ledger import Ledger
 from costguard.ledger.records import Admission, Run
-from costguard.money import ZERO
+from costguard.money import ZERO, usd
 
 __all__ = ["GATEWAY", "Book"]
 
@@ -51,7 +52,10 @@ class Book:
         self.clock = clock
         self._lock = threading.Lock()
         self._held: dict[str, Decimal] = {}
-        """What each run this process admitted counts towards `max_usd` (max, then actual)."""
+        """The maximum each open run this process admitted holds."""
+        self._counted = ZERO
+        """What this process's runs count towards `max_usd`: maxima held plus spend settled
+        (a running total: admission does not grow with the calls admitted)."""
 
     def check_budget(self) -> None:
         """Raise `LedgerError` (exit 5) when the budget is not set, naming those that are (as
@@ -71,7 +75,7 @@ class Book:
         with self._lock:
             cap = None
             if self.max_usd is not None:
-                cap = max(self.max_usd - sum(self._held.values(), ZERO), ZERO)
+                cap = max(self.max_usd - self._counted, ZERO)
             admission = self.ledger.admit(
                 run_id,
                 priced.maximum,
@@ -92,6 +96,18 @@ class Book:
             )
             if admission.admitted:
                 self._held[run_id] = priced.maximum
+                self._counted += priced.maximum
+        if (
+            not admission.admitted
+            and self.max_usd is not None
+            and cap is not None
+            and priced.maximum > cap
+        ):
+            reason = (  # the ledger names the cap max_usd; here it is what --max-usd has left
+                f"needs {usd(priced.maximum)}, more than the {usd(cap)} left of this gateway's "
+                f"--max-usd {usd(self.max_usd)}; short by {usd(priced.maximum - cap)}"
+            )
+            admission = dataclasses.replace(admission, reason=reason)
         return admission
 
     def annotate(self, run_id: str, **meta: Any) -> None:
@@ -116,15 +132,18 @@ class Book:
             meta={"reconciled": reconciled, "settled_by": how},
         )
         with self._lock:
-            if run_id in self._held:
-                self._held[run_id] = run.spent
+            held = self._held.pop(run_id, None)
+            if held is not None:
+                self._counted += run.spent - held
         return run
 
     def release(self, run_id: str, reason: str) -> Run:
         """Free the whole reservation: nothing was spent (the provider refused the call)."""
         run = self.ledger.release(run_id, at=self.clock(), reason=reason)
         with self._lock:
-            self._held.pop(run_id, None)
+            held = self._held.pop(run_id, None)
+            if held is not None:
+                self._counted -= held
         return run
 
     def open_runs(self) -> list[Run]:
