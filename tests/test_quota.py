@@ -438,3 +438,55 @@ def test_cancel_withdraws_the_parts_waiting_for_quota_so_collect_never_sends_the
     assert (run.status, run.parts, run.reserved) == ("collected", PARTS, 0)
     assert summary.counts.get("cancelled", 0) >= (PARTS - HOLDS) * PER_PART
     assert summary.retry_count >= (PARTS - HOLDS) * PER_PART
+
+
+def test_a_part_larger_than_the_limit_the_provider_names_stops_the_run_clearly(
+    tmp_path: Path, shipped_book: RateBook
+) -> None:
+    """OpenAI names a limit smaller than a whole part: the run stops (exit 8) saying how to
+    plan parts that fit; `cancel` then `collect` settles it at $0, nothing more sent."""
+    from costguard.errors import ProviderError
+    from costguard.ledger import open_ledger
+    from costguard.providers.openai import OpenAIProvider
+    from costguard.run.options import QuietReporter, RunOptions
+    from costguard.run.runner import Runner
+    from costguard.simulator import simulate
+    from costguard.simulator.scenario import Quota as SimQuota
+    from costguard.simulator.scenario import load_scenario
+
+    model = "gpt-image-2"
+    queue = tmp_path / "queue.jsonl"
+    write_queue(queue, quota_lines(model)[:6])
+    small = SimQuota(enqueued_tokens={model: 1000})  # a part of 3 counts ~830: 6 do not fit
+    log: list[tuple[str, str, Any]] = []
+    with (
+        simulate(
+            load_scenario("succeeded").model_copy(update={"quota": small}), time_scale=0
+        ) as sim,
+        open_ledger(tmp_path / "ledger.sqlite3") as ledger,
+    ):
+        runner = Runner(
+            home=tmp_path / "home", ledger=ledger, book=shipped_book,
+            providers=lambda _n, base: Watched(OpenAIProvider("sim-key", base=base), log),
+            reporter=QuietReporter(lambda _m: None), sleep=lambda _s: sim.advance(600),
+        )  # fmt: skip
+        options = RunOptions(
+            queue=queue, out=tmp_path / "out", as_of=AS_OF, poll_interval=0.01,
+            max_usd=Decimal(5),
+        )  # fmt: skip
+        with pytest.raises(ProviderError) as raised:
+            runner.start(options)
+        message = str(raised.value)
+        assert "can never be submitted; nothing of it was sent" in message
+        assert f"--max-enqueued-tokens {model}=1000" in message
+        assert "OpenAI allows" in message
+        assert "resumes" not in message  # no contradictory advice appended
+        (folder,) = (tmp_path / "home" / "runs").iterdir()
+        jobs, withdrawn = runner.cancel(folder.name)
+        assert (jobs, withdrawn) == ([], ["gpt-image-2-1"])
+        summary = runner.collect(folder.name, options)
+        run = ledger.run(summary.run_id)
+    assert summary.counts == {"cancelled": 6}
+    assert run is not None
+    assert (run.status, run.spent, run.reserved) == ("collected", 0, 0)
+    assert sum(1 for kind, _job, _x in log if kind == "create") == 1  # the one OpenAI failed

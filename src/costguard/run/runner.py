@@ -440,6 +440,8 @@ class Runner:
         self, journal: Journal, outputs: Outputs, exc: ProviderError
     ) -> ProviderError:
         """Release the reservation when the provider accepted nothing; say what happened."""
+        if exc.quota and exc.rejected:  # a part larger than the quota: the message says it all
+            return exc
         accepted = [p for p in journal.parts if p.job_id]
         recorded = next(iter(outputs.lines()), None) is not None
         if exc.rejected and not accepted and not recorded and journal.status == "admitted":

@@ -19,6 +19,8 @@ from costguard.run.context import RunContext
 from costguard.run.plan import part_requests
 from costguard.run.quota import Quota, cap_key
 
+PROVIDER_NAMES = {"openai": "OpenAI", "gemini": "Gemini"}
+
 
 def submit_ready(ctx: RunContext, quota: Quota) -> int:
     """Create the jobs of the parts that fit now; return how many parts still wait."""
@@ -43,10 +45,11 @@ def submit_ready(ctx: RunContext, quota: Quota) -> int:
         if limit is not None and part.tokens is not None and part.tokens > limit:
             msg = (
                 f"part {part.id} counts up to {part.tokens:,} enqueued tokens, more than the "
-                f"{limit:,} {part.provider} allows {part.model}, so it can never be submitted; "
-                f"nothing of it was sent. Cancel this run (`costguard cancel {journal.run_id}`) "
-                f"and run the queue again with --new-run --max-enqueued-tokens "
-                f"{part.model}={limit}, which plans parts that fit"
+                f"{limit:,} {PROVIDER_NAMES.get(part.provider, part.provider)} allows "
+                f"{part.model}, so it can never be submitted; nothing of it was sent. Cancel "
+                f"this run (`costguard cancel {journal.run_id}`, then `costguard collect "
+                f"{journal.run_id}` settles what ran) and run the queue again with --new-run "
+                f"--max-enqueued-tokens {part.model}={limit}, which plans parts that fit"
             )
             raise ProviderError(msg, rejected=True, quota=True)
         journal.submitting(part)
