@@ -79,16 +79,28 @@ def _status(db: Tx, budget: Budget, at: datetime, *, rehearsals: bool = False) -
     owners.sort(key=lambda u: (-u.counted, u.owner))
     reserved_total = sum(reserved_by.values(), ZERO)
     spent_total = sum(spent_by.values(), ZERO)
+    return _budget_status(budget, (start, end), reserved_total, spent_total, len(held), owners)
+
+
+def _budget_status(
+    budget: Budget,
+    window: tuple[datetime | None, datetime | None],
+    reserved: Decimal,
+    spent: Decimal,
+    open_runs: int,
+    owners: list[OwnerUsage] | tuple[OwnerUsage, ...] = (),
+) -> BudgetStatus:
+    """A budget's totals in a window; what remains is the limit less both."""
     return BudgetStatus(
         name=budget.name,
         limit=budget.limit,
         period=budget.period,
-        period_start=start,
-        period_end=end,
-        reserved=reserved_total,
-        spent=spent_total,
-        remaining=budget.limit - reserved_total - spent_total,
-        open_runs=len(held),
+        period_start=window[0],
+        period_end=window[1],
+        reserved=reserved,
+        spent=spent,
+        remaining=budget.limit - reserved - spent,
+        open_runs=open_runs,
         owners=tuple(owners),
     )
 
@@ -115,18 +127,7 @@ def _admission_status(db: Tx, budget: Budget, at: datetime) -> BudgetStatus:
             _, used = held.get(row["run_id"], (ZERO, ZERO))
             held[row["run_id"]] = (Decimal(row["estimate_usd"]), used + amount)
     reserved = sum((max(estimate - used, ZERO) for estimate, used in held.values()), ZERO)
-    return BudgetStatus(
-        name=budget.name,
-        limit=budget.limit,
-        period=budget.period,
-        period_start=start,
-        period_end=end,
-        reserved=reserved,
-        spent=spent,
-        remaining=budget.limit - reserved - spent,
-        open_runs=len(held),
-        owners=(),
-    )
+    return _budget_status(budget, (start, end), reserved, spent, len(held))
 
 
 def _add_closed_spend(db: Tx, budget: str, spend: list[tuple[datetime, Decimal]]) -> None:
