@@ -136,12 +136,12 @@ def scheduler_time(work: Path, count: int, share: float) -> tuple[float, int]:
     """(the scheduler's own seconds per part, parts) for one in-process run of `count`."""
     import datetime as dt
 
+    from costguard.execution import schedule
+    from costguard.execution.options import QuietReporter, RunOptions
+    from costguard.execution.runner import Runner
     from costguard.ledger import open_ledger
     from costguard.pricing.loader import load_book
     from costguard.providers.openai import OpenAIProvider
-    from costguard.run import schedule
-    from costguard.run.options import QuietReporter, RunOptions
-    from costguard.run.runner import Runner
     from costguard.simulator import simulate
     from costguard.simulator.scenario import load_scenario
 
@@ -178,7 +178,7 @@ def scheduler_time(work: Path, count: int, share: float) -> tuple[float, int]:
             spent["loop"] += time.perf_counter() - began
 
     schedule.run_jobs = run_jobs  # type: ignore[assignment]
-    import costguard.run.runner as runner_module
+    import costguard.execution.runner as runner_module
 
     runner_module.run_jobs = run_jobs  # type: ignore[assignment]
     with (

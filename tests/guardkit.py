@@ -8,7 +8,7 @@ benchmark.
 - `upstream_jobs`: how many batch jobs an upstream (`costguard simulate serve`) holds, asked
   through its own list endpoints.
 
-`gateway_in_thread` builds the gateway from `costguard.guard.app` (`Guard`, `Book`,
+`gateway_in_thread` builds the gateway from `costguard.gateway.app` (`Guard`, `Book`,
 `create_guard_app`), as the CLI does.
 """
 
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import httpx
 
-from costguard.guard.app import Guard, GuardOptions, create_guard_app
-from costguard.guard.book import Book
+from costguard.gateway.app import Guard, GuardOptions, create_guard_app
+from costguard.gateway.book import Book
 from costguard.ledger import open_ledger
 from costguard.pricing.loader import load_book
 from costguard.simulator.server import app_in_thread

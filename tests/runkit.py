@@ -195,7 +195,7 @@ def token_price(book: RateBook, line: dict[str, Any], mode: str) -> Decimal:
 
 def check_images(out: Path, line: dict[str, Any], n: int) -> None:
     """An ok line names `n` files `<stem>.<ext>` (or `<stem>-<i>.<ext>`) that decode as images."""
-    from costguard.run.outputs import safe_name
+    from costguard.execution.outputs import safe_name
 
     stem = safe_name(line["key"])
     names = line["files"]

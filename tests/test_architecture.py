@@ -11,7 +11,7 @@ import pytest
 
 import costguard
 from costguard.errors import EXIT_CODES, CostguardError
-from costguard.run.journal import PART_TRANSITIONS, RUN_TRANSITIONS, Journal
+from costguard.execution.journal import PART_TRANSITIONS, RUN_TRANSITIONS, Journal
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "architecture.md"
 PACKAGE = Path(costguard.__file__).resolve().parent

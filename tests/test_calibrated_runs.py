@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+from costguard.execution.options import QuietReporter, RunOptions
+from costguard.execution.reconcile import explain, summary_json
+from costguard.execution.rundir import RunDir
+from costguard.execution.runner import Runner
 from costguard.ledger import Ledger, open_ledger
 from costguard.pricing.calibration import Calibration, Observation, calibrate
 from costguard.pricing.engine import RateBook
@@ -21,10 +25,6 @@ from costguard.providers.base import Provider
 from costguard.providers.gemini import GeminiProvider
 from costguard.providers.openai import OpenAIProvider
 from costguard.queue.estimate import price_queue
-from costguard.run.options import QuietReporter, RunOptions
-from costguard.run.reconcile import explain, summary_json
-from costguard.run.rundir import RunDir
-from costguard.run.runner import Runner
 from costguard.simulator import Simulator, simulate
 from runkit import AS_OF, GEMINI_LINES, OPENAI_LINES, by_key, scenario_file, write_queue
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from costguard.execution.catalog import resolve, why_kept
+from costguard.execution.journal import Journal, Part
+from costguard.execution.rundir import RunDir
 from costguard.ledger import Ledger, open_ledger
-from costguard.run.catalog import resolve, why_kept
-from costguard.run.journal import Journal, Part
-from costguard.run.rundir import RunDir
 from runkit import AS_OF, GEMINI_LINES, OPENAI_LINES, manifest, scenario_file, write_queue
 
 FAST = ["--poll-interval", "0.05", "--as-of", AS_OF.isoformat()]

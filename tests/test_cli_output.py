@@ -20,7 +20,7 @@ import typer
 from costguard.cli import output
 from costguard.cli.app import app
 from costguard.errors import CostguardError, OutputError, ProviderError, RateCardError
-from costguard.run.options import RunPendingError
+from costguard.execution.options import RunPendingError
 from runkit import AS_OF, OPENAI_LINES, scenario_file, write_queue
 
 FAST = ["--poll-interval", "0.05", "--as-of", AS_OF.isoformat()]

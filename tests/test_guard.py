@@ -15,8 +15,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from openai import APIStatusError, OpenAI
 
-from costguard.guard.app import Guard, GuardOptions, create_guard_app
-from costguard.guard.book import Book
+from costguard.gateway.app import Guard, GuardOptions, create_guard_app
+from costguard.gateway.book import Book
 from costguard.ledger import open_ledger
 from costguard.ledger.records import Run
 from costguard.pricing.loader import load_book
@@ -227,7 +227,7 @@ def test_budget_show_splits_gateway_spend_by_owner_never_showing_a_key(tmp_path:
     from typer.testing import CliRunner
 
     from costguard.cli.app import app
-    from costguard.guard.routes import owner_of
+    from costguard.gateway.routes import owner_of
 
     ledger = tmp_path / "ledger.sqlite3"
     with gateway(ledger) as (url, guard, _, _):
@@ -261,7 +261,7 @@ def test_budget_show_splits_gateway_spend_by_owner_never_showing_a_key(tmp_path:
 
 def test_max_usd_caps_what_one_gateway_admits_counting_settled_spend(tmp_path: Path) -> None:
     """`--max-usd`: maxima held plus spend settled, by this gateway process."""
-    from costguard.guard.price import Priced
+    from costguard.gateway.price import Priced
 
     ledger = open_ledger(tmp_path / "ledger.sqlite3")
     ledger.set_budget("team", usd=Decimal(100))

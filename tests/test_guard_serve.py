@@ -22,8 +22,8 @@ from google.genai import types
 from openai import APIStatusError, OpenAI
 
 import costguard
-from costguard.guard.app import Guard, GuardOptions
-from costguard.guard.serve import running
+from costguard.gateway.app import Guard, GuardOptions
+from costguard.gateway.serve import running
 from costguard.ledger import open_ledger
 from costguard.ledger.records import Run
 from costguard.proxy.server import app_in_thread
@@ -464,7 +464,7 @@ def test_a_job_admitted_by_another_gateway_is_settled_here(tmp_path: Path) -> No
 def test_a_batch_whose_job_id_was_never_recorded_gets_a_deadline(tmp_path: Path) -> None:
     """A batch run admitted but never given its job id (the gateway died after forwarding the
     create) is settled at its maximum, unreconciled, once 30 minutes and the grace are over."""
-    from costguard.guard.price import Priced
+    from costguard.gateway.price import Priced
 
     ledger = tmp_path / "ledger.sqlite3"
     budget(ledger)

@@ -7,7 +7,7 @@ import json
 import random
 from typing import Any
 
-from costguard.guard.sinks import LONG_STRING, STAND_IN, Skeleton
+from costguard.gateway.sinks import LONG_STRING, STAND_IN, Skeleton
 
 
 def without_long_strings(value: Any) -> Any:

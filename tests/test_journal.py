@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from costguard.execution.files import write_atomic
+from costguard.execution.journal import Journal, JournalError, Part
+from costguard.execution.outputs import Outputs, safe_name
+from costguard.execution.rundir import RunBusyError, RunDir
 from costguard.providers.base import JobStatus
-from costguard.run.files import write_atomic
-from costguard.run.journal import Journal, JournalError, Part
-from costguard.run.outputs import Outputs, safe_name
-from costguard.run.rundir import RunBusyError, RunDir
 
 SAFE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -368,7 +368,7 @@ def test_out_folder_with_a_foreign_manifest_is_refused(tmp_path: Path) -> None:
 HOLDER = """
 import sys
 from pathlib import Path
-from costguard.run.rundir import RunDir
+from costguard.execution.rundir import RunDir
 rundir = RunDir(Path(sys.argv[1]))
 rundir.lock()
 print("locked", flush=True)

@@ -27,21 +27,21 @@ from pathlib import Path
 import pytest
 
 import costguard
-from costguard.ledger import open_ledger
-from costguard.money import usd_together
-from costguard.pricing.engine import RateBook
-from costguard.providers.base import Provider
-from costguard.providers.gemini import GeminiProvider
-from costguard.providers.openai import OpenAIProvider
-from costguard.run.options import RunOptions
-from costguard.run.progress import (
+from costguard.execution.options import RunOptions
+from costguard.execution.progress import (
     PROGRESS_INTERVAL_S,
     TICK_S,
     LineReporter,
     PartView,
     Snapshot,
 )
-from costguard.run.runner import Runner
+from costguard.execution.runner import Runner
+from costguard.ledger import open_ledger
+from costguard.money import usd_together
+from costguard.pricing.engine import RateBook
+from costguard.providers.base import Provider
+from costguard.providers.gemini import GeminiProvider
+from costguard.providers.openai import OpenAIProvider
 from costguard.simulator import simulate
 from runkit import AS_OF, GEMINI_LINES, OPENAI_LINES, cli_env, scenario_file, write_queue
 

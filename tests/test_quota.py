@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 
 from costguard.errors import UsageError
+from costguard.execution.journal import Journal, Part
+from costguard.execution.quota import Quota, cap_key, parse_limits
 from costguard.pricing.engine import RateBook, max_tokens
 from costguard.queue.reader import QueueReader
-from costguard.run.journal import Journal, Part
-from costguard.run.quota import Quota, cap_key, parse_limits
 from runkit import AS_OF, write_queue
 
 T0 = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -165,7 +165,7 @@ def lines(count: int, **extra: Any) -> list[dict[str, Any]]:
 def planned(
     tmp_path: Path, book: RateBook, rows: list[dict[str, Any]], **options: Any
 ) -> list[Part]:
-    from costguard.run.plan import plan
+    from costguard.execution.plan import plan
 
     queue = tmp_path / "queue.jsonl"
     write_queue(queue, rows)
@@ -308,12 +308,12 @@ def test_ten_parts_through_a_quota_that_holds_three(
 ) -> None:
     """All 10 parts finish; at most 3 run at once; no request is sent in two jobs that ran;
     the spend is counted once; waits are reported."""
+    from costguard.execution.options import QuietReporter, RunOptions
+    from costguard.execution.runner import Runner
     from costguard.ledger import open_ledger
     from costguard.providers.gemini import GeminiProvider
     from costguard.providers.openai import OpenAIProvider
     from costguard.report.build import report_facts, write_report
-    from costguard.run.options import QuietReporter, RunOptions
-    from costguard.run.runner import Runner
     from costguard.simulator import simulate
     from costguard.simulator.scenario import Quota as SimQuota
     from costguard.simulator.scenario import load_scenario
@@ -391,10 +391,10 @@ def test_cancel_withdraws_the_parts_waiting_for_quota_so_collect_never_sends_the
 ) -> None:
     """`cancel` on a detached run: its jobs are cancelled and its waiting parts withdrawn;
     `collect` records their requests as cancelled, at no cost, and creates no job."""
+    from costguard.execution.options import QuietReporter, RunOptions, RunPendingError
+    from costguard.execution.runner import Runner
     from costguard.ledger import open_ledger
     from costguard.providers.openai import OpenAIProvider
-    from costguard.run.options import QuietReporter, RunOptions, RunPendingError
-    from costguard.run.runner import Runner
     from costguard.simulator import simulate
     from costguard.simulator.scenario import load_scenario
     from runkit import by_key
@@ -446,10 +446,10 @@ def test_a_part_larger_than_the_limit_the_provider_names_stops_the_run_clearly(
     """OpenAI names a limit smaller than a whole part: the run stops (exit 8) saying how to
     plan parts that fit; `cancel` then `collect` settles it at $0, nothing more sent."""
     from costguard.errors import ProviderError
+    from costguard.execution.options import QuietReporter, RunOptions
+    from costguard.execution.runner import Runner
     from costguard.ledger import open_ledger
     from costguard.providers.openai import OpenAIProvider
-    from costguard.run.options import QuietReporter, RunOptions
-    from costguard.run.runner import Runner
     from costguard.simulator import simulate
     from costguard.simulator.scenario import Quota as SimQuota
     from costguard.simulator.scenario import load_scenario

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from costguard.execution.rundir import RunDir
 from costguard.ledger import open_ledger
-from costguard.run.rundir import RunDir
 from runkit import AS_OF, by_key, cli_env, finish, read_json, start, write_queue
 
 pytestmark = pytest.mark.slow

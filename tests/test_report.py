@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from costguard.execution.rundir import RunDir
 from costguard.ledger import Ledger, open_ledger
-from costguard.run.rundir import RunDir
 from runkit import AS_OF, GEMINI_LINES, OPENAI_LINES, by_key, scenario_file, write_queue
 
 MIXED = GEMINI_LINES + OPENAI_LINES

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from costguard.execution.options import RunOptions, run_id_for
+from costguard.execution.rundir import RunDir
 from costguard.ledger import open_ledger
 from costguard.queue.reader import NO_DEFAULTS
-from costguard.run.options import RunOptions, run_id_for
-from costguard.run.rundir import RunDir
 from costguard.simulator import Simulator
 from runkit import (
     AS_OF,

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 
 import textkit
+from costguard.execution.options import RunOptions, run_id_for
+from costguard.execution.rundir import RunDir
 from costguard.ledger import Ledger, open_ledger
 from costguard.money import usd, usd_together
 from costguard.pricing.engine import RateBook
 from costguard.queue.reader import NO_DEFAULTS
 from costguard.resources import home_dir
-from costguard.run.options import RunOptions, run_id_for
-from costguard.run.rundir import RunDir
 from costguard.simulator import simulate
 from runkit import (
     AS_OF,

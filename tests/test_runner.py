@@ -27,6 +27,11 @@ from costguard.errors import (
     QueueError,
     UsageError,
 )
+from costguard.execution.files import write_atomic
+from costguard.execution.options import QuietReporter, RunOptions, RunPendingError, run_id_for
+from costguard.execution.reconcile import Summary, explain
+from costguard.execution.rundir import RunDir
+from costguard.execution.runner import Runner
 from costguard.ledger import Ledger, SqliteLedger, open_ledger
 from costguard.money import usd_together
 from costguard.pricing.engine import RateBook
@@ -34,11 +39,6 @@ from costguard.providers.base import Provider
 from costguard.providers.gemini import GeminiProvider
 from costguard.providers.openai import OpenAIProvider
 from costguard.queue.estimate import price_queue
-from costguard.run.files import write_atomic
-from costguard.run.options import QuietReporter, RunOptions, RunPendingError, run_id_for
-from costguard.run.reconcile import Summary, explain
-from costguard.run.rundir import RunDir
-from costguard.run.runner import Runner
 from costguard.simulator import Simulator, simulate
 from runkit import (
     AS_OF,
@@ -553,7 +553,7 @@ def test_a_full_disk_while_saving_images_is_one_error_and_collect_finishes_later
 
     with simulate("succeeded", time_scale=0) as sim:
         runner, _ = make_runner(sim)
-        monkeypatch.setattr("costguard.run.outputs.write_atomic", full)
+        monkeypatch.setattr("costguard.execution.outputs.write_atomic", full)
         with pytest.raises(OutputError) as caught:
             runner.start(options(queue, out))
         assert OutputError.exit_code == 9

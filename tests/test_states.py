@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from costguard.execution.journal import Part
+from costguard.execution.progress import PART_STATES, part_state
 from costguard.providers.states import PROVIDER_STATES, TERMINAL, job_state
-from costguard.run.journal import Part
-from costguard.run.progress import PART_STATES, part_state
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 import textkit
+from costguard.execution.options import RunOptions, run_id_for
+from costguard.execution.rundir import RunDir
 from costguard.queue.reader import NO_DEFAULTS
-from costguard.run.options import RunOptions, run_id_for
-from costguard.run.rundir import RunDir
 from costguard.simulator import simulate
 from runkit import AS_OF, GEMINI_LINES, OPENAI_LINES, scenario_file, write_queue
 

@@ -27,10 +27,10 @@ from typing import Any
 
 import pytest
 
+from costguard.execution.options import RunOptions, run_id_for
 from costguard.ledger import Ledger, open_ledger
 from costguard.pricing.engine import RateBook
 from costguard.queue.estimate import price_queue
-from costguard.run.options import RunOptions, run_id_for
 from ledger_backends import BACKENDS, raw
 from pgserver import PgServer
 from runkit import (

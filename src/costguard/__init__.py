@@ -72,7 +72,7 @@ def guard(
         ...     client = OpenAI()                               # created inside the block
         ...     client.images.generate(model="gpt-image-2", prompt="a fox")
     """
-    from costguard.guard.serve import guarded
+    from costguard.gateway.serve import guarded
 
     return guarded(budget=budget, max_usd=max_usd, ledger=ledger, upstreams=upstreams, owner=owner)
 

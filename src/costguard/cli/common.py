@@ -21,11 +21,11 @@ from costguard.errors import UsageError
 from costguard.money import MAX_USD, ZERO, usd_exact
 
 if TYPE_CHECKING:
+    from costguard.execution.journal import Journal
     from costguard.ledger import Ledger
     from costguard.ledger.journals import JournalStore
     from costguard.pricing.calibration import Calibration
     from costguard.pricing.engine import RateBook
-    from costguard.run.journal import Journal
 
 
 class OutputOpt(StrEnum):
@@ -276,8 +276,8 @@ def resolve_run(text: str, store: JournalStore | None) -> str:
         UsageError: an ambiguous prefix (the runs it matches are named; exit 2).
         LedgerError: no such run (exit 5).
     """
+    from costguard.execution.catalog import resolve
     from costguard.resources import home_dir
-    from costguard.run.catalog import resolve
 
     return resolve(text, home_dir(), store)
 
@@ -285,8 +285,8 @@ def resolve_run(text: str, store: JournalStore | None) -> str:
 def complete_run(incomplete: str) -> list[tuple[str, str]]:
     """Shell completion of a RUN argument: this home's run ids (and `last`), newest first."""
     from costguard.errors import CostguardError
+    from costguard.execution.catalog import LAST, journals
     from costguard.resources import home_dir
-    from costguard.run.catalog import LAST, journals
 
     try:
         found = [

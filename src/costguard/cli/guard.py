@@ -1,4 +1,4 @@
-"""`costguard guard`: serve the budget gateway (`costguard.guard`) until Ctrl-C or SIGTERM.
+"""`costguard guard`: serve the budget gateway (`costguard.gateway`) until Ctrl-C or SIGTERM.
 
 Imports the gateway (uvicorn, httpx, starlette) only when the command runs, so `--help` stays
 fast.
@@ -30,7 +30,7 @@ environment, held in memory only)."""
 
 def parse_upstreams(values: list[str] | None) -> dict[str, str]:
     """`--upstream openai=URL` (repeatable) over the public endpoints; exit 2 when malformed."""
-    from costguard.guard.app import DEFAULT_UPSTREAMS
+    from costguard.gateway.app import DEFAULT_UPSTREAMS
 
     upstreams = dict(DEFAULT_UPSTREAMS)
     for value in values or []:
@@ -130,8 +130,8 @@ def guard(
     Stop with Ctrl-C (or SIGTERM). Keys pass through and are never stored or logged.
     """
     from costguard.cli.common import load_rate_book, open_cli_ledger
-    from costguard.guard.app import GuardOptions
-    from costguard.guard.serve import serve
+    from costguard.gateway.app import GuardOptions
+    from costguard.gateway.serve import serve
 
     if not 0 <= port <= MAX_PORT:
         msg = f"--port {port}: use a port in 0..{MAX_PORT} (0 picks a free one)"

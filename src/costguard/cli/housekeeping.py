@@ -28,10 +28,10 @@ from costguard.cli.common import (
 from costguard.errors import UsageError
 
 if TYPE_CHECKING:
+    from costguard.execution.catalog import Kept, Removed
+    from costguard.execution.journal import Journal
     from costguard.ledger.journals import JournalStore
     from costguard.ledger.records import Run
-    from costguard.run.catalog import Kept, Removed
-    from costguard.run.journal import Journal
 
 DryRunOpt = Annotated[
     bool,
@@ -94,8 +94,8 @@ def rm(
 
     Example: costguard runs rm run-b507 last --dry-run
     """
+    from costguard.execution.catalog import remove, resolve, sort_out
     from costguard.resources import home_dir
-    from costguard.run.catalog import remove, resolve, sort_out
 
     home = home_dir()
     with _catalog(_ledger_location(ctx, ledger)) as (store, record):
@@ -137,9 +137,9 @@ def prune(
 
     Example: costguard runs prune 30d --dry-run
     """
+    from costguard.execution.catalog import created_at, journals, remove, sort_out
+    from costguard.execution.rundir import RunBusyError
     from costguard.resources import home_dir
-    from costguard.run.catalog import created_at, journals, remove, sort_out
-    from costguard.run.rundir import RunBusyError
 
     cutoff = parse_moment(older_than, "OLDER_THAN")
     assert cutoff is not None  # parse_moment returns None only for None
@@ -160,20 +160,20 @@ def prune(
 
 
 def _journal(home: Path, store: JournalStore | None, run_id: str) -> Journal:
-    from costguard.run.catalog import runs_root
-    from costguard.run.rundir import RunDir
+    from costguard.execution.catalog import runs_root
+    from costguard.execution.rundir import RunDir
 
     return RunDir(runs_root(home) / run_id, store=store).load()
 
 
 def _would_go(journal: Journal) -> Removed:
-    from costguard.run.catalog import Removed, finished_status
+    from costguard.execution.catalog import Removed, finished_status
 
     return Removed(journal.run_id, journal.created, finished_status(journal), journal.out)
 
 
 def _kept(journal: Journal, reason: str) -> Kept:
-    from costguard.run.catalog import Kept
+    from costguard.execution.catalog import Kept
 
     return Kept(journal.run_id, journal.created, journal.status, reason)
 

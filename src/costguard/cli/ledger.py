@@ -317,7 +317,7 @@ def export(
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from costguard.run.files import write_atomic
+    from costguard.execution.files import write_atomic
 
     write_atomic(out, text.encode())
     typer.echo(f"wrote {count} {what.value} to {out}", err=True)

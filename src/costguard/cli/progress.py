@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from costguard.run.progress import (
+from costguard.execution.progress import (
     LineReporter,
     Reporter,
     Snapshot,

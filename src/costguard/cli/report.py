@@ -27,9 +27,9 @@ from costguard.cli.output import emit, fail
 from costguard.errors import CostguardError, UsageError
 
 if TYPE_CHECKING:
+    from costguard.execution.journal import Journal
     from costguard.ledger import Ledger
     from costguard.pricing.engine import RateBook
-    from costguard.run.journal import Journal
 
 MANY_THUMBNAILS = 500
 """From this many images on, say that thumbnails are being made (it takes seconds)."""
@@ -73,9 +73,9 @@ def report(
 
     Example: costguard report last --open
     """
+    from costguard.execution.rundir import RunDir
     from costguard.report.build import report_facts
     from costguard.resources import home_dir
-    from costguard.run.rundir import RunDir
 
     if open_page and output == ReportOutput.json:
         msg = "--open opens the page it writes; --output json writes none: give one of them"

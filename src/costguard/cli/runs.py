@@ -50,13 +50,13 @@ from costguard.errors import UsageError
 from costguard.resources import home_dir
 
 if TYPE_CHECKING:
+    from costguard.execution.journal import Journal, Part
+    from costguard.execution.options import RunOptions
+    from costguard.execution.progress import Reporter
+    from costguard.execution.reconcile import Summary
+    from costguard.execution.rundir import RunDir
+    from costguard.execution.runner import Runner
     from costguard.providers.base import Provider
-    from costguard.run.journal import Journal, Part
-    from costguard.run.options import RunOptions
-    from costguard.run.progress import Reporter
-    from costguard.run.reconcile import Summary
-    from costguard.run.rundir import RunDir
-    from costguard.run.runner import Runner
 
 SIMULATED_KEY = "costguard-simulated"
 """The API key sent to the in-process simulator (not a secret)."""
@@ -105,7 +105,7 @@ def _providers(simulated: bool):  # type: ignore[no-untyped-def]
 def _runner(
     pricing: list[Path] | None, ledger: str | None, reporter: Reporter, *, simulated: bool
 ) -> Runner:
-    from costguard.run.runner import Runner
+    from costguard.execution.runner import Runner
 
     return Runner(
         home=home_dir(),
@@ -284,8 +284,8 @@ def run(
     import datetime as dt
 
     from costguard.cli.settings import Settings
+    from costguard.execution.options import RunOptions, run_id_for
     from costguard.queue.reader import Defaults
-    from costguard.run.options import RunOptions, run_id_for
 
     date = parse_as_of(as_of) if as_of is not None else None
     chosen_budget = budget if budget is not None else (Settings().budget or None)
@@ -333,7 +333,7 @@ def run(
         retry_of=retry,
         nonce=dt.datetime.now(tz=dt.UTC).isoformat() if new_run else None,
     )
-    from costguard.run.options import RunPendingError
+    from costguard.execution.options import RunPendingError
 
     run_id = run_id_for(options)
     learned = calibration_wanted(calibrated)
@@ -427,8 +427,8 @@ def collect(
     Example: costguard collect run-3f2a9c0d1e7b
     """
     from costguard.cli.settings import Settings
-    from costguard.run.context import Clients
-    from costguard.run.options import RunOptions
+    from costguard.execution.context import Clients
+    from costguard.execution.options import RunOptions
 
     limits = Settings().quota_limits(max_enqueued_tokens)
     with progress_reporter(verbose=verbose, label=run_id) as reporter:
@@ -475,7 +475,7 @@ def _queue_file(queue: Path | None) -> Path:
 
 def _load_journal(run_id: str, ledger: str | None) -> Journal:
     """Run `run_id`'s journal, from this machine's runs or the shared ledger's."""
-    from costguard.run.rundir import RunDir
+    from costguard.execution.rundir import RunDir
 
     with shared_journals(ledger) as store:
         rundir = RunDir(home_dir() / "runs" / resolve_run(run_id, store), store=store)
@@ -504,8 +504,8 @@ def status(
 
     Example: costguard status run-3f2a9c0d1e7b --refresh
     """
-    from costguard.run.outputs import Outputs
-    from costguard.run.progress import part_state
+    from costguard.execution.outputs import Outputs
+    from costguard.execution.progress import part_state
 
     journal = _load_journal(run_id, ledger)
     journal, note = _refreshed(journal, ledger, refresh)
@@ -565,9 +565,9 @@ def _refreshed(
     come from: `ASKED`, a note saying why the provider was not asked, or None (no job is
     unfinished)."""
     from costguard.errors import ProviderError
-    from costguard.run.context import Clients
-    from costguard.run.poll import refresh
-    from costguard.run.rundir import RunBusyError, RunDir
+    from costguard.execution.context import Clients
+    from costguard.execution.poll import refresh
+    from costguard.execution.rundir import RunBusyError, RunDir
 
     running = [p for p in journal.parts if p.awaiting_job]
     if not running:
@@ -631,8 +631,8 @@ def _parts_table(
     the counts; `--wide` shows them all."""
     from costguard.cli import table
     from costguard.cli.table import Column
+    from costguard.execution.progress import count_text, part_state
     from costguard.money import usd
-    from costguard.run.progress import count_text, part_state
 
     columns = [
         Column("part"),
@@ -671,8 +671,8 @@ def cancel(
 
     Example: costguard cancel run-3f2a9c0d1e7b
     """
-    from costguard.run.context import Clients
-    from costguard.run.options import QuietReporter
+    from costguard.execution.context import Clients
+    from costguard.execution.options import QuietReporter
 
     quiet = QuietReporter(lambda text: typer.echo(text, err=True))
     runner = _runner(pricing, ledger, quiet, simulated=False)
@@ -715,7 +715,7 @@ def runs(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from costguard.run.catalog import journals as all_journals
+    from costguard.execution.catalog import journals as all_journals
 
     with shared_journals(ledger) as store:
         journals = all_journals(home_dir(), store)
@@ -734,9 +734,9 @@ def _run_row(journal: Journal) -> dict[str, Any]:
     """One run for `costguard runs`: how many requests came back ok and not ok (from its
     manifest, when it is on this machine) and what its collected parts cost (its journal, as
     recorded in the ledger)."""
+    from costguard.execution.journal import JournalError
+    from costguard.execution.outputs import Outputs
     from costguard.money import ZERO, plain
-    from costguard.run.journal import JournalError
-    from costguard.run.outputs import Outputs
 
     collected = [p for p in journal.parts if p.state == "collected" and p.cost_usd is not None]
     ok: int | None = 0
@@ -829,7 +829,7 @@ def _run_json(journal: Journal, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report(summary: Summary, output: str) -> None:
-    from costguard.run.reconcile import explain, summary_json
+    from costguard.execution.reconcile import explain, summary_json
 
     not_ok = {status: n for status, n in summary.counts.items() if status != "ok"}
     if output == "json":

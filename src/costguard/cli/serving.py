@@ -53,7 +53,7 @@ def clear_ready_file(ready_file: Path | None) -> None:
 def announce(where: dict[str, object], ready_file: Path | None, output: SummaryOutput) -> bool:
     """Write the ready file and, with `--output json`, the JSON line; True: print no banner."""
     if ready_file is not None:
-        from costguard.run.files import write_atomic
+        from costguard.execution.files import write_atomic
 
         try:
             write_atomic(ready_file, (json.dumps(where) + "\n").encode())

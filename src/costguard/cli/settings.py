@@ -45,7 +45,7 @@ class Settings(BaseSettings):
         Raises:
             UsageError: an item is not MODEL=N, naming the option or the setting.
         """
-        from costguard.run.quota import parse_limits
+        from costguard.execution.quota import parse_limits
 
         limits: dict[str, int] = {}
         for where, values in (

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from costguard.errors import LedgerError, OutputError
+from costguard.execution.files import write_atomic
+from costguard.execution.journal import Journal
 from costguard.ledger import Ledger
 from costguard.pricing.engine import RateBook
 from costguard.report.chart import spend_chart
@@ -26,8 +28,6 @@ from costguard.report.facts import gather
 from costguard.report.page import RUN_META, render
 from costguard.report.spend import SpendSeries, run_lifetime, spend_series
 from costguard.report.thumbs import make_thumbnails
-from costguard.run.files import write_atomic
-from costguard.run.journal import Journal
 
 PAGE = ("report", ".html")
 THUMBS = ("thumbs", "")

@@ -28,14 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from costguard.errors import CostguardError
+from costguard.execution.journal import Journal, Part
+from costguard.execution.options import file_sha256
+from costguard.execution.outputs import Outputs
+from costguard.execution.progress import part_state
+from costguard.execution.reconcile import Summary, summarize
 from costguard.money import ZERO, plain
 from costguard.pricing.engine import RateBook
 from costguard.queue.reader import Defaults, QueueReader
-from costguard.run.journal import Journal, Part
-from costguard.run.options import file_sha256
-from costguard.run.outputs import Outputs
-from costguard.run.progress import part_state
-from costguard.run.reconcile import Summary, summarize
 
 FORMAT = 1
 """The facts' format; a change that drops or renames a field bumps it."""

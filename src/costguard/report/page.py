@@ -17,10 +17,10 @@ from decimal import Decimal
 from html import escape
 from typing import Any
 
+from costguard.execution.progress import clock_text
 from costguard.money import usd, usd_together
 from costguard.report.facts import STATUSES
 from costguard.report.thumbs import Thumb
-from costguard.run.progress import clock_text
 
 RUN_META = "costguard-run"
 """The `<meta name=...>` naming the run a page reports: how costguard knows a page is its own."""

@@ -31,23 +31,23 @@ from costguard.errors import (
     ProviderError,
     UsageError,
 )
+from costguard.execution.collect import collect_part
+from costguard.execution.context import Clients, ProviderFactory, RunContext
+from costguard.execution.journal import Journal, JournalError
+from costguard.execution.options import CARD_MODE, RunOptions, file_sha256, run_id_for
+from costguard.execution.outputs import Outputs
+from costguard.execution.plan import plan
+from costguard.execution.progress import Reporter
+from costguard.execution.reconcile import Summary, finish
+from costguard.execution.rundir import RunBusyError, RunDir
+from costguard.execution.schedule import run_jobs
+from costguard.execution.sync import run_sync
 from costguard.ledger import Ledger
 from costguard.money import plain, usd, usd_together
 from costguard.pricing.budget import check
 from costguard.pricing.engine import RateBook
 from costguard.pricing.schema import Mode
 from costguard.queue.estimate import QueueEstimate, price_queue
-from costguard.run.collect import collect_part
-from costguard.run.context import Clients, ProviderFactory, RunContext
-from costguard.run.journal import Journal, JournalError
-from costguard.run.options import CARD_MODE, RunOptions, file_sha256, run_id_for
-from costguard.run.outputs import Outputs
-from costguard.run.plan import plan
-from costguard.run.progress import Reporter
-from costguard.run.reconcile import Summary, finish
-from costguard.run.rundir import RunBusyError, RunDir
-from costguard.run.schedule import run_jobs
-from costguard.run.sync import run_sync
 
 
 def _now() -> dt.datetime:

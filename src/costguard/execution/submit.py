@@ -15,9 +15,9 @@ stays as it is.
 from __future__ import annotations
 
 from costguard.errors import ProviderError
-from costguard.run.context import RunContext
-from costguard.run.plan import part_requests
-from costguard.run.quota import Quota, cap_key
+from costguard.execution.context import RunContext
+from costguard.execution.plan import part_requests
+from costguard.execution.quota import Quota, cap_key
 
 PROVIDER_NAMES = {"openai": "OpenAI", "gemini": "Gemini"}
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 if TYPE_CHECKING:
-    from costguard.guard.app import Guard
+    from costguard.gateway.app import Guard
 
 __all__ = ["Watcher", "job_url"]
 

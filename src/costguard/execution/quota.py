@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from costguard.run.journal import Journal, Part
+from costguard.execution.journal import Journal, Part
 
 __all__ = ["Quota", "cap_key", "parse_limits"]
 

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from costguard.errors import LedgerError
-from costguard.guard.price import Priced
+from costguard.gateway.price import Priced
 from costguard.ledger import Ledger
 from costguard.ledger.records import Admission, Run
 from costguard.money import ZERO, usd

@@ -29,8 +29,8 @@ from costguard.money import usd, usd_together
 from costguard.providers.states import JobState, job_state
 
 if TYPE_CHECKING:
+    from costguard.execution.journal import Journal, Part
     from costguard.providers.base import JobStatus
-    from costguard.run.journal import Journal, Part
 
 PROGRESS_INTERVAL_S = 60.0
 """Off a terminal, the longest wall time without a progress line while a run is driven."""

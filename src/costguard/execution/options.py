@@ -16,7 +16,7 @@ from costguard.pricing.schema import Mode
 from costguard.queue.reader import NO_DEFAULTS, Defaults, Format
 
 if TYPE_CHECKING:
-    from costguard.run.progress import Snapshot
+    from costguard.execution.progress import Snapshot
 
 
 RunMode = Literal["batch", "sync"]

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from costguard.errors import LedgerError, UsageError
-from costguard.run.journal import Journal, JournalError, journal_from
-from costguard.run.rundir import RunDir
+from costguard.execution.journal import Journal, JournalError, journal_from
+from costguard.execution.rundir import RunDir
 
 if TYPE_CHECKING:
     from costguard.ledger.journals import JournalStore

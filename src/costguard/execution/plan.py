@@ -14,12 +14,12 @@ import datetime as dt
 from collections.abc import Iterator
 
 from costguard.errors import UsageError
+from costguard.execution.context import queue_reader
+from costguard.execution.journal import Journal, Part
+from costguard.execution.outputs import safe_name
 from costguard.models import INLINE_IMAGE, ImageRequest
 from costguard.pricing.engine import RateBook, max_tokens
 from costguard.pricing.schema import ModelCard
-from costguard.run.context import queue_reader
-from costguard.run.journal import Journal, Part
-from costguard.run.outputs import safe_name
 
 LIMITS: dict[str, tuple[int, int]] = {
     "openai": (50_000, 200 * 1024 * 1024 - 1024 * 1024),

@@ -25,12 +25,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from costguard.guard import jobs, price
-from costguard.guard.book import Book
-from costguard.guard.price import Priced, UnpriceableError
-from costguard.guard.routes import PAID_BATCH, PAID_SYNC, key_of, owner_of, route_of
-from costguard.guard.sinks import NULL, Skeleton, Spool
-from costguard.guard.uploads import Uploads
+from costguard.gateway import jobs, price
+from costguard.gateway.book import Book
+from costguard.gateway.price import Priced, UnpriceableError
+from costguard.gateway.routes import PAID_BATCH, PAID_SYNC, key_of, owner_of, route_of
+from costguard.gateway.sinks import NULL, Skeleton, Spool
+from costguard.gateway.uploads import Uploads
 from costguard.ledger.records import Run
 from costguard.models import ImageRequest
 from costguard.money import usd

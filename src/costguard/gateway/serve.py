@@ -16,9 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from costguard.guard.app import DEFAULT_UPSTREAMS, Guard, GuardOptions, create_guard_app
-from costguard.guard.book import Book
-from costguard.guard.watch import Watcher
+from costguard.gateway.app import DEFAULT_UPSTREAMS, Guard, GuardOptions, create_guard_app
+from costguard.gateway.book import Book
+from costguard.gateway.watch import Watcher
 from costguard.proxy.server import Listening, app_in_thread, serve_app
 
 if TYPE_CHECKING:

@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from costguard.execution.journal import Journal
+from costguard.execution.progress import Reporter, Tracker
+from costguard.execution.rundir import RunDir
 from costguard.ledger import Ledger
 from costguard.pricing.calibration import Calibration
 from costguard.pricing.engine import RateBook
 from costguard.providers.base import Provider
 from costguard.queue.reader import Defaults, QueueReader
-from costguard.run.journal import Journal
-from costguard.run.progress import Reporter, Tracker
-from costguard.run.rundir import RunDir
 
 ProviderFactory = Callable[[str, Path], Provider]
 """(provider name, queue folder) -> a provider client."""

@@ -16,15 +16,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from costguard.execution.context import RunContext
+from costguard.execution.files import write_atomic
+from costguard.execution.journal import Journal, Part
+from costguard.execution.outputs import Outputs
+from costguard.execution.progress import clock_text
 from costguard.models import Usage
 from costguard.money import ZERO, plain
 from costguard.pricing.engine import RateBook, usage_cost
 from costguard.pricing.schema import Mode
-from costguard.run.context import RunContext
-from costguard.run.files import write_atomic
-from costguard.run.journal import Journal, Part
-from costguard.run.outputs import Outputs
-from costguard.run.progress import clock_text
 
 
 @dataclass

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from costguard.errors import OutputError, UsageError
-from costguard.run.files import write_atomic
-from costguard.run.journal import JournalError
+from costguard.execution.files import write_atomic
+from costguard.execution.journal import JournalError
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 _HASHED = re.compile(r"-[0-9a-f]{8}$")

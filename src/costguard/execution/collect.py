@@ -23,16 +23,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
+from costguard.execution.context import RunContext
+from costguard.execution.journal import Part
+from costguard.execution.options import CARD_MODE
+from costguard.execution.outputs import Outputs
+from costguard.execution.plan import part_requests
 from costguard.models import ImageRequest
 from costguard.money import ZERO, plain
 from costguard.pricing.calibration import Sample
 from costguard.pricing.engine import Totals, price, usage_cost
 from costguard.providers.base import Outcome
-from costguard.run.context import RunContext
-from costguard.run.journal import Part
-from costguard.run.options import CARD_MODE
-from costguard.run.outputs import Outputs
-from costguard.run.plan import part_requests
 
 
 def collect_part(ctx: RunContext, part: Part, outputs: Outputs, collected: set[str]) -> None:

@@ -8,10 +8,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from costguard.execution.context import RunContext
+from costguard.execution.journal import Journal
+from costguard.execution.progress import TICK_S
 from costguard.providers.base import JobStatus, Provider
-from costguard.run.context import RunContext
-from costguard.run.journal import Journal
-from costguard.run.progress import TICK_S
 
 
 def wait(ctx: RunContext, seconds: float) -> None:

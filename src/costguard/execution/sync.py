@@ -11,10 +11,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from threading import BoundedSemaphore, Lock
 
+from costguard.execution.collect import record, sample_of
+from costguard.execution.context import RunContext
+from costguard.execution.outputs import Outputs
 from costguard.models import ImageRequest
-from costguard.run.collect import record, sample_of
-from costguard.run.context import RunContext
-from costguard.run.outputs import Outputs
 
 
 def run_sync(ctx: RunContext, outputs: Outputs, collected: set[str], concurrency: int) -> None:

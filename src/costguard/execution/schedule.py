@@ -11,11 +11,11 @@ ends with `RunPendingError`: `costguard collect RUN` carries on.
 
 from __future__ import annotations
 
-from costguard.run.context import RunContext
-from costguard.run.options import RunOptions, RunPendingError
-from costguard.run.poll import refresh, wait
-from costguard.run.quota import Quota
-from costguard.run.submit import submit_ready
+from costguard.execution.context import RunContext
+from costguard.execution.options import RunOptions, RunPendingError
+from costguard.execution.poll import refresh, wait
+from costguard.execution.quota import Quota
+from costguard.execution.submit import submit_ready
 
 
 def run_jobs(ctx: RunContext, options: RunOptions) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from costguard.errors import CostguardError, LedgerError
-from costguard.run.files import write_atomic
-from costguard.run.journal import Journal, JournalError, journal_from
+from costguard.execution.files import write_atomic
+from costguard.execution.journal import Journal, JournalError, journal_from
 
 if TYPE_CHECKING:
     from costguard.ledger.journals import JournalStore
