@@ -64,7 +64,7 @@ def test_a_limit_that_is_not_model_equals_a_positive_number_is_refused(bad: str)
 def test_the_cli_names_the_setting_or_option_that_is_wrong(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from costguard.cli.settings import Settings
+    from costguard.api.settings import Settings
 
     monkeypatch.setenv("COSTGUARD_MAX_ENQUEUED_TOKENS", "gpt-image-2=1000")
     assert Settings().quota_limits(["gpt-image-2=500", "x=7"]) == {"gpt-image-2": 500, "x": 7}

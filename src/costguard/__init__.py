@@ -1,16 +1,32 @@
 """costguard: plan, cap and rehearse the spend of bulk image generation.
 
-The public API is re-exported here; everything else is an implementation detail. The
-simulator is imported lazily, so `import costguard` stays cheap.
+The public API is what this module exports (`__all__`); everything else is internal and may
+change. `docs/python-api.md` shows it at work. Every name but the errors is imported on first
+use, so `import costguard` stays cheap:
+
+- `estimate(requests)` -> `Estimate`, `price(model, size=...)` -> `Price`: the rate cards'
+  figures, as `costguard estimate` / `costguard prices` give them.
+- `Ledger.open()` -> `.budget(name).reserve(amount)` -> `Reservation`, then
+  `Ledger.settle(id, amount)` / `release(id)`, from any process.
+- `run(queue, max_usd=...)` -> `Summary`: the whole `costguard run` cycle in-process.
+- `guard(budget=...)`: the budget gateway for the SDK calls made in a block.
+- `simulate()`: the offline simulator answering the official SDKs in-process.
+
+No public name equals a submodule of `costguard` (`tests/test_python_api.py` checks it), so
+importing any submodule can never shadow a function here.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from costguard.errors import (
     BudgetExceededError,
     CostguardError,
+    LedgerError,
+    ModelUnavailableError,
+    ProviderError,
     QueueError,
     RateCardError,
     UsageError,
@@ -21,17 +37,64 @@ if TYPE_CHECKING:
     from decimal import Decimal
     from pathlib import Path
 
+    from costguard.api.budgets import Budget, Ledger, Reservation, ReservationWarning
+    from costguard.api.estimating import Estimate, EstimateGroup, Price, estimate, price
+    from costguard.api.requests import ImageRequest
+    from costguard.api.running import run
+    from costguard.execution.options import RunPendingError
+    from costguard.execution.reconcile import Summary
+    from costguard.ledger.records import BudgetStatus
+    from costguard.pricing.engine import Cost
     from costguard.simulator import Simulator, simulate
 
+_LAZY = {
+    "estimate": "costguard.api.estimating",
+    "price": "costguard.api.estimating",
+    "Estimate": "costguard.api.estimating",
+    "EstimateGroup": "costguard.api.estimating",
+    "Price": "costguard.api.estimating",
+    "Cost": "costguard.pricing.engine",
+    "ImageRequest": "costguard.api.requests",
+    "Ledger": "costguard.api.budgets",
+    "Budget": "costguard.api.budgets",
+    "Reservation": "costguard.api.budgets",
+    "ReservationWarning": "costguard.api.budgets",
+    "BudgetStatus": "costguard.ledger.records",
+    "run": "costguard.api.running",
+    "Summary": "costguard.execution.reconcile",
+    "RunPendingError": "costguard.execution.options",
+    "simulate": "costguard.simulator",
+    "Simulator": "costguard.simulator",
+}
+"""Public name -> the module it comes from, imported on first use."""
+
 __all__ = [
+    "Budget",
     "BudgetExceededError",
+    "BudgetStatus",
+    "Cost",
     "CostguardError",
+    "Estimate",
+    "EstimateGroup",
+    "ImageRequest",
+    "Ledger",
+    "LedgerError",
+    "ModelUnavailableError",
+    "Price",
+    "ProviderError",
     "QueueError",
     "RateCardError",
+    "Reservation",
+    "ReservationWarning",
+    "RunPendingError",
     "Simulator",
+    "Summary",
     "UsageError",
     "__version__",
+    "estimate",
     "guard",
+    "price",
+    "run",
     "simulate",
 ]
 
@@ -78,14 +141,19 @@ def guard(
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy attributes: `__version__`, `simulate`, `Simulator`."""
+    """The lazily imported public names, and `__version__`."""
     if name == "__version__":
         from importlib.metadata import version
 
         return version("costguard")
-    if name in ("simulate", "Simulator"):
-        from costguard import simulator
+    where = _LAZY.get(name)
+    if where is None:
+        msg = f"module 'costguard' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = getattr(import_module(where), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return getattr(simulator, name)
-    msg = f"module 'costguard' has no attribute {name!r}"
-    raise AttributeError(msg)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

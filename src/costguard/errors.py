@@ -79,6 +79,23 @@ class QueueError(CostguardError):
         """One line per distinct error, as `ErrorGroup.where` gives it."""
         return [group.where() for group in self.groups]
 
+    @property
+    def file(self) -> str | None:
+        """The queue the first error is in (`<requests>` for requests given in memory)."""
+        return self.groups[0].file if self.groups else None
+
+    @property
+    def line(self) -> int | None:
+        """The line of the first error (for requests given in memory, the request's 1-based
+        position); None for an error of the queue as a whole."""
+        first = self.groups[0] if self.groups else None
+        return first.lines[0] if first and first.lines and first.lines[0] else None
+
+    @property
+    def field(self) -> str | None:
+        """The field of the first error (`model`, `body.size`, ...)."""
+        return self.groups[0].field if self.groups else None
+
 
 class RateCardError(CostguardError):
     """A rate card is broken or missing, or no card covers a model at the date asked."""

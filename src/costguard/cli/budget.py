@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from costguard.cli.common import LedgerOpt, open_cli_ledger, parse_usd
+from costguard.api.setup import open_configured_ledger
+from costguard.cli.common import LedgerOpt, parse_usd
 from costguard.cli.output import emit
 from costguard.errors import UsageError
 
@@ -176,7 +177,7 @@ def set_budget(
     if not name.strip():
         msg = "--name: give a budget name, e.g. default"
         raise UsageError(msg)
-    with open_cli_ledger(ledger) as book:
+    with open_configured_ledger(ledger) as book:
         budget = book.set_budget(name, usd=limit, period=period.value)
         if output is ShowOutputOpt.json:
             from costguard.money import plain
@@ -215,7 +216,7 @@ def show(
     Example: costguard budget show --output json
     """
     moment = _moment(at)
-    with open_cli_ledger(ledger) as book:
+    with open_configured_ledger(ledger) as book:
         statuses = [book.status(name, at=moment)] if name is not None else book.statuses(at=moment)
         path = book.location
     if output is ShowOutputOpt.json:

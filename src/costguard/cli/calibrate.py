@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from costguard.api.setup import load_rate_book
 from costguard.cli.common import (
     AsOfOpt,
     LedgerOpt,
@@ -20,7 +21,6 @@ from costguard.cli.common import (
     SummaryOutput,
     WideOpt,
     load_calibration,
-    load_rate_book,
     open_calibration_ledger,
     parse_as_of,
 )

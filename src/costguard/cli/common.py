@@ -10,22 +10,22 @@ import contextlib
 import datetime as dt
 import re
 from collections.abc import Iterator
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard.api.setup import open_configured_ledger
+from costguard.api.values import as_date, as_usd
 from costguard.errors import UsageError
-from costguard.money import MAX_USD, ZERO, usd_exact
 
 if TYPE_CHECKING:
     from costguard.execution.journal import Journal
     from costguard.ledger import Ledger
     from costguard.ledger.journals import JournalStore
     from costguard.pricing.calibration import Calibration
-    from costguard.pricing.engine import RateBook
 
 
 class OutputOpt(StrEnum):
@@ -82,37 +82,12 @@ FormatOption = Annotated[
 
 def parse_as_of(value: str | None) -> dt.date:
     """`--as-of` as a date (today, UTC, when not given)."""
-    if value is None:
-        return dt.datetime.now(tz=dt.UTC).date()
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        msg = f"--as-of: {value!r} is not a date (YYYY-MM-DD)"
-        raise UsageError(msg) from None
+    return as_date(value, "--as-of")
 
 
 def parse_usd(value: str, option: str) -> Decimal:
     """A USD amount given on the command line, exactly: 0 to `MAX_USD` (`$`, `,`, `_` allowed)."""
-    text = value.strip().removeprefix("$").replace(",", "").replace("_", "")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        amount = Decimal("NaN")
-    if not amount.is_finite() or not ZERO <= amount <= MAX_USD:
-        msg = (
-            f"{option}: {value!r} is not an amount in USD; give one from 0 to "
-            f"{usd_exact(MAX_USD)}, like 500 or 12.50"
-        )
-        raise UsageError(msg)
-    return amount
-
-
-def load_rate_book(pricing: list[Path] | None) -> RateBook:
-    """Shipped cards, then COSTGUARD_PRICING_DIR, then each --pricing folder (later wins)."""
-    from costguard.cli.settings import Settings
-    from costguard.pricing.loader import load_book
-
-    return load_book([*Settings().pricing_dirs(), *(pricing or [])])
+    return as_usd(value, option)
 
 
 LedgerOpt = Annotated[
@@ -124,18 +99,6 @@ LedgerOpt = Annotated[
         "COSTGUARD_LEDGER_URL, else COSTGUARD_LEDGER, else <COSTGUARD_HOME>/ledger.sqlite3).",
     ),
 ]
-
-
-def open_cli_ledger(location: str | None, *, migrate: bool = True) -> Ledger:
-    """The ledger a command names: `--ledger`, else `COSTGUARD_LEDGER_URL`, else
-    `COSTGUARD_LEDGER`, else `<COSTGUARD_HOME>/ledger.sqlite3`."""
-    from costguard.cli.settings import Settings
-    from costguard.ledger import default_path, open_ledger
-
-    settings = Settings()
-    chosen = settings.ledger_location(location)
-    where = chosen if chosen is not None else default_path(settings.home)
-    return open_ledger(where, migrate=migrate)
 
 
 _AGO = re.compile(r"^(\d+)\s*([dhw])$")
@@ -184,7 +147,7 @@ CalibratedOpt = Annotated[
 
 def calibration_wanted(flag: bool | None) -> bool:
     """`--calibrated` (or `--no-calibrated`) if given, else the `COSTGUARD_CALIBRATED` setting."""
-    from costguard.cli.settings import Settings
+    from costguard.api.settings import Settings
 
     return flag if flag is not None else Settings().calibrated_default()
 
@@ -200,7 +163,7 @@ def calibration_for(flag: bool | None, location: str | None) -> Calibration | No
 
 def load_calibration(ledger: Ledger, since: str | None = None) -> Calibration:
     """What `ledger`'s real runs teach since `since` (else `COSTGUARD_CALIBRATION_SINCE`)."""
-    from costguard.cli.settings import Settings
+    from costguard.api.settings import Settings
 
     if since is not None:
         return ledger.calibration(since=parse_moment(since, "--since"))
@@ -215,7 +178,7 @@ def open_calibration_ledger(location: str | None) -> Ledger:
     to be calibrated is never quietly priced from the card instead.
     """
     require_ledger(location)
-    return open_cli_ledger(location)
+    return open_configured_ledger(location)
 
 
 def require_ledger(location: str | None) -> None:
@@ -224,7 +187,7 @@ def require_ledger(location: str | None) -> None:
     Raises:
         LedgerError: the location is no valid ledger location, or names no ledger file.
     """
-    from costguard.cli.settings import Settings
+    from costguard.api.settings import Settings
     from costguard.errors import LedgerError
     from costguard.ledger import default_path, resolve_location
 
@@ -242,13 +205,13 @@ def require_ledger(location: str | None) -> None:
 @contextlib.contextmanager
 def shared_journals(location: str | None) -> Iterator[JournalStore | None]:
     """The shared ledger's journal store (PostgreSQL), or None: journals are in the home."""
-    from costguard.cli.settings import Settings
+    from costguard.api.settings import Settings
     from costguard.ledger import is_url
 
     if not is_url(Settings().ledger_location(location)):
         yield None
         return
-    with open_cli_ledger(location) as book:
+    with open_configured_ledger(location) as book:
         yield book.journals
 
 

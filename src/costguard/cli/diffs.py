@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from costguard.cli import render, table
 from costguard.cli.render import estimate_json
 from costguard.cli.table import Column
-from costguard.money import ZERO, plain, usd, usd_together
+from costguard.money import ZERO, usd, usd_together
 from costguard.pricing.engine import Cost
 from costguard.pricing.schema import MODES, Mode
+from costguard.queue.document import CLI_MODE, cost_json
 
 if TYPE_CHECKING:
     from costguard.pricing.engine import Estimate, Group, RateBook
@@ -68,7 +69,7 @@ def diff_markdown(
 ) -> str:
     """The change as GitHub-flavoured Markdown: the totals before, after and the change; the
     groups (folded); then the budget check and the new queue's notes."""
-    name = render.CLI_MODE[mode]
+    name = CLI_MODE[mode]
     before, after = change.before.estimate, change.after.estimate
     cells = _money_cells(before.total(mode), after.total(mode))
     expected, maximum = cells["expected"].split(ARROW), cells["max"].split(ARROW)
@@ -135,9 +136,7 @@ def diff_json(change: QueueDiff) -> dict[str, Any]:
             "requests": after.estimate.requests - before.estimate.requests,
             "images": after.estimate.images - before.estimate.images,
             "totals": {
-                render.CLI_MODE[m]: _cost_json(
-                    _delta(before.estimate.total(m), after.estimate.total(m))
-                )
+                CLI_MODE[m]: cost_json(_delta(before.estimate.total(m), after.estimate.total(m)))
                 for m in MODES
             },
         },
@@ -153,9 +152,7 @@ def diff_json(change: QueueDiff) -> dict[str, Any]:
                     "requests": _count(g.after, "requests") - _count(g.before, "requests"),
                     "images": _count(g.after, "images") - _count(g.before, "images"),
                     **{
-                        render.CLI_MODE[m]: _cost_json(
-                            _delta(_cost(g.before, m), _cost(g.after, m))
-                        )
+                        CLI_MODE[m]: cost_json(_delta(_cost(g.before, m), _cost(g.after, m)))
                         for m in MODES
                     },
                 },
@@ -167,7 +164,7 @@ def diff_json(change: QueueDiff) -> dict[str, Any]:
 
 def _rows(change: QueueDiff, mode: Mode, *, wide: bool) -> tuple[list[Column], list[list[str]]]:
     """Columns and rows (groups, then TOTAL) of the change in `mode`."""
-    name = render.CLI_MODE[mode]
+    name = CLI_MODE[mode]
     layout = [
         ("provider", Column("provider", wide=True)),
         ("model", Column("model")),
@@ -240,14 +237,8 @@ def _delta(before: Cost | None, after: Cost | None) -> Cost | None:
     return Cost(after.expected - before.expected, after.max - before.max)
 
 
-def _cost_json(cost: Cost | None) -> dict[str, str] | None:
-    if cost is None:
-        return None
-    return {"expected_usd": plain(cost.expected), "max_usd": plain(cost.max)}
-
-
 def _totals_json(estimate: Estimate) -> dict[str, dict[str, str] | None]:
-    return {render.CLI_MODE[m]: _cost_json(estimate.total(m)) for m in MODES}
+    return {CLI_MODE[m]: cost_json(estimate.total(m)) for m in MODES}
 
 
 def _group_json(group: Group | None) -> dict[str, Any] | None:
@@ -257,7 +248,7 @@ def _group_json(group: Group | None) -> dict[str, Any] | None:
         "rate_card": group.card_id,
         "requests": group.totals.requests,
         "images": group.totals.images,
-        **{render.CLI_MODE[m]: _cost_json(group.cost[m]) for m in MODES},
+        **{CLI_MODE[m]: cost_json(group.cost[m]) for m in MODES},
     }
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from costguard.api.setup import load_rate_book
 from costguard.cli.common import (
     AsOfOpt,
     AspectRatioOpt,
@@ -26,7 +27,6 @@ from costguard.cli.common import (
     SizeOpt,
     WideOpt,
     calibration_for,
-    load_rate_book,
     parse_as_of,
     parse_usd,
 )
@@ -134,8 +134,8 @@ def estimate(
     A queue on stdin: make-queue | costguard estimate - (relative image paths are relative to
     the current directory; errors name <stdin>:LINE).
     """
+    from costguard.api.settings import Settings
     from costguard.cli import diffs, render
-    from costguard.cli.settings import Settings
     from costguard.queue.estimate import advise, price_base, price_queue
     from costguard.queue.estimate import compare as compare_models
     from costguard.queue.estimate import diff as diff_queues

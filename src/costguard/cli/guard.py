@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard.api.setup import load_rate_book, open_configured_ledger
 from costguard.cli import serving
 from costguard.cli.common import LedgerOpt, PricingOpt, SummaryOutput, parse_usd
 from costguard.errors import UsageError
@@ -129,7 +130,6 @@ def guard(
     GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:PORT (Node: baseURL / httpOptions.baseUrl).
     Stop with Ctrl-C (or SIGTERM). Keys pass through and are never stored or logged.
     """
-    from costguard.cli.common import load_rate_book, open_cli_ledger
     from costguard.gateway.app import GuardOptions
     from costguard.gateway.serve import serve
 
@@ -181,7 +181,7 @@ def guard(
             )
         )
 
-    opened = open_cli_ledger(ledger)
+    opened = open_configured_ledger(ledger)
     try:
         with serving.removed_at_exit(ready_file):
             serve(

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard.api.setup import open_configured_ledger
 from costguard.cli.common import (
     LedgerOpt,
     SummaryOutput,
     complete_run,
-    open_cli_ledger,
     parse_moment,
 )
 from costguard.errors import UsageError
@@ -58,7 +58,7 @@ def _catalog(
 ) -> Iterator[tuple[JournalStore | None, Callable[[str], Run | None]]]:
     """The shared ledger's journal store (None: journals are in the home) and the ledger's
     record of a run. A ledger file not made yet holds no records, and is not created here."""
-    from costguard.cli.settings import Settings
+    from costguard.api.settings import Settings
     from costguard.ledger import default_path, resolve_location
 
     settings = Settings()
@@ -67,7 +67,7 @@ def _catalog(
     if isinstance(where, Path) and not where.is_file():
         yield None, lambda _run_id: None
         return
-    with open_cli_ledger(location) as book:
+    with open_configured_ledger(location) as book:
         yield book.journals, book.run
 
 

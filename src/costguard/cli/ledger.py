@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from costguard.api.setup import open_configured_ledger
 from costguard.cli.common import (
     LedgerOpt,
     OutputOpt,
     SinceOpt,
     SummaryOutput,
     WideOpt,
-    open_cli_ledger,
     parse_moment,
 )
 from costguard.cli.output import emit
@@ -69,7 +69,7 @@ def migrate(
 
     Example: costguard ledger migrate --ledger postgresql://ci@db.internal/costguard
     """
-    with open_cli_ledger(ledger, migrate=False) as book:
+    with open_configured_ledger(ledger, migrate=False) as book:
         applied = book.migrate()
         names = book.applied_migrations()
         where = book.location
@@ -227,7 +227,7 @@ def history(
     """
     start = parse_moment(since, "--since")
     end = parse_moment(until, "--until")
-    with open_cli_ledger(ledger) as book:
+    with open_configured_ledger(ledger) as book:
         runs = book.history(since=start, until=end, budget=budget, owner=owner)
         where = book.location
     if output is OutputOpt.json:
@@ -294,7 +294,7 @@ def export(
     """
     start = parse_moment(since, "--since")
     end = parse_moment(until, "--until")
-    with open_cli_ledger(ledger) as book:
+    with open_configured_ledger(ledger) as book:
         if what is ExportOpt.runs:
             records = [
                 _run_record(r) for r in book.history(since=start, until=end, rehearsals=False)

@@ -106,9 +106,9 @@ def costguard_error(exc: CostguardError) -> dict[str, Any]:
     if isinstance(exc, QueueError):
         first = exc.groups[0] if exc.groups else None
         details |= {
-            "file": first.file if first else None,
+            "file": exc.file,
             "line": first.lines[0] if first and first.lines else None,
-            "field": first.field if first else None,
+            "field": exc.field,
             "total": exc.total,
             "unlisted": exc.unlisted,
             "errors": [

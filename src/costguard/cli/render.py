@@ -19,17 +19,16 @@ from costguard.pricing.engine import (
     FACT_NAMES,
     Cost,
     Estimate,
-    Group,
     RateBook,
     image_unit_price,
     output_image_tokens,
 )
 from costguard.pricing.schema import MODES, Mode, ModelCard, RateCard
+from costguard.queue.document import CLI_MODE, estimate_document
 from costguard.queue.estimate import Advice, QueueEstimate
 
 Output = Literal["table", "json", "csv"]
 ModeChoice = Literal["batch", "sync", "both"]
-CLI_MODE: dict[Mode, str] = {"standard": "sync", "batch": "batch"}
 NA = "n/a"
 
 
@@ -352,12 +351,6 @@ def advice_lines(advice: Advice, mode: Mode) -> list[str]:
     return out
 
 
-def _cost_json(cost: Cost | None) -> dict[str, str] | None:
-    if cost is None:
-        return None
-    return {"expected_usd": plain(cost.expected), "max_usd": plain(cost.max)}
-
-
 def estimate_json(
     queue: QueueEstimate,
     *,
@@ -372,86 +365,6 @@ def estimate_json(
         queue, budget=budget, budget_mode=budget_mode, comparisons=comparisons, extra=extra
     )
     return json.dumps(document, indent=2)
-
-
-def estimate_document(
-    queue: QueueEstimate,
-    *,
-    budget: Advice | None = None,
-    budget_mode: Mode = "batch",
-    comparisons: list[Estimate] = (),  # type: ignore[assignment]
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The estimate as a JSON document (`estimate --output json`)."""
-    est = queue.estimate
-    payload: dict[str, Any] = {
-        "queue": str(queue.path),
-        "format": queue.format,
-        "requests": est.requests,
-        "images": est.images,
-        "as_of": est.as_of.isoformat(),
-        "rate_cards": est.rate_cards,
-        "totals": {CLI_MODE[m]: _cost_json(est.total(m)) for m in MODES},
-        "batch_saving": _cost_json(est.saving()),
-        "groups": [_group_json(g) for g in est.groups],
-        "warnings": queue.warnings,
-        "assumptions": [
-            {"model": a.model, "fact": a.fact, "assumed": a.assumed} for a in est.assumptions
-        ],
-    }
-    if queue.calibration is not None:
-        payload["calibration"] = queue.calibration_json()
-    if comparisons:
-        payload["compare"] = [
-            {
-                "models": sorted({g.model for g in other.groups}),
-                "totals": {CLI_MODE[m]: _cost_json(other.total(m)) for m in MODES},
-            }
-            for other in comparisons
-        ]
-    if budget is not None:
-        d = budget.decision
-        payload["budget"] = {
-            "max_usd": plain(d.limit),
-            "mode": CLI_MODE[budget_mode],
-            "fits": d.fits,
-            "needed_usd": plain(d.needed) if d.needed.is_finite() else None,
-            "shortfall_usd": plain(d.shortfall) if d.shortfall.is_finite() else None,
-            "first_requests_that_fit": budget.first_requests,
-            "cheaper_models": [{"model": m, "max_usd": plain(c)} for m, c in budget.cheaper_models],
-            "smaller_sizes": [
-                {
-                    "model": s.model,
-                    "size": s.size,
-                    "quality": s.quality,
-                    "instead": s.instead,
-                    "max_usd": plain(s.max_cost),
-                }
-                for s in budget.smaller_sizes
-            ],
-        }
-    payload |= extra or {}
-    return payload
-
-
-def _group_json(group: Group) -> dict[str, Any]:
-    return {
-        "provider": group.provider,
-        "model": group.model,
-        "size": group.size,
-        "quality": group.quality,
-        "rate_card": group.card_id,
-        "requests": group.totals.requests,
-        "images": group.totals.images,
-        "prompt_tokens": group.totals.prompt_tokens,
-        "prompt_tokens_max": group.totals.prompt_tokens_max,
-        "input_images": group.totals.input_images,
-        "unit_usd": {
-            CLI_MODE[m]: (plain(u) if (u := group.unit[m]) is not None else None) for m in MODES
-        },
-        "batch": _cost_json(group.cost["batch"]),
-        "sync": _cost_json(group.cost["standard"]),
-    }
 
 
 def estimate_csv(queue: QueueEstimate, modes: Sequence[Mode] = MODES) -> str:

@@ -13,25 +13,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from costguard.api.setup import load_rate_book, open_configured_ledger, report_page
 from costguard.cli.common import (
     LedgerOpt,
     PricingOpt,
     RunArg,
-    load_rate_book,
-    open_cli_ledger,
     resolve_run,
     same_ledger,
     shared_journals,
 )
 from costguard.cli.output import emit, fail
-from costguard.errors import CostguardError, UsageError
+from costguard.errors import UsageError
 
 if TYPE_CHECKING:
     from costguard.execution.journal import Journal
     from costguard.ledger import Ledger
     from costguard.pricing.engine import RateBook
 
-MANY_THUMBNAILS = 500
 """From this many images on, say that thumbnails are being made (it takes seconds)."""
 
 
@@ -86,12 +84,12 @@ def report(
         rundir.require()
         journal = rundir.load()
     book = load_rate_book(pricing)
-    with open_cli_ledger(ledger) as opened:
+    with open_configured_ledger(ledger) as opened:
         same_ledger(journal, opened)
         if output == ReportOutput.json:
             emit(report_facts(journal, book, opened, now=dt.datetime.now(dt.UTC)))
             return
-        page = _write(journal, book, opened)
+        page = report_page(journal, book, opened, note=lambda text: typer.echo(text, err=True))
     typer.echo(str(page))
     if open_page:
         import webbrowser
@@ -104,10 +102,10 @@ def write_run_report(journal: Journal, book: RateBook, ledger: Ledger) -> Path |
     """The report at the end of `run` / `collect`: its path, or None with a warning on stderr
     when it could not be written (the run's results are not affected). Ctrl-C exits 130,
     saying the run is done."""
+    from costguard.api.setup import write_report
+
     try:
-        return _write(journal, book, ledger)
-    except (CostguardError, OSError) as exc:
-        typer.echo(f"warning: report not written: {exc}", err=True)
+        return write_report(journal, book, ledger, note=lambda text: typer.echo(text, err=True))
     except KeyboardInterrupt:  # the run itself is done: say so, not that jobs keep running
         msg = (
             f"interrupted while writing the report: run {journal.run_id} itself is done "
@@ -115,24 +113,3 @@ def write_run_report(journal: Journal, book: RateBook, ledger: Ledger) -> Path |
             "the report"
         )
         raise fail(130, "interrupted", msg, prefix="", run_id=journal.run_id) from None
-    return None
-
-
-def _write(journal: Journal, book: RateBook, ledger: Ledger) -> Path:
-    from importlib.metadata import version
-
-    from costguard.report.build import write_report
-
-    images = int(journal.estimate["requests"])
-    if images >= MANY_THUMBNAILS:
-        typer.echo(f"report: making thumbnails of up to {images:,} images", err=True)
-    page = write_report(
-        journal, book, ledger, now=dt.datetime.now(dt.UTC), version=version("costguard")
-    )
-    if page.name != "report.html":
-        typer.echo(
-            f"note: {page.with_name('report.html')} was not written by costguard for this run: "
-            f"left as it is; the report is {page.name} beside it",
-            err=True,
-        )
-    return page

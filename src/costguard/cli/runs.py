@@ -11,7 +11,6 @@ import contextlib
 import getpass
 import json
 import os
-from collections.abc import Iterator
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from costguard.api import setup
+from costguard.api.setup import open_configured_ledger
 from costguard.cli.common import (
     AsOfOpt,
     AspectRatioOpt,
@@ -34,8 +35,6 @@ from costguard.cli.common import (
     calibration_wanted,
     complete_run,
     load_calibration,
-    load_rate_book,
-    open_cli_ledger,
     parse_as_of,
     parse_usd,
     require_ledger,
@@ -52,14 +51,9 @@ from costguard.resources import home_dir
 if TYPE_CHECKING:
     from costguard.execution.journal import Journal, Part
     from costguard.execution.options import RunOptions
-    from costguard.execution.progress import Reporter
     from costguard.execution.reconcile import Summary
     from costguard.execution.rundir import RunDir
-    from costguard.execution.runner import Runner
-    from costguard.providers.base import Provider
 
-SIMULATED_KEY = "costguard-simulated"
-"""The API key sent to the in-process simulator (not a secret)."""
 EXIT_INCOMPLETE = 7
 ASKED = "job states as the provider gave them just now"
 """`status`'s note when it asked the provider."""
@@ -70,68 +64,6 @@ class RunModeOpt(StrEnum):
 
     batch = "batch"
     sync = "sync"
-
-
-def _key_names(provider: str) -> tuple[str, ...]:
-    """The environment variables the provider's API key is read from, in order."""
-    return ("GEMINI_API_KEY", "GOOGLE_API_KEY") if provider == "gemini" else ("OPENAI_API_KEY",)
-
-
-def _key(provider: str) -> str:
-    """The provider's API key from the environment, never echoed anywhere."""
-    names = _key_names(provider)
-    for name in names:
-        value = os.environ.get(name)
-        if value:
-            return value
-    msg = f"no {provider} API key: set {' or '.join(names)}, or rehearse with --simulate"
-    raise UsageError(msg)
-
-
-def _providers(simulated: bool):  # type: ignore[no-untyped-def]
-    def make(name: str, base: Path) -> Provider:
-        key = SIMULATED_KEY if simulated else _key(name)
-        if name == "gemini":
-            from costguard.providers.gemini import GeminiProvider
-
-            return GeminiProvider(key, base=base)
-        from costguard.providers.openai import OpenAIProvider
-
-        return OpenAIProvider(key, base=base)
-
-    return make
-
-
-def _runner(
-    pricing: list[Path] | None, ledger: str | None, reporter: Reporter, *, simulated: bool
-) -> Runner:
-    from costguard.execution.runner import Runner
-
-    return Runner(
-        home=home_dir(),
-        ledger=open_cli_ledger(ledger),
-        book=load_rate_book(pricing),
-        providers=_providers(simulated),
-        reporter=reporter,
-    )
-
-
-def _has_key(provider: str) -> bool:
-    """Whether the provider's API key is set."""
-    return any(os.environ.get(name) for name in _key_names(provider))
-
-
-@contextlib.contextmanager
-def _maybe_simulated(scenario: str | None, state: Path) -> Iterator[None]:
-    """Run inside the in-process simulator (state saved after every call) when asked."""
-    if scenario is None:
-        yield
-        return
-    from costguard.simulator import simulate
-
-    state.parent.mkdir(parents=True, exist_ok=True)
-    with simulate(scenario, state=state, strict=False):
-        yield
 
 
 VerboseOpt = Annotated[
@@ -283,7 +215,7 @@ def run(
     """
     import datetime as dt
 
-    from costguard.cli.settings import Settings
+    from costguard.api.settings import Settings
     from costguard.execution.options import RunOptions, run_id_for
     from costguard.queue.reader import Defaults
 
@@ -296,7 +228,7 @@ def run(
             msg = f"give a queue or --retry {retry}, not both"
             raise UsageError(msg)
         retry = (earlier := _load_journal(retry, ledger)).run_id  # a prefix or `last`: the id
-        with open_cli_ledger(ledger) as opened:  # the retry is recorded where the run was
+        with open_configured_ledger(ledger) as opened:  # the retry is recorded where the run was
             same_ledger(earlier, opened)
         queue = Path(earlier.out) / "retry.jsonl"
         if not queue.is_file():
@@ -380,10 +312,12 @@ def _start(
     from dataclasses import replace
 
     with progress_reporter(verbose=verbose, label=run_id) as reporter:
-        runner = _runner(pricing, ledger, reporter, simulated=options.simulate is not None)
+        runner = setup.make_runner(
+            pricing, ledger, reporter, simulated=options.simulate is not None
+        )
         if learned:
             options = replace(options, calibration=load_calibration(runner.ledger))
-        with _maybe_simulated(options.simulate, runner.run_dir(run_id).simulator_state):
+        with setup.simulated(options.simulate, runner.run_dir(run_id).simulator_state):
             summary = runner.start(options, run_id)
     if page:
         summary.report = write_run_report(runner.run_dir(run_id).load(), runner.book, runner.ledger)
@@ -426,18 +360,18 @@ def collect(
 
     Example: costguard collect run-3f2a9c0d1e7b
     """
-    from costguard.cli.settings import Settings
+    from costguard.api.settings import Settings
     from costguard.execution.context import Clients
     from costguard.execution.options import RunOptions
 
     limits = Settings().quota_limits(max_enqueued_tokens)
     with progress_reporter(verbose=verbose, label=run_id) as reporter:
-        runner = _runner(pricing, ledger, reporter, simulated=False)
+        runner = setup.make_runner(pricing, ledger, reporter, simulated=False)
         run_id = resolve_run(run_id, runner.ledger.journals)
         journal = runner.run_dir(run_id).load() if runner.run_dir(run_id).exists else None
         simulated = journal.simulate if journal else None
         if simulated:
-            runner.clients = Clients(_providers(simulated=True))
+            runner.clients = Clients(setup.providers(simulated=True))
         options = RunOptions(
             queue=Path(journal.queue) if journal else Path(),
             max_usd=Decimal(0),
@@ -448,7 +382,7 @@ def collect(
             keep_raw=keep_raw,
             max_enqueued_tokens=limits,
         )
-        with _maybe_simulated(simulated, runner.run_dir(run_id).simulator_state):
+        with setup.simulated(simulated, runner.run_dir(run_id).simulator_state):
             summary = runner.collect(run_id, options, queue=queue, out=out)
     if not no_report:
         summary.report = write_run_report(runner.run_dir(run_id).load(), runner.book, runner.ledger)
@@ -584,9 +518,9 @@ def _refreshed(
             return journal, f"{recorded}: {busy} (it records them as it polls)"
         try:
             fresh = rundir.load()
-            clients = Clients(_providers(fresh.simulate is not None))
+            clients = Clients(setup.providers(simulated=fresh.simulate is not None))
             base = Path(fresh.queue).parent
-            with _maybe_simulated(fresh.simulate, rundir.simulator_state):
+            with setup.simulated(fresh.simulate, rundir.simulator_state):
                 refresh(fresh, lambda provider: clients.get(provider, base))
         except ProviderError as exc:
             if wanted:
@@ -608,9 +542,9 @@ def _cannot_ask(
         if not rundir.simulator_state.is_file():
             why = "its rehearsal's simulator state is on the machine that ran it"
     else:
-        keyless = sorted({p.provider for p in running if not _has_key(p.provider)})
+        keyless = sorted({p.provider for p in running if not setup.has_key(p.provider)})
         if keyless:
-            names = "; ".join(" or ".join(_key_names(p)) for p in keyless)
+            names = "; ".join(" or ".join(setup.key_names(p)) for p in keyless)
             why = f"no {' or '.join(keyless)} API key set to ask the provider ({names})"
     if why is not None and wanted:
         msg = f"cannot ask about run {journal.run_id}: {why}"
@@ -675,13 +609,13 @@ def cancel(
     from costguard.execution.options import QuietReporter
 
     quiet = QuietReporter(lambda text: typer.echo(text, err=True))
-    runner = _runner(pricing, ledger, quiet, simulated=False)
+    runner = setup.make_runner(pricing, ledger, quiet, simulated=False)
     run_id = resolve_run(run_id, runner.ledger.journals)
     runner.run_dir(run_id).require()
     journal = runner.run_dir(run_id).load()
     if journal.simulate:
-        runner.clients = Clients(_providers(simulated=True))
-    with _maybe_simulated(journal.simulate, runner.run_dir(run_id).simulator_state):
+        runner.clients = Clients(setup.providers(simulated=True))
+    with setup.simulated(journal.simulate, runner.run_dir(run_id).simulator_state):
         jobs, withdrawn = runner.cancel(run_id)
     if output == "json":
         emit({"run_id": run_id, "cancelled": jobs, "withdrawn": withdrawn})

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from costguard.errors import LedgerError
 from costguard.gateway.price import Priced
 from costguard.ledger import Ledger
 from costguard.ledger.records import Admission, Run
@@ -60,14 +59,7 @@ class Book:
     def check_budget(self) -> None:
         """Raise `LedgerError` (exit 5) when the budget is not set, naming those that are (as
         `run --budget` does): a mistyped name never runs unguarded."""
-        names = [budget.name for budget in self.ledger.budgets()]
-        if self.budget not in names:
-            known = ", ".join(repr(n) for n in names) if names else "none"
-            msg = (
-                f"no budget named {self.budget!r} (budgets set: {known}); set it with "
-                f"`costguard budget set --name {self.budget} --usd AMOUNT` or name another"
-            )
-            raise LedgerError(f"ledger {self.ledger.location}: {msg}")
+        self.ledger.require_budget(self.budget)
 
     def admit(self, priced: Priced, *, owner: str, meta: dict[str, Any]) -> Admission:
         """Reserve the call's maximum as a new run (refused: the run is recorded refused)."""

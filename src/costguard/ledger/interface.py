@@ -84,6 +84,23 @@ class Ledger(LedgerHistory, LedgerSamples):
         """Every budget, by name."""
         return self._read(lambda db: [_budget(row) for row in db.rows(_SELECT_BUDGETS)])
 
+    def require_budget(self, name: str) -> Budget:
+        """The budget `name`.
+
+        Raises:
+            LedgerError: No budget has that name; the message lists those set and how to set
+                it, so a mistyped name never runs with no limit.
+        """
+        found = {budget.name: budget for budget in self.budgets()}
+        if name not in found:
+            known = ", ".join(repr(n) for n in found) if found else "none"
+            msg = (
+                f"no budget named {name!r} (budgets set: {known}); set it with "
+                f"`costguard budget set --name {name} --usd AMOUNT` or name another"
+            )
+            raise self._fail(msg)
+        return found[name]
+
     def status(self, name: str = "default", *, at: datetime) -> BudgetStatus:
         """What budget `name` has used and left in its window containing `at`.
 

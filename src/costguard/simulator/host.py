@@ -458,6 +458,15 @@ def _plain_error(status: int, message: str) -> SimResponse:
     )
 
 
+_ACTIVE: list[Simulator] = []
+"""The simulators whose `simulate()` block is open in this process, innermost last."""
+
+
+def active() -> bool:
+    """Whether a `simulate()` block is answering this process's SDK calls now."""
+    return bool(_ACTIVE)
+
+
 @contextlib.contextmanager
 def simulate(
     scenario: str | Path | Scenario | None = None,
@@ -494,7 +503,11 @@ def simulate(
     if state is not None:
         sim.autosave = Path(state)
     with mock_transport(sim, base_urls=base_urls):
-        yield sim
+        _ACTIVE.append(sim)
+        try:
+            yield sim
+        finally:
+            _ACTIVE.remove(sim)
     problems = [*sim.failures, *sim.unmatched]
     if strict and problems:
         msg = f"{problems[0]} ({len(problems)} request(s) not simulated in all)"
