@@ -201,6 +201,28 @@ def main(examples: Path) -> int:
             raise AssertionError(msg)
         return "costguard.simulate() answered batches.list in-process"
 
+    def python_api() -> str:
+        code = f"""
+import costguard
+estimate = costguard.estimate({catalog!r})
+with costguard.Ledger.open() as ledger:
+    ledger.set_budget("smoke-api", 5)
+    hold = ledger.budget("smoke-api").reserve(estimate.max, owner="smoke")
+    ledger.settle(hold.id, estimate.batch.expected)
+    left = ledger.budget("smoke-api").remaining
+summary = costguard.run({catalog!r}, max_usd=1, simulate=True, out={str(work / "api-out")!r})
+print(estimate.requests, left, summary.counts.get("ok"), summary.report.name)
+"""
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise AssertionError(done.stderr.strip().splitlines()[-1])
+        requests, left, ok, page = done.stdout.split()
+        if requests != "12" or ok != "12" or page != "report.html":
+            raise AssertionError(f"unexpected: {done.stdout.strip()}")
+        return f"estimate, reserve + settle (${left} left of $5), run(simulate=True): {ok} ok"
+
     steps: list[tuple[str, Callable[[], str]]] = [
         ("no pytest", no_pytest),
         ("costguard estimate", estimate),
@@ -211,6 +233,7 @@ def main(examples: Path) -> int:
         ("costguard simulate serve + SDK call", serve_and_sdk_call),
         ("shell completion", completion),
         ("costguard.simulate() in-process", in_process_simulate),
+        ("Python API (estimate, Ledger, run)", python_api),
     ]
     failed = 0
     for name, step in steps:

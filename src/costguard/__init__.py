@@ -5,7 +5,8 @@ change. `docs/python-api.md` shows it at work. Every name but the errors is impo
 use, so `import costguard` stays cheap:
 
 - `estimate(requests)` -> `Estimate`, `price(model, size=...)` -> `Price`: the rate cards'
-  figures, as `costguard estimate` / `costguard prices` give them.
+  figures, as `costguard estimate` / `costguard prices` give them; `actual_cost(model, usage)`
+  prices what a provider reported.
 - `Ledger.open()` -> `.budget(name).reserve(amount)` -> `Reservation`, then
   `Ledger.settle(id, amount)` / `release(id)`, from any process.
 - `run(queue, max_usd=...)` -> `Summary`: the whole `costguard run` cycle in-process.
@@ -38,7 +39,14 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from costguard.api.budgets import Budget, Ledger, Reservation, ReservationWarning
-    from costguard.api.estimating import Estimate, EstimateGroup, Price, estimate, price
+    from costguard.api.estimating import (
+        Estimate,
+        EstimateGroup,
+        Price,
+        actual_cost,
+        estimate,
+        price,
+    )
     from costguard.api.requests import ImageRequest
     from costguard.api.running import run
     from costguard.execution.options import RunPendingError
@@ -48,6 +56,7 @@ if TYPE_CHECKING:
     from costguard.simulator import Simulator, simulate
 
 _LAZY = {
+    "actual_cost": "costguard.api.estimating",
     "estimate": "costguard.api.estimating",
     "price": "costguard.api.estimating",
     "Estimate": "costguard.api.estimating",
@@ -91,6 +100,7 @@ __all__ = [
     "Summary",
     "UsageError",
     "__version__",
+    "actual_cost",
     "estimate",
     "guard",
     "price",

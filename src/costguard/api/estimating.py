@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -265,6 +265,85 @@ def price(
         assumptions=tuple(_assumed(result.assumptions)),
         warning=resolved.warning,
     )
+
+
+def actual_cost(
+    model: str,
+    usage: Mapping[str, Any] | Any,
+    *,
+    size: str | None = None,
+    quality: str | None = None,
+    mode: Mode = "batch",
+    images: int = 1,
+    as_of: dt.date | str | None = None,
+    pricing: Sequence[str | Path] | None = None,
+) -> Decimal:
+    """What one request really cost, from the usage the provider reported for it: what to
+    settle a reservation with. Priced as costguard's own runs price their results.
+
+    Args:
+        model: The model the request ran on.
+        usage: The answer's usage as the provider gives it: OpenAI's `usage`
+            (`response.usage`, or its JSON) or Gemini's `usageMetadata`
+            (`response.usage_metadata`, or its JSON); SDK objects are read as their JSON.
+        size, quality: What the request asked for (default: the card's defaults); they price
+            the models billed per image.
+        mode: `batch` or `sync`: how the request was sent.
+        images: Images the answer returned (models billed per image).
+        as_of: The cards in force on this date (default: today, UTC).
+        pricing: Extra rate-card folders.
+
+    Raises:
+        ModelUnavailableError: The model is unknown on `as_of`.
+        UsageError: `usage` is no usage object, or the model is not sold in `mode`.
+    """
+    from costguard.api.setup import load_rate_book
+    from costguard.pricing.engine import usage_cost
+    from costguard.providers import gemini, openai
+
+    card_mode = _card_mode(mode)
+    at = as_date(as_of)
+    resolved = load_rate_book([Path(p) for p in pricing or ()]).resolve(model, at)
+    card = resolved.model
+    if card_mode not in card.modes:
+        raise UsageError(f"mode: {card.id} is not sold in {mode} mode")
+    raw = _json_of(usage)
+    if resolved.provider == "gemini":
+        counted = gemini.usage_of(_camel(raw))
+        if counted is not None:
+            counted = counted._replace(images=images)
+    else:
+        counted = openai.usage_of(raw, images)
+    if counted is None:
+        raise UsageError(f"usage: {type(usage).__name__} is no usage the provider reported")
+    return usage_cost(
+        card,
+        card_mode,
+        counted,
+        size=size if size is not None else card.default_size,
+        quality=quality if quality is not None else card.default_quality,
+    )
+
+
+def _json_of(usage: object) -> object:
+    """An SDK object as its JSON (pydantic models of both SDKs), anything else as it is."""
+    dump = getattr(usage, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", exclude_none=True)
+    return usage
+
+
+def _camel(raw: object) -> object:
+    """Gemini usage with snake_case keys (the Python SDK's fields) in the wire's camelCase."""
+    if isinstance(raw, list):
+        return [_camel(item) for item in raw]
+    if not isinstance(raw, dict):
+        return raw
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        head, *rest = str(key).split("_")
+        out[head + "".join(word.title() for word in rest)] = _camel(value)
+    return out
 
 
 def _estimate(

@@ -1,4 +1,4 @@
-"""Settings from the environment (`COSTGUARD_*`). Only the CLI builds them."""
+"""Settings from the environment (`COSTGUARD_*`): the defaults of the CLI and the Python API."""
 
 from __future__ import annotations
 

@@ -406,7 +406,7 @@ def parse_file_line(line: dict[str, Any]) -> Outcome:
 
 def parse_response(key: str, response: dict[str, Any]) -> Outcome:
     """A GenerateContentResponse (camelCase JSON) -> Outcome: images, refusals, usage."""
-    usage = _usage(response.get("usageMetadata"))
+    usage = usage_of(response.get("usageMetadata"))
     feedback = response.get("promptFeedback") or {}
     candidates = response.get("candidates") or []
     if not candidates:
@@ -428,7 +428,8 @@ def parse_response(key: str, response: dict[str, Any]) -> Outcome:
     return Outcome(key, "refused", reason=reason, usage=usage)
 
 
-def _usage(raw: object) -> Usage | None:
+def usage_of(raw: object) -> Usage | None:
+    """Token counts from a response's `usageMetadata` (None when it has none)."""
     if not isinstance(raw, dict):
         return None
 

@@ -242,13 +242,14 @@ def _success(key: str, body: dict[str, Any]) -> Outcome:
         for item in body.get("data") or []
         if item.get("b64_json")
     ]
-    usage = _usage(body.get("usage"), len(images))
+    usage = usage_of(body.get("usage"), len(images))
     if not images:
         return Outcome(key, "failed", reason="no image in the response", usage=usage)
     return Outcome(key, "ok", images, usage=usage)
 
 
-def _usage(raw: object, images: int) -> Usage | None:
+def usage_of(raw: object, images: int) -> Usage | None:
+    """Token counts from an images answer's `usage` (None when it has none)."""
     if not isinstance(raw, dict):
         return None
     inp = raw.get("input_tokens_details") or {}
