@@ -434,6 +434,10 @@ def test_run_rehearses_the_whole_cycle_resumes_and_never_charges_the_budget(
     assert (again.run_id, again.counts, again.actual) == (summary.run_id, {"ok": 3}, summary.actual)
     with costguard.Ledger.open() as ledger:
         status = ledger.budget("team").status()
+        with pytest.raises(costguard.LedgerError, match="admitted by `costguard run`"):
+            ledger.settle(summary.run_id, "0.01")  # a run settles itself: never twice
+        with pytest.raises(costguard.LedgerError, match="already closed"):
+            ledger.budget("team").reserve(1, run=summary.run_id)
     assert (status.spent, status.reserved) == (0, 0)
     queues = list((tmp_path / "costguard-home" / "queues").glob("*.jsonl"))
     assert len(queues) == 1

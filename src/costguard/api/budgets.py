@@ -14,8 +14,6 @@ durable ledger run: it has an id (`Reservation.id`), and `Ledger.settle(id, amou
 from __future__ import annotations
 
 import datetime as dt
-import getpass
-import os
 import uuid
 import warnings
 from decimal import Decimal
@@ -34,6 +32,8 @@ if TYPE_CHECKING:
 SETTLED_PART = "settled"
 """The part id a reservation's spend is recorded under (one amount per reservation)."""
 OPEN = "open"
+API_MARK = "reservation"
+"""The meta key that marks a ledger run as a reservation made here (settled by its holder)."""
 
 
 class ReservationWarning(UserWarning):
@@ -126,6 +126,7 @@ class Ledger:
                 another amount, or `status` is `open` or `refused`.
         """
         spent = as_usd(amount, "amount")
+        self._run(reservation_id)
         run = self._store.settle_call(reservation_id, SETTLED_PART, spent, status=status, at=_now())
         return Reservation._from_run(self, run)
 
@@ -136,13 +137,27 @@ class Ledger:
         Raises:
             LedgerError: No such reservation.
         """
+        self._run(reservation_id)
         run = self._store.release(reservation_id, at=_now(), reason=reason)
         return Reservation._from_run(self, run)
 
     def _run(self, reservation_id: str) -> Run:
+        """The ledger run of a reservation made with `Budget.reserve`.
+
+        Raises:
+            LedgerError: There is none; or the id is a run that `costguard run` or the gateway
+                admitted, which settle themselves (settling it here would count its spend twice).
+        """
         run = self._store.run(reservation_id)
         if run is None:
             raise LedgerError(f"ledger {self.location}: no reservation {reservation_id!r}")
+        if not run.meta.get(API_MARK):
+            by = "the gateway" if run.meta.get("gateway") else "`costguard run`"
+            msg = (
+                f"ledger {self.location}: {reservation_id!r} is a run admitted by {by}, not a "
+                "reservation: it settles itself (`costguard status` / `collect` show it)"
+            )
+            raise LedgerError(msg)
         return run
 
     def _status(self, name: str) -> BudgetStatus:
@@ -213,7 +228,9 @@ class Budget:
         run_id = run if run is not None else f"res-{uuid.uuid4().hex[:16]}"
         if not run_id.strip():
             raise UsageError("run: a reservation id cannot be empty")
-        who = owner or os.environ.get("COSTGUARD_OWNER") or getpass.getuser()
+        from costguard.api.setup import owner_of
+
+        who = owner_of(owner)
         admission = self.ledger._admit(
             self.name,
             needed,
@@ -221,7 +238,7 @@ class Budget:
             max_usd=cap,
             owner=who,
             rehearsal=rehearsal,
-            meta={"api": True, **(meta or {})},
+            meta={**(meta or {}), API_MARK: True},
         )
         if not admission.admitted:
             msg = f"budget {self.name!r} refused reservation {run_id}: {admission.reason}"

@@ -85,10 +85,20 @@ class Estimate:
     _document: dict[str, Any]
 
     @property
-    def max(self) -> Decimal | None:
-        """The maximum cost in `mode`: what a run in that mode reserves."""
+    def max(self) -> Decimal:
+        """The maximum cost in `mode`: what a run in that mode reserves.
+
+        Raises:
+            UsageError: A model in the queue is not sold in `mode` (then `batch` or `sync`
+                is None), so the queue cannot be sent that way.
+        """
         cost = self.batch if self.mode == "batch" else self.sync
-        return None if cost is None else cost.max
+        if cost is None:
+            msg = (
+                f"mode: the queue cannot be sent in {self.mode} mode: a model in it is not sold so"
+            )
+            raise UsageError(msg)
+        return cost.max
 
     def to_json(self) -> str:
         """The estimate as `costguard estimate --output json` prints it for the same queue and

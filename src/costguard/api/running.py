@@ -7,9 +7,7 @@ the CLI (`costguard collect RUN`) and the other way round.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -147,7 +145,7 @@ def run(
         retry_refused=retry_refused,
         budget=chosen_budget or "default",
         budget_required=chosen_budget is not None,
-        owner=owner or os.environ.get("COSTGUARD_OWNER") or getpass.getuser(),
+        owner=setup.owner_of(owner),
         concurrency=concurrency,
         max_requests_per_part=settings.part_size(max_requests_per_part),
         max_enqueued_tokens=limits,

@@ -53,6 +53,13 @@ def open_configured_ledger(location: str | Path | None, *, migrate: bool = True)
     return open_ledger(where, migrate=migrate)
 
 
+def owner_of(given: str | None) -> str:
+    """Who spend is recorded under: `given`, else `COSTGUARD_OWNER`, else the user's login."""
+    import getpass
+
+    return given or os.environ.get("COSTGUARD_OWNER") or getpass.getuser()
+
+
 def key_names(provider: str) -> tuple[str, ...]:
     """The environment variables the provider's API key is read from, in order."""
     return ("GEMINI_API_KEY", "GOOGLE_API_KEY") if provider == "gemini" else ("OPENAI_API_KEY",)

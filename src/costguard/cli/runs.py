@@ -8,9 +8,7 @@ beside the run's journal, so a killed simulated run resumes just as a real one w
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
-import os
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -256,7 +254,7 @@ def run(
         retry_refused=retry_refused,
         budget=chosen_budget or "default",
         budget_required=chosen_budget is not None,
-        owner=owner or os.environ.get("COSTGUARD_OWNER") or getpass.getuser(),
+        owner=setup.owner_of(owner),
         concurrency=concurrency,
         max_requests_per_part=Settings().part_size(max_requests_per_part),
         max_enqueued_tokens=Settings().quota_limits(max_enqueued_tokens),
