@@ -77,7 +77,10 @@ def api_key(provider: str) -> str:
         value = os.environ.get(name)
         if value:
             return value
-    msg = f"no {provider} API key: set {' or '.join(names)}, or rehearse with --simulate"
+    msg = (
+        f"no {provider} API key: set {' or '.join(names)}, or rehearse with --simulate "
+        "(costguard.run: simulate=True)"
+    )
     raise UsageError(msg)
 
 
