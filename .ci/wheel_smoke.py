@@ -210,7 +210,9 @@ with costguard.Ledger.open() as ledger:
     hold = ledger.budget("smoke-api").reserve(estimate.max, owner="smoke")
     ledger.settle(hold.id, estimate.batch.expected)
     left = ledger.budget("smoke-api").remaining
-summary = costguard.run({catalog!r}, max_usd=1, simulate=True, out={str(work / "api-out")!r})
+summary = costguard.run(
+    {catalog!r}, max_usd=1, simulate=True, new_run=True, out={str(work / "api-out")!r}
+)
 print(estimate.requests, left, summary.counts.get("ok"), summary.report.name)
 """
         done = subprocess.run(
