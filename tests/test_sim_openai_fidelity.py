@@ -270,3 +270,22 @@ def test_batch_lines_are_validated_the_same_way(env: Env) -> None:
     output = env.client.files.content(batch.output_file_id or "").text.splitlines()
     backgrounds = {json.loads(x)["custom_id"]: json.loads(x)["response"]["body"] for x in output}
     assert {k: v["background"] for k, v in backgrounds.items()} == {"c0": "opaque", "c2": "opaque"}
+
+
+def test_batch_lines_asking_to_stream_are_answered_whole(env: Env) -> None:
+    """A batch line with `stream` and `partial_images` gets one ImagesResponse, billed without
+    partial images (nothing was streamed)."""
+    body = {"model": "gpt-image-1.5", "prompt": "a fox", "quality": "low", "stream": True}
+    line = {"custom_id": "s", "method": "POST", "url": "/v1/images/generations"}
+    data = (json.dumps({**line, "body": {**body, "partial_images": 2}}) + "\n").encode()
+    file_id = env.client.files.create(file=("s.jsonl", data), purpose="batch").id
+    batch = env.client.batches.create(
+        input_file_id=file_id, endpoint="/v1/images/generations", completion_window="24h"
+    )
+    env.sim.advance(24 * 3600)
+    batch = env.client.batches.retrieve(batch.id)
+    (output,) = env.client.files.content(batch.output_file_id or "").text.splitlines()
+    answer = json.loads(output)["response"]["body"]
+    assert answer["usage"]["output_tokens"] == 272
+    assert batch.usage is not None
+    assert batch.usage.output_tokens == 272
