@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Developer tasks that need nothing but python3: `python3 dev.py TASK`.
 
-TASK is demo, test, lint, unit, bench, wheel-test or wheel-smoke.
+TASK is demo, test, lint, unit, bench, wheel-test, wheel-smoke or openai-suite.
 
 Each task creates `.venv` (and installs the project with its dev extras) when it is missing
 or when `pyproject.toml` changed since it was made.
@@ -24,6 +24,8 @@ SMOKE_VENV = ROOT / ".venv-smoke"
 LOCAL_ONLY = shutil.ignore_patterns("node_modules", "__pycache__")
 """What a user's own `npm install` (the guide's Node example) leaves in examples/: not copied."""
 BIN = "Scripts" if os.name == "nt" else "bin"
+CONSTRAINTS = ROOT / ".ci" / "openai-constraints.txt"
+"""The openai SDK version CI installs: the one whose own tests `.ci/openai_suite.py` runs."""
 
 
 def sh(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) -> None:
@@ -37,7 +39,8 @@ def sh(*args: str | Path, cwd: Path = ROOT, env: dict[str, str] | None = None) -
 def venv(path: Path = VENV, *, editable: bool = True) -> Path:
     """Create or refresh the virtual environment; return its bin directory."""
     stamp = path / ".costguard-stamp"
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    pinned = (ROOT / "pyproject.toml").read_bytes() + CONSTRAINTS.read_bytes()
+    digest = hashlib.sha256(pinned).hexdigest()
     bindir = path / BIN
     if stamp.is_file() and stamp.read_text() == digest and editable:
         return bindir
@@ -46,7 +49,7 @@ def venv(path: Path = VENV, *, editable: bool = True) -> Path:
     pip = (bindir / "python", "-m", "pip", "--disable-pip-version-check", "-q")
     sh(*pip, "install", "--upgrade", "pip")
     if editable:
-        sh(*pip, "install", "-e", ".[dev]")
+        sh(*pip, "install", "-e", ".[dev]", "-c", CONSTRAINTS)
         stamp.write_text(digest)
     return bindir
 
@@ -142,7 +145,7 @@ def wheel_test() -> None:
         shutil.rmtree(WHEEL_VENV)
     wbin = venv(WHEEL_VENV, editable=False)
     pip = (wbin / "python", "-m", "pip", "--disable-pip-version-check", "-q")
-    sh(*pip, "install", f"{wheel}[dev]")
+    sh(*pip, "install", f"{wheel}[dev]", "-c", CONSTRAINTS)
     work = stage(ROOT, Path(tempfile.mkdtemp(prefix="costguard-wheeltest-")))
     env = {**os.environ, "COSTGUARD_EXPECT_WHEEL": "1"}
     # The multi-process races and kill -9 tests (marked slow) exercise behaviour that does not
@@ -194,6 +197,13 @@ def test() -> None:
     wheel_test()
 
 
+def openai_suite() -> None:
+    """OpenAI's own SDK tests (from the pinned openai sdist) against `costguard simulate
+    serve`, every failure classified; `--quick` for the sync tests only."""
+    bindir = venv()
+    sh(bindir / "python", ROOT / ".ci" / "openai_suite.py", *sys.argv[2:])
+
+
 def bench() -> None:
     """The benchmarks in bench/, printing their figures."""
     bindir = venv()
@@ -209,6 +219,7 @@ TASKS = {
     "wheel-test": wheel_test,
     "wheel-smoke": wheel_smoke,
     "bench": bench,
+    "openai-suite": openai_suite,
 }
 
 if __name__ == "__main__":

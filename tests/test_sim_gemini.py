@@ -201,8 +201,9 @@ def check_response(
         assert images[0].mime_type == "image/png"
         assert decode_image(images[0].data or b"")[0] > 0
         assert usage.candidates_tokens_details is not None
-        assert usage.candidates_tokens_details[0].modality == types.MediaModality.IMAGE
-        assert usage.candidates_tokens_details[0].token_count == 1290
+        by_modality = {d.modality: d.token_count for d in usage.candidates_tokens_details}
+        assert by_modality[types.MediaModality.IMAGE] == 1290
+        assert sum(by_modality.values()) == usage.candidates_token_count
     elif kind == "PROMPT_BLOCKED":
         assert not response.candidates
         assert response.prompt_feedback is not None
@@ -504,7 +505,8 @@ def test_generate_content_usage_per_model_and_size(
     assert usage.prompt_token_count == prompt
     assert usage.candidates_token_count == image_tokens + text_tokens(texts[0] or "")
     assert [(d.modality, d.token_count) for d in usage.candidates_tokens_details or []] == [
-        (types.MediaModality.IMAGE, image_tokens)
+        (types.MediaModality.TEXT, text_tokens(texts[0] or "")),
+        (types.MediaModality.IMAGE, image_tokens),
     ]
     assert (usage.thoughts_token_count or 0) == thoughts
     assert usage.total_token_count == prompt + (usage.candidates_token_count or 0) + thoughts
@@ -984,6 +986,36 @@ def test_python_sdk_upload_sends_snake_case_and_gets_a_file(gem: Gem, tmp_path: 
 # ---------------------------------------------------------------------------------------------
 # Auth and errors
 # ---------------------------------------------------------------------------------------------
+
+
+def test_keyless_requests_with_gemini_signals_get_gemini_403(gem: Gem) -> None:
+    """A keyless request on a path both providers serve is Gemini's when it carries Gemini's
+    signals (Google's query parameters, `x-goog-*` headers): 403 PERMISSION_DENIED, not
+    OpenAI's 401."""
+    with gem.http() as http:
+        for answer in (
+            http.get("/v1/batches", params={"pageSize": 5}),
+            http.get("/v1/batches", params={"pageToken": "x"}),
+            http.get("/v1/batches", headers={"x-goog-api-client": "genai-py/3.6.1"}),
+        ):
+            assert answer.status_code == 403
+            assert answer.json()["error"]["status"] == "PERMISSION_DENIED"
+
+
+def test_image_only_answers_list_only_image_tokens(gem: Gem) -> None:
+    """With IMAGE alone asked for, candidatesTokensDetails lists IMAGE only (TEXT when asked,
+    see test_generate_content_usage_per_model_and_size)."""
+    client = gem.client()
+    response = client.models.generate_content(
+        model=MODEL,
+        contents="A lighthouse",
+        config=types.GenerateContentConfig(response_modalities=["IMAGE"]),
+    )
+    usage = response.usage_metadata
+    assert usage is not None
+    details = [(d.modality, d.token_count) for d in usage.candidates_tokens_details or []]
+    assert details == [(types.MediaModality.IMAGE, 1290)]
+    assert usage.candidates_token_count == 1290
 
 
 def test_missing_key_is_403_and_wrong_key_is_400(gem: Gem) -> None:

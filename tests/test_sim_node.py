@@ -44,7 +44,8 @@ def install_sdks(npm: str) -> None:
 
 @pytest.mark.node
 def test_node_openai_sdk_runs_a_batch_cycle() -> None:
-    """Node `openai` uploads, creates, polls, downloads, cancels and pages against the server."""
+    """Node `openai` uploads, creates, polls, downloads, cancels, pages and streams an image
+    generation (partial images, then the completed one) against the server."""
     node, npm = node_tools()
     install_sdks(npm)
     with serve_process("--api-key", KEY) as (base_url, _):
@@ -83,4 +84,9 @@ def test_node_openai_sdk_runs_a_batch_cycle() -> None:
         "code": "moderation_blocked",
         "type": "image_generation_user_error",
     }
+    assert report["streamed"] == [
+        {"type": "image_generation.partial_image", "index": 0, "tokens": None},
+        {"type": "image_generation.partial_image", "index": 1, "tokens": None},
+        {"type": "image_generation.completed", "index": None, "tokens": 272 + 2 * 100},
+    ]
     assert report["missing"] == 404

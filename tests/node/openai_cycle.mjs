@@ -70,6 +70,12 @@ try {
 } catch (e) {
   refusal = { status: e.status, code: e.code, type: e.type };
 }
+// streamed generate: partial images, then the completed image (the SDK's SSE parser)
+const streamed = [];
+const stream = await client.images.generate({
+  model: 'gpt-image-1.5', prompt: 'a red fox', stream: true, partial_images: 2, quality: 'low',
+});
+for await (const event of stream) streamed.push({ type: event.type, index: event.partial_image_index ?? null, tokens: event.usage?.output_tokens ?? null });
 let missing = null;
 try {
   await client.batches.retrieve('batch_does_not_exist');
@@ -93,5 +99,6 @@ console.log(JSON.stringify({
   created: [created.id, doomed.id, slow.id],
   image: { usage: image.usage, png: Buffer.from(image.data[0].b64_json, 'base64').subarray(0, 8).equals(PNG) },
   refusal,
+  streamed,
   missing,
 }));

@@ -20,6 +20,11 @@ PROVIDER_HOSTS = {
 
 _GEMINI_PATH = re.compile(r"^/(?:v1beta|v1alpha|upload|download)/|^/v1/models/|:[A-Za-z]+$")
 
+_GEMINI_QUERY = frozenset(
+    {"key", "pageSize", "pageToken", "alt", "$alt", "upload_id", "uploadType"}
+)
+"""Query parameters only Google's APIs use (OpenAI pages with `limit` / `after`)."""
+
 
 class Face(Protocol):
     """One provider's face: its routes, its auth, its error shape and its state."""
@@ -53,12 +58,20 @@ class Face(Protocol):
 
 
 def provider_of(request: SimRequest) -> str:
-    """Which provider a request is for: by host, then by Gemini's signals, else OpenAI."""
+    """Which provider a request is for: by host, then by Gemini's signals, else OpenAI.
+
+    Gemini's signals need no key, so a keyless request is told apart by them too: `x-goog-*`
+    headers, the google-genai user agent, Google's query parameters (`key`, `pageSize`,
+    `pageToken`, `alt`, ...) and Gemini-only paths. A request with none of them (a bare
+    `GET /v1/batches`) is OpenAI's.
+    """
     host = urlsplit(request.base_url).hostname or ""
     if host in PROVIDER_HOSTS:
         return PROVIDER_HOSTS[host]
     headers = request.headers
-    if any(name.startswith("x-goog-") for name in headers) or "key" in request.query:
+    if any(name.startswith("x-goog-") for name in headers):
+        return "gemini"
+    if not _GEMINI_QUERY.isdisjoint(request.query):
         return "gemini"
     if "google-genai" in headers.get("user-agent", ""):
         return "gemini"

@@ -277,7 +277,9 @@ def generate_response(
         candidate, out_text = _image_candidate(model, modalities, seed, image_for, pixels)
         response["candidates"] = [candidate]
         metered["candidatesTokenCount"] = out_text + out_image
-        metered["candidatesTokensDetails"] = [{"modality": "IMAGE", "tokenCount": out_image}]
+        details = [{"modality": "TEXT", "tokenCount": out_text}] if out_text else []
+        details.append({"modality": "IMAGE", "tokenCount": out_image})
+        metered["candidatesTokensDetails"] = details
     candidates = metered.get("candidatesTokenCount", 0)
     metered["totalTokenCount"] = metered["promptTokenCount"] + candidates + thoughts
     if prompt_details:

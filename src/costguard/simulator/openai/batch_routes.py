@@ -54,12 +54,6 @@ class BatchRoutes(FileRoutes):
                 supported=_supported(BATCH_ENDPOINTS),
                 param="endpoint",
             )
-        if endpoint not in SIMULATED_ENDPOINTS:
-            message = (
-                f"costguard-sim: batch endpoint {endpoint} exists at OpenAI but is not "
-                f"simulated; use {' or '.join(SIMULATED_ENDPOINTS)}."
-            )
-            raise api_error(400, "400_invalid_request", message=message)
         window = str(body["completion_window"])
         if window != "24h":
             raise api_error(
@@ -87,6 +81,12 @@ class BatchRoutes(FileRoutes):
                 param="input_file_id",
                 code="invalid_value",
             )
+        if endpoint not in SIMULATED_ENDPOINTS:  # after the API's own checks (file exists)
+            message = (
+                f"costguard-sim: batch endpoint {endpoint} exists at OpenAI but is not "
+                f"simulated; use {' or '.join(SIMULATED_ENDPOINTS)}."
+            )
+            raise api_error(400, "400_invalid_request", message=message)
         name = (metadata or {}).get("cg_scenario")
         scenario = self.sim.scenario_named(name) if name else self.sim.scenario
         job = BatchJob(

@@ -44,6 +44,7 @@ class OpenAIFace(BatchRoutes):
             ("openai.batches.cancel", "POST", rf"/v1/batches/{batch_id}/cancel", self.cancel),
             ("openai.images.generate", "POST", r"/v1/images/generations", self.images_generate),
             ("openai.images.edit", "POST", r"/v1/images/edits", self.images_edit),
+            ("openai.images.variation", "POST", r"/v1/images/variations", self.images_variation),
         ]
         for name, method, pattern, handler in routes:
             router.add(name, method, pattern, self._answering(handler))

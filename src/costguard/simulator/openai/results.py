@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from costguard.simulator.openai.batches import (
@@ -182,7 +183,9 @@ class BatchResults(ImageRoutes):
     def _batch_call(self, job: BatchJob, custom_id: str, body: dict[str, Any]) -> ImageCall:
         edit = job.endpoint == "/v1/images/edits"
         images = _json_images_count(body) if edit else 0
-        return parse_image_call(body, self.usage, edit=edit, input_images=images, key=custom_id)
+        call = parse_image_call(body, self.usage, edit=edit, input_images=images, key=custom_id)
+        # a batch line is answered whole: no partial images streamed, none billed [assumed]
+        return replace(call, stream=False) if call.stream else call
 
     def _chunks(self, record: FileRecord) -> Iterator[bytes]:
         """A file's content in chunks: stored bytes, or result lines generated on the fly."""

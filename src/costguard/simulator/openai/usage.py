@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from costguard.resources import data_dir
+from costguard.simulator.openai import params
 from costguard.simulator.openai.errors import ApiError, _supported, api_error
 
 if TYPE_CHECKING:
@@ -204,6 +205,10 @@ class ImageCall:
     key: str
     """What per-request draws are seeded from: a batch line's `custom_id`, or a digest of a
     synchronous call's body (`body_key`)."""
+    stream: bool = False
+    """Answer as server-sent events (synchronous calls only)."""
+    partial_images: int = 0
+    """Partial images streamed before each final one (0 to 3)."""
 
     @property
     def pixels(self) -> tuple[int, int]:
@@ -226,8 +231,12 @@ class ImageCall:
         )
 
     def output_tokens(self, table: UsageTable) -> int:
-        """Image tokens of all output images."""
-        return table.output_image_tokens[self.model].tokens(self.size, self.quality) * self.n
+        """Image tokens of all output images (a streamed call's partial images add
+        `PARTIAL_IMAGE_TOKENS` each)."""
+        one = table.output_image_tokens[self.model].tokens(self.size, self.quality)
+        if self.stream:
+            one += self.partial_images * params.PARTIAL_IMAGE_TOKENS
+        return one * self.n
 
     def usage(self, table: UsageTable, spread: TokenSpread | None = None) -> dict[str, Any]:
         """The response's `usage` object (`spread`: as for `input_image_tokens`)."""
@@ -281,12 +290,17 @@ def parse_image_call(
     Raises:
         ApiError: 400 for a missing or invalid parameter, 404 for an unknown model.
     """
+    params.check_names(body, edit=edit)
     model = body.get("model")
-    if not isinstance(model, str) or not model:
+    if model is None or model == "":
+        model = params.default_model(body, edit=edit)
+    if not isinstance(model, str):
         raise api_error(400, "400_missing_required_parameter", param="model")
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise api_error(400, "400_missing_required_parameter", param="prompt")
+    if model in params.RETIRED_MODELS:
+        raise params.retired(model)
     if model not in table.output_image_tokens:
         raise api_error(404, "404_model", model=model)
     size = str(body.get("size") or "auto")
@@ -314,6 +328,7 @@ def parse_image_call(
             supported=supported,
             param="output_format",
         )
+    background, partial_images = params.check_gpt_options(body, output_format)
     if edit and input_images < 1:
         raise api_error(400, "400_missing_required_parameter", param="image")
     return ImageCall(
@@ -323,9 +338,11 @@ def parse_image_call(
         quality=table.default_quality if quality == "auto" else quality,
         n=n,
         output_format=output_format,
-        background=str(body.get("background") or "opaque"),
+        background="transparent" if background == "transparent" else "opaque",
         input_images=input_images,
         key=body_key(body) if key is None else key,
+        stream=params.flag(body.get("stream")),
+        partial_images=partial_images,
     )
 
 
