@@ -295,11 +295,12 @@ def test_actual_cost_prices_the_sdks_own_usage_objects_as_runs_do() -> None:
 
 
 def test_reservations_are_atomic_across_processes_and_settled_from_another(
-    tmp_path: Path,
+    tmp_path: Path, ledger_location: str
 ) -> None:
-    """8 processes ask for $1 each of a $3 budget at once: exactly 3 are admitted. Another
-    process settles one and releases another by id; the budget shows exactly that."""
-    with costguard.Ledger.open() as ledger:
+    """8 processes ask for $1 each of a $3 budget at once, on SQLite and on PostgreSQL:
+    exactly 3 are admitted. Another process settles one and releases another by id; the
+    budget shows exactly that."""
+    with costguard.Ledger.open(ledger_location) as ledger:
         ledger.set_budget("team", 3)
     procs = [
         subprocess.Popen(
@@ -308,7 +309,7 @@ def test_reservations_are_atomic_across_processes_and_settled_from_another(
                 "-c",
                 f"""
 import costguard
-with costguard.Ledger.open() as ledger:
+with costguard.Ledger.open({ledger_location!r}) as ledger:
     try:
         hold = ledger.budget("team").reserve("1", run="r{n}", owner="p{n}")
         print("admitted", hold.id)
@@ -328,14 +329,14 @@ with costguard.Ledger.open() as ledger:
     assert sum(a == ["refused", "over_budget"] for a in answers) == 5
     code = f"""
 import costguard
-with costguard.Ledger.open() as ledger:
+with costguard.Ledger.open({ledger_location!r}) as ledger:
     print(ledger.settle("{admitted[0]}", "0.75").status)
     print(ledger.release("{admitted[1]}").status)
     print(ledger.settle("{admitted[0]}", "0.75").spent)
 """
     done = script(code, tmp_path)
     assert done.stdout.split() == ["completed", "released", "0.75"], done.stderr
-    with costguard.Ledger.open() as ledger:
+    with costguard.Ledger.open(ledger_location) as ledger:
         status = ledger.budget("team").status()
         assert (status.spent, status.reserved, status.open_runs) == (
             Decimal("0.75"),
