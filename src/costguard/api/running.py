@@ -109,7 +109,7 @@ def run(
     """
     from costguard.api import setup
     from costguard.api.settings import Settings
-    from costguard.execution.options import QuietReporter, RunOptions, run_id_for
+    from costguard.execution.options import QuietReporter, run_id_for
     from costguard.queue.reader import Defaults
     from costguard.resources import home_dir
 
@@ -124,34 +124,29 @@ def run(
         raise UsageError(f"mode: {mode!r} is not a mode; use 'batch' or 'sync'")
     if concurrency < 1:
         raise UsageError(f"concurrency: {concurrency!r} is not 1 or more")
-    settings = Settings()
-    chosen_budget = budget if budget is not None else (settings.budget or None)
-    limits = settings.quota_limits(None)
     for name, tokens in (max_enqueued_tokens or {}).items():
         if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
             raise UsageError(f"max_enqueued_tokens: {name}={tokens!r} is not 1 token or more")
-        limits[name] = tokens
     home = home_dir()
-    options = RunOptions(
-        queue=_queue_file(as_queue(queue), home),
+    options = setup.run_options(
+        _queue_file(as_queue(queue), home),
         max_usd=as_usd(max_usd, "max_usd"),
         mode=mode,
-        defaults=Defaults(model or settings.default_model, size, quality, aspect_ratio),
+        defaults=Defaults(model or Settings().default_model, size, quality, aspect_ratio),
         fmt=queue_format,
         as_of=as_date(as_of) if as_of is not None else None,
         out=Path(out) if out is not None else None,
-        poll_interval=poll_interval if poll_interval is not None else (0.5 if scenario else 30.0),
+        scenario=scenario,
+        poll_interval=poll_interval,
         timeout=timeout,
         retry_refused=retry_refused,
-        budget=chosen_budget or "default",
-        budget_required=chosen_budget is not None,
-        owner=setup.owner_of(owner),
+        budget=budget,
+        owner=owner,
         concurrency=concurrency,
-        max_requests_per_part=settings.part_size(max_requests_per_part),
-        max_enqueued_tokens=limits,
+        max_requests_per_part=max_requests_per_part,
+        max_enqueued_tokens=max_enqueued_tokens or {},
         keep_raw=keep_raw,
-        simulate=scenario,
-        nonce=dt.datetime.now(tz=dt.UTC).isoformat() if new_run else None,
+        new_run=new_run,
     )
     run_id = run_id_for(options)
     note = on_message or log.info

@@ -19,12 +19,17 @@ from typing import TYPE_CHECKING
 from costguard.errors import CostguardError, UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from decimal import Decimal
+
     from costguard.execution.journal import Journal
+    from costguard.execution.options import RunMode, RunOptions
     from costguard.execution.progress import Reporter
     from costguard.execution.runner import Runner
     from costguard.ledger import Ledger
     from costguard.pricing.engine import RateBook
     from costguard.providers.base import Provider
+    from costguard.queue.reader import Defaults, Format
 
 SIMULATED_KEY = "costguard-simulated"
 """The API key sent to the in-process simulator (not a secret)."""
@@ -32,12 +37,34 @@ MANY_THUMBNAILS = 500
 """From this many images on, writing the report says first that it is making thumbnails."""
 
 
-def load_rate_book(pricing: list[Path] | None) -> RateBook:
-    """Shipped cards, then COSTGUARD_PRICING_DIR, then each `pricing` folder (later wins)."""
-    from costguard.api.settings import Settings
-    from costguard.pricing.loader import load_book
+_BOOK: dict[bytes, RateBook] = {}
+"""The last rate book loaded, by the digest of its folders' card files (names and bytes)."""
 
-    return load_book([*Settings().pricing_dirs(), *(pricing or [])])
+
+def load_rate_book(pricing: list[Path] | None) -> RateBook:
+    """Shipped cards, then COSTGUARD_PRICING_DIR, then each `pricing` folder (later wins).
+
+    Loaded again only when a card file was added, removed or changed: a pipeline calling
+    `costguard.price()` per request reads the cards' bytes, not YAML and validation, each time.
+    """
+    import hashlib
+
+    from costguard.api.settings import Settings
+    from costguard.pricing.loader import card_files, load_book, shipped_dir
+
+    extra = [*Settings().pricing_dirs(), *(pricing or [])]
+    digest = hashlib.sha256()
+    for folder in (shipped_dir(), *extra):
+        digest.update(b"\0dir\0" + str(folder).encode())
+        for path in card_files(folder) if folder.is_dir() else ():
+            digest.update(b"\0card\0" + str(path).encode() + b"\0" + path.read_bytes())
+    key = digest.digest()
+    book = _BOOK.get(key)
+    if book is None:
+        book = load_book(extra)  # a folder that is no folder is refused here, every time
+        _BOOK.clear()
+        _BOOK[key] = book
+    return book
 
 
 def open_configured_ledger(location: str | Path | None, *, migrate: bool = True) -> Ledger:
@@ -100,6 +127,66 @@ def providers(*, simulated: bool) -> Callable[[str, Path], Provider]:
         return OpenAIProvider(key, base=base)
 
     return make
+
+
+def run_options(
+    queue: Path,
+    *,
+    max_usd: Decimal,
+    mode: RunMode,
+    defaults: Defaults,
+    fmt: Format | None,
+    as_of: dt.date | None,
+    out: Path | None,
+    scenario: str | None,
+    poll_interval: float | None,
+    timeout: float | None,
+    retry_refused: bool,
+    budget: str | None,
+    owner: str | None,
+    concurrency: int,
+    max_requests_per_part: int | None,
+    max_enqueued_tokens: Mapping[str, int],
+    keep_raw: bool,
+    detach: bool = False,
+    retry_of: str | None = None,
+    new_run: bool = False,
+) -> RunOptions:
+    """`RunOptions` with the settings' defaults filled in, the one way for `costguard run` and
+    `costguard.run()`: the same queue and options give the same run id from either.
+
+    The budget is `budget`, else `COSTGUARD_BUDGET` (either one must then be set in the ledger),
+    else `default`; quota limits are `COSTGUARD_MAX_ENQUEUED_TOKENS` overridden per model by
+    `max_enqueued_tokens`; polls start every 0.5 s on the simulator, 30 s otherwise.
+    """
+    from costguard.api.settings import Settings
+    from costguard.execution.options import RunOptions
+
+    settings = Settings()
+    chosen = budget if budget is not None else (settings.budget or None)
+    return RunOptions(
+        queue=queue,
+        max_usd=max_usd,
+        mode=mode,
+        defaults=defaults,
+        fmt=fmt,
+        as_of=as_of,
+        out=out,
+        poll_interval=poll_interval if poll_interval is not None else (0.5 if scenario else 30.0),
+        timeout=timeout,
+        detach=detach,
+        retry_refused=retry_refused,
+        budget=chosen or "default",
+        budget_required=chosen is not None,
+        owner=owner_of(owner),
+        concurrency=concurrency,
+        max_requests_per_part=settings.part_size(max_requests_per_part),
+        max_enqueued_tokens=settings.quota_limits(None) | dict(max_enqueued_tokens),
+        keep_raw=keep_raw,
+        simulate=scenario,
+        retry_of=retry_of,
+        nonce=dt.datetime.now(tz=dt.UTC).isoformat() if new_run else None,
+    )
 
 
 def make_runner(

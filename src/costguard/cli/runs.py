@@ -211,10 +211,9 @@ def run(
     --new-run starts another. `costguard run --retry RUN --max-usd X` sends what RUN did not
     get back ok (its retry.jsonl) as a new run.
     """
-    import datetime as dt
 
     from costguard.api.settings import Settings
-    from costguard.execution.options import RunOptions, run_id_for
+    from costguard.execution.options import run_id_for
     from costguard.queue.reader import Defaults
 
     date = parse_as_of(as_of) if as_of is not None else None
@@ -240,28 +239,27 @@ def run(
         simulate = simulate or earlier.simulate
         if chosen_budget is None and o.get("budget", "default") != "default":
             chosen_budget = o["budget"]
-    options = RunOptions(
-        queue=_queue_file(queue),
+    options = setup.run_options(
+        _queue_file(queue),
         max_usd=parse_usd(max_usd, "--max-usd"),
         mode=run_mode or "batch",  # type: ignore[arg-type]  # a RunModeOpt value or a journal's
         defaults=Defaults(model, size, quality, aspect_ratio),
         fmt=queue_format,  # type: ignore[arg-type]  # a FormatOpt value or a journal's
         as_of=date,
         out=out,
-        poll_interval=poll_interval if poll_interval is not None else (0.5 if simulate else 30.0),
+        scenario=simulate,
+        poll_interval=poll_interval,
         timeout=timeout,
         detach=detach,
         retry_refused=retry_refused,
-        budget=chosen_budget or "default",
-        budget_required=chosen_budget is not None,
-        owner=setup.owner_of(owner),
+        budget=chosen_budget,
+        owner=owner,
         concurrency=concurrency,
-        max_requests_per_part=Settings().part_size(max_requests_per_part),
+        max_requests_per_part=max_requests_per_part,
         max_enqueued_tokens=Settings().quota_limits(max_enqueued_tokens),
         keep_raw=keep_raw,
-        simulate=simulate,
         retry_of=retry,
-        nonce=dt.datetime.now(tz=dt.UTC).isoformat() if new_run else None,
+        new_run=new_run,
     )
     from costguard.execution.options import RunPendingError
 
