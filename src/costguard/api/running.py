@@ -76,7 +76,9 @@ def run(
         out: Output folder (default: `costguard-out/<run id>`).
         simulate: Rehearse on the in-process simulator: True for the `succeeded` scenario, or
             a scenario name or YAML file. A rehearsal never counts as real spend.
-        model, size, quality, aspect_ratio: For requests that leave them out.
+        model, size, quality, aspect_ratio: For requests that leave them out (as `run
+            --model`: `COSTGUARD_DEFAULT_MODEL` is not applied, so a run started here and
+            one started from the CLI with the same options are the same run).
         queue_format: Read every request in this format instead of detecting it.
         as_of: Price with the cards in force on this date (default: today).
         poll_interval: Seconds between polls, growing 1.5x per poll (default 30; 0.5
@@ -108,7 +110,6 @@ def run(
             that simulator while charging the real budget).
     """
     from costguard.api import setup
-    from costguard.api.settings import Settings
     from costguard.execution.options import QuietReporter, run_id_for
     from costguard.queue.reader import Defaults
     from costguard.resources import home_dir
@@ -132,7 +133,7 @@ def run(
         _queue_file(as_queue(queue), home),
         max_usd=as_usd(max_usd, "max_usd"),
         mode=mode,
-        defaults=Defaults(model or Settings().default_model, size, quality, aspect_ratio),
+        defaults=Defaults(model, size, quality, aspect_ratio),
         fmt=queue_format,
         as_of=as_date(as_of) if as_of is not None else None,
         out=Path(out) if out is not None else None,
